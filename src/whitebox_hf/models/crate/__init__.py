@@ -1,0 +1,18 @@
+from .configuration_crate import CRATE_PRESETS, CrateConfig
+from .modeling_crate import (
+    CrateEmbeddings,
+    CrateForImageClassification,
+    CrateLayer,
+    CrateModel,
+    CratePreTrainedModel,
+)
+
+__all__ = [
+    "CRATE_PRESETS",
+    "CrateConfig",
+    "CrateEmbeddings",
+    "CrateForImageClassification",
+    "CrateLayer",
+    "CrateModel",
+    "CratePreTrainedModel",
+]

@@ -1,0 +1,173 @@
+"""CRATE and CRATE-α model configuration."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+__all__ = ["CrateConfig", "CRATE_PRESETS"]
+
+_BLOCK_TYPES = ("ista", "odl")
+_POOLING = ("cls", "mean")
+_PATCH_EMBEDDING_TYPES = ("linear", "conv")
+
+# Book Table 8.5 (CRATE) and UCSC-VLAA/CRATE-alpha (CRATE-α): width / depth / heads at 224², patch 16.
+_CRATE_SHAPES = {"tiny": (384, 12, 6), "small": (576, 12, 12), "base": (768, 12, 12), "large": (1024, 24, 16)}
+_CRATE_ALPHA_SHAPES = {"tiny": (192, 12, 3), "small": (576, 12, 12), "base": (768, 12, 12), "large": (1024, 24, 16)}
+_CRATE_ALPHA_ARCHITECTURE = dict(
+    block_type="odl",
+    patch_embedding_type="conv",
+    attention_output_bias=False,
+    layer_norm_eps=1e-6,
+    position_embedding_init_std=0.02,
+)
+CRATE_PRESETS: dict[str, dict] = {
+    **{
+        f"crate-{size}": dict(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads)
+        for size, (d, layers, heads) in _CRATE_SHAPES.items()
+    },
+    **{
+        f"crate-alpha-{size}": dict(
+            hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads, **_CRATE_ALPHA_ARCHITECTURE
+        )
+        for size, (d, layers, heads) in _CRATE_ALPHA_SHAPES.items()
+    },
+}
+
+
+@strict
+class CrateConfig(PreTrainedConfig):
+    r"""
+    Configuration of a CRATE (*Coding RAte reduction TransformEr*) or CRATE-α image model.
+
+    A CRATE layer (book §8.4.1) compresses tokens with multi-head subspace self-attention (MSSA) and then
+    sparsifies them with one ISTA step: ``Z½ = Z + MSSA(LN(Z))``, ``Z⁺ = ISTA(LN(Z½))``. A CRATE-α layer
+    replaces ISTA with overcomplete dictionary learning plus a residual: ``Z⁺ = Z½ + ODL(LN(Z½))``.
+    Defaults give CRATE-Base at 224², patch 16; `CrateConfig.from_preset(name)` gives every preset.
+
+    Args:
+        hidden_size (`int`, *optional*, defaults to 768):
+            Token width ``d``.
+        num_hidden_layers (`int`, *optional*, defaults to 12):
+            Number of CRATE layers ``L``.
+        num_attention_heads (`int`, *optional*, defaults to 12):
+            Number of MSSA subspaces ``K``.
+        head_dim (`int`, *optional*):
+            Subspace dimension ``p``; defaults to ``hidden_size // num_attention_heads``, which must then divide
+            exactly. Set it to use ``K·p ≠ d``.
+        block_type (`str`, *optional*, defaults to `"ista"`):
+            Sparse-coding block: `"ista"` (CRATE: one ISTA step, no residual, non-negative output) or `"odl"`
+            (CRATE-α: overcomplete dictionary, ``odl_steps`` steps from zero, separate decoder, residual).
+        ista_step_size (`float`, *optional*, defaults to 0.1):
+            ISTA/ODL step size ``η``.
+        ista_lambda (`float`, *optional*, defaults to 0.1):
+            ℓ₁ weight ``λ`` of the sparse-coding objective.
+        odl_expansion (`int`, *optional*, defaults to 4):
+            ODL dictionary width ``s / d``.
+        odl_steps (`int`, *optional*, defaults to 2):
+            ODL proximal-gradient steps ``T``.
+        pooling (`str`, *optional*, defaults to `"cls"`):
+            Feature extractor f^ext: `"cls"` takes the class token, `"mean"` averages all tokens.
+        patch_embedding_type (`str`, *optional*, defaults to `"linear"`):
+            `"linear"`: CRATE's ``LN → Linear → LN`` on flattened patches; `"conv"`: CRATE-α's strided conv.
+        attention_output_bias (`bool`, *optional*, defaults to `True`):
+            Bias on the MSSA output projection (CRATE yes, CRATE-α no).
+        image_size (`int`, *optional*, defaults to 224):
+            Image side the position table is built for; other sizes divisible by the patch are interpolated.
+        patch_size (`int`, *optional*, defaults to 16):
+            Patch side.
+        num_channels (`int`, *optional*, defaults to 3):
+            Input channels.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout on the embeddings and after the MSSA output projection.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout on the attention probabilities.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            LayerNorm epsilon (1e-5 in CRATE, 1e-6 in CRATE-α).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal init of linear layers.
+        position_embedding_init_std (`float`, *optional*, defaults to 1.0):
+            Standard deviation of the class-token and position-table init (1.0 in the CRATE code, 0.02 in
+            CRATE-α).
+
+    Example:
+
+    ```python
+    >>> from whitebox_hf import CrateConfig, CrateForImageClassification
+
+    >>> config = CrateConfig.from_preset("crate-tiny")
+    >>> model = CrateForImageClassification(config)
+    >>> model.num_parameters()
+    6090856
+    ```"""
+
+    model_type = "crate"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    head_dim: int | None = None
+    block_type: str = "ista"
+    ista_step_size: float = 0.1
+    ista_lambda: float = 0.1
+    odl_expansion: int = 4
+    odl_steps: int = 2
+    pooling: str = "cls"
+    patch_embedding_type: str = "linear"
+    attention_output_bias: bool = True
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    position_embedding_init_std: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
+                     "num_channels", "odl_expansion", "odl_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(
+                    f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                    f"({self.num_attention_heads}), or set `head_dim` explicitly"
+                )
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        elif self.head_dim <= 0:
+            raise ValueError(f"`head_dim` must be a positive integer, got {self.head_dim!r}")
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"`patch_size` ({self.patch_size}) must divide `image_size` ({self.image_size})"
+            )
+        for name, allowed in (("block_type", _BLOCK_TYPES), ("pooling", _POOLING),
+                              ("patch_embedding_type", _PATCH_EMBEDDING_TYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("ista_step_size", "layer_norm_eps", "initializer_range", "position_embedding_init_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}")
+        if self.ista_lambda < 0:
+            raise ValueError(f"`ista_lambda` must be non-negative, got {self.ista_lambda!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)!r}")
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "CrateConfig":
+        """The book's configuration ``name`` (one of `CRATE_PRESETS`: 224², patch 16, 1000 labels), with
+        any field overridden by keyword."""
+        if name not in CRATE_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(CRATE_PRESETS)}")
+        kwargs = dict(image_size=224, patch_size=16, num_channels=3, num_labels=1000)
+        kwargs.update(CRATE_PRESETS[name])
+        kwargs.update(overrides)
+        return cls(**kwargs)

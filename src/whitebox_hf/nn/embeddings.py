@@ -1,0 +1,88 @@
+"""Patch embeddings f^emb for image models (book §8.2.3: patchify, project, add positions)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["LinearPatchEmbedding", "ConvPatchEmbedding", "interpolate_position_embedding", "check_pixel_values"]
+
+
+def check_pixel_values(pixel_values: torch.Tensor, num_channels: int, patch_size: int) -> None:
+    """Raise a clear error for input a patch embedding cannot take."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"
+        )
+    channels, height, width = pixel_values.shape[1:]
+    if channels != num_channels:
+        raise ValueError(
+            f"`pixel_values` has {channels} channels but the model expects num_channels={num_channels}"
+        )
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"`pixel_values` spatial size {height}x{width} is not divisible by patch_size={patch_size}"
+        )
+
+
+class LinearPatchEmbedding(nn.Module):
+    """CRATE's stem (Ma-Lab-Berkeley/CRATE): cut into patches, flatten each in (row, col, channel) order,
+    then ``LayerNorm(P) → Linear(P→d) → LayerNorm(d)`` with ``P = C·ps²``."""
+
+    def __init__(self, num_channels: int, patch_size: int, hidden_size: int, layer_norm_eps: float = 1e-5):
+        super().__init__()
+        self.num_channels = num_channels
+        self.patch_size = patch_size
+        patch_dim = num_channels * patch_size**2
+        self.patch_norm = nn.LayerNorm(patch_dim, eps=layer_norm_eps)
+        self.projection = nn.Linear(patch_dim, hidden_size)
+        self.embedding_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        check_pixel_values(pixel_values, self.num_channels, self.patch_size)
+        batch, channels, height, width = pixel_values.shape
+        p = self.patch_size
+        patches = pixel_values.reshape(batch, channels, height // p, p, width // p, p)
+        # (B, C, h, p, w, p) -> (B, h, w, p, p, C) -> (B, h·w, p·p·C)
+        patches = patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, (height // p) * (width // p), p * p * channels)
+        return self.embedding_norm(self.projection(self.patch_norm(patches)))
+
+
+class ConvPatchEmbedding(nn.Module):
+    """CRATE-α's (and ViT's) stem: a ``Conv2d`` with kernel = stride = patch size."""
+
+    def __init__(self, num_channels: int, patch_size: int, hidden_size: int):
+        super().__init__()
+        self.num_channels = num_channels
+        self.patch_size = patch_size
+        self.projection = nn.Conv2d(num_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        check_pixel_values(pixel_values, self.num_channels, self.patch_size)
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+def interpolate_position_embedding(
+    position_embedding: torch.Tensor, grid_height: int, grid_width: int, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """Resize a learned ``(1, prefix + h·w, d)`` position table (square grid) to ``grid_height×grid_width``
+    patches by bicubic interpolation, keeping the prefix (class token) slots as they are."""
+    num_patches = position_embedding.shape[1] - num_prefix_tokens
+    side = int(math.isqrt(num_patches))
+    if side * side != num_patches:
+        raise ValueError(f"position table holds {num_patches} patch slots, which is not a square grid")
+    if (grid_height, grid_width) == (side, side):
+        return position_embedding
+    prefix, patch_table = position_embedding[:, :num_prefix_tokens], position_embedding[:, num_prefix_tokens:]
+    dim = patch_table.shape[-1]
+    patch_table = patch_table.reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch_table = F.interpolate(
+        patch_table.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
+    ).to(position_embedding.dtype)
+    patch_table = patch_table.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
+    return torch.cat([prefix, patch_table], dim=1)
