@@ -1,0 +1,29 @@
+"""Real data sets, loaded offline as `datasets.DatasetDict`."""
+
+from .digits import load_sklearn_digits
+from .fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    DataUnavailableError,
+    default_cache_dir,
+    fetch_fashion_mnist,
+    load_fashion_mnist,
+    read_idx_images,
+    read_idx_labels,
+)
+from .tensors import dataset_to_tensors
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "DataUnavailableError",
+    "dataset_to_tensors",
+    "default_cache_dir",
+    "fetch_fashion_mnist",
+    "load_fashion_mnist",
+    "load_sklearn_digits",
+    "read_idx_images",
+    "read_idx_labels",
+]
+
+from .augmentation import AugmentedTensorDataset, EpochPermutationSampler, image_classification_transforms
+
+__all__ += ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classification_transforms"]

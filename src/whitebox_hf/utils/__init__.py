@@ -1,0 +1,3 @@
+from .tracking import JSONLTracker
+
+__all__ = ["JSONLTracker"]
