@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -81,6 +81,7 @@ DEFAULTS = {
     "resume_from_checkpoint": "",  # "" | latest | path
     "save_model": True,
     "num_threads": 0,  # >0: torch.set_num_threads
+    "interrupt_after_steps": 0,  # >0: exit abruptly after this many steps, saving nothing (crash tests)
 }
 
 
@@ -171,9 +172,13 @@ def main(argv=None) -> dict:
     if args["num_threads"] > 0:
         torch.set_num_threads(args["num_threads"])
     output_dir = Path(args["output_dir"])
+    if not args["resume_from_checkpoint"]:
+        # A fresh run in a used folder: start a new log, keep numbering checkpoints after the old ones.
+        if (output_dir / "log.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
+            (output_dir / "log.jsonl").unlink()
     accelerator = Accelerator(
         mixed_precision=args["mixed_precision"],
-        split_batches=True,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
         log_with=[JSONLTracker("log", str(output_dir))],
         project_config=ProjectConfiguration(
             project_dir=str(output_dir),
@@ -198,7 +203,10 @@ def main(argv=None) -> dict:
 
     train_set = AugmentedTensorDataset(
         train_images, train_labels,
-        image_classification_transforms(image_size, mean, std, True, args["crop_padding"], args["horizontal_flip"]),
+        image_classification_transforms(
+            image_size, mean, std, True, args["crop_padding"],
+            args["horizontal_flip"] and dataset_info["horizontal_flip_ok"],
+        ),
         seed=args["seed"],
     )
     test_set = AugmentedTensorDataset(
@@ -248,6 +256,12 @@ def main(argv=None) -> dict:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     elif args["resume_from_checkpoint"] and args["resume_from_checkpoint"] != "latest":
         raise FileNotFoundError(f"checkpoint {args['resume_from_checkpoint']} not found")
+    else:
+        stale = find_checkpoint(output_dir, "latest")
+        if stale is not None:
+            accelerator.print(f"warning: {output_dir} already holds checkpoints; this fresh run numbers its own after "
+                              f"{stale.name} (pass --resume_from_checkpoint latest to continue that run instead)")
+            accelerator.project_configuration.iteration = int(stale.name.split("_")[-1]) + 1
     accelerator.init_trackers("log", config={k: v for k, v in args.items()})
 
     eval_every = args["eval_every"] or steps_per_epoch
@@ -260,9 +274,10 @@ def main(argv=None) -> dict:
     model.train()
     while progress.step < total_steps:
         epoch, step_in_epoch = divmod(progress.step, steps_per_epoch)
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, step_in_epoch) if step_in_epoch else train_loader
+        # Accelerate forwards the epoch to our sampler (data order) and dataset (augmentation seeds); it would
+        # otherwise use the loader's own iteration counter, which a resumed run does not restore.
+        loader.set_epoch(epoch)
         for batch in loader:
             logits = model(pixel_values=batch["pixel_values"]).logits
             loss = loss_fn(logits.float(), batch["labels"])
@@ -290,6 +305,9 @@ def main(argv=None) -> dict:
                 accelerator.print(f"step {progress.step}: test accuracy {last_accuracy:.4f}")
             if progress.step % checkpoint_every == 0 and progress.step < total_steps:
                 accelerator.save_state()
+            if args["interrupt_after_steps"] and progress.step == args["interrupt_after_steps"]:
+                accelerator.print(f"simulated crash after step {progress.step}")
+                os._exit(3)
             if progress.step >= total_steps:
                 break
     bar.close()

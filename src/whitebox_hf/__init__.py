@@ -8,6 +8,7 @@ from .models.crate import (
     CRATE_PRESETS,
     CrateConfig,
     CrateForImageClassification,
+    CrateImageProcessor,
     CrateModel,
     CratePreTrainedModel,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "CRATE_PRESETS",
     "CrateConfig",
     "CrateForImageClassification",
+    "CrateImageProcessor",
     "CrateModel",
     "CratePreTrainedModel",
     "ISTA",

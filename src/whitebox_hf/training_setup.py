@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+from transformers import ViTConfig, ViTForImageClassification
 
 from .data import FASHION_MNIST_CLASSES, load_fashion_mnist, load_sklearn_digits
-from .models.crate import CrateConfig, CrateForImageClassification
+from .models.crate import CrateConfig, CrateForImageClassification, CrateImageProcessor
 
 __all__ = ["DATASETS", "load_image_dataset", "build_image_classifier", "build_image_processor"]
 
 # Per-channel statistics of the training split (Fashion-MNIST: the commonly quoted 0.2860 / 0.3530).
 DATASETS = {
     "fashion-mnist": {"name": "Fashion-MNIST", "hub_id": "zalando-datasets/fashion_mnist",
-                      "class_names": FASHION_MNIST_CLASSES, "image_mean": [0.2860], "image_std": [0.3530]},
+                      "class_names": FASHION_MNIST_CLASSES, "image_mean": [0.2860], "image_std": [0.3530], "horizontal_flip_ok": True},
     "digits": {"name": "sklearn digits (16x16)", "hub_id": "sklearn-digits",
-               "class_names": [str(i) for i in range(10)], "image_mean": None, "image_std": None},
+               "class_names": [str(i) for i in range(10)], "image_mean": None, "image_std": None,
+               "horizontal_flip_ok": False},  # a mirrored digit is a different (or no) digit
 }
 
 
@@ -75,9 +76,9 @@ def build_image_classifier(args: dict, image_size: int, num_channels: int, class
     raise ValueError(f"`model_type` must be 'crate' or 'vit', got {args['model_type']!r}")
 
 
-def build_image_processor(image_size: int, image_mean, image_std) -> ViTImageProcessor:
-    """The preprocessing the model was trained with: rescale to [0, 1], normalise, no resize."""
-    return ViTImageProcessor(
-        do_resize=True, size={"height": image_size, "width": image_size},
+def build_image_processor(image_size: int, image_mean, image_std) -> CrateImageProcessor:
+    """The preprocessing the model was trained with: to the model's channels, resize, rescale, normalise."""
+    return CrateImageProcessor(
+        num_channels=len(image_mean), do_resize=True, size={"height": image_size, "width": image_size},
         image_mean=list(image_mean), image_std=list(image_std),
     )

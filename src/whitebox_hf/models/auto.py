@@ -9,22 +9,17 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
-    ViTImageProcessor,
-    ViTImageProcessorPil,
 )
 
-from .crate import CrateConfig, CrateForImageClassification, CrateModel
+from .crate import CrateConfig, CrateForImageClassification, CrateImageProcessor, CrateModel
 
 
 def register_auto_classes() -> None:
     AutoConfig.register(CrateConfig.model_type, CrateConfig, exist_ok=True)
     AutoModel.register(CrateConfig, CrateModel, exist_ok=True)
     AutoModelForImageClassification.register(CrateConfig, CrateForImageClassification, exist_ok=True)
-    # CRATE takes the same pixel preprocessing as ViT (resize, rescale, normalise): reuse it, don't copy it.
-    AutoImageProcessor.register(
-        CrateConfig, image_processor_classes={"torchvision": ViTImageProcessor, "pil": ViTImageProcessorPil},
-        exist_ok=True,
-    )
+    AutoImageProcessor.register(CrateConfig, image_processor_classes={"torchvision": CrateImageProcessor},
+                                exist_ok=True)
 
 
 register_auto_classes()

@@ -1,4 +1,5 @@
 from .configuration_crate import CRATE_PRESETS, CrateConfig
+from .image_processing_crate import CrateImageProcessor
 from .modeling_crate import (
     CrateEmbeddings,
     CrateForImageClassification,
@@ -12,6 +13,7 @@ __all__ = [
     "CrateConfig",
     "CrateEmbeddings",
     "CrateForImageClassification",
+    "CrateImageProcessor",
     "CrateLayer",
     "CrateModel",
     "CratePreTrainedModel",

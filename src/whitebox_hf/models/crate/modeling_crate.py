@@ -122,6 +122,14 @@ class CratePreTrainedModel(PreTrainedModel):
             # The dictionaries keep the authors' kaiming-uniform init (Ma-Lab-Berkeley/CRATE, CRATE-alpha).
             module.reset_parameters()
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained` restricted to safetensors: loading never unpickles."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("whitebox_hf models load safetensors weights only; `use_safetensors=False` is refused")
+        kwargs["use_safetensors"] = True
+        return super().from_pretrained(*args, **kwargs)
+
     def _attention_backend(self, output_attentions: bool) -> str:
         if output_attentions:
             return "eager"  # only the eager path returns attention probabilities

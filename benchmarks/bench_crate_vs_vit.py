@@ -1,0 +1,691 @@
+#!/usr/bin/env python
+"""CPU benchmark: CRATE vs. an HF ViT of identical width / depth / heads / patch.
+
+For two shape settings
+
+  (a) ``crate-t-224``: CRATE-T shapes at 224² (d 384, L 12, K 6, patch 16, 3 channels, 1000 labels)
+  (b) ``fmnist-28``:   the Fashion-MNIST shapes at 28² (d 192, L 6, K 6, patch 4, 1 channel, 10 labels)
+
+and for fp32 and bf16 it measures, in one run,
+
+  * inference throughput (images/s; eval mode, ``torch.inference_mode()``),
+  * training step time (forward + cross-entropy + backward + AdamW step, ms),
+  * parameter counts and analytic multiply-accumulates (MACs) per image,
+  * achieved GFLOP/s (2·MAC/s) and the fraction of the machine's matmul peak, measured in the same run,
+
+and writes a markdown report (``--output``) plus a JSON with every raw timing next to it.
+
+CRATE and ViT repetitions are interleaved (ABAB…, order flipped every repetition) so that drift from
+background load hits both models alike. Smoke test: ``--quick``.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_crate_vs_vit.py --output docs/results/benchmark_crate_vs_vit.md
+    .venv/bin/python benchmarks/bench_crate_vs_vit.py --quick --output /tmp/smoke/bench.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import transformers
+from transformers import ViTConfig, ViTForImageClassification
+
+from whitebox_hf import CrateConfig, CrateForImageClassification
+
+# Goals stated for the CRATE implementation (evaluated on inference).
+GOAL_SPEEDUP_FP32 = 2.5
+GOAL_SPEEDUP_BF16 = 2.2
+GOAL_PEAK_FRACTION = 0.50
+
+MODELS = ("crate", "vit")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shapes and analytic cost
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setting:
+    name: str
+    description: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    image_size: int
+    patch_size: int
+    num_channels: int
+    num_labels: int
+    infer_batch: int
+    train_batch: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + 1  # + class token
+
+
+def build_crate(s: Setting) -> CrateForImageClassification:
+    if s.name == "crate-t-224":
+        config = CrateConfig.from_preset("crate-tiny")  # d 384, L 12, K 6, 224², patch 16, 3 ch, 1000 labels
+    else:
+        config = CrateConfig(
+            hidden_size=s.hidden_size, num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads,
+            image_size=s.image_size, patch_size=s.patch_size, num_channels=s.num_channels, num_labels=s.num_labels,
+        )
+    got = (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.image_size,
+           config.patch_size, config.num_channels, config.num_labels)
+    want = (s.hidden_size, s.num_layers, s.num_heads, s.image_size, s.patch_size, s.num_channels, s.num_labels)
+    assert got == want, f"CRATE config {got} does not match setting {want}"
+    return CrateForImageClassification(config)
+
+
+def build_vit(s: Setting) -> ViTForImageClassification:
+    config = ViTConfig(
+        hidden_size=s.hidden_size, num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads,
+        intermediate_size=4 * s.hidden_size, image_size=s.image_size, patch_size=s.patch_size,
+        num_channels=s.num_channels, num_labels=s.num_labels,
+    )
+    return ViTForImageClassification(config)
+
+
+def macs_per_image(kind: str, s: Setting) -> dict[str, int]:
+    """Analytic multiply-accumulates of one forward pass for one image.
+
+    Counted: every linear map (patch embedding, per-layer projections, classifier) and the two attention
+    matmuls QKᵀ and A·V. Not counted: LayerNorm, softmax, activations, bias adds, residual adds, ISTA's
+    elementwise update (all O(N·d) per layer, not O(N·d²)).
+    """
+    d, L, n, K, p = s.hidden_size, s.num_layers, s.num_tokens, s.num_heads, s.head_dim
+    patch_dim = s.num_channels * s.patch_size**2
+    embed = s.num_patches * patch_dim * d  # CRATE: Linear(P→d) per patch; ViT: Conv2d(k = stride = patch) ≡ same
+    attention = 2 * n * n * K * p  # QKᵀ (n·n·p per head) + A·V (n·n·p per head)
+    if kind == "crate":
+        # MSSA: U (d→K·p, shared q=k=v) + output projection (K·p→d); ISTA: D y and Dᵀ(D y − y), 2·d².
+        linear = n * (d * K * p + K * p * d + 2 * d * d)
+    else:
+        # ViT: q, k, v, o projections (4·d²) + MLP d→4d→d (8·d²).
+        linear = n * (4 * d * d + 2 * d * 4 * d)
+    head = d * s.num_labels
+    per_layer = linear + attention
+    return dict(embed=embed, per_layer_linear=linear, per_layer_attention=attention, head=head,
+                total=embed + L * per_layer + head)
+
+
+MAC_FORMULA_MD = r"""
+With `N = (H/ps)² + 1` tokens (class token included), width `d`, `L` layers, `K` heads of width `p = d/K`,
+patch vector `P = C·ps²` and `Y` labels, the multiply-accumulates per image of one forward pass are
+
+* **CRATE**: `(N−1)·P·d + L·[ N·(d·Kp + Kp·d + 2·d²) + 2·N²·Kp ] + d·Y`
+  (MSSA's shared projection `U` and output projection; ISTA's `D·y` and `Dᵀ(D·y − y)`; QKᵀ and A·V)
+* **ViT**: `(N−1)·P·d + L·[ N·(4·d² + 8·d²) + 2·N²·d ] + d·Y`
+  (q, k, v, o projections; MLP `d→4d→d`; QKᵀ and A·V)
+
+LayerNorm, softmax, GELU/ReLU, bias and residual adds and ISTA's elementwise update are not counted
+(O(N·d) per layer). Achieved GFLOP/s = 2·MACs/image × images/s. For a training step the work is taken as
+3× the forward pass (forward + backward ≈ 1 + 2), i.e. 6·MACs·batch FLOPs per step.
+""".strip()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, callable], warmup: int, reps: int) -> dict[str, list[float]]:
+    """Warm up every function, then time ``reps`` calls of each, alternating models and flipping the
+    order every repetition (A B, B A, A B, …) so slow drifts of background load hit both alike."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times = {name: [] for name in names}
+        for rep in range(reps):
+            for name in (names if rep % 2 == 0 else names[::-1]):
+                times[name].append(_time(fns[name]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
+
+
+def summarize(times: list[float]) -> dict:
+    times_sorted = sorted(times)
+    q = lambda f: times_sorted[min(len(times_sorted) - 1, int(round(f * (len(times_sorted) - 1))))]  # noqa: E731
+    return dict(median_s=statistics.median(times), min_s=times_sorted[0], max_s=times_sorted[-1],
+                q25_s=q(0.25), q75_s=q(0.75), reps=len(times), times_s=times)
+
+
+def measure_matmul_peak(dtype: torch.dtype, size: int, warmup: int, reps: int) -> dict:
+    """Rate of a large square ``torch.mm`` (size³ MACs) in ``dtype``: the machine's practical matmul peak."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dtype)
+    b = torch.randn(size, size, generator=g).to(dtype)
+    out = torch.empty(size, size, dtype=dtype)
+    fn = lambda: torch.mm(a, b, out=out)  # noqa: E731
+    for _ in range(warmup):
+        fn()
+    times = [_time(fn) for _ in range(reps)]
+    med = statistics.median(times)
+    return dict(size=size, dtype=str(dtype).replace("torch.", ""), gflops=2 * size**3 / med / 1e9,
+                best_gflops=2 * size**3 / min(times) / 1e9, **summarize(times))
+
+
+def measure_linear_rate(dtype: torch.dtype, rows: int, d_in: int, d_out: int, reps: int) -> dict:
+    """Rate of ``F.linear`` at a model's own GEMM shape (rows = batch·tokens): how much of the big-matmul
+    peak is reachable at all at these sizes."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, d_in, generator=g).to(dtype)
+    w = torch.randn(d_out, d_in, generator=g).to(dtype)
+    fn = lambda: F.linear(x, w)  # noqa: E731
+    fn()
+    one = max(_time(fn), 1e-6)
+    inner = max(1, int(0.05 / one))  # ≥ ~50 ms per timed repetition
+
+    def block():
+        for _ in range(inner):
+            fn()
+
+    times = [_time(block) / inner for _ in range(reps)]
+    med = statistics.median(times)
+    return dict(shape=[rows, d_in, d_out], dtype=str(dtype).replace("torch.", ""),
+                gflops=2 * rows * d_in * d_out / med / 1e9, inner=inner, **summarize(times))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------------------------
+
+
+def inference_fn(model, pixel_values, autocast: bool):
+    def fn():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return model(pixel_values=pixel_values).logits
+
+    return fn
+
+
+def training_fn(model, pixel_values, labels, autocast: bool):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+
+    def fn():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(pixel_values=pixel_values).logits
+        loss = F.cross_entropy(logits.float(), labels)
+        loss.backward()
+        optimizer.step()
+
+    return fn
+
+
+INFERENCE_MODES = {
+    # name: (cast model + input to bf16?, autocast?, matmul peak dtype)
+    "fp32": (False, False, "float32"),
+    "bf16-autocast": (False, True, "bfloat16"),
+    "bf16-cast": (True, False, "bfloat16"),
+}
+TRAINING_MODES = {
+    "fp32": (False, "float32"),
+    "bf16-autocast": (True, "bfloat16"),
+}
+
+
+def run_setting(s: Setting, args, peaks: dict) -> dict:
+    torch.manual_seed(0)
+    models = {"crate": build_crate(s), "vit": build_vit(s)}
+    for m in models.values():
+        m.eval()
+    assert models["crate"].config._attn_implementation == "sdpa", models["crate"].config._attn_implementation
+    assert models["vit"].config._attn_implementation == "sdpa", models["vit"].config._attn_implementation
+    macs = {k: macs_per_image(k, s) for k in MODELS}
+    result = dict(
+        setting=asdict(s),
+        params={k: m.num_parameters() for k, m in models.items()},
+        macs_per_image=macs,
+        inference={},
+        training={},
+    )
+    g = torch.Generator().manual_seed(1)
+    x_inf = torch.randn(s.infer_batch, s.num_channels, s.image_size, s.image_size, generator=g)
+
+    for mode in args.inference_modes:
+        cast, autocast, peak_dtype = INFERENCE_MODES[mode]
+        if cast:
+            run_models = {k: copy.deepcopy(m).to(torch.bfloat16) for k, m in models.items()}
+            x = x_inf.to(torch.bfloat16)
+        else:
+            run_models, x = models, x_inf
+        fns = {k: inference_fn(m, x, autocast) for k, m in run_models.items()}
+        print(f"[{s.name}] inference {mode}: batch {s.infer_batch}, {args.warmup} warm-up + {args.reps} reps",
+              flush=True)
+        times = interleaved(fns, args.warmup, args.reps)
+        entry = {}
+        for k in MODELS:
+            stats = summarize(times[k])
+            ips = s.infer_batch / stats["median_s"]
+            gflops = 2 * macs[k]["total"] * ips / 1e9
+            entry[k] = dict(images_per_s=ips, gflops=gflops, peak_fraction=gflops / peaks[peak_dtype]["gflops"],
+                            batch=s.infer_batch, **stats)
+        entry["throughput_ratio_crate_over_vit"] = entry["crate"]["images_per_s"] / entry["vit"]["images_per_s"]
+        result["inference"][mode] = entry
+        print(f"    CRATE {entry['crate']['images_per_s']:.1f} img/s, ViT {entry['vit']['images_per_s']:.1f} img/s, "
+              f"ratio {entry['throughput_ratio_crate_over_vit']:.2f}x", flush=True)
+        del run_models, fns
+        gc.collect()
+
+    if not args.skip_train:
+        x_tr = torch.randn(s.train_batch, s.num_channels, s.image_size, s.image_size, generator=g)
+        y_tr = torch.randint(0, s.num_labels, (s.train_batch,), generator=g)
+        for mode in args.training_modes:
+            autocast, peak_dtype = TRAINING_MODES[mode]
+            run_models = {k: copy.deepcopy(m).train() for k, m in models.items()}
+            fns = {k: training_fn(m, x_tr, y_tr, autocast) for k, m in run_models.items()}
+            print(f"[{s.name}] training {mode}: batch {s.train_batch}, {args.warmup} warm-up + {args.reps} reps",
+                  flush=True)
+            times = interleaved(fns, args.warmup, args.reps)
+            entry = {}
+            for k in MODELS:
+                stats = summarize(times[k])
+                gflops = 6 * macs[k]["total"] * s.train_batch / stats["median_s"] / 1e9
+                entry[k] = dict(step_ms=stats["median_s"] * 1e3, images_per_s=s.train_batch / stats["median_s"],
+                                gflops=gflops, peak_fraction=gflops / peaks[peak_dtype]["gflops"],
+                                batch=s.train_batch, **stats)
+            entry["step_time_ratio_crate_over_vit"] = entry["crate"]["step_ms"] / entry["vit"]["step_ms"]
+            result["training"][mode] = entry
+            print(f"    CRATE {entry['crate']['step_ms']:.1f} ms, ViT {entry['vit']['step_ms']:.1f} ms, "
+                  f"ratio {entry['step_time_ratio_crate_over_vit']:.2f}", flush=True)
+            del run_models, fns
+            gc.collect()
+
+    # Reachable GEMM rate at the models' own d×d linear shape (rows = inference batch × tokens).
+    rows = s.infer_batch * s.num_tokens
+    result["linear_shape_rate"] = {
+        dt: measure_linear_rate(getattr(torch, dt), rows, s.hidden_size, s.hidden_size, max(3, args.reps))
+        for dt in ("float32", "bfloat16")
+    }
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Profile (where does CRATE's time go?)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def profile_forward(s: Setting, batch: int, row_limit: int = 22) -> dict[str, str]:
+    """torch.profiler tables of one fp32 inference forward for each model, with every major submodule
+    wrapped in a ``record_function`` range (named ``module:<Class>``) so time can be attributed per block."""
+    from torch.autograd.profiler import record_function
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    models = {"crate": build_crate(s).eval(), "vit": build_vit(s).eval()}
+    x = torch.randn(batch, s.num_channels, s.image_size, s.image_size)
+    wanted = ("CrateEmbeddings", "MultiHeadSubspaceSelfAttention", "ISTA", "LayerNorm", "ViTEmbeddings",
+              "ViTAttention", "ViTMLP", "Linear")
+    out = {}
+    for name, model in models.items():
+        handles = []
+        for module in model.modules():
+            cls = type(module).__name__
+            if cls not in wanted:
+                continue
+
+            def pre(mod, _inp, _cls=cls):
+                mod._bench_rf = record_function(f"module:{_cls}")
+                mod._bench_rf.__enter__()
+
+            def post(mod, _inp, _out):
+                mod._bench_rf.__exit__(None, None, None)
+
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        fn = inference_fn(model, x, autocast=False)
+        fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        for h in handles:
+            h.remove()
+        out[name] = prof.key_averages().table(sort_by="cpu_time_total", row_limit=row_limit, max_name_column_width=48)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                keep = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")]
+                return " ".join(sorted(keep))
+    except OSError:
+        pass
+    return ""
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def pf(flag: bool) -> str:
+    return "**PASS**" if flag else "**MISS**"
+
+
+def render(report: dict) -> str:
+    env = report["environment"]
+    peaks = report["matmul_peak"]
+    lines = [f"# CRATE vs. ViT on CPU: throughput, step time, achieved FLOP rate", ""]
+    if report["quick"]:
+        lines += ["> **SMOKE RUN (`--quick`)**: tiny batches and 1–2 repetitions. The numbers below only show "
+                  "that the harness works; they are not a measurement.", ""]
+    lines += [
+        "## Environment", "",
+        f"* command: `{report['command']}`",
+        f"* date: {report['date']}",
+        f"* CPU: {env['cpu_model']} ({env['logical_cpus']} logical CPUs visible; ISA flags: {env['cpu_flags']})",
+        f"* torch {env['torch']} (threads: {env['torch_threads']}, interop threads: {env['torch_interop_threads']}, "
+        f"oneDNN/mkldnn: {env['mkldnn']}), transformers {env['transformers']}, Python {env['python']}",
+        f"* load average (1/5/15 min) at start: {env['loadavg_start']}; at end: {env['loadavg_end']} "
+        "(anything else running on the machine competes for the same cores)",
+        f"* warm-up iterations: {report['warmup']}, timed repetitions: {report['reps']} per model and mode",
+        "",
+    ]
+    busy = max(float(env["loadavg_start"].split()[0]), float(env["loadavg_end"].split()[0])) if "n/a" not in (
+        env["loadavg_start"], env["loadavg_end"]) else 0.0
+    if busy > 0.5 * (env["logical_cpus"] or 1):
+        lines += [f"> **Warning**: the 1-minute load average reached {busy:.2f} on {env['logical_cpus']} logical CPUs "
+                  "(this benchmark itself adds about 1). Other processes were competing for the cores, so the "
+                  "timings are noisy; compare the q25–q75 spread and rerun on an idle machine.", ""]
+    lines += [
+        "## Matmul peak (measured in this run)", "",
+        "Large square `torch.mm(a, b, out=c)`, median of the repetitions; measured at the start and again at the "
+        "end of the run, the larger of the two is used as the peak (the conservative choice for the fractions).",
+        "",
+        "| dtype | size | start GFLOP/s | end GFLOP/s | peak used GFLOP/s |",
+        "|---|---|---|---|---|",
+    ]
+    for dt in ("float32", "bfloat16"):
+        st, en = report["matmul_peak_start"][dt], report["matmul_peak_end"][dt]
+        lines.append(f"| {dt} | {st['size']}³ | {st['gflops']:.1f} | {en['gflops']:.1f} | {peaks[dt]['gflops']:.1f} |")
+    lines.append("")
+
+    for res in report["settings"]:
+        s = res["setting"]
+        m = res["macs_per_image"]
+        lines += [
+            f"## Setting `{s['name']}`: {s['description']}", "",
+            f"d {s['hidden_size']}, L {s['num_layers']}, K {s['num_heads']} (p {s['hidden_size'] // s['num_heads']}), "
+            f"{s['image_size']}², patch {s['patch_size']}, {s['num_channels']} channel(s), {s['num_labels']} labels, "
+            f"{(s['image_size'] // s['patch_size']) ** 2 + 1} tokens. Inference batch {s['infer_batch']}, "
+            f"training batch {s['train_batch']}.", "",
+            "| | parameters | MACs / image (fwd) | per-layer linear MACs | per-layer attention MACs |",
+            "|---|---|---|---|---|",
+        ]
+        for k, label in (("crate", "CRATE"), ("vit", "ViT")):
+            lines.append(f"| {label} | {res['params'][k]:,} | {m[k]['total'] / 1e6:,.1f} M | "
+                         f"{m[k]['per_layer_linear'] / 1e6:,.1f} M | {m[k]['per_layer_attention'] / 1e6:,.1f} M |")
+        mac_ratio = m["vit"]["total"] / m["crate"]["total"]
+        lines += ["", f"ViT/CRATE MAC ratio: **{mac_ratio:.2f}×**: the throughput ratio CRATE would reach if both "
+                  "models ran at the same FLOP rate.", ""]
+        if res["inference"]:
+            lines += ["**Inference** (eval, `torch.inference_mode()`, images/s = batch / median batch time):", "",
+                      "| mode | CRATE img/s | ViT img/s | CRATE/ViT throughput | CRATE GFLOP/s (% peak) | "
+                      "ViT GFLOP/s (% peak) | CRATE time spread (q25–q75, ms) |",
+                      "|---|---|---|---|---|---|---|"]
+            for mode, e in res["inference"].items():
+                c, v = e["crate"], e["vit"]
+                lines.append(
+                    f"| {mode} | {c['images_per_s']:,.1f} | {v['images_per_s']:,.1f} | "
+                    f"**{e['throughput_ratio_crate_over_vit']:.2f}×** | {c['gflops']:.1f} ({100 * c['peak_fraction']:.0f}%) | "
+                    f"{v['gflops']:.1f} ({100 * v['peak_fraction']:.0f}%) | "
+                    f"{1e3 * c['q25_s']:.1f}–{1e3 * c['q75_s']:.1f} |")
+            lines.append("")
+        if res["training"]:
+            lines += ["**Training step** (forward + cross-entropy + backward + AdamW step; FLOPs taken as 3× forward):",
+                      "", "| mode | CRATE ms/step | ViT ms/step | CRATE/ViT step time | CRATE GFLOP/s (% peak) | "
+                      "ViT GFLOP/s (% peak) |", "|---|---|---|---|---|---|"]
+            for mode, e in res["training"].items():
+                c, v = e["crate"], e["vit"]
+                lines.append(
+                    f"| {mode} | {c['step_ms']:,.1f} | {v['step_ms']:,.1f} | **{e['step_time_ratio_crate_over_vit']:.2f}** "
+                    f"({1 / e['step_time_ratio_crate_over_vit']:.2f}× faster) | "
+                    f"{c['gflops']:.1f} ({100 * c['peak_fraction']:.0f}%) | {v['gflops']:.1f} ({100 * v['peak_fraction']:.0f}%) |")
+            lines.append("")
+        lr = res["linear_shape_rate"]
+        rows, d_in, d_out = lr["float32"]["shape"]
+        lines += [f"Reachable GEMM rate at the models' own `d×d` linear shape (`F.linear`, {rows}×{d_in} · {d_in}×{d_out}): "
+                  f"fp32 {lr['float32']['gflops']:.1f} GFLOP/s ({100 * lr['float32']['gflops'] / peaks['float32']['gflops']:.0f}% "
+                  f"of peak), bf16 {lr['bfloat16']['gflops']:.1f} GFLOP/s "
+                  f"({100 * lr['bfloat16']['gflops'] / peaks['bfloat16']['gflops']:.0f}% of peak).", ""]
+
+    lines += ["## Goals", "",
+              f"Evaluated on inference throughput, per setting. Throughput goals: CRATE/ViT ≥ {GOAL_SPEEDUP_FP32}× in "
+              f"fp32 and ≥ {GOAL_SPEEDUP_BF16}× in bf16 (bf16 shown for both autocast and a bf16-cast model). "
+              f"Efficiency goal: CRATE's achieved FLOP rate ≥ {100 * GOAL_PEAK_FRACTION:.0f}% of the matmul peak of "
+              "the same dtype.", "",
+              "| goal | setting | mode | measured | target | result |", "|---|---|---|---|---|---|"]
+    for g in report["goals"]:
+        lines.append(f"| {g['goal']} | {g['setting']} | {g['mode']} | {g['measured']} | {g['target']} | {pf(g['pass'])} |")
+    lines.append("")
+    if report["quick"]:
+        lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
+
+    lines += [
+        "## How measured", "",
+        "* Both models are built from scratch with `torch.manual_seed(0)`: `CrateForImageClassification` "
+        "(`CrateConfig.from_preset(\"crate-tiny\")` for 224², the same fields with d 192, L 6, K 6, 28², patch 4, "
+        "1 channel, 10 labels for Fashion-MNIST) and `transformers.ViTForImageClassification(ViTConfig(hidden_size, "
+        "num_hidden_layers, num_attention_heads, intermediate_size=4·d, image_size, patch_size, num_channels, "
+        "num_labels))`. Both use SDPA attention (asserted). Inputs are random `N(0, 1)` pixels; labels random.",
+        "* **Inference**: `model.eval()`, each call in `torch.inference_mode()`; `bf16-autocast` wraps each call in "
+        "`torch.autocast(\"cpu\", dtype=torch.bfloat16)` (weights fp32, matmuls bf16); `bf16-cast` runs a copy of the "
+        "model cast with `.to(torch.bfloat16)` on bf16 input (everything bf16, no autocast).",
+        "* **Training**: a fresh copy of each model in `train()` mode with `torch.optim.AdamW(lr=1e-4, "
+        "weight_decay=0.05)` (PyTorch's default CPU implementation); a step is `zero_grad(set_to_none=True)`, "
+        "forward, `F.cross_entropy(logits.float(), labels)`, `backward()`, `optimizer.step()`. `bf16-autocast` "
+        "wraps the forward in `torch.autocast(\"cpu\", dtype=torch.bfloat16)`; pure-bf16 training is not measured.",
+        "* **Timing**: `time.perf_counter()` around one full batch call. Every mode runs the warm-up iterations for "
+        "both models, then the timed repetitions **interleaved** (CRATE, ViT, then ViT, CRATE, …) with the Python "
+        "garbage collector paused; the reported time is the **median** repetition. Ratios are CRATE/ViT "
+        "(throughput: > 1 means CRATE is faster; step time: < 1 means CRATE is faster).",
+        "* **Peak**: see the matmul-peak section; fraction of peak = achieved model GFLOP/s / peak GFLOP/s of the "
+        "matmul dtype (fp32 peak for fp32, bf16 peak for both bf16 modes).",
+        "* **MAC count**:", "", MAC_FORMULA_MD, "",
+    ]
+    if report.get("profile"):
+        lines += [f"## Profile: fp32 inference forward, setting `{report['profile']['setting']}`, batch "
+                  f"{report['profile']['batch']}", "",
+                  "`torch.profiler` (CPU), one forward after one warm-up, sorted by total CPU time; `module:<Class>` "
+                  "rows are ranges around the forward of every submodule of that class (summed over layers).", ""]
+        for k in MODELS:
+            lines += [f"### {k}", "", "```", report["profile"]["tables"][k].rstrip(), "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_goals(report: dict) -> list[dict]:
+    goals = []
+    for res in report["settings"]:
+        name = res["setting"]["name"]
+        inf = res["inference"]
+        if "fp32" in inf:
+            r = inf["fp32"]["throughput_ratio_crate_over_vit"]
+            goals.append(dict(goal="throughput CRATE/ViT", setting=name, mode="fp32", measured=f"{r:.2f}×",
+                              target=f"≥ {GOAL_SPEEDUP_FP32}×", value=r, pass_=r >= GOAL_SPEEDUP_FP32))
+        for mode in ("bf16-autocast", "bf16-cast"):
+            if mode in inf:
+                r = inf[mode]["throughput_ratio_crate_over_vit"]
+                goals.append(dict(goal="throughput CRATE/ViT", setting=name, mode=mode, measured=f"{r:.2f}×",
+                                  target=f"≥ {GOAL_SPEEDUP_BF16}×", value=r, pass_=r >= GOAL_SPEEDUP_BF16))
+        for mode, e in inf.items():
+            f = e["crate"]["peak_fraction"]
+            goals.append(dict(goal="CRATE fraction of matmul peak", setting=name, mode=mode,
+                              measured=f"{100 * f:.0f}%", target=f"≥ {100 * GOAL_PEAK_FRACTION:.0f}%", value=f,
+                              pass_=f >= GOAL_PEAK_FRACTION))
+    for g in goals:
+        g["pass"] = bool(g.pop("pass_"))
+    return goals
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--output", default="docs/results/benchmark_crate_vs_vit.md",
+                   help="markdown report path; the raw numbers go to the same name with .json")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: tiny batches, 1 warm-up, 2 reps, small peak matmul (overrides the sizes below)")
+    p.add_argument("--settings", nargs="+", default=["crate-t-224", "fmnist-28"], choices=["crate-t-224", "fmnist-28"])
+    p.add_argument("--inference-modes", nargs="+", default=list(INFERENCE_MODES), choices=list(INFERENCE_MODES))
+    p.add_argument("--training-modes", nargs="+", default=list(TRAINING_MODES), choices=list(TRAINING_MODES))
+    p.add_argument("--skip-train", action="store_true", help="measure inference only")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up iterations per model and mode")
+    p.add_argument("--reps", type=int, default=7, help="timed repetitions per model and mode (median reported)")
+    p.add_argument("--batch-224", type=int, default=32, help="inference batch at 224²")
+    p.add_argument("--batch-28", type=int, default=256, help="inference batch at 28²")
+    p.add_argument("--train-batch-224", type=int, default=32, help="training batch at 224²")
+    p.add_argument("--train-batch-28", type=int, default=128, help="training batch at 28²")
+    p.add_argument("--peak-size", type=int, default=4096, help="side of the square matmul for the peak")
+    p.add_argument("--peak-reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one fp32 inference forward of both models at 224² and add the tables")
+    p.add_argument("--profile-batch", type=int, default=None, help="batch for --profile (default: --batch-224)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.warmup, args.reps = 1, 2
+        args.batch_224, args.batch_28, args.train_batch_224, args.train_batch_28 = 2, 16, 2, 16
+        args.peak_size, args.peak_reps = 1024, 2
+        if args.profile_batch is None:
+            args.profile_batch = 2
+    if args.profile_batch is None:
+        args.profile_batch = args.batch_224
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    exe = sys.executable
+    try:
+        exe = os.path.relpath(exe) if not os.path.relpath(exe).startswith("..") else exe
+    except ValueError:
+        pass
+    command = shlex.join([exe] + sys.argv) if argv is None else shlex.join(["bench_crate_vs_vit.main"] + list(argv))
+
+    env = dict(
+        cpu_model=cpu_model(), cpu_flags=cpu_flags(), logical_cpus=os.cpu_count(),
+        torch=torch.__version__, torch_threads=torch.get_num_threads(),
+        torch_interop_threads=torch.get_num_interop_threads(), mkldnn=torch.backends.mkldnn.is_available(),
+        transformers=transformers.__version__, python=platform.python_version(), loadavg_start=loadavg(),
+    )
+    print(f"torch {env['torch']}, {env['torch_threads']} threads, CPU {env['cpu_model']}, load {env['loadavg_start']}",
+          flush=True)
+
+    settings = {
+        "crate-t-224": Setting("crate-t-224", "CRATE-T shapes at 224²", 384, 12, 6, 224, 16, 3, 1000,
+                               args.batch_224, args.train_batch_224),
+        "fmnist-28": Setting("fmnist-28", "Fashion-MNIST shapes at 28²", 192, 6, 6, 28, 4, 1, 10,
+                             args.batch_28, args.train_batch_28),
+    }
+
+    print(f"matmul peak ({args.peak_size}³) ...", flush=True)
+    peak_start = {dt: measure_matmul_peak(getattr(torch, dt), args.peak_size, 1, args.peak_reps)
+                  for dt in ("float32", "bfloat16")}
+    print("    " + ", ".join(f"{dt} {v['gflops']:.1f} GFLOP/s" for dt, v in peak_start.items()), flush=True)
+
+    results = [run_setting(settings[name], args, peak_start) for name in args.settings]
+
+    profile = None
+    if args.profile:
+        print(f"profiling fp32 inference at 224², batch {args.profile_batch} ...", flush=True)
+        profile = dict(setting="crate-t-224", batch=args.profile_batch,
+                       tables=profile_forward(settings["crate-t-224"], args.profile_batch))
+
+    peak_end = {dt: measure_matmul_peak(getattr(torch, dt), args.peak_size, 1, args.peak_reps)
+                for dt in ("float32", "bfloat16")}
+    peaks = {dt: max(peak_start[dt], peak_end[dt], key=lambda v: v["gflops"]) for dt in peak_start}
+    # Recompute the fractions against the final (max of start/end) peak.
+    for res in results:
+        for section in ("inference", "training"):
+            for mode, e in res[section].items():
+                dt = INFERENCE_MODES[mode][2] if section == "inference" else TRAINING_MODES[mode][1]
+                for k in MODELS:
+                    e[k]["peak_fraction"] = e[k]["gflops"] / peaks[dt]["gflops"]
+    env["loadavg_end"] = loadavg()
+
+    report = dict(
+        command=command, date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), quick=args.quick,
+        warmup=args.warmup, reps=args.reps, environment=env, matmul_peak_start=peak_start,
+        matmul_peak_end=peak_end, matmul_peak=peaks, settings=results, profile=profile,
+        goals_definition=dict(speedup_fp32=GOAL_SPEEDUP_FP32, speedup_bf16=GOAL_SPEEDUP_BF16,
+                              peak_fraction=GOAL_PEAK_FRACTION),
+    )
+    report["goals"] = evaluate_goals(report)
+    markdown = render(report)
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(markdown)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Test-wide settings: never touch the network, keep every cache in a throw-away folder."""
+
+import os
+import tempfile
+
+# Read by huggingface_hub at import time, so set before anything imports it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="whitebox_hf_test_hf_home_"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import whitebox_hf  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_crate_config():
+    """A CRATE small enough for every test: 8×8 grey images, patch 2 → 16 tokens + cls."""
+
+    def make(**overrides):
+        kwargs = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=8, patch_size=2,
+                      num_channels=1, num_labels=3)
+        kwargs.update(overrides)
+        return whitebox_hf.CrateConfig(**kwargs)
+
+    return make

@@ -1,0 +1,154 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from whitebox_hf.nn import (
+    ISTA,
+    MultiHeadSubspaceSelfAttention,
+    OvercompleteDictionaryLearning,
+    coding_rate,
+    interpolate_position_embedding,
+)
+
+
+# ---------------------------------------------------------------- MSSA
+def test_mssa_matches_the_shared_projection_formula():
+    attention = MultiHeadSubspaceSelfAttention(hidden_size=12, num_heads=3, head_dim=4).eval()
+    z = torch.randn(2, 5, 12)
+    out, probabilities = attention(z, output_attentions=True)
+
+    u = attention.subspace_projection.weight.view(3, 4, 12)  # U_k stacked: (K, p, d)
+    heads = []
+    for k in range(3):
+        w = z @ u[k].T  # (B, N, p): coordinates in subspace k, used as query, key AND value
+        a = torch.softmax(w @ w.transpose(1, 2) / math.sqrt(4), dim=-1)
+        heads.append(a @ w)
+        torch.testing.assert_close(probabilities[:, k], a)
+    expected = attention.output_projection(torch.cat(heads, dim=-1))
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_mssa_sdpa_equals_eager(is_causal):
+    attention = MultiHeadSubspaceSelfAttention(16, 4, 4, is_causal=is_causal).eval()
+    z = torch.randn(3, 7, 16)
+    sdpa, none = attention(z, attn_implementation="sdpa")
+    eager, _ = attention(z, attn_implementation="eager")
+    with_probabilities, probabilities = attention(z, output_attentions=True)
+    assert none is None
+    torch.testing.assert_close(sdpa, eager, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sdpa, with_probabilities, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(3, 4, 7))
+
+
+def test_causal_mssa_ignores_future_tokens():
+    attention = MultiHeadSubspaceSelfAttention(16, 4, 4, is_causal=True).eval()
+    z = torch.randn(1, 6, 16)
+    longer = torch.cat([z, torch.randn(1, 3, 16)], dim=1)
+    out, probabilities = attention(z, output_attentions=True)
+    out_longer, _ = attention(longer)
+    torch.testing.assert_close(out, out_longer[:, :6], atol=1e-6, rtol=1e-5)
+    assert torch.all(probabilities.triu(1) == 0)
+
+
+def test_mssa_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_heads"):
+        MultiHeadSubspaceSelfAttention(16, 0, 4)
+    attention = MultiHeadSubspaceSelfAttention(16, 4, 4)
+    with pytest.raises(ValueError, match="attn_implementation"):
+        attention(torch.randn(1, 3, 16), attn_implementation="flash")
+
+
+# ---------------------------------------------------------------- ISTA
+@pytest.mark.parametrize("num_tokens", [1, 40])  # few tokens: two GEMMs; many tokens: the folded single GEMM
+def test_ista_is_one_nonnegative_proximal_step(num_tokens):
+    ista = ISTA(8, step_size=0.1, lambd=0.1)
+    y = torch.randn(4, num_tokens, 8)
+    d = ista.dictionary
+    # Column form: ReLU(y − η Dᵀ(D y − y) − η λ), written with tokens as rows.
+    expected = F.relu(y - 0.1 * ((y @ d.T - y) @ d) - 0.1 * 0.1)
+    out = ista(y)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert torch.all(out >= 0)
+    assert (out == 0).any(), "the threshold must produce exact zeros"
+    out.sum().backward()
+    assert ista.dictionary.grad is not None and ista.dictionary.grad.abs().sum() > 0
+
+
+def test_ista_threshold_is_subtracted_and_sparsity_grows_with_lambda():
+    y = torch.randn(64, 16)
+    weak, strong = ISTA(16, lambd=0.0), ISTA(16, lambd=5.0)
+    strong.dictionary.data.copy_(weak.dictionary.data)
+    with torch.no_grad():
+        weak_out, strong_out = weak(y), strong(y)
+    # A larger λ removes η·Δλ from every coordinate before the ReLU: never larger, strictly sparser.
+    assert torch.all(strong_out <= weak_out + 1e-6)
+    assert (strong_out == 0).float().mean() > (weak_out == 0).float().mean()
+    with torch.no_grad():
+        zero_dictionary = ISTA(16, step_size=0.5, lambd=0.2)
+        zero_dictionary.dictionary.zero_()
+        torch.testing.assert_close(zero_dictionary(y), F.relu(y - 0.1))
+
+
+def test_ista_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="hidden_size"):
+        ISTA(0)
+    with pytest.raises(ValueError, match="lambd"):
+        ISTA(4, lambd=-1.0)
+
+
+# ---------------------------------------------------------------- ODL
+def test_odl_runs_two_steps_from_zero_then_decodes_with_a_separate_dictionary():
+    odl = OvercompleteDictionaryLearning(6, expansion=4, num_steps=2, step_size=0.1, lambd=0.1)
+    assert odl.encoder_dictionary.shape == (24, 6) and odl.decoder_dictionary.shape == (6, 24)
+    y = torch.randn(3, 6)
+    d = odl.encoder_dictionary.T  # D ∈ R^{d×s}
+    d1 = odl.decoder_dictionary  # D₁ ∈ R^{d×s}
+    a1 = F.relu(0.1 * y @ d - 0.01)
+    a2 = F.relu(a1 - 0.1 * ((a1 @ d.T - y) @ d) - 0.01)
+    torch.testing.assert_close(odl.sparse_code(y), a2)
+    torch.testing.assert_close(odl(y), a2 @ d1.T)
+    assert torch.all(odl.sparse_code(y) >= 0)
+
+
+def test_odl_step_count_matters():
+    one, three = (OvercompleteDictionaryLearning(6, num_steps=n) for n in (1, 3))
+    three.load_state_dict(one.state_dict())
+    y = torch.randn(3, 6)
+    assert not torch.allclose(one(y), three(y))
+
+
+# ---------------------------------------------------------------- coding rate
+def test_coding_rate_matches_formula_and_both_gram_forms():
+    torch.manual_seed(1)
+    for n, d in [(10, 4), (4, 10)]:
+        z = torch.randn(n, d, dtype=torch.float64)
+        eps = 0.5
+        expected = 0.5 * torch.logdet(torch.eye(d, dtype=torch.float64) + d / (n * eps**2) * z.T @ z)
+        torch.testing.assert_close(coding_rate(z, eps), expected)
+
+
+def test_coding_rate_properties():
+    assert coding_rate(torch.zeros(5, 3)).item() == pytest.approx(0.0)
+    z = torch.randn(2, 8, 4)
+    batched = coding_rate(z)
+    assert batched.shape == (2,)
+    torch.testing.assert_close(batched[1], coding_rate(z[1]))
+    assert coding_rate(2 * z[0]) > coding_rate(z[0]) > 0  # spreading features raises the rate
+    with pytest.raises(ValueError, match="features"):
+        coding_rate(torch.randn(3))
+    with pytest.raises(ValueError, match="eps"):
+        coding_rate(z, eps=0.0)
+    with pytest.raises(TypeError, match="features"):
+        coding_rate([[1.0]])
+
+
+# ---------------------------------------------------------------- embeddings
+def test_position_interpolation_is_identity_at_native_size_and_resizes_otherwise():
+    table = torch.randn(1, 1 + 16, 8)
+    assert interpolate_position_embedding(table, 4, 4) is table
+    resized = interpolate_position_embedding(table, 3, 5)
+    assert resized.shape == (1, 1 + 15, 8)
+    torch.testing.assert_close(resized[:, :1], table[:, :1])
