@@ -52,8 +52,9 @@ def main() -> int:
         names = model.config.id2label
         titles = [f"{names[p]}" + ("" if p == t else f" (true: {names[t]})")
                   for p, t in zip(predicted, examples["label"])]
-        save_saliency_grid(np.stack([np.asarray(image) for image in examples["image"]]), maps, args.saliency_png,
-                           titles=titles)
+        images = torch.from_numpy(np.stack([np.asarray(image) for image in examples["image"]]))
+        images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        save_saliency_grid(images, maps, args.saliency_png, titles=titles)
         print(f"[reload] saliency maps (last-layer cls attention, mean over heads): {args.saliency_png}")
     return 0
 
