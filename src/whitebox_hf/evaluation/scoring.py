@@ -20,7 +20,7 @@ import numpy as np
 __all__ = ["METRIC_NAMES", "compute_accuracy", "metric_path"]
 
 _METRICS_DIR = Path(__file__).resolve().parent / "metrics"
-METRIC_NAMES = ("accuracy", "knn_accuracy")
+METRIC_NAMES = ("accuracy",)  # k-NN and probe scores are plain accuracies of their predictions
 
 
 def _as_label_array(value, name: str) -> np.ndarray:
