@@ -8,7 +8,7 @@ docs/results/fashion_mnist.md (+ PNGs).
 For each saved model (reloaded with `AutoModelForImageClassification.from_pretrained`): test accuracy on the
 10 000 held-out images, parameters, training time and epochs (from the run's own logs), 20-NN and linear-probe
 accuracy of the frozen pooled features (fit on the 60 000 training images, scored on the test images),
-saliency maps, and per-layer sparsity / coding rate.
+saliency maps, and per-layer sparsity / coding rate. Each run's model card is copied to model_cards/.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ def main() -> int:
         save_saliency_grid(test_images[:8], attention_saliency(model, sample), figures / f"fashion_mnist_saliency_{key}.png",
                            titles=titles)
         diagnostics[MODELS[key]] = layerwise_diagnostics(model, test_pixels[:256])
+        cards = ROOT / "model_cards"
+        cards.mkdir(exist_ok=True)
+        shutil.copyfile(run_dir / "model" / "README.md", cards / f"fashion-mnist-{key.replace('_', '-')}.md")
         if (run_dir / "loss_curve.png").is_file():
             shutil.copyfile(run_dir / "loss_curve.png", figures / f"fashion_mnist_loss_{key}.png")
     if not rows:
