@@ -38,7 +38,8 @@ from whitebox_hf.evaluation import (
 from whitebox_hf.training_setup import load_image_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"crate": "CRATE", "vit": "ViT (transformers)", "crate_alpha": "CRATE-α"}
+MODELS = {"crate": "CRATE", "vit": "ViT (transformers)", "crate_alpha": "CRATE-α",
+          "crate_long": "CRATE, 2× longer schedule"}
 
 
 def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
@@ -148,7 +149,7 @@ def main() -> int:
                    "mixed_precision", "crop_padding", "horizontal_flip", "max_grad_norm", "seed")
     lines += [
         "",
-        "Recipe, identical for every model: " + ", ".join(f"`{k}={first.get(k)}`" for k in recipe_keys) +
+        "Recipe, identical for every model (except the number of epochs of the longer-schedule row): " + ", ".join(f"`{k}={first.get(k)}`" for k in recipe_keys) +
         " (AdamW, linear warm-up then cosine decay, random crop with 2-pixel padding and horizontal flips; "
         "`training/configs/fashion_mnist_*.yaml`). The ViT is transformers' `ViTForImageClassification` with the "
         "same width, depth, heads and patch (MLP 4×width).",
