@@ -69,6 +69,15 @@ def main() -> int:
         if not (run_dir / "model" / "config.json").is_file():
             print(f"skipping {key}: no saved model in {run_dir}", file=sys.stderr)
             continue
+        cached = run_dir / "evaluation.json"
+        if cached.is_file() and cached.stat().st_mtime > (run_dir / "model" / "model.safetensors").stat().st_mtime:
+            # Evaluated before and not retrained since: reuse (delete evaluation.json to force a re-run).
+            saved = json.loads(cached.read_text())
+            rows.append(saved["row"])
+            diagnostics[MODELS[key]] = saved["diagnostics"]
+            configs[key] = saved["config"]
+            print(f"reusing {cached}", flush=True)
+            continue
         model = AutoModelForImageClassification.from_pretrained(
             run_dir / "model", attn_implementation="eager" if key == "vit" else None
         ).eval()
@@ -108,6 +117,8 @@ def main() -> int:
         shutil.copyfile(run_dir / "model" / "README.md", cards / f"fashion-mnist-{key.replace('_', '-')}.md")
         if (run_dir / "loss_curve.png").is_file():
             shutil.copyfile(run_dir / "loss_curve.png", figures / f"fashion_mnist_loss_{key}.png")
+        cached.write_text(json.dumps({"row": rows[-1], "diagnostics": diagnostics[MODELS[key]],
+                                      "config": run_config}, indent=2))
     if not rows:
         print("no trained models found: run training/run_fashion_mnist_comparison.sh first", file=sys.stderr)
         return 1
@@ -124,13 +135,16 @@ def main() -> int:
         "Made by:",
         "",
         "```bash",
-        "bash training/run_fashion_mnist_comparison.sh   # trains the three models below, one recipe",
+        "bash training/run_fashion_mnist_comparison.sh   # trains CRATE, ViT, CRATE-α with one recipe",
+        "MODELS=crate_long bash training/run_fashion_mnist_comparison.sh   # the longer-schedule CRATE row",
         "python training/report_fashion_mnist.py         # reloads them with AutoModelForImageClassification",
         "```",
         "",
         "Runs in this table were trained as two chains side by side (`MODELS=\"crate crate_alpha\"` and "
         "`MODELS=vit`), each process pinned to 1 CPU thread (`--num_threads 1`) on a 2-core machine, so the "
-        "wall times include sharing the machine with the other chain and with development work.",
+        "wall times include sharing the machine with the other chain and with development work. The "
+        "longer-schedule row ran afterwards the same way, beside CRATE-α's run. Test accuracy here is measured "
+        "in fp32 after reloading; the training log's figure (bf16 autocast) differs by at most 0.05 points.",
         "",
         "| model | parameters | params vs ViT | epochs | training wall time | test accuracy | 20-NN (frozen) | "
         "linear probe (frozen) |",
@@ -140,7 +154,7 @@ def main() -> int:
     for row in rows:
         ratio = f"{row['parameters'] / vit_parameters:.0%}" if vit_parameters else "–"
         lines.append(
-            f"| {row['model']} | {row['parameters']:,} | {ratio} | {row["epochs"]:.1f} | "
+            f"| {row['model']} | {row['parameters']:,} | {ratio} | {row['epochs']:.1f} | "
             f"{row['train_minutes']:.1f} min | {row['test_accuracy']:.2%} | {row['knn']:.2%} | {row['probe']:.2%} |"
         )
     first = configs[rows[0]["key"]]
@@ -171,6 +185,11 @@ def main() -> int:
             f"- CRATE within 2 points of ViT with ≤ 60% of its parameters (book Table 8.5 claim): "
             f"**{'met' if gap <= 2 and share <= 0.6 else 'missed'}** (gap {gap:+.2f} points, {share:.0%} of the "
             "parameters).",
+            "",
+            "The 91% target is missed because the schedules are short (5-10 epochs on 2 CPU cores); every test "
+            "accuracy was still rising when its cosine schedule ended (loss curves below: CRATE went 86.3% → "
+            "88.6% from 5 to 10 epochs). The parameter-efficiency claim holds at this scale: CRATE beats the "
+            "same-shape ViT with a quarter of its parameters, in test accuracy, k-NN and linear probe.",
             "",
         ]
     lines += [
