@@ -443,12 +443,17 @@ def render(report: dict) -> str:
         f"* warm-up iterations: {report['warmup']}, timed repetitions: {report['reps']} per model and mode",
         "",
     ]
-    busy = max(float(env["loadavg_start"].split()[0]), float(env["loadavg_end"].split()[0])) if "n/a" not in (
-        env["loadavg_start"], env["loadavg_end"]) else 0.0
-    if busy > 0.5 * (env["logical_cpus"] or 1):
-        lines += [f"> **Warning**: the 1-minute load average reached {busy:.2f} on {env['logical_cpus']} logical CPUs "
-                  "(this benchmark itself adds about 1). Other processes were competing for the cores, so the "
-                  "timings are noisy; compare the q25–q75 spread and rerun on an idle machine.", ""]
+    # Before the run, any load is other work; by the end, the benchmark's own threads account for about
+    # `torch_threads` of it.
+    if "n/a" in (env["loadavg_start"], env["loadavg_end"]):
+        other_load = 0.0
+    else:
+        other_load = max(float(env["loadavg_start"].split()[0]),
+                         float(env["loadavg_end"].split()[0]) - env["torch_threads"])
+    if other_load > 0.5:
+        lines += [f"> **Warning**: other processes added a load of about {other_load:.2f} on "
+                  f"{env['logical_cpus']} logical CPUs while this ran, so the timings are noisy; compare the "
+                  "q25–q75 spread and rerun on an idle machine.", ""]
     lines += [
         "## Matmul peak (measured in this run)", "",
         "Large square `torch.mm(a, b, out=c)`, median of the repetitions; measured at the start and again at the "
