@@ -1,6 +1,7 @@
 """The `whitebox-hf` command.
 
     whitebox-hf data fetch fashion-mnist [--cache-dir DIR]   fetch and prepare Fashion-MNIST offline
+    whitebox-hf data fetch python-docs [--cache-dir DIR]     fetch and prepare the Python docs (reST) offline
     whitebox-hf presets                                       list the model presets and their sizes
 """
 
@@ -12,18 +13,30 @@ import sys
 __all__ = ["main"]
 
 
-def _fetch(args) -> int:
-    from .data import DataUnavailableError, load_fashion_mnist
+DATASETS = ("fashion-mnist", "python-docs")
 
-    if args.dataset != "fashion-mnist":
-        print(f"unknown data set {args.dataset!r}; available: fashion-mnist", file=sys.stderr)
+
+def _fetch(args) -> int:
+    from .data import DataUnavailableError, load_fashion_mnist, load_python_docs
+
+    if args.dataset not in DATASETS:
+        print(f"unknown data set {args.dataset!r}; available: {', '.join(DATASETS)}", file=sys.stderr)
         return 2
     try:
-        dataset = load_fashion_mnist(data_dir=args.data_dir, cache_dir=args.cache_dir)
+        if args.dataset == "fashion-mnist":
+            dataset = load_fashion_mnist(data_dir=args.data_dir, cache_dir=args.cache_dir)
+        else:
+            dataset = load_python_docs(data_dir=args.data_dir, cache_dir=args.cache_dir)
     except DataUnavailableError as error:
         print(error, file=sys.stderr)
         return 1
-    print({split: len(part) for split, part in dataset.items()})
+    if args.dataset == "python-docs":
+        # A text corpus is better described by its documents and characters than by its row count alone.
+        for split, part in dataset.items():
+            characters = sum(len(text) for text in part["text"])
+            print(f"{split}: {len(part)} documents, {characters:,d} characters")
+    else:
+        print({split: len(part) for split, part in dataset.items()})
     return 0
 
 
@@ -45,9 +58,10 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     data = commands.add_parser("data", help="data sets").add_subparsers(dest="action", required=True)
     fetch = data.add_parser("fetch", help="fetch and prepare a data set")
-    fetch.add_argument("dataset", choices=["fashion-mnist"])
+    fetch.add_argument("dataset", choices=list(DATASETS))
     fetch.add_argument("--cache-dir", default=None, help="default: $WHITEBOX_HF_CACHE or ~/.cache/whitebox_hf")
-    fetch.add_argument("--data-dir", default=None, help="a folder holding the original *-ubyte.gz files")
+    fetch.add_argument("--data-dir", default=None,
+                       help="a folder holding the original files (fashion-mnist: *-ubyte.gz; python-docs: *.rst.txt)")
     fetch.set_defaults(handler=_fetch)
     presets = commands.add_parser("presets", help="list model presets")
     presets.set_defaults(handler=_presets)

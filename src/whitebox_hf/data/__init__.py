@@ -10,6 +10,7 @@ from .fashion_mnist import (
     read_idx_images,
     read_idx_labels,
 )
+from .python_docs import fetch_python_docs, load_python_docs
 from .tensors import dataset_to_tensors
 
 __all__ = [
@@ -18,7 +19,9 @@ __all__ = [
     "dataset_to_tensors",
     "default_cache_dir",
     "fetch_fashion_mnist",
+    "fetch_python_docs",
     "load_fashion_mnist",
+    "load_python_docs",
     "load_sklearn_digits",
     "read_idx_images",
     "read_idx_labels",
