@@ -12,9 +12,36 @@ from .models.crate import (
     CrateModel,
     CratePreTrainedModel,
 )
-from .nn import ISTA, MultiHeadSubspaceSelfAttention, OvercompleteDictionaryLearning, coding_rate
+from .models.aot import AOT_PRESETS, AoTConfig, AoTForCausalLM, AoTModel
+from .models.causal_crate import CAUSAL_CRATE_PRESETS, CausalCrateConfig, CausalCrateForCausalLM, CausalCrateModel
+from .models.language_modeling import nanogpt_parameter_count
+from .models.tost import TOST_PRESETS, ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel
+from .nn import (
+    ISTA,
+    MultiHeadSubspaceSelfAttention,
+    OvercompleteDictionaryLearning,
+    TokenStatisticsCache,
+    TokenStatisticsSelfAttention,
+    coding_rate,
+)
 
 __all__ = [
+    "AOT_PRESETS",
+    "AoTConfig",
+    "AoTForCausalLM",
+    "AoTModel",
+    "CAUSAL_CRATE_PRESETS",
+    "CausalCrateConfig",
+    "CausalCrateForCausalLM",
+    "CausalCrateModel",
+    "TOST_PRESETS",
+    "ToSTConfig",
+    "ToSTForCausalLM",
+    "ToSTForImageClassification",
+    "ToSTModel",
+    "TokenStatisticsCache",
+    "TokenStatisticsSelfAttention",
+    "nanogpt_parameter_count",
     "CRATE_PRESETS",
     "CrateConfig",
     "CrateForImageClassification",

@@ -8,18 +8,31 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForImageClassification,
 )
 
+from .aot import AoTConfig, AoTForCausalLM, AoTModel
+from .causal_crate import CausalCrateConfig, CausalCrateForCausalLM, CausalCrateModel
 from .crate import CrateConfig, CrateForImageClassification, CrateImageProcessor, CrateModel
+from .tost import ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel
 
 
 def register_auto_classes() -> None:
-    AutoConfig.register(CrateConfig.model_type, CrateConfig, exist_ok=True)
+    for config_class in (CrateConfig, CausalCrateConfig, AoTConfig, ToSTConfig):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(CrateConfig, CrateModel, exist_ok=True)
     AutoModelForImageClassification.register(CrateConfig, CrateForImageClassification, exist_ok=True)
     AutoImageProcessor.register(CrateConfig, image_processor_classes={"torchvision": CrateImageProcessor},
                                 exist_ok=True)
+    for config_class, base_model, causal_lm in (
+        (CausalCrateConfig, CausalCrateModel, CausalCrateForCausalLM),
+        (AoTConfig, AoTModel, AoTForCausalLM),
+        (ToSTConfig, ToSTModel, ToSTForCausalLM),
+    ):
+        AutoModel.register(config_class, base_model, exist_ok=True)
+        AutoModelForCausalLM.register(config_class, causal_lm, exist_ok=True)
+    AutoModelForImageClassification.register(ToSTConfig, ToSTForImageClassification, exist_ok=True)
 
 
 register_auto_classes()

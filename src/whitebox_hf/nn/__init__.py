@@ -1,6 +1,13 @@
 """White-box operators, each written once and reused by every model that needs it."""
 
-from .attention import ATTENTION_IMPLEMENTATIONS, MultiHeadSubspaceSelfAttention, eager_attention_forward
+from .attention import (
+    ATTENTION_IMPLEMENTATIONS,
+    MultiHeadSelfAttention,
+    MultiHeadSubspaceSelfAttention,
+    attend,
+    causal_attention_mask,
+    eager_attention_forward,
+)
 from .coding_rate import coding_rate
 from .embeddings import (
     ConvPatchEmbedding,
@@ -9,14 +16,21 @@ from .embeddings import (
     interpolate_position_embedding,
 )
 from .sparse_coding import ISTA, OvercompleteDictionaryLearning
+from .token_statistics import TokenStatisticsCache, TokenStatisticsCacheLayer, TokenStatisticsSelfAttention
 
 __all__ = [
     "ATTENTION_IMPLEMENTATIONS",
     "ConvPatchEmbedding",
     "ISTA",
     "LinearPatchEmbedding",
+    "MultiHeadSelfAttention",
     "MultiHeadSubspaceSelfAttention",
     "OvercompleteDictionaryLearning",
+    "TokenStatisticsCache",
+    "TokenStatisticsCacheLayer",
+    "TokenStatisticsSelfAttention",
+    "attend",
+    "causal_attention_mask",
     "check_pixel_values",
     "coding_rate",
     "eager_attention_forward",

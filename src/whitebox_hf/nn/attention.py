@@ -1,6 +1,6 @@
-"""Multi-head subspace self-attention (MSSA), the compression step of CRATE.
+"""Softmax self-attention operators: MSSA (the compression step of CRATE) and plain MHSA (the baseline).
 
-Book, Chapter 5 and §8.4.1: each layer first *compresses* the tokens ``Z`` against ``K`` learned
+Book, Chapter 5 and §8.4.1: each CRATE layer first *compresses* the tokens ``Z`` against ``K`` learned
 subspaces ``U_1..U_K`` by a gradient step on the coding rate of the tokens projected onto each subspace.
 Unrolled, the step is a self-attention in which query, key and value are all the same projection
 ``U_kᵀ z``:
@@ -9,6 +9,10 @@ Unrolled, the step is a self-attention in which query, key and value are all the
 
 Following the authors' code (not the idealised book formula, see spec ``crate_family.md`` pitfall 3),
 the output goes through a separate learned projection and the scores are scaled by ``1/√p``.
+
+`MultiHeadSelfAttention` is the usual query/key/value attention (GPT-2's block without its MLP is AoT-MHSA).
+Both run through one kernel, `attend`, which picks PyTorch's SDPA or an eager path that also returns the
+attention probabilities, and both can use a transformers KV cache (`past_key_values`) for generation.
 """
 
 from __future__ import annotations
@@ -17,9 +21,47 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MultiHeadSubspaceSelfAttention", "eager_attention_forward", "ATTENTION_IMPLEMENTATIONS"]
+__all__ = [
+    "ATTENTION_IMPLEMENTATIONS",
+    "MultiHeadSelfAttention",
+    "MultiHeadSubspaceSelfAttention",
+    "attend",
+    "causal_attention_mask",
+    "eager_attention_forward",
+]
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def causal_attention_mask(
+    query_length: int,
+    key_length: int,
+    padding_mask: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Additive causal mask ``(batch or 1, 1, query_length, key_length)``: 0 where allowed, the dtype's minimum
+    where not.
+
+    The queries are the *last* ``query_length`` positions of the ``key_length`` keys (a KV cache holds the
+    earlier ones), so query ``i`` sees keys ``0 .. key_length - query_length + i``. ``padding_mask``
+    ``(batch, key_length)`` with 1 for real tokens and 0 for padding additionally hides padded keys.
+
+    A finite minimum rather than ``-inf`` keeps rows with no visible key (left padding) finite: they become a
+    uniform average that no real token ever reads.
+    """
+    if query_length > key_length:
+        raise ValueError(f"`query_length` ({query_length}) cannot exceed `key_length` ({key_length})")
+    query_positions = torch.arange(key_length - query_length, key_length, device=device)
+    allowed = torch.arange(key_length, device=device)[None, :] <= query_positions[:, None]
+    allowed = allowed[None, None]
+    if padding_mask is not None:
+        if padding_mask.shape[-1] != key_length:
+            raise ValueError(
+                f"`padding_mask` must have {key_length} columns (one per key), got shape {tuple(padding_mask.shape)}"
+            )
+        allowed = allowed & padding_mask[:, None, None, :].to(device=device, dtype=torch.bool)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def eager_attention_forward(
@@ -33,8 +75,9 @@ def eager_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain softmax attention that also returns the attention probabilities.
 
-    Shapes: ``query``/``key``/``value`` are ``(batch, heads, tokens, head_dim)``. ``attention_mask`` is
-    additive (0 where allowed, ``-inf`` where not) and broadcast to ``(batch, heads, q_len, k_len)``.
+    Shapes: ``query`` is ``(batch, heads, q_len, head_dim)``, ``key``/``value`` ``(batch, heads, k_len, head_dim)``.
+    ``attention_mask`` is additive and broadcast to ``(batch, heads, q_len, k_len)``. With ``is_causal`` the
+    queries are taken to be the last ``q_len`` of the ``k_len`` positions.
     Returns ``(output (batch, heads, q_len, head_dim), probabilities (batch, heads, q_len, k_len))``.
     """
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
@@ -50,6 +93,41 @@ def eager_attention_forward(
     return torch.matmul(probabilities_dropped, value), probabilities
 
 
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float,
+    is_causal: bool,
+    attn_implementation: str,
+    output_attentions: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run softmax attention with SDPA or the eager path; returns ``(context, probabilities or None)``.
+
+    ``attention_mask`` (additive, 4-D) must already encode causality when given; without one, ``is_causal``
+    masks the future. The eager path runs whenever probabilities are requested, since SDPA kernels do not
+    expose them.
+    """
+    if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"`attn_implementation` must be one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}"
+        )
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    if is_causal and attention_mask is None and q_len not in (1, k_len):
+        # SDPA aligns `is_causal` to the top-left corner, which is wrong once a cache holds earlier keys.
+        attention_mask = causal_attention_mask(q_len, k_len, dtype=query.dtype, device=query.device)
+    # A single query at the end of the sequence may see every cached key: no mask needed.
+    causal_flag = is_causal and attention_mask is None and q_len == k_len
+    if output_attentions or attn_implementation == "eager":
+        return eager_attention_forward(query, key, value, attention_mask, scaling, dropout, causal_flag)
+    context = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, is_causal=causal_flag, scale=scaling
+    )
+    return context, None
+
+
 class MultiHeadSubspaceSelfAttention(nn.Module):
     """MSSA: one bias-free projection ``U`` shared by query, key and value.
 
@@ -60,11 +138,14 @@ class MultiHeadSubspaceSelfAttention(nn.Module):
         output_bias (`bool`, defaults to `True`): bias on the output projection (CRATE: yes, CRATE-α: no).
         attention_dropout (`float`, defaults to 0.0): dropout on the attention probabilities.
         projection_dropout (`float`, defaults to 0.0): dropout after the output projection.
-        is_causal (`bool`, defaults to `False`): mask future tokens (causal CRATE for language).
+        is_causal (`bool`, defaults to `False`): mask future tokens (causal CRATE and AoT for language).
+        layer_idx (`int`, *optional*): this layer's slot in a KV cache.
 
-    ``forward(hidden_states, attention_mask=None, output_attentions=False, attn_implementation="sdpa")``
-    returns ``(output, attention_probabilities or None)``. With ``output_attentions=True`` the eager path
-    runs (SDPA kernels do not expose probabilities); both paths give the same output.
+    ``forward(hidden_states, attention_mask=None, output_attentions=False, attn_implementation="sdpa",
+    past_key_values=None)`` returns ``(output, attention_probabilities or None)``. With
+    ``output_attentions=True`` the eager path runs (SDPA kernels do not expose probabilities); both paths give
+    the same output. Because key and value are the same tensor ``U_kᵀ Z``, a KV cache stores it once (its value
+    slot holds an empty tensor), half the memory of a standard attention cache of the same width.
     """
 
     def __init__(
@@ -76,6 +157,7 @@ class MultiHeadSubspaceSelfAttention(nn.Module):
         attention_dropout: float = 0.0,
         projection_dropout: float = 0.0,
         is_causal: bool = False,
+        layer_idx: int | None = None,
     ):
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("head_dim", head_dim)):
@@ -87,6 +169,7 @@ class MultiHeadSubspaceSelfAttention(nn.Module):
         self.scaling = head_dim**-0.5
         self.attention_dropout = attention_dropout
         self.is_causal = is_causal
+        self.layer_idx = layer_idx
         # U = [U_1, ..., U_K]: the subspace bases, shared by query, key and value (no bias: a subspace
         # projection is linear, not affine).
         self.subspace_projection = nn.Linear(hidden_size, num_heads * head_dim, bias=False)
@@ -99,34 +182,97 @@ class MultiHeadSubspaceSelfAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         attn_implementation: str = "sdpa",
+        past_key_values=None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-            raise ValueError(
-                f"`attn_implementation` must be one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}"
-            )
         batch_size, num_tokens, _ = hidden_states.shape
         # (B, N, K·p) -> (B, K, N, p): the coordinates U_kᵀ z of every token in every subspace.
         projected = self.subspace_projection(hidden_states)
         projected = projected.view(batch_size, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-        dropout = self.attention_dropout if self.training else 0.0
-
-        if output_attentions or attn_implementation == "eager":
-            context, probabilities = eager_attention_forward(
-                projected, projected, projected, attention_mask, self.scaling, dropout, self.is_causal
-            )
-        else:
-            context = F.scaled_dot_product_attention(
-                projected,
-                projected,
-                projected,
-                attn_mask=attention_mask,
-                dropout_p=dropout,
-                # SDPA's is_causal aligns the mask to the top-left; only use it when q_len == k_len.
-                is_causal=self.is_causal,
-                scale=self.scaling,
-            )
-            probabilities = None
-
+        keys = projected
+        if past_key_values is not None:
+            if self.layer_idx is None:
+                raise ValueError("`layer_idx` must be set on the attention module to use `past_key_values`")
+            keys, _ = past_key_values.update(projected, projected[..., :0], self.layer_idx)
+        context, probabilities = attend(
+            projected,
+            keys,
+            keys,
+            attention_mask,
+            self.scaling,
+            self.attention_dropout if self.training else 0.0,
+            self.is_causal,
+            attn_implementation,
+            output_attentions,
+        )
         context = context.transpose(1, 2).reshape(batch_size, num_tokens, self.num_heads * self.head_dim)
+        output = self.projection_dropout(self.output_projection(context))
+        return output, (probabilities if output_attentions else None)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Standard multi-head self-attention with separate query, key and value projections (GPT-2's ``c_attn``).
+
+    Args:
+        hidden_size (`int`): token width ``d``; split into ``num_heads`` heads of ``d / num_heads``.
+        num_heads (`int`): number of heads.
+        bias (`bool`, defaults to `True`): biases on the projections (GPT-2: yes).
+        attention_dropout (`float`, defaults to 0.0): dropout on the attention probabilities.
+        projection_dropout (`float`, defaults to 0.0): dropout after the output projection.
+        is_causal (`bool`, defaults to `True`): mask future tokens.
+        layer_idx (`int`, *optional*): this layer's slot in a KV cache.
+
+    Same call signature and return value as `MultiHeadSubspaceSelfAttention`.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        bias: bool = True,
+        attention_dropout: float = 0.0,
+        projection_dropout: float = 0.0,
+        is_causal: bool = True,
+        layer_idx: int | None = None,
+    ):
+        super().__init__()
+        if not isinstance(num_heads, int) or num_heads <= 0 or hidden_size % num_heads:
+            raise ValueError(f"`num_heads` must be a positive divisor of `hidden_size` ({hidden_size}), got {num_heads!r}")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = attention_dropout
+        self.is_causal = is_causal
+        self.layer_idx = layer_idx
+        self.query_key_value = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
+        self.output_projection = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.projection_dropout = nn.Dropout(projection_dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        attn_implementation: str = "sdpa",
+        past_key_values=None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, num_tokens, hidden_size = hidden_states.shape
+        qkv = self.query_key_value(hidden_states).view(batch_size, num_tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if past_key_values is not None:
+            if self.layer_idx is None:
+                raise ValueError("`layer_idx` must be set on the attention module to use `past_key_values`")
+            key, value = past_key_values.update(key, value, self.layer_idx)
+        context, probabilities = attend(
+            query,
+            key,
+            value,
+            attention_mask,
+            self.scaling,
+            self.attention_dropout if self.training else 0.0,
+            self.is_causal,
+            attn_implementation,
+            output_attentions,
+        )
+        context = context.transpose(1, 2).reshape(batch_size, num_tokens, hidden_size)
         output = self.projection_dropout(self.output_projection(context))
         return output, (probabilities if output_attentions else None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-__all__ = ["CrateConfig", "CRATE_PRESETS"]
+from ..validation import check_choice, check_positive, check_positive_int, check_probability, resolve_head_dim
+
+__all__ = ["CrateConfig", "CRATE_PRESETS", "check_sparse_coding_fields"]
 
 _BLOCK_TYPES = ("ista", "odl")
 _POOLING = ("cls", "mean")
@@ -33,6 +35,15 @@ CRATE_PRESETS: dict[str, dict] = {
         for size, (d, layers, heads) in _CRATE_ALPHA_SHAPES.items()
     },
 }
+
+
+def check_sparse_coding_fields(config) -> None:
+    """Validate the fields a CRATE layer reads for its sparse-coding block (shared with the causal CRATE LM)."""
+    check_choice(config, "block_type", _BLOCK_TYPES)
+    check_positive_int(config, "odl_expansion", "odl_steps")
+    check_positive(config, "ista_step_size")
+    if config.ista_lambda < 0:
+        raise ValueError(f"`ista_lambda` must be non-negative, got {config.ista_lambda!r}")
 
 
 @strict
@@ -125,36 +136,18 @@ class CrateConfig(PreTrainedConfig):
     position_embedding_init_std: float = 1.0
 
     def __post_init__(self, **kwargs):
-        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
-                     "num_channels", "odl_expansion", "odl_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if self.head_dim is None:
-            if self.hidden_size % self.num_attention_heads:
-                raise ValueError(
-                    f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
-                    f"({self.num_attention_heads}), or set `head_dim` explicitly"
-                )
-            self.head_dim = self.hidden_size // self.num_attention_heads
-        elif self.head_dim <= 0:
-            raise ValueError(f"`head_dim` must be a positive integer, got {self.head_dim!r}")
+        check_positive_int(self, "hidden_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                           "patch_size", "num_channels")
+        resolve_head_dim(self)
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"`patch_size` ({self.patch_size}) must divide `image_size` ({self.image_size})"
             )
-        for name, allowed in (("block_type", _BLOCK_TYPES), ("pooling", _POOLING),
-                              ("patch_embedding_type", _PATCH_EMBEDDING_TYPES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("ista_step_size", "layer_norm_eps", "initializer_range", "position_embedding_init_std"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}")
-        if self.ista_lambda < 0:
-            raise ValueError(f"`ista_lambda` must be non-negative, got {self.ista_lambda!r}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)!r}")
+        check_choice(self, "pooling", _POOLING)
+        check_choice(self, "patch_embedding_type", _PATCH_EMBEDDING_TYPES)
+        check_sparse_coding_fields(self)
+        check_positive(self, "layer_norm_eps", "initializer_range", "position_embedding_init_std")
+        check_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
         super().__post_init__(**kwargs)
 
     @property

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
@@ -26,6 +25,7 @@ from ...nn import (
     OvercompleteDictionaryLearning,
     interpolate_position_embedding,
 )
+from ..modeling_utils import WhiteboxPreTrainedModel
 from .configuration_crate import CrateConfig
 
 __all__ = ["CrateEmbeddings", "CrateLayer", "CratePreTrainedModel", "CrateModel", "CrateForImageClassification"]
@@ -64,9 +64,12 @@ class CrateLayer(GradientCheckpointingLayer):
         Z^{ℓ+½} = Z^ℓ + MSSA(LN(Z^ℓ))                       compression against K subspaces
         Z^{ℓ+1} = ISTA(LN(Z^{ℓ+½}))                          CRATE: sparse codes, no residual
         Z^{ℓ+1} = Z^{ℓ+½} + ODL(LN(Z^{ℓ+½}))                 CRATE-α: overcomplete dictionary, residual
+
+    With ``is_causal`` the MSSA masks future tokens and can use a KV cache: the layer of the causal CRATE
+    language model (spec ``crate_family.md`` §5), which reads the same configuration fields.
     """
 
-    def __init__(self, config: CrateConfig):
+    def __init__(self, config: CrateConfig, is_causal: bool = False, layer_idx: int | None = None):
         super().__init__()
         self.block_type = config.block_type
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -77,6 +80,8 @@ class CrateLayer(GradientCheckpointingLayer):
             output_bias=config.attention_output_bias,
             attention_dropout=config.attention_probs_dropout_prob,
             projection_dropout=config.hidden_dropout_prob,
+            is_causal=is_causal,
+            layer_idx=layer_idx,
         )
         self.sparse_coding_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         if config.block_type == "ista":
@@ -87,12 +92,20 @@ class CrateLayer(GradientCheckpointingLayer):
             )
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False, attn_implementation: str = "sdpa"
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        attn_implementation: str = "sdpa",
+        past_key_values=None,
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         compressed, attention_probabilities = self.attention(
             self.attention_norm(hidden_states),
+            attention_mask=attention_mask,
             output_attentions=output_attentions,
             attn_implementation=attn_implementation,
+            past_key_values=past_key_values,
         )
         compressed = hidden_states + compressed
         sparse = self.sparse_coding(self.sparse_coding_norm(compressed))
@@ -101,7 +114,7 @@ class CrateLayer(GradientCheckpointingLayer):
         return sparse, attention_probabilities
 
 
-class CratePreTrainedModel(PreTrainedModel):
+class CratePreTrainedModel(WhiteboxPreTrainedModel):
     config: CrateConfig
     config_class = CrateConfig
     base_model_prefix = "crate"
@@ -109,7 +122,6 @@ class CratePreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["CrateEmbeddings", "CrateLayer"]
-    _supports_sdpa = True
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -121,19 +133,6 @@ class CratePreTrainedModel(PreTrainedModel):
         elif isinstance(module, (ISTA, OvercompleteDictionaryLearning)):
             # The dictionaries keep the authors' kaiming-uniform init (Ma-Lab-Berkeley/CRATE, CRATE-alpha).
             module.reset_parameters()
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained` restricted to safetensors: loading never unpickles."""
-        if kwargs.get("use_safetensors") is False:
-            raise ValueError("whitebox_hf models load safetensors weights only; `use_safetensors=False` is refused")
-        kwargs["use_safetensors"] = True
-        return super().from_pretrained(*args, **kwargs)
-
-    def _attention_backend(self, output_attentions: bool) -> str:
-        if output_attentions:
-            return "eager"  # only the eager path returns attention probabilities
-        return "eager" if self.config._attn_implementation == "eager" else "sdpa"
 
 
 class CrateModel(CratePreTrainedModel):

@@ -1,0 +1,67 @@
+"""AoT (attention-only transformer) language model configuration."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+
+from ..language_modeling import WhiteboxCausalLMConfig
+from ..validation import check_choice, resolve_head_dim
+
+__all__ = ["AoTConfig", "AOT_PRESETS"]
+
+_ATTENTION_TYPES = ("mssa", "mhsa")
+
+AOT_PRESETS: dict[str, dict] = {
+    # No official code: shapes inferred from the book's counts (spec crate_family.md §4), 2d² + 3d per layer.
+    "aot-mssa-base": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16),  # 101.9 M (book 102 M)
+    "aot-mssa-medium": dict(hidden_size=1280, num_hidden_layers=36, num_attention_heads=20),  # 182.5 M (182 M)
+    # GPT-2 blocks without the MLP (4d² + 6d per layer). The book's 122 M fits no GPT-2 shape; d 896 (14 heads
+    # of 64) with 24 layers gives 122.3 M, within 0.3 %, at the depth of the MSSA base model.
+    "aot-mhsa-base": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, attention_type="mhsa"),
+}
+
+
+@strict
+class AoTConfig(WhiteboxCausalLMConfig):
+    r"""
+    Configuration of AoT, the attention-only transformer (Wang et al., ICML 2025; book §8.4, Table 8.20).
+
+    A layer is ``Z + Attention(LN Z)`` with no MLP, ISTA or ODL. With ``attention_type="mssa"`` the attention is
+    the white-box MSSA (one projection shared by query, key and value: 2d² weights per layer); with ``"mhsa"``
+    it is GPT-2's query/key/value attention (AoT-MHSA: a GPT-2 block with its MLP deleted).
+
+    Args:
+        vocab_size, max_position_embeddings, hidden_size, num_hidden_layers, num_attention_heads, layer_norm_eps,
+        hidden_dropout_prob, attention_probs_dropout_prob, initializer_range, use_position_embeddings,
+        final_layer_norm, tie_word_embeddings, use_cache:
+            See `WhiteboxCausalLMConfig`.
+        attention_type (`str`, *optional*, defaults to `"mssa"`):
+            `"mssa"` or `"mhsa"`.
+        head_dim (`int`, *optional*):
+            MSSA subspace dimension ``p`` (defaults to ``hidden_size // num_attention_heads``). MHSA always uses
+            ``hidden_size // num_attention_heads``.
+        bias (`bool`, *optional*, defaults to `True`):
+            Biases on the output projection (and on MHSA's query/key/value projection) and on the LayerNorms.
+
+    Example:
+
+    ```python
+    >>> from whitebox_hf import AoTConfig, AoTForCausalLM, nanogpt_parameter_count
+
+    >>> nanogpt_parameter_count(AoTForCausalLM(AoTConfig.from_preset("aot-mssa-base")))
+    101918720
+    ```"""
+
+    model_type = "aot"
+    PRESETS = AOT_PRESETS
+
+    attention_type: str = "mssa"
+    head_dim: int | None = None
+    bias: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        check_choice(self, "attention_type", _ATTENTION_TYPES)
+        if self.attention_type == "mhsa" and self.head_dim not in (None, self.hidden_size // self.num_attention_heads):
+            raise ValueError(f"`head_dim` must be hidden_size // num_attention_heads for MHSA, got {self.head_dim!r}")
+        resolve_head_dim(self)

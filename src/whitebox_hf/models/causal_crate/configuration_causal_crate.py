@@ -1,0 +1,80 @@
+"""Causal CRATE (and CRATE-α) language model configuration."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+
+from ..crate.configuration_crate import check_sparse_coding_fields
+from ..language_modeling import WhiteboxCausalLMConfig
+from ..validation import resolve_head_dim
+
+__all__ = ["CausalCrateConfig", "CAUSAL_CRATE_PRESETS"]
+
+CAUSAL_CRATE_PRESETS: dict[str, dict] = {
+    # crate-lm/crate-lm `crate.py` on the GPT-2-base shape: 12·(3d² + 5d) + 50304·d = 59.9 M (book: 60 M).
+    "causal-crate-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
+    # `crate_overcomplete.py`: ODL block (s = 4d, 2 steps, residual) and a final LayerNorm.
+    "causal-crate-alpha-base": dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, block_type="odl", final_layer_norm=True
+    ),
+}
+
+
+@strict
+class CausalCrateConfig(WhiteboxCausalLMConfig):
+    r"""
+    Configuration of the causal CRATE language model (spec ``crate_family.md`` §5; book §8.4, Table 8.18).
+
+    A layer is the CRATE layer of the image model with a causal mask: ``Z½ = Z + CausalMSSA(LN Z)`` then
+    ``Z⁺ = ISTA(LN Z½)`` (no residual) or, with ``block_type="odl"`` (the CRATE-α LM), ``Z⁺ = Z½ + ODL(LN Z½)``.
+    The defaults are CausalCRATE-Base (59.9 M parameters in nanoGPT's count); `from_preset` also gives
+    ``causal-crate-alpha-base``.
+
+    Args:
+        vocab_size, max_position_embeddings, hidden_size, num_hidden_layers, num_attention_heads, layer_norm_eps,
+        hidden_dropout_prob, attention_probs_dropout_prob, initializer_range, use_position_embeddings,
+        tie_word_embeddings, use_cache:
+            See `WhiteboxCausalLMConfig`.
+        final_layer_norm (`bool`, *optional*, defaults to `False`):
+            LayerNorm before the LM head: absent in the authors' `crate.py`, present in `crate_overcomplete.py`.
+        head_dim (`int`, *optional*):
+            Subspace dimension ``p``; defaults to ``hidden_size // num_attention_heads``.
+        block_type (`str`, *optional*, defaults to `"ista"`):
+            `"ista"` (CRATE) or `"odl"` (CRATE-α: overcomplete dictionary with a residual).
+        ista_step_size (`float`, *optional*, defaults to 0.1):
+            ISTA/ODL step size ``η``.
+        ista_lambda (`float`, *optional*, defaults to 0.1):
+            ℓ₁ weight ``λ``.
+        odl_expansion (`int`, *optional*, defaults to 4):
+            ODL dictionary width ``s / d``.
+        odl_steps (`int`, *optional*, defaults to 2):
+            ODL proximal steps.
+        attention_output_bias (`bool`, *optional*, defaults to `True`):
+            Bias on the MSSA output projection (``c_proj``).
+
+    Example:
+
+    ```python
+    >>> from whitebox_hf import CausalCrateConfig, CausalCrateForCausalLM, nanogpt_parameter_count
+
+    >>> model = CausalCrateForCausalLM(CausalCrateConfig.from_preset("causal-crate-base"))
+    >>> nanogpt_parameter_count(model)
+    59913216
+    ```"""
+
+    model_type = "causal_crate"
+    PRESETS = CAUSAL_CRATE_PRESETS
+
+    final_layer_norm: bool = False
+    head_dim: int | None = None
+    block_type: str = "ista"
+    ista_step_size: float = 0.1
+    ista_lambda: float = 0.1
+    odl_expansion: int = 4
+    odl_steps: int = 2
+    attention_output_bias: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        resolve_head_dim(self)
+        check_sparse_coding_fields(self)

@@ -1,0 +1,104 @@
+"""ToST (Token Statistics Transformer) configuration, for language and for vision."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+
+from ..language_modeling import WhiteboxCausalLMConfig
+from ..validation import check_positive, check_positive_int
+
+__all__ = ["ToSTConfig", "TOST_PRESETS"]
+
+_VISION = dict(bias=True, layer_norm_eps=1e-6, image_size=224, patch_size=16, num_channels=3, num_labels=1000)
+TOST_PRESETS: dict[str, dict] = {
+    # Causal ToST on nanoGPT (tost_lang): d / L / K, bias-free, layer scale 1e-5. Counts exclude wpe.
+    "tost-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),  # 109.6 M (book 110 M)
+    "tost-medium": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16),  # 303.7 M (304 M)
+    "tost-large": dict(hidden_size=1280, num_hidden_layers=36, num_attention_heads=20),  # 655.1 M (655 M)
+    # Vision ToST (tost_vision `tost_cab_*_p16`): XCiT conv stem, Fourier positions, 2 class-attention blocks.
+    "tost-tiny": dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=4, layer_scale_init=1.0, **_VISION),
+    "tost-small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=8, layer_scale_init=1.0, **_VISION),
+    # 71.5 M with the code's layer count; the book lists 68.1 M (spec §3.2: unresolved).
+    "tost-vision-medium": dict(
+        hidden_size=512, num_hidden_layers=24, num_attention_heads=8, layer_scale_init=1e-5, **_VISION
+    ),
+}
+
+
+@strict
+class ToSTConfig(WhiteboxCausalLMConfig):
+    r"""
+    Configuration of ToST, the Token Statistics Transformer (Wu et al., ICLR 2025; book §8.4, Table 8.24).
+
+    A block is ``Z + γ₁⊙TSSA(LN Z)`` then ``+ γ₂⊙MLP(LN ·)`` where TSSA (`whitebox_hf.nn.TokenStatisticsSelfAttention`)
+    costs O(N·d) instead of attention's O(N²·d). The same configuration serves both models of the authors' code:
+    `ToSTForCausalLM` (causal TSSA on the nanoGPT scaffold; defaults are ToST-Base) and
+    `ToSTForImageClassification` (vision TSSA with the XCiT conv stem, Fourier position encoding and CaiT
+    class-attention blocks; presets ``tost-tiny``/``tost-small``).
+
+    Args:
+        vocab_size, max_position_embeddings, hidden_size, num_hidden_layers, num_attention_heads, layer_norm_eps,
+        hidden_dropout_prob, attention_probs_dropout_prob, initializer_range, use_position_embeddings,
+        final_layer_norm, tie_word_embeddings, use_cache:
+            See `WhiteboxCausalLMConfig` (the language fields are ignored by the vision model).
+            `max_position_embeddings` also sizes the causal TSSA's per-position score bias, so causal ToST
+            cannot run past it.
+        mlp_ratio (`int`, *optional*, defaults to 4):
+            MLP width as a multiple of ``hidden_size``.
+        bias (`bool`, *optional*, defaults to `False`):
+            Biases on the linear layers and LayerNorms (language code: none; vision code: all).
+        layer_scale_init (`float`, *optional*, defaults to 1e-5):
+            Initial value of the per-channel layer scales γ₁, γ₂ (1e-5 in the language and 24-layer vision
+            models, 1.0 in the 12-layer vision models).
+        image_size (`int`, *optional*, defaults to 224):
+            Vision: image side (other sizes divisible by the patch work too).
+        patch_size (`int`, *optional*, defaults to 16):
+            Vision: patch side; a power of two, made by log2(patch_size) stride-2 convolutions.
+        num_channels (`int`, *optional*, defaults to 3):
+            Vision: input channels.
+        num_class_attention_layers (`int`, *optional*, defaults to 2):
+            Vision: CaiT class-attention blocks after the TSSA blocks.
+        fourier_channels (`int`, *optional*, defaults to 64):
+            Vision: sinusoid channels of the Fourier position encoding (half for each axis).
+
+    Example:
+
+    ```python
+    >>> from whitebox_hf import ToSTConfig, ToSTForCausalLM, nanogpt_parameter_count
+
+    >>> nanogpt_parameter_count(ToSTForCausalLM(ToSTConfig.from_preset("tost-base")))
+    109597584
+    ```"""
+
+    model_type = "tost"
+    PRESETS = TOST_PRESETS
+
+    mlp_ratio: int = 4
+    bias: bool = False
+    layer_scale_init: float = 1e-5
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    num_class_attention_layers: int = 2
+    fourier_channels: int = 64
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        check_positive_int(self, "mlp_ratio", "image_size", "patch_size", "num_channels", "fourier_channels")
+        check_positive(self, "layer_scale_init")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads})"
+            )
+        if self.patch_size & (self.patch_size - 1):
+            raise ValueError(f"`patch_size` must be a power of two (stride-2 conv stem), got {self.patch_size}")
+        if self.hidden_size % max(self.patch_size // 2, 1):
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `patch_size // 2` ({self.patch_size // 2}): "
+                "the conv stem halves the width at each of its stages"
+            )
+        if self.fourier_channels % 4:
+            raise ValueError(f"`fourier_channels` must be a multiple of 4, got {self.fourier_channels}")
+        if isinstance(self.num_class_attention_layers, bool) or self.num_class_attention_layers < 0:
+            raise ValueError(f"`num_class_attention_layers` must be >= 0, got {self.num_class_attention_layers!r}")
