@@ -1,0 +1,110 @@
+"""TSSA against the book's formula, and the properties its linear-time form promises."""
+
+import pytest
+import torch
+
+from whitebox_hf.nn import TokenStatisticsCache, TokenStatisticsSelfAttention
+
+
+def reference_tssa(coordinates, temperature, position_bias=None):
+    """Non-causal TSSA on W = U_kᵀZ of shape (K, N, p), written term by term from spec §3.1-§3.2."""
+    num_heads, num_tokens, head_dim = coordinates.shape
+    squared = coordinates**2
+    energy = squared.sum(1, keepdim=True)  # per channel, over tokens
+    scores = (squared / energy).sum(-1) * temperature[:, None]  # (K, N)
+    if position_bias is not None:
+        scores = scores + head_dim * position_bias * temperature[:, None]
+    memberships = torch.softmax(scores, dim=0)
+    out = torch.empty_like(coordinates)
+    for k in range(num_heads):
+        pi = memberships[k]
+        moment = (pi[:, None] * squared[k]).sum(0) / (pi.sum() + 1e-8)  # (p,)
+        gate = 1.0 / (1.0 + moment)  # ∇f with d/ε² = 1
+        out[k] = -pi[:, None] * coordinates[k] * gate
+    return out, memberships
+
+
+def project(layer, z):
+    batch, n, d = z.shape
+    return layer.projection(z).view(batch, n, layer.num_heads, layer.head_dim).transpose(1, 2)
+
+
+def test_vision_tssa_matches_the_formula():
+    torch.manual_seed(0)
+    layer = TokenStatisticsSelfAttention(16, 4, projection_bias=True).eval()
+    with torch.no_grad():
+        layer.temperature.uniform_(0.5, 2.0)
+    z = torch.randn(1, 9, 16)
+    out, memberships = layer(z, output_attentions=True)
+    expected_heads, expected_pi = reference_tssa(project(layer, z)[0], layer.temperature)
+    expected = layer.output_projection(expected_heads.transpose(0, 1).reshape(1, 9, 16))
+    torch.testing.assert_close(memberships[0], expected_pi)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+
+
+def reference_causal_tssa(coordinates, temperature, position_bias):
+    """Causal TSSA (spec §3.3) position by position, with explicit sums over j ≤ t instead of cumsums."""
+    num_heads, num_tokens, head_dim = coordinates.shape
+    squared = coordinates**2
+    memberships = torch.empty(num_heads, num_tokens)
+    out = torch.empty_like(coordinates)
+    for t in range(num_tokens):
+        energy = squared[:, : t + 1].sum(1)  # E_t: (K, p)
+        scores = temperature * ((squared[:, t] / energy).sum(-1) + head_dim * position_bias[:, t])
+        memberships[:, t] = torch.softmax(scores, dim=0)
+        pi = memberships[:, : t + 1]  # Π_j for j ≤ t, each computed with its own E_j
+        moment = (pi[..., None] * squared[:, : t + 1]).sum(1) / (pi.sum(1, keepdim=True) + 1e-8)
+        out[:, t] = -memberships[:, t, None] * coordinates[:, t] / (1.0 + moment)
+    return out, memberships
+
+
+def test_causal_tssa_matches_the_formula_position_by_position():
+    torch.manual_seed(0)
+    causal = TokenStatisticsSelfAttention(16, 4, is_causal=True, max_position_embeddings=32).eval()
+    with torch.no_grad():
+        causal.position_bias.normal_()
+        causal.temperature.uniform_(0.5, 2.0)
+    z = torch.randn(1, 10, 16)
+    out, memberships = causal(z, position_ids=torch.arange(10)[None], output_attentions=True)
+    heads, expected_pi = reference_causal_tssa(project(causal, z)[0], causal.temperature, causal.position_bias)
+    torch.testing.assert_close(memberships[0], expected_pi, atol=1e-6, rtol=1e-5)
+    expected = causal.output_projection(heads.transpose(0, 1).reshape(1, 10, 16))
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    # At the last position of a prefix, the causal memberships equal the vision memberships of that prefix.
+    _, vision_pi = reference_tssa(project(causal, z)[0], causal.temperature, causal.position_bias[:, :10])
+    torch.testing.assert_close(memberships[0, :, -1], vision_pi[:, -1], atol=1e-6, rtol=1e-5)
+
+
+def test_vision_tssa_is_permutation_equivariant():
+    layer = TokenStatisticsSelfAttention(16, 4).eval()
+    z = torch.randn(2, 11, 16)
+    permutation = torch.randperm(11)
+    torch.testing.assert_close(layer(z[:, permutation])[0], layer(z)[0][:, permutation], atol=1e-6, rtol=1e-5)
+
+
+def test_recurrent_state_equals_full_pass():
+    layer = TokenStatisticsSelfAttention(16, 4, is_causal=True, max_position_embeddings=32).eval()
+    z = torch.randn(2, 12, 16)
+    full, _ = layer(z, position_ids=torch.arange(12).expand(2, -1))
+    cache = TokenStatisticsCache(1)
+    layer.layer_idx = 0
+    steps = [layer(z[:, t : t + 1], position_ids=torch.full((2, 1), t), past_key_values=cache)[0] for t in range(12)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-6, rtol=1e-5)
+    assert cache.get_seq_length() == 12
+
+
+def test_statistics_stay_float32_under_bf16_autocast():
+    layer = TokenStatisticsSelfAttention(16, 4, is_causal=True, max_position_embeddings=4096).eval()
+    z = torch.randn(1, 4096, 16)
+    reference, _ = layer(z, position_ids=torch.arange(4096)[None])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = layer(z, position_ids=torch.arange(4096)[None])
+    # Only the two projections run in bf16: the error stays at bf16's resolution, not growing with N.
+    assert (low.float() - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_bad_construction_arguments():
+    with pytest.raises(ValueError, match="num_heads"):
+        TokenStatisticsSelfAttention(16, 5)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        TokenStatisticsSelfAttention(16, 4, is_causal=True)
