@@ -43,12 +43,28 @@ def _fetch(args) -> int:
 def _presets(args) -> int:
     import torch
 
-    from .models.crate import CRATE_PRESETS, CrateConfig, CrateForImageClassification
+    from . import models
+    from .models.language_modeling import nanogpt_parameter_count
 
-    for name in CRATE_PRESETS:
+    families = [
+        (models.crate.CRATE_PRESETS, models.crate.CrateConfig, models.crate.CrateForImageClassification, "all"),
+        (models.causal_crate.CAUSAL_CRATE_PRESETS, models.causal_crate.CausalCrateConfig,
+         models.causal_crate.CausalCrateForCausalLM, "nanoGPT"),
+        (models.aot.AOT_PRESETS, models.aot.AoTConfig, models.aot.AoTForCausalLM, "nanoGPT"),
+    ]
+    for names, config_class, model_class, convention in families:
+        for name in names:
+            with torch.device("meta"):
+                model = model_class(config_class.from_preset(name))
+            count = nanogpt_parameter_count(model) if convention == "nanoGPT" else model.num_parameters()
+            print(f"{name:24s} {count:>12,d} parameters ({convention})")
+    for name, preset in models.tost.TOST_PRESETS.items():
+        vision = "image_size" in preset
+        model_class = models.tost.ToSTForImageClassification if vision else models.tost.ToSTForCausalLM
         with torch.device("meta"):
-            count = CrateForImageClassification(CrateConfig.from_preset(name)).num_parameters()
-        print(f"{name:20s} {count:>12,d} parameters")
+            model = model_class(models.tost.ToSTConfig.from_preset(name))
+        count = model.num_parameters() if vision else nanogpt_parameter_count(model)
+        print(f"{name:24s} {count:>12,d} parameters ({'all' if vision else 'nanoGPT'})")
     return 0
 
 
