@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import ImageClassifierOutput
 
-__all__ = ["WhiteboxPreTrainedModel"]
+__all__ = ["WhiteboxPreTrainedModel", "image_classifier_output"]
 
 
 class WhiteboxPreTrainedModel(PreTrainedModel):
@@ -24,3 +25,15 @@ class WhiteboxPreTrainedModel(PreTrainedModel):
         if output_attentions:
             return "eager"  # only the eager path returns attention probabilities
         return "eager" if self.config._attn_implementation == "eager" else "sdpa"
+
+
+def image_classifier_output(model, backbone_outputs, labels, return_dict: bool, **kwargs):
+    """Apply ``model.classifier`` to the pooled feature and package loss and logits as transformers does."""
+    logits = model.classifier(backbone_outputs.pooler_output)
+    loss = model.loss_function(labels, logits, model.config, **kwargs) if labels is not None else None
+    if not return_dict:
+        output = tuple(v for v in (logits, backbone_outputs.hidden_states, backbone_outputs.attentions) if v is not None)
+        return ((loss,) + output) if loss is not None else output
+    return ImageClassifierOutput(
+        loss=loss, logits=logits, hidden_states=backbone_outputs.hidden_states, attentions=backbone_outputs.attentions
+    )

@@ -128,7 +128,43 @@ def attend(
     return context, None
 
 
-class MultiHeadSubspaceSelfAttention(nn.Module):
+class _SelfAttention(nn.Module):
+    """What MSSA and MHSA share after their projections: the KV cache, the kernel and the output projection."""
+
+    def _attend_and_project(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool,
+        attn_implementation: str,
+        past_key_values,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``value=None`` means "the value is the key" (MSSA): the cache then stores that tensor only once."""
+        if past_key_values is not None:
+            if self.layer_idx is None:
+                raise ValueError("`layer_idx` must be set on the attention module to use `past_key_values`")
+            key, cached_value = past_key_values.update(key, key[..., :0] if value is None else value, self.layer_idx)
+            value = None if value is None else cached_value
+        context, probabilities = attend(
+            query,
+            key,
+            key if value is None else value,
+            attention_mask,
+            self.scaling,
+            self.attention_dropout if self.training else 0.0,
+            self.is_causal,
+            attn_implementation,
+            output_attentions,
+        )
+        batch_size, _, num_tokens, _ = query.shape
+        context = context.transpose(1, 2).reshape(batch_size, num_tokens, -1)
+        output = self.projection_dropout(self.output_projection(context))
+        return output, (probabilities if output_attentions else None)
+
+
+class MultiHeadSubspaceSelfAttention(_SelfAttention):
     """MSSA: one bias-free projection ``U`` shared by query, key and value.
 
     Args:
@@ -188,28 +224,12 @@ class MultiHeadSubspaceSelfAttention(nn.Module):
         # (B, N, K·p) -> (B, K, N, p): the coordinates U_kᵀ z of every token in every subspace.
         projected = self.subspace_projection(hidden_states)
         projected = projected.view(batch_size, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-        keys = projected
-        if past_key_values is not None:
-            if self.layer_idx is None:
-                raise ValueError("`layer_idx` must be set on the attention module to use `past_key_values`")
-            keys, _ = past_key_values.update(projected, projected[..., :0], self.layer_idx)
-        context, probabilities = attend(
-            projected,
-            keys,
-            keys,
-            attention_mask,
-            self.scaling,
-            self.attention_dropout if self.training else 0.0,
-            self.is_causal,
-            attn_implementation,
-            output_attentions,
+        return self._attend_and_project(
+            projected, projected, None, attention_mask, output_attentions, attn_implementation, past_key_values
         )
-        context = context.transpose(1, 2).reshape(batch_size, num_tokens, self.num_heads * self.head_dim)
-        output = self.projection_dropout(self.output_projection(context))
-        return output, (probabilities if output_attentions else None)
 
 
-class MultiHeadSelfAttention(nn.Module):
+class MultiHeadSelfAttention(_SelfAttention):
     """Standard multi-head self-attention with separate query, key and value projections (GPT-2's ``c_attn``).
 
     Args:
@@ -258,21 +278,6 @@ class MultiHeadSelfAttention(nn.Module):
         batch_size, num_tokens, hidden_size = hidden_states.shape
         qkv = self.query_key_value(hidden_states).view(batch_size, num_tokens, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if past_key_values is not None:
-            if self.layer_idx is None:
-                raise ValueError("`layer_idx` must be set on the attention module to use `past_key_values`")
-            key, value = past_key_values.update(key, value, self.layer_idx)
-        context, probabilities = attend(
-            query,
-            key,
-            value,
-            attention_mask,
-            self.scaling,
-            self.attention_dropout if self.training else 0.0,
-            self.is_causal,
-            attn_implementation,
-            output_attentions,
+        return self._attend_and_project(
+            query, key, value, attention_mask, output_attentions, attn_implementation, past_key_values
         )
-        context = context.transpose(1, 2).reshape(batch_size, num_tokens, hidden_size)
-        output = self.projection_dropout(self.output_projection(context))
-        return output, (probabilities if output_attentions else None)

@@ -25,7 +25,7 @@ from ...nn import (
     OvercompleteDictionaryLearning,
     interpolate_position_embedding,
 )
-from ..modeling_utils import WhiteboxPreTrainedModel
+from ..modeling_utils import WhiteboxPreTrainedModel, image_classifier_output
 from .configuration_crate import CrateConfig
 
 __all__ = ["CrateEmbeddings", "CrateLayer", "CratePreTrainedModel", "CrateModel", "CrateForImageClassification"]
@@ -221,13 +221,4 @@ class CrateForImageClassification(CratePreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.classifier(outputs.pooler_output)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
-        if not return_dict:
-            output = tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
-            return ((loss,) + output) if loss is not None else output
-        return ImageClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return image_classifier_output(self, outputs, labels, return_dict, **kwargs)

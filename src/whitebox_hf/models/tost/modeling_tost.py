@@ -22,6 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
 from ...nn import TokenStatisticsCache, TokenStatisticsSelfAttention, attend, check_pixel_values
+from ..modeling_utils import image_classifier_output
 from ..language_modeling import WhiteboxCausalLMPreTrainedModel, WhiteboxDecoderModel, WhiteboxForCausalLM
 from .configuration_tost import ToSTConfig
 
@@ -322,11 +323,4 @@ class ToSTForImageClassification(WhiteboxCausalLMPreTrainedModel):
         outputs = self.tost(
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True
         )
-        logits = self.classifier(outputs.pooler_output)
-        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
-        if not return_dict:
-            output = tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
-            return ((loss,) + output) if loss is not None else output
-        return ImageClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return image_classifier_output(self, outputs, labels, return_dict, **kwargs)
