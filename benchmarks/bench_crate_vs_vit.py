@@ -28,25 +28,23 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as _dt
 import gc
 import json
-import os
-import platform
-import shlex
 import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-import transformers
 from transformers import ViTConfig, ViTForImageClassification
 
 from whitebox_hf import CrateConfig, CrateForImageClassification
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
+from _common import command_line, environment, environment_lines, interleaved, loadavg, now, pf, summarize  # noqa: E402
+from _common import time_call as _time  # noqa: E402
 
 # Goals stated for the CRATE implementation (evaluated on inference).
 GOAL_SPEEDUP_FP32 = 2.5
@@ -157,40 +155,6 @@ LayerNorm, softmax, GELU/ReLU, bias and residual adds and ISTA's elementwise upd
 # --------------------------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _time(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def interleaved(fns: dict[str, callable], warmup: int, reps: int) -> dict[str, list[float]]:
-    """Warm up every function, then time ``reps`` calls of each, alternating models and flipping the
-    order every repetition (A B, B A, A B, …) so slow drifts of background load hit both alike."""
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        times = {name: [] for name in names}
-        for rep in range(reps):
-            for name in (names if rep % 2 == 0 else names[::-1]):
-                times[name].append(_time(fns[name]))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
-def summarize(times: list[float]) -> dict:
-    times_sorted = sorted(times)
-    q = lambda f: times_sorted[min(len(times_sorted) - 1, int(round(f * (len(times_sorted) - 1))))]  # noqa: E731
-    return dict(median_s=statistics.median(times), min_s=times_sorted[0], max_s=times_sorted[-1],
-                q25_s=q(0.25), q75_s=q(0.75), reps=len(times), times_s=times)
 
 
 def measure_matmul_peak(dtype: torch.dtype, size: int, warmup: int, reps: int) -> dict:
@@ -391,69 +355,14 @@ def profile_forward(s: Setting, batch: int, row_limit: int = 22) -> dict[str, st
 # --------------------------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                keep = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")]
-                return " ".join(sorted(keep))
-    except OSError:
-        pass
-    return ""
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def pf(flag: bool) -> str:
-    return "**PASS**" if flag else "**MISS**"
-
-
 def render(report: dict) -> str:
-    env = report["environment"]
     peaks = report["matmul_peak"]
     lines = [f"# CRATE vs. ViT on CPU: throughput, step time, achieved FLOP rate", ""]
     if report["quick"]:
         lines += ["> **SMOKE RUN (`--quick`)**: tiny batches and 1–2 repetitions. The numbers below only show "
                   "that the harness works; they are not a measurement.", ""]
-    lines += [
-        "## Environment", "",
-        f"* command: `{report['command']}`",
-        f"* date: {report['date']}",
-        f"* CPU: {env['cpu_model']} ({env['logical_cpus']} logical CPUs visible; ISA flags: {env['cpu_flags']})",
-        f"* torch {env['torch']} (threads: {env['torch_threads']}, interop threads: {env['torch_interop_threads']}, "
-        f"oneDNN/mkldnn: {env['mkldnn']}), transformers {env['transformers']}, Python {env['python']}",
-        f"* load average (1/5/15 min) at start: {env['loadavg_start']}; at end: {env['loadavg_end']} "
-        "(anything else running on the machine competes for the same cores)",
-        f"* warm-up iterations: {report['warmup']}, timed repetitions: {report['reps']} per model and mode",
-        "",
-    ]
-    # Before the run, any load is other work; by the end, the benchmark's own threads account for about
-    # `torch_threads` of it.
-    if "n/a" in (env["loadavg_start"], env["loadavg_end"]):
-        other_load = 0.0
-    else:
-        other_load = max(float(env["loadavg_start"].split()[0]),
-                         float(env["loadavg_end"].split()[0]) - env["torch_threads"])
-    if other_load > 0.5:
-        lines += [f"> **Warning**: other processes added a load of about {other_load:.2f} on "
-                  f"{env['logical_cpus']} logical CPUs while this ran, so the timings are noisy; compare the "
-                  "q25–q75 spread and rerun on an idle machine.", ""]
+    lines += environment_lines(report, extra=[
+        f"* warm-up iterations: {report['warmup']}, timed repetitions: {report['reps']} per model and mode"])
     lines += [
         "## Matmul peak (measured in this run)", "",
         "Large square `torch.mm(a, b, out=c)`, median of the repetitions; measured at the start and again at the "
@@ -628,19 +537,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    exe = sys.executable
-    try:
-        exe = os.path.relpath(exe) if not os.path.relpath(exe).startswith("..") else exe
-    except ValueError:
-        pass
-    command = shlex.join([exe] + sys.argv) if argv is None else shlex.join(["bench_crate_vs_vit.main"] + list(argv))
-
-    env = dict(
-        cpu_model=cpu_model(), cpu_flags=cpu_flags(), logical_cpus=os.cpu_count(),
-        torch=torch.__version__, torch_threads=torch.get_num_threads(),
-        torch_interop_threads=torch.get_num_interop_threads(), mkldnn=torch.backends.mkldnn.is_available(),
-        transformers=transformers.__version__, python=platform.python_version(), loadavg_start=loadavg(),
-    )
+    command = command_line(argv, "bench_crate_vs_vit.main")
+    env = environment()
     print(f"torch {env['torch']}, {env['torch_threads']} threads, CPU {env['cpu_model']}, load {env['loadavg_start']}",
           flush=True)
 
@@ -677,7 +575,7 @@ def main(argv=None) -> dict:
     env["loadavg_end"] = loadavg()
 
     report = dict(
-        command=command, date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), quick=args.quick,
+        command=command, date=now(), quick=args.quick,
         warmup=args.warmup, reps=args.reps, environment=env, matmul_peak_start=peak_start,
         matmul_peak_end=peak_end, matmul_peak=peaks, settings=results, profile=profile,
         goals_definition=dict(speedup_fp32=GOAL_SPEEDUP_FP32, speedup_bf16=GOAL_SPEEDUP_BF16,

@@ -1,0 +1,183 @@
+"""Helpers shared by the CPU benchmarks in this folder: timing, machine description, report boilerplate.
+
+Imported by the scripts next to it (``bench_crate_vs_vit.py``, ``bench_language_models.py``), which put this
+folder on ``sys.path`` first so they run from any working directory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import transformers
+
+__all__ = [
+    "command_line",
+    "cpu_flags",
+    "cpu_model",
+    "environment",
+    "environment_lines",
+    "interleaved",
+    "loadavg",
+    "now",
+    "pf",
+    "summarize",
+    "time_call",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------------------
+
+
+def time_call(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, callable], warmup: int, reps: int, self_timed: bool = False) -> dict[str, list[float]]:
+    """Warm up every function, then time ``reps`` calls of each, alternating models and flipping the
+    order every repetition (A B, B A, A B, …) so slow drifts of background load hit both alike.
+
+    With ``self_timed`` each function returns the seconds of the part of its work that counts (for calls that
+    need untimed set-up first, e.g. a prefill before timed decode steps) instead of being timed whole."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times = {name: [] for name in names}
+        for rep in range(reps):
+            for name in (names if rep % 2 == 0 else names[::-1]):
+                times[name].append(fns[name]() if self_timed else time_call(fns[name]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
+
+
+def summarize(times: list[float]) -> dict:
+    times_sorted = sorted(times)
+    q = lambda f: times_sorted[min(len(times_sorted) - 1, int(round(f * (len(times_sorted) - 1))))]  # noqa: E731
+    return dict(median_s=statistics.median(times), min_s=times_sorted[0], max_s=times_sorted[-1],
+                q25_s=q(0.25), q75_s=q(0.75), reps=len(times), times_s=times)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Machine and report boilerplate
+# --------------------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                keep = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")]
+                return " ".join(sorted(keep))
+    except OSError:
+        pass
+    return ""
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def memory_total_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def pf(flag: bool) -> str:
+    return "**PASS**" if flag else "**MISS**"
+
+
+def now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def command_line(argv, entry_point: str) -> str:
+    """The command that reproduces this run: the interpreter (relative to the working directory when below it)
+    and ``sys.argv`` for a script run, or ``entry_point`` and the arguments for a call of ``main(argv)``."""
+    exe = sys.executable
+    try:
+        exe = os.path.relpath(exe) if not os.path.relpath(exe).startswith("..") else exe
+    except ValueError:
+        pass
+    return shlex.join([exe] + sys.argv) if argv is None else shlex.join([entry_point] + list(argv))
+
+
+def environment() -> dict:
+    """Library versions, threads and the CPU; call after ``torch.set_num_threads``."""
+    return dict(
+        cpu_model=cpu_model(), cpu_flags=cpu_flags(), logical_cpus=os.cpu_count(), memory_gb=memory_total_gb(),
+        torch=torch.__version__, torch_threads=torch.get_num_threads(),
+        torch_interop_threads=torch.get_num_interop_threads(), mkldnn=torch.backends.mkldnn.is_available(),
+        transformers=transformers.__version__, python=platform.python_version(), loadavg_start=loadavg(),
+    )
+
+
+def other_load(env: dict) -> float:
+    """Load added by other processes: before the run any load is other work; by the end, the benchmark's own
+    threads account for about ``torch_threads`` of it."""
+    if "n/a" in (env["loadavg_start"], env.get("loadavg_end", "n/a")):
+        return 0.0
+    return max(float(env["loadavg_start"].split()[0]), float(env["loadavg_end"].split()[0]) - env["torch_threads"])
+
+
+def environment_lines(report: dict, extra: list[str] = ()) -> list[str]:
+    """The ``## Environment`` section (command, date, CPU, libraries, load) and, under it, the warning when other
+    processes loaded the machine. ``extra`` bullets go after the standard ones."""
+    env = report["environment"]
+    memory = f", {env['memory_gb']:.0f} GiB RAM" if env.get("memory_gb") else ""
+    lines = [
+        "## Environment", "",
+        f"* command: `{report['command']}`",
+        f"* date: {report['date']}",
+        f"* CPU: {env['cpu_model']} ({env['logical_cpus']} logical CPUs visible{memory}; ISA flags: {env['cpu_flags']})",
+        f"* torch {env['torch']} (threads: {env['torch_threads']}, interop threads: {env['torch_interop_threads']}, "
+        f"oneDNN/mkldnn: {env['mkldnn']}), transformers {env['transformers']}, Python {env['python']}",
+        f"* load average (1/5/15 min) at start: {env['loadavg_start']}; at end: {env['loadavg_end']} "
+        "(anything else running on the machine competes for the same cores)",
+        *extra,
+        "",
+    ]
+    load = other_load(env)
+    if load > 0.5:
+        lines += [f"> **Warning**: other processes added a load of about {load:.2f} on "
+                  f"{env['logical_cpus']} logical CPUs while this ran, so the timings are noisy; compare the "
+                  "q25–q75 spread and rerun on an idle machine.", ""]
+    return lines
