@@ -16,17 +16,12 @@ Every key of the YAML file can be overridden on the command line (`--key value`)
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import os
 import time
 from pathlib import Path
 
 import torch
-import yaml
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -36,8 +31,18 @@ from whitebox_hf.data import AugmentedTensorDataset, EpochPermutationSampler, da
 from whitebox_hf.data import image_classification_transforms
 from whitebox_hf.hub import image_classification_model_card
 from whitebox_hf.training_setup import build_image_classifier, build_image_processor, load_image_dataset
-from whitebox_hf.utils import JSONLTracker
-from whitebox_hf.utils.tracking import read_jsonl
+from whitebox_hf.training_utils import (
+    TrainingProgress,
+    build_optimizer,
+    create_accelerator,
+    exit_if_interrupt_requested,
+    find_checkpoint,
+    parse_config_args,
+    plot_training_curves,
+    restore_checkpoint,
+    resumable_batches,
+)
+
 
 DEFAULTS = {
     # model
@@ -86,40 +91,7 @@ DEFAULTS = {
 
 
 def parse_args(argv=None) -> dict:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default="")
-    known, rest = pre.parse_known_args(argv)
-    config = dict(DEFAULTS)
-    if known.config:
-        with open(known.config) as handle:
-            from_file = yaml.safe_load(handle) or {}
-        unknown = set(from_file) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown keys in {known.config}: {sorted(unknown)}; known keys: {sorted(DEFAULTS)}")
-        config.update(from_file)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=known.config, help="YAML file with any of the keys below")
-    for key, default in DEFAULTS.items():
-        if isinstance(default, bool):
-            parser.add_argument(f"--{key}", type=lambda s: s.lower() in ("1", "true", "yes"), default=config[key])
-        else:
-            parser.add_argument(f"--{key}", type=type(default), default=config[key])
-    args = vars(parser.parse_args(rest))
-    args.pop("config")
-    return args
-
-
-class TrainingProgress:
-    """Counters saved inside every Accelerate checkpoint (`register_for_checkpointing`)."""
-
-    def __init__(self):
-        self.step = 0
-
-    def state_dict(self):
-        return {"step": self.step}
-
-    def load_state_dict(self, state):
-        self.step = int(state["step"])
+    return parse_config_args(DEFAULTS, argv, __doc__)
 
 
 def evaluate(model, loader, accelerator) -> float:
@@ -136,35 +108,8 @@ def evaluate(model, loader, accelerator) -> float:
 
 
 def plot_loss_curve(log_path: Path, png_path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = [r for r in read_jsonl(str(log_path)) if r.get("type") == "metrics"]
-    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
-    evals = [(r["step"], r["eval_accuracy"]) for r in records if "eval_accuracy" in r]
-    fig, loss_axis = plt.subplots(figsize=(6, 3.5))
-    if train:
-        loss_axis.plot(*zip(*train), label="train loss", color="tab:blue")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("train loss (label-smoothed CE)")
-    if evals:
-        accuracy_axis = loss_axis.twinx()
-        accuracy_axis.plot(*zip(*evals), "o-", color="tab:orange", label="test accuracy")
-        accuracy_axis.set_ylabel("test accuracy")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-
-
-def find_checkpoint(output_dir: Path, spec: str) -> Path | None:
-    if not spec:
-        return None
-    if spec != "latest":
-        return Path(spec)
-    candidates = sorted((output_dir / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[-1]))
-    return candidates[-1] if candidates else None
+    plot_training_curves(log_path, png_path, train_key="train_loss", train_label="train loss (label-smoothed CE)",
+                         eval_key="eval_accuracy", eval_label="test accuracy")
 
 
 def main(argv=None) -> dict:
@@ -172,20 +117,9 @@ def main(argv=None) -> dict:
     if args["num_threads"] > 0:
         torch.set_num_threads(args["num_threads"])
     output_dir = Path(args["output_dir"])
-    if not args["resume_from_checkpoint"]:
-        # A fresh run in a used folder: start a new log, keep numbering checkpoints after the old ones.
-        if (output_dir / "log.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
-            (output_dir / "log.jsonl").unlink()
-    accelerator = Accelerator(
-        mixed_precision=args["mixed_precision"],
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
-        log_with=[JSONLTracker("log", str(output_dir))],
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir),
-            automatic_checkpoint_naming=True,
-            total_limit=args["checkpoints_total_limit"],
-        ),
-    )
+    # Only a run that really continues a checkpoint keeps the old log ("latest" with none yet starts afresh).
+    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
+    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
     set_seed(args["seed"])
 
     dataset, dataset_info = load_image_dataset(args["dataset"], args["data_dir"] or None, accelerator)
@@ -228,17 +162,8 @@ def main(argv=None) -> dict:
             parameter
         )
     groups = [{"params": decay, "weight_decay": args["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    betas = (args["adam_beta1"], args["adam_beta2"])
-    if args["optimizer"] == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=args["learning_rate"], betas=betas)
-    elif args["optimizer"] == "lion":
-        try:
-            from lion_pytorch import Lion
-        except ImportError as error:
-            raise ImportError("optimizer=lion needs `pip install lion-pytorch`") from error
-        optimizer = Lion(groups, lr=args["learning_rate"], betas=betas)
-    else:
-        raise ValueError(f"`optimizer` must be 'adamw' or 'lion', got {args['optimizer']!r}")
+    optimizer = build_optimizer(args["optimizer"], groups, args["learning_rate"],
+                                (args["adam_beta1"], args["adam_beta2"]))
     scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args["label_smoothing"])
 
@@ -248,20 +173,9 @@ def main(argv=None) -> dict:
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
 
-    checkpoint = find_checkpoint(output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        # Continue the automatic numbering after the loaded checkpoint instead of colliding with it.
-        accelerator.project_configuration.iteration = int(checkpoint.name.split("_")[-1]) + 1
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
-    elif args["resume_from_checkpoint"] and args["resume_from_checkpoint"] != "latest":
-        raise FileNotFoundError(f"checkpoint {args['resume_from_checkpoint']} not found")
-    else:
-        stale = find_checkpoint(output_dir, "latest")
-        if stale is not None:
-            accelerator.print(f"warning: {output_dir} already holds checkpoints; this fresh run numbers its own after "
-                              f"{stale.name} (pass --resume_from_checkpoint latest to continue that run instead)")
-            accelerator.project_configuration.iteration = int(stale.name.split("_")[-1]) + 1
     accelerator.init_trackers("log", config={k: v for k, v in args.items()})
 
     eval_every = args["eval_every"] or steps_per_epoch
@@ -272,44 +186,34 @@ def main(argv=None) -> dict:
     running_loss, running_count = 0.0, 0
     last_accuracy = None
     model.train()
-    while progress.step < total_steps:
-        epoch, step_in_epoch = divmod(progress.step, steps_per_epoch)
-        loader = accelerator.skip_first_batches(train_loader, step_in_epoch) if step_in_epoch else train_loader
-        # Accelerate forwards the epoch to our sampler (data order) and dataset (augmentation seeds); it would
-        # otherwise use the loader's own iteration counter, which a resumed run does not restore.
-        loader.set_epoch(epoch)
-        for batch in loader:
-            logits = model(pixel_values=batch["pixel_values"]).logits
-            loss = loss_fn(logits.float(), batch["labels"])
-            accelerator.backward(loss)
-            if args["max_grad_norm"] > 0:
-                accelerator.clip_grad_norm_(model.parameters(), args["max_grad_norm"])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            progress.step += 1
-            bar.update(1)
-            running_loss += loss.item()
-            running_count += 1
-            if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-                accelerator.log(
-                    {"train_loss": running_loss / running_count, "learning_rate": scheduler.get_last_lr()[0],
-                     "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
-                    step=progress.step,
-                )
-                bar.set_postfix(loss=f"{running_loss / running_count:.3f}")
-                running_loss, running_count = 0.0, 0
-            if progress.step % eval_every == 0 or progress.step == total_steps:
-                last_accuracy = evaluate(model, test_loader, accelerator)
-                accelerator.log({"eval_accuracy": last_accuracy}, step=progress.step)
-                accelerator.print(f"step {progress.step}: test accuracy {last_accuracy:.4f}")
-            if progress.step % checkpoint_every == 0 and progress.step < total_steps:
-                accelerator.save_state()
-            if args["interrupt_after_steps"] and progress.step == args["interrupt_after_steps"]:
-                accelerator.print(f"simulated crash after step {progress.step}")
-                os._exit(3)
-            if progress.step >= total_steps:
-                break
+    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+        logits = model(pixel_values=batch["pixel_values"]).logits
+        loss = loss_fn(logits.float(), batch["labels"])
+        accelerator.backward(loss)
+        if args["max_grad_norm"] > 0:
+            accelerator.clip_grad_norm_(model.parameters(), args["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        bar.update(1)
+        running_loss += loss.item()
+        running_count += 1
+        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
+            accelerator.log(
+                {"train_loss": running_loss / running_count, "learning_rate": scheduler.get_last_lr()[0],
+                 "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
+                step=progress.step,
+            )
+            bar.set_postfix(loss=f"{running_loss / running_count:.3f}")
+            running_loss, running_count = 0.0, 0
+        if progress.step % eval_every == 0 or progress.step == total_steps:
+            last_accuracy = evaluate(model, test_loader, accelerator)
+            accelerator.log({"eval_accuracy": last_accuracy}, step=progress.step)
+            accelerator.print(f"step {progress.step}: test accuracy {last_accuracy:.4f}")
+        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
+            accelerator.save_state()
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     bar.close()
     train_seconds = time.time() - start_time
     accelerator.wait_for_everyone()

@@ -1,14 +1,33 @@
-"""Shared pieces of the training scripts and the demo: which data set, which model, which processor."""
+"""Shared pieces of the training scripts and the demo: which data set, which model, which processor.
+
+Image classification: `load_image_dataset`, `build_image_classifier`, `build_image_processor`.
+Language modelling: `build_causal_lm` (the white-box LMs and the GPT-2 baseline, one shape for all),
+`causal_lm_parameter_groups` (nanoGPT's weight-decay split) and `causal_lm_parameter_count`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from transformers import ViTConfig, ViTForImageClassification
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTForImageClassification
 
 from .data import FASHION_MNIST_CLASSES, load_fashion_mnist, load_sklearn_digits
+from .models.aot import AoTConfig, AoTForCausalLM
+from .models.causal_crate import CausalCrateConfig, CausalCrateForCausalLM
 from .models.crate import CrateConfig, CrateForImageClassification, CrateImageProcessor
+from .models.language_modeling import nanogpt_parameter_count
+from .models.tost import ToSTConfig, ToSTForCausalLM
 
-__all__ = ["DATASETS", "load_image_dataset", "build_image_classifier", "build_image_processor"]
+__all__ = [
+    "CAUSAL_LM_MODELS",
+    "DATASETS",
+    "build_causal_lm",
+    "build_image_classifier",
+    "build_image_processor",
+    "causal_lm_parameter_count",
+    "causal_lm_parameter_groups",
+    "load_image_dataset",
+]
 
 # Per-channel statistics of the training split (Fashion-MNIST: the commonly quoted 0.2860 / 0.3530).
 DATASETS = {
@@ -82,3 +101,91 @@ def build_image_processor(image_size: int, image_mean, image_std) -> CrateImageP
         num_channels=len(image_mean), do_resize=True, size={"height": image_size, "width": image_size},
         image_mean=list(image_mean), image_std=list(image_std),
     )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Language models
+# --------------------------------------------------------------------------------------------------------------
+
+# `--model` name → (configuration class, model class, family-specific fields). Every model gets the same
+# width, depth, heads, context and vocabulary from `build_causal_lm`, so a comparison varies only the layer.
+CAUSAL_LM_MODELS = {
+    # crate-lm `crate.py`: MSSA + ISTA, no final LayerNorm.
+    "causal_crate": (CausalCrateConfig, CausalCrateForCausalLM, dict(block_type="ista")),
+    # crate-lm `crate_overcomplete.py`: MSSA + residual ODL, with the final LayerNorm.
+    "crate_alpha": (CausalCrateConfig, CausalCrateForCausalLM, dict(block_type="odl", final_layer_norm=True)),
+    "aot_mssa": (AoTConfig, AoTForCausalLM, dict(attention_type="mssa")),
+    "aot_mhsa": (AoTConfig, AoTForCausalLM, dict(attention_type="mhsa")),
+    # tost_lang: bias-free, layer scale 1e-5 (the ToSTConfig defaults).
+    "tost": (ToSTConfig, ToSTForCausalLM, {}),
+    "gpt2": (GPT2Config, GPT2LMHeadModel, {}),
+}
+
+# ≥2-D parameters that are biases in role: ToST's per-head, per-position score bias β (heads × positions).
+# Decaying it would pull the learned position prior towards zero; nanoGPT's rule (decay every ≥2-D tensor)
+# only reasons about matrices and embeddings.
+NO_DECAY_SUFFIXES = ("position_bias",)
+
+
+def build_causal_lm(args: dict, vocab_size: int, bos_token_id: int | None = None, eos_token_id: int | None = None,
+                    pad_token_id: int | None = None):
+    """A freshly initialised causal LM ``args["model"]`` (a key of `CAUSAL_LM_MODELS`) of the shape
+    ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``context_length`` in ``args``.
+
+    ``gpt2`` is transformers' `GPT2LMHeadModel` (MLP 4·d, tied embeddings), the white-box models are
+    whitebox_hf's; all run without dropout. The special-token ids go into the configuration and the
+    generation config, so `generate` and `pipeline` stop and pad with the tokenizer's tokens.
+
+    Raises:
+        ValueError: an unknown ``model`` name or a non-positive shape.
+    """
+    name = args.get("model")
+    if name not in CAUSAL_LM_MODELS:
+        raise ValueError(f"`model` must be one of {sorted(CAUSAL_LM_MODELS)}, got {name!r}")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "context_length"):
+        value = args.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"`{key}` must be a positive integer, got {value!r}")
+    config_class, model_class, family_fields = CAUSAL_LM_MODELS[name]
+    tokens = dict(bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    if name == "gpt2":
+        config = GPT2Config(
+            vocab_size=vocab_size, n_positions=args["context_length"], n_embd=args["hidden_size"],
+            n_layer=args["num_hidden_layers"], n_head=args["num_attention_heads"],
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True, **tokens,
+        )
+    else:
+        config = config_class(
+            vocab_size=vocab_size, max_position_embeddings=args["context_length"], hidden_size=args["hidden_size"],
+            num_hidden_layers=args["num_hidden_layers"], num_attention_heads=args["num_attention_heads"],
+            **family_fields, **tokens,
+        )
+    model = model_class(config)
+    for key, value in tokens.items():
+        setattr(model.generation_config, key, value)
+    return model
+
+
+def causal_lm_parameter_count(model: nn.Module) -> int:
+    """Parameters as nanoGPT counts them (tied embedding once, position table excluded), for the white-box
+    LMs and for transformers' GPT-2 alike."""
+    count = nanogpt_parameter_count(model)
+    if isinstance(model, GPT2LMHeadModel):
+        # `nanogpt_parameter_count` knows the whitebox_hf position table only; GPT-2's is `transformer.wpe`.
+        count -= model.transformer.wpe.weight.numel()
+    return count
+
+
+def causal_lm_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """nanoGPT's two AdamW groups: weight decay on every parameter with ≥ 2 dimensions (matrices, dictionaries,
+    embeddings), none on biases, LayerNorms, layer scales, temperatures — and none on the ≥2-D tensors named in
+    `NO_DECAY_SUFFIXES`. Tied tensors appear once."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():  # yields a shared (tied) tensor once
+        if not parameter.requires_grad:
+            continue
+        if parameter.ndim >= 2 and not name.endswith(NO_DECAY_SUFFIXES):
+            decay.append(parameter)
+        else:
+            no_decay.append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

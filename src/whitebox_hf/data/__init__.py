@@ -30,3 +30,7 @@ __all__ = [
 from .augmentation import AugmentedTensorDataset, EpochPermutationSampler, image_classification_transforms
 
 __all__ += ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classification_transforms"]
+
+from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
+
+__all__ += ["PackedTokenBlocks", "tokenize_and_concatenate"]

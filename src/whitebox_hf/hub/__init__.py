@@ -1,3 +1,3 @@
-from .model_card import image_classification_model_card
+from .model_card import causal_lm_model_card, image_classification_model_card
 
-__all__ = ["image_classification_model_card"]
+__all__ = ["causal_lm_model_card", "image_classification_model_card"]
