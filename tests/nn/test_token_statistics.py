@@ -93,6 +93,21 @@ def test_recurrent_state_equals_full_pass():
     assert cache.get_seq_length() == 12
 
 
+def test_chunked_causal_pass_equals_one_chunk():
+    layer = TokenStatisticsSelfAttention(16, 4, is_causal=True, max_position_embeddings=64).eval()
+    with torch.no_grad():
+        layer.position_bias.normal_()
+    z = torch.randn(2, 50, 16)
+    mask = torch.ones(2, 50)
+    mask[1, :7] = 0
+    positions = (mask.cumsum(-1) - 1).clamp_min(0).long()
+    one_chunk, pi_one = layer(z, token_mask=mask, position_ids=positions, output_attentions=True)
+    layer.chunk_size = 8  # 7 chunks, the last one partial
+    chunked, pi_chunked = layer(z, token_mask=mask, position_ids=positions, output_attentions=True)
+    torch.testing.assert_close(chunked, one_chunk, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(pi_chunked, pi_one, atol=1e-6, rtol=1e-5)
+
+
 def test_statistics_stay_float32_under_bf16_autocast():
     layer = TokenStatisticsSelfAttention(16, 4, is_causal=True, max_position_embeddings=4096).eval()
     z = torch.randn(1, 4096, 16)
@@ -108,3 +123,5 @@ def test_bad_construction_arguments():
         TokenStatisticsSelfAttention(16, 5)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         TokenStatisticsSelfAttention(16, 4, is_causal=True)
+    with pytest.raises(ValueError, match="chunk_size"):
+        TokenStatisticsSelfAttention(16, 4, chunk_size=0)

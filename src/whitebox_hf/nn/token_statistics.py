@@ -133,6 +133,8 @@ class TokenStatisticsSelfAttention(nn.Module):
         attention_dropout (`float`, defaults to 0.0): dropout on the gate ``1/(1 + m)``.
         projection_dropout (`float`, defaults to 0.0): dropout after the output projection.
         layer_idx (`int`, *optional*): this layer's slot in a `TokenStatisticsCache`.
+        chunk_size (`int`, defaults to 1024): causal inputs longer than this run in chunks that carry the running
+            sums forward (the same recurrence as generation), which bounds the temporaries; results are identical.
 
     ``forward(hidden_states, token_mask=None, position_ids=None, past_key_values=None, output_attentions=False)``
     returns ``(output, memberships Π (batch, heads, tokens) or None)``. ``token_mask`` ``(batch, tokens)`` marks
@@ -151,8 +153,11 @@ class TokenStatisticsSelfAttention(nn.Module):
         attention_dropout: float = 0.0,
         projection_dropout: float = 0.0,
         layer_idx: int | None = None,
+        chunk_size: int = 1024,
     ):
         super().__init__()
+        if not isinstance(chunk_size, int) or chunk_size <= 0:
+            raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
         if not isinstance(num_heads, int) or num_heads <= 0 or hidden_size % num_heads:
             raise ValueError(f"`num_heads` must be a positive divisor of `hidden_size` ({hidden_size}), got {num_heads!r}")
         if is_causal and (not isinstance(max_position_embeddings, int) or max_position_embeddings <= 0):
@@ -172,6 +177,7 @@ class TokenStatisticsSelfAttention(nn.Module):
         self.gate_dropout = nn.Dropout(attention_dropout)
         self.output_projection = nn.Linear(hidden_size, hidden_size, bias=output_bias)
         self.projection_dropout = nn.Dropout(projection_dropout)
+        self.chunk_size = chunk_size
 
     def forward(
         self,
@@ -183,53 +189,82 @@ class TokenStatisticsSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, num_tokens, hidden_size = hidden_states.shape
         projected = self.projection(hidden_states)
-        # (B, N, d) -> (B, K, N, p). The statistics run in float32 even under bf16 autocast: they are sums over
-        # up to N tokens, and cheap (O(N·d)) next to the projections.
-        projected = projected.view(batch_size, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-        coordinates = projected.float()
+        # (B, N, d) -> (B, K, p, N): token axis last and contiguous, because the running sums (cumsum) are
+        # several times faster along the innermost axis. The statistics run in float32 even under bf16 autocast:
+        # they are sums over up to N tokens, and cheap next to the projections.
+        coordinates = projected.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        coordinates = coordinates.view(batch_size, self.num_heads, self.head_dim, num_tokens)
+        real = None
         if token_mask is not None:
-            real = token_mask.to(coordinates.dtype)
-            coordinates = coordinates * real[:, None, :, None]
-        squared = coordinates.square()
+            real = token_mask.to(coordinates.dtype)[:, None, :]  # (B, 1, N)
+            coordinates = coordinates * real[:, :, None, :]
 
-        state = None
-        if past_key_values is not None:
-            if not self.is_causal:
+        if not self.is_causal:
+            if past_key_values is not None:
                 raise ValueError("`past_key_values` is only meaningful for causal TSSA")
-            state = past_key_values.layers[self.layer_idx]
-        has_past = state is not None and state.energy is not None
-
-        if self.is_causal:
-            energy = squared.cumsum(dim=2)
-            if has_past:
-                energy = energy + state.energy[:, :, None, :]
+            heads, memberships = self._vision_mixing(coordinates)
         else:
-            energy = squared.sum(dim=2, keepdim=True)
-        scores = (squared / energy.clamp_min(ENERGY_EPS)).sum(dim=-1)  # (B, K, N)
-        if self.is_causal:
             if position_ids is None:
                 raise ValueError("causal TSSA needs `position_ids` for its per-position bias")
-            # Σ over the p channels of (W²/E + β_{k,t}) adds p·β_{k,t}.
-            bias = self.position_bias.float()[:, position_ids].permute(1, 0, 2)  # (B, K, N)
-            scores = scores + self.head_dim * bias
-        memberships = torch.softmax(scores * self.temperature.float()[None, :, None], dim=1)  # Π: over heads
-        if token_mask is not None:
-            memberships = memberships * real[:, None, :]
-
-        if self.is_causal:
-            weighted = (memberships[..., None] * squared).cumsum(dim=2)
-            mass = memberships.cumsum(dim=2)
-            if has_past:
-                weighted = weighted + state.weighted_moment[:, :, None, :]
-                mass = mass + state.mass[:, :, None]
-            if state is not None:
-                state.update_statistics(energy[:, :, -1], weighted[:, :, -1], mass[:, :, -1], num_tokens)
-            moment = weighted / (mass[..., None] + MASS_EPS)
-        else:
-            share = memberships / (memberships.sum(dim=-1, keepdim=True) + MASS_EPS)
-            moment = torch.matmul(share[:, :, None, :], squared)  # (B, K, 1, p)
-        gate = self.gate_dropout(1.0 / (1.0 + moment))
-        heads = -(memberships[..., None] * coordinates * gate)
-        heads = heads.to(projected.dtype).transpose(1, 2).reshape(batch_size, num_tokens, hidden_size)
+            layer_state = past_key_values.layers[self.layer_idx] if past_key_values is not None else None
+            carry = None
+            if layer_state is not None and layer_state.energy is not None:
+                carry = (layer_state.energy, layer_state.weighted_moment, layer_state.mass)
+            # Long inputs run chunk by chunk, carrying the running sums exactly as generation does: the temporaries
+            # stay the size of one chunk (cache-resident), so time and extra memory grow linearly with N.
+            head_chunks, membership_chunks = [], []
+            for start in range(0, num_tokens, self.chunk_size):
+                stop = min(start + self.chunk_size, num_tokens)
+                heads, memberships, carry = self._causal_mixing(
+                    coordinates[..., start:stop],
+                    None if real is None else real[..., start:stop],
+                    position_ids[:, start:stop],
+                    carry,
+                )
+                head_chunks.append(heads)
+                membership_chunks.append(memberships)
+            heads = head_chunks[0] if len(head_chunks) == 1 else torch.cat(head_chunks, dim=-1)
+            memberships = membership_chunks[0] if len(membership_chunks) == 1 else torch.cat(membership_chunks, dim=-1)
+            if layer_state is not None:
+                layer_state.update_statistics(*carry, num_tokens)
+        heads = heads.reshape(batch_size, hidden_size, num_tokens).transpose(1, 2).to(projected.dtype)
         output = self.projection_dropout(self.output_projection(heads))
         return output, (memberships if output_attentions else None)
+
+    def _gate_and_output(self, coordinates, memberships, moment):
+        # out_k[j] = −Π_jk · W_k[j] ⊙ ∇f(m_k), with ∇f(x) = 1/(1 + x) (d/ε² = 1).
+        gate = self.gate_dropout(1.0 / (1.0 + moment))
+        return -(memberships[:, :, None, :] * coordinates * gate)
+
+    def _vision_mixing(self, coordinates):
+        """Statistics of all tokens. ``coordinates``: (B, K, p, N) → heads (B, K, p, N), memberships (B, K, N)."""
+        squared = coordinates.square()
+        energy = squared.sum(dim=-1, keepdim=True).clamp_min(ENERGY_EPS)
+        scores = (squared / energy).sum(dim=2)  # (B, K, N)
+        memberships = torch.softmax(scores * self.temperature.float()[:, None], dim=1)  # Π: over heads
+        share = memberships / (memberships.sum(dim=-1, keepdim=True) + MASS_EPS)
+        moment = torch.einsum("bkn,bkpn->bkp", share, squared)[..., None]  # (B, K, p, 1)
+        return self._gate_and_output(coordinates, memberships, moment), memberships
+
+    def _causal_mixing(self, coordinates, real, position_ids, carry):
+        """Running statistics over positions ≤ t, continuing from ``carry`` = (energy (B, K, p), weighted moment
+        (B, K, p), mass (B, K)) of the tokens before this chunk. Returns heads (B, K, p, n), memberships (B, K, n)
+        and the new carry."""
+        squared = coordinates.square()
+        energy = squared.cumsum(dim=-1)
+        if carry is not None:
+            energy = energy + carry[0][..., None]
+        scores = (squared / energy.clamp_min(ENERGY_EPS)).sum(dim=2)  # (B, K, n)
+        # Σ over the p channels of (W²/E + β_{k,t}) adds p·β_{k,t}.
+        scores = scores + self.head_dim * self.position_bias.float()[:, position_ids].transpose(0, 1)
+        memberships = torch.softmax(scores * self.temperature.float()[:, None], dim=1)  # Π: over heads
+        if real is not None:
+            memberships = memberships * real
+        weighted = (memberships[:, :, None, :] * squared).cumsum(dim=-1)
+        mass = memberships.cumsum(dim=-1)
+        if carry is not None:
+            weighted = weighted + carry[1][..., None]
+            mass = mass + carry[2][..., None]
+        moment = weighted / (mass[:, :, None, :] + MASS_EPS)
+        heads = self._gate_and_output(coordinates, memberships, moment)
+        return heads, memberships, (energy[..., -1], weighted[..., -1], mass[..., -1])
