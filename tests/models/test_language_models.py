@@ -122,6 +122,16 @@ def test_greedy_generate_with_cache_equals_recomputation(family):
     torch.testing.assert_close(generated, greedy_without_cache(model, prompt, 12), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["causal_crate", "aot_mhsa", "tost"])
+def test_beam_search_reorders_the_cache(family):
+    model = make_model(family)
+    prompt = tokens(2, 5, seed=4)
+    kwargs = dict(max_new_tokens=6, num_beams=3, do_sample=False, pad_token_id=0)
+    torch.testing.assert_close(
+        model.generate(prompt, **kwargs), model.generate(prompt, use_cache=False, **kwargs), atol=0, rtol=0
+    )
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_left_padded_batch_equals_unpadded_runs(family):
     model = make_model(family)
