@@ -191,6 +191,11 @@ class ClassAttentionBlock(nn.Module):
     """CaiT class attention: only the class token is updated, reading every token (itself included).
 
         c ← c + γ₁ ⊙ Attn(q = LN c, k = v = LN [c; Z]),   c ← c + γ₂ ⊙ MLP(LN c)
+
+    This is CaiT's form. XCiT's implementation, which the ToST code inherits, differs in two details that do not
+    change the parameter count: the MLP residual starts from the *normalised* class token, and the patch tokens
+    passed on to the next class-attention block are modified too (normalised and added to themselves). Here the
+    patch tokens pass through unchanged, so every class-attention block reads the TSSA features.
     """
 
     def __init__(self, config: ToSTConfig):
