@@ -112,6 +112,10 @@ def build_image_processor(image_size: int, image_mean, image_std) -> CrateImageP
 CAUSAL_LM_MODELS = {
     # crate-lm `crate.py`: MSSA + ISTA, no final LayerNorm.
     "causal_crate": (CausalCrateConfig, CausalCrateForCausalLM, dict(block_type="ista")),
+    # Ablation (not in the book): ISTA with a residual and a final LayerNorm, i.e. CRATE-α's layer with the
+    # square ISTA dictionary. The authors' no-residual layer stalls at the unigram loss on small budgets.
+    "causal_crate_residual": (CausalCrateConfig, CausalCrateForCausalLM,
+                              dict(block_type="ista", ista_residual=True, final_layer_norm=True)),
     # crate-lm `crate_overcomplete.py`: MSSA + residual ODL, with the final LayerNorm.
     "crate_alpha": (CausalCrateConfig, CausalCrateForCausalLM, dict(block_type="odl", final_layer_norm=True)),
     "aot_mssa": (AoTConfig, AoTForCausalLM, dict(attention_type="mssa")),

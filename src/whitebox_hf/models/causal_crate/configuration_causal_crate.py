@@ -45,6 +45,9 @@ class CausalCrateConfig(WhiteboxCausalLMConfig):
             ISTA/ODL step size ``η``.
         ista_lambda (`float`, *optional*, defaults to 0.1):
             ℓ₁ weight ``λ``.
+        ista_residual (`bool`, *optional*, defaults to `False`):
+            Ablation, not in the book or the authors' code: add the layer input back after ISTA
+            (``Z⁺ = Z½ + ISTA(LN Z½)``), as CRATE-α does after ODL. The output is then no longer a sparse code.
         odl_expansion (`int`, *optional*, defaults to 4):
             ODL dictionary width ``s / d``.
         odl_steps (`int`, *optional*, defaults to 2):
@@ -70,6 +73,7 @@ class CausalCrateConfig(WhiteboxCausalLMConfig):
     block_type: str = "ista"
     ista_step_size: float = 0.1
     ista_lambda: float = 0.1
+    ista_residual: bool = False
     odl_expansion: int = 4
     odl_steps: int = 2
     attention_output_bias: bool = True

@@ -64,6 +64,7 @@ class CrateLayer(GradientCheckpointingLayer):
         Z^{ℓ+½} = Z^ℓ + MSSA(LN(Z^ℓ))                       compression against K subspaces
         Z^{ℓ+1} = ISTA(LN(Z^{ℓ+½}))                          CRATE: sparse codes, no residual
         Z^{ℓ+1} = Z^{ℓ+½} + ODL(LN(Z^{ℓ+½}))                 CRATE-α: overcomplete dictionary, residual
+        Z^{ℓ+1} = Z^{ℓ+½} + ISTA(LN(Z^{ℓ+½}))                ablation (`ista_residual=True`), not in the book
 
     With ``is_causal`` the MSSA masks future tokens and can use a KV cache: the layer of the causal CRATE
     language model (spec ``crate_family.md`` §5), which reads the same configuration fields.
@@ -72,6 +73,8 @@ class CrateLayer(GradientCheckpointingLayer):
     def __init__(self, config: CrateConfig, is_causal: bool = False, layer_idx: int | None = None):
         super().__init__()
         self.block_type = config.block_type
+        # CRATE-α (ODL) always adds its input back; plain CRATE only as the `ista_residual` ablation.
+        self.sparse_coding_residual = config.block_type == "odl" or config.ista_residual
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = MultiHeadSubspaceSelfAttention(
             config.hidden_size,
@@ -109,7 +112,7 @@ class CrateLayer(GradientCheckpointingLayer):
         )
         compressed = hidden_states + compressed
         sparse = self.sparse_coding(self.sparse_coding_norm(compressed))
-        if self.block_type == "odl":
+        if self.sparse_coding_residual:
             sparse = compressed + sparse
         return sparse, attention_probabilities
 
