@@ -102,6 +102,18 @@ def test_causal_invariance(family):
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
+def test_logits_depend_on_earlier_tokens(family):
+    """The other half of causality: the token mixer really reads the past (a model that ignored it would
+    pass every invariance test above)."""
+    model = make_model(family)
+    x = tokens(1, 12)
+    changed = x.clone()
+    changed[0, 0] = (x[0, 0] + 1) % VOCAB
+    difference = (model(x, use_cache=False).logits - model(changed, use_cache=False).logits)[0].abs().amax(-1)
+    assert torch.all(difference[1:] > 1e-4)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_cached_forward_equals_full_forward(family):
     model = make_model(family)
     x = tokens(2, 20)
