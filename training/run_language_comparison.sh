@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Trains the six language models of docs/results/language.md on the Python documentation, with one shape
+# Trains the six language models (and the CausalCRATE residual ablation) of docs/results/language.md on the Python documentation, with one shape
 # (width 256, 6 layers, 8 heads, context 256, training/configs/python_docs_lm_small.yaml), one tokenizer and an
 # equal token budget, then writes the report:
 #
-#   bash training/run_language_comparison.sh                      # all six, two at a time, then the report
+#   bash training/run_language_comparison.sh                      # all seven, two at a time, then the report
 #   MAX_TOKENS=500000 MODELS="gpt2 tost" bash training/run_language_comparison.sh
 #   MIXED_PRECISION=bf16 bash training/run_language_comparison.sh --learning_rate 0.002   # extra args → every run
 #
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
-MODELS=${MODELS:-"gpt2 causal_crate crate_alpha aot_mssa aot_mhsa tost"}
+MODELS=${MODELS:-"gpt2 causal_crate crate_alpha aot_mssa aot_mhsa tost causal_crate_residual"}
 PARALLEL=${PARALLEL:-2}
 MIXED_PRECISION=${MIXED_PRECISION:-no}
 # Token budget per model (a multiple of the 8 × 256 = 2048 tokens of a step). The defaults keep the slowest
