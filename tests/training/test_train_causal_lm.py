@@ -198,7 +198,11 @@ def test_report_collects_the_runs(script, corpus_dir, tmp_path):
     # The numbers are the run's own, not typed into the report.
     assert f"{results['parameters']:,}" in row and f"{results['val_loss']:.4f}" in row
     assert f"{results['tokens_seen']:,}" in row
-    assert results["command"] in text and "Comparison with the book" in text and "TODO" in text
+    assert results["command"] in text and "Comparison with the book" in text and "No discussion yet" in text
+    # A hand-written discussion next to the report is included verbatim.
+    (tmp_path / "docs" / "language_discussion.md").write_text("The ordering agrees with Table 8.22.")
+    assert report.main(["--runs", str(runs), "--output", str(output), "--model_cards", str(tmp_path / "cards")]) == 0
+    assert "The ordering agrees with Table 8.22." in output.read_text()
     assert "Prompt 'def ', greedy:" in text
     assert (tmp_path / "docs" / "language_validation_loss.png").is_file()
     assert (tmp_path / "cards" / "python-docs-lm-tost.md").is_file()
