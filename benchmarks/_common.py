@@ -150,6 +150,16 @@ def environment() -> dict:
     )
 
 
+def start(args, argv, entry_point: str) -> tuple[str, dict]:
+    """Apply ``--threads``, record the command line and the environment, and print a one-line header."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = environment()
+    print(f"torch {env['torch']}, {env['torch_threads']} threads, CPU {env['cpu_model']}, load {env['loadavg_start']}",
+          flush=True)
+    return command_line(argv, entry_point), env
+
+
 def other_load(env: dict) -> float:
     """Load added by other processes: before the run any load is other work; by the end, the benchmark's own
     threads account for about ``torch_threads`` of it."""

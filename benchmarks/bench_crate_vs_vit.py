@@ -43,7 +43,7 @@ from transformers import ViTConfig, ViTForImageClassification
 from whitebox_hf import CrateConfig, CrateForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import command_line, environment, environment_lines, interleaved, loadavg, now, pf, summarize  # noqa: E402
+from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize  # noqa: E402
 from _common import time_call as _time  # noqa: E402
 
 # Goals stated for the CRATE implementation (evaluated on inference).
@@ -535,12 +535,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = command_line(argv, "bench_crate_vs_vit.main")
-    env = environment()
-    print(f"torch {env['torch']}, {env['torch_threads']} threads, CPU {env['cpu_model']}, load {env['loadavg_start']}",
-          flush=True)
+    command, env = start(args, argv, "bench_crate_vs_vit.main")
 
     settings = {
         "crate-t-224": Setting("crate-t-224", "CRATE-T shapes at 224²", 384, 12, 6, 224, 16, 3, 1000,

@@ -51,7 +51,7 @@ from whitebox_hf import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import command_line, environment, environment_lines, interleaved, loadavg, now, pf, summarize, time_call  # noqa: E402
+from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize, time_call  # noqa: E402
 
 DEFAULT_OUTPUT = "docs/results/benchmark_language.md"
 QUICK_OUTPUT = "/tmp/whitebox_hf_bench/benchmark_language_quick.md"  # never next to the real results
@@ -736,12 +736,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = command_line(argv, "bench_language_models.main")
-    env = environment()
-    print(f"torch {env['torch']}, {env['torch_threads']} threads, CPU {env['cpu_model']}, load {env['loadavg_start']}",
-          flush=True)
+    command, env = start(args, argv, "bench_language_models.main")
     dims = Dims(args.hidden_size, args.num_layers, args.num_heads, args.vocab_size, args.max_positions)
     torch.manual_seed(0)
     params = {k: parameter_counts(build_model(k, dims)) for k in LABELS}
