@@ -54,8 +54,10 @@ def _presets(args) -> int:
     ]
     for names, config_class, model_class, convention in families:
         for name in names:
+            # CRATE-MAE presets share CrateConfig but build the masked autoencoder.
+            preset_class = models.crate.CrateForMaskedImageModeling if name.startswith("crate-mae-") else model_class
             with torch.device("meta"):
-                model = model_class(config_class.from_preset(name))
+                model = preset_class(config_class.from_preset(name))
             count = nanogpt_parameter_count(model) if convention == "nanoGPT" else model.num_parameters()
             print(f"{name:24s} {count:>12,d} parameters ({convention})")
     for name, preset in models.tost.TOST_PRESETS.items():

@@ -10,11 +10,18 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForImageClassification,
+    AutoModelForMaskedImageModeling,
 )
 
 from .aot import AoTConfig, AoTForCausalLM, AoTModel
 from .causal_crate import CausalCrateConfig, CausalCrateForCausalLM, CausalCrateModel
-from .crate import CrateConfig, CrateForImageClassification, CrateImageProcessor, CrateModel
+from .crate import (
+    CrateConfig,
+    CrateForImageClassification,
+    CrateForMaskedImageModeling,
+    CrateImageProcessor,
+    CrateModel,
+)
 from .tost import ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel
 
 
@@ -23,6 +30,7 @@ def register_auto_classes() -> None:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(CrateConfig, CrateModel, exist_ok=True)
     AutoModelForImageClassification.register(CrateConfig, CrateForImageClassification, exist_ok=True)
+    AutoModelForMaskedImageModeling.register(CrateConfig, CrateForMaskedImageModeling, exist_ok=True)
     AutoImageProcessor.register(CrateConfig, image_processor_classes={"torchvision": CrateImageProcessor},
                                 exist_ok=True)
     for config_class, base_model, causal_lm in (

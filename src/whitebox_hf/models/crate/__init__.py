@@ -3,7 +3,10 @@ from .image_processing_crate import CrateImageProcessor
 from .modeling_crate import (
     CrateEmbeddings,
     CrateForImageClassification,
+    CrateForMaskedImageModeling,
     CrateLayer,
+    CrateMAEDecoderLayer,
+    CrateMaskedImageModelingOutput,
     CrateModel,
     CratePreTrainedModel,
 )
@@ -13,8 +16,11 @@ __all__ = [
     "CrateConfig",
     "CrateEmbeddings",
     "CrateForImageClassification",
+    "CrateForMaskedImageModeling",
     "CrateImageProcessor",
     "CrateLayer",
+    "CrateMAEDecoderLayer",
+    "CrateMaskedImageModelingOutput",
     "CrateModel",
     "CratePreTrainedModel",
 ]

@@ -34,6 +34,15 @@ CRATE_PRESETS: dict[str, dict] = {
         )
         for size, (d, layers, heads) in _CRATE_ALPHA_SHAPES.items()
     },
+    # Spec crate_family.md §6 (Ma-Lab-Berkeley/CRATE `model/crate_ae/`): conv stem, λ = 0.5 in the encoder
+    # (the authors' constructor default), a decoder as deep as the encoder, 75% of the patches masked.
+    **{
+        f"crate-mae-{size}": dict(
+            hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads, decoder_num_hidden_layers=layers,
+            patch_embedding_type="conv", ista_lambda=0.5, mask_ratio=0.75,
+        )
+        for size, (d, layers, heads) in _CRATE_SHAPES.items() if size in ("small", "base")
+    },
 }
 
 
@@ -102,7 +111,20 @@ class CrateConfig(PreTrainedConfig):
             Standard deviation of the normal init of linear layers.
         position_embedding_init_std (`float`, *optional*, defaults to 1.0):
             Standard deviation of the class-token and position-table init (1.0 in the CRATE code, 0.02 in
-            CRATE-α).
+            CRATE-α). CRATE-MAE ignores it: its class and mask tokens use ``initializer_range`` and its
+            positions are fixed sin-cos tables.
+        mask_ratio (`float`, *optional*, defaults to 0.75):
+            CRATE-MAE only: fraction of patches replaced by the mask token when `CrateForMaskedImageModeling` is
+            called without `bool_masked_pos` (in ``[0, 1)``; spec ``crate_family.md`` §6).
+        decoder_num_hidden_layers (`int`, *optional*):
+            CRATE-MAE only: number of decoder layers; defaults to ``num_hidden_layers`` (the authors build the
+            decoder as deep as the encoder).
+        norm_pix_loss (`bool`, *optional*, defaults to `False`):
+            CRATE-MAE only: standardise each target patch by its own mean and variance before the loss (He et
+            al.'s ``norm_pix_loss``; off in CRATE-MAE).
+
+    The CRATE-MAE encoder uses ``ista_lambda=0.5`` (spec §6): the `crate-mae-*` presets set it, a hand-built
+    configuration must set it explicitly.
 
     Example:
 
@@ -138,6 +160,9 @@ class CrateConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     position_embedding_init_std: float = 1.0
+    mask_ratio: float = 0.75
+    decoder_num_hidden_layers: int | None = None
+    norm_pix_loss: bool = False
 
     def __post_init__(self, **kwargs):
         check_positive_int(self, "hidden_size", "num_hidden_layers", "num_attention_heads", "image_size",
@@ -151,7 +176,10 @@ class CrateConfig(PreTrainedConfig):
         check_choice(self, "patch_embedding_type", _PATCH_EMBEDDING_TYPES)
         check_sparse_coding_fields(self)
         check_positive(self, "layer_norm_eps", "initializer_range", "position_embedding_init_std")
-        check_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
+        check_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob", "mask_ratio")
+        if self.decoder_num_hidden_layers is None:
+            self.decoder_num_hidden_layers = self.num_hidden_layers
+        check_positive_int(self, "decoder_num_hidden_layers")
         super().__post_init__(**kwargs)
 
     @property

@@ -11,11 +11,15 @@ compression by MSSA (`whitebox_hf.nn.MultiHeadSubspaceSelfAttention`), then spar
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.utils import ModelOutput
 
 from ...nn import (
     ISTA,
@@ -25,10 +29,23 @@ from ...nn import (
     OvercompleteDictionaryLearning,
     interpolate_position_embedding,
 )
+from ...objectives import masked_patch_loss, random_patch_mask
 from ..modeling_utils import WhiteboxPreTrainedModel, image_classifier_output
 from .configuration_crate import CrateConfig
 
-__all__ = ["CrateEmbeddings", "CrateLayer", "CratePreTrainedModel", "CrateModel", "CrateForImageClassification"]
+__all__ = [
+    "CrateEmbeddings",
+    "CrateLayer",
+    "CratePreTrainedModel",
+    "CrateModel",
+    "CrateForImageClassification",
+    "CrateMAEDecoderLayer",
+    "CrateMaskedImageModelingOutput",
+    "CrateForMaskedImageModeling",
+    "patchify",
+    "unpatchify",
+    "sincos_position_embedding_2d",
+]
 
 
 class CrateEmbeddings(nn.Module):
@@ -225,3 +242,330 @@ class CrateForImageClassification(CratePreTrainedModel):
             return_dict=True,
         )
         return image_classifier_output(self, outputs, labels, return_dict, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------- CRATE-MAE
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(B, C, H, W)`` → ``(B, (H/ps)·(W/ps), ps·ps·C)``: patches in raster order, each flattened in
+    (row, col, channel) order, the layout of the MAE reconstruction target."""
+    batch, channels, height, width = pixel_values.shape
+    p = patch_size
+    if height % p or width % p:
+        raise ValueError(f"`pixel_values` spatial size {height}x{width} is not divisible by patch_size={p}")
+    patches = pixel_values.reshape(batch, channels, height // p, p, width // p, p)
+    return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, (height // p) * (width // p), p * p * channels)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, num_channels: int,
+               grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Inverse of `patchify`: ``(B, h·w, ps·ps·C)`` → ``(B, C, h·ps, w·ps)``; ``grid_size=(h, w)`` defaults
+    to a square grid."""
+    batch, num_patches, values = patches.shape
+    p = patch_size
+    if values != p * p * num_channels:
+        raise ValueError(f"patches hold {values} values, expected patch_size²·num_channels = {p * p * num_channels}")
+    if grid_size is None:
+        side = math.isqrt(num_patches)
+        if side * side != num_patches:
+            raise ValueError(f"{num_patches} patches is not a square grid; pass `grid_size`")
+        grid_size = (side, side)
+    grid_h, grid_w = grid_size
+    if grid_h * grid_w != num_patches:
+        raise ValueError(f"`grid_size` {grid_size} does not hold {num_patches} patches")
+    images = patches.reshape(batch, grid_h, grid_w, p, p, num_channels).permute(0, 5, 1, 3, 2, 4)
+    return images.reshape(batch, num_channels, grid_h * p, grid_w * p)
+
+
+def sincos_position_embedding_2d(hidden_size: int, grid_height: int, grid_width: int,
+                                 num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Fixed 2-D sine-cosine positions as in MAE (He et al. 2022), shape ``(1, prefix + h·w, d)``.
+
+    Half of the channels encode the column index and half the row index, each with the 1-D transformer table
+    ``[sin(x·ω_k), cos(x·ω_k)]``, ``ω_k = 10000^{-k/(d/4)}``; prefix (class-token) slots are zero. Computed in
+    float64 so the table does not depend on the device.
+    """
+    if hidden_size % 4:
+        raise ValueError(f"2-D sin-cos positions need `hidden_size` divisible by 4, got {hidden_size}")
+    quarter = hidden_size // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+
+    def table(coordinates: torch.Tensor) -> torch.Tensor:
+        angles = coordinates.reshape(-1, 1).to(torch.float64) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    rows, cols = torch.meshgrid(torch.arange(grid_height), torch.arange(grid_width), indexing="ij")
+    # MAE's order: the first half of the channels follows the column (x), the second the row (y).
+    patch_table = torch.cat([table(cols), table(rows)], dim=1)
+    prefix = torch.zeros(num_prefix_tokens, hidden_size, dtype=torch.float64)
+    return torch.cat([prefix, patch_table], dim=0).unsqueeze(0).float()
+
+
+class CrateMAEDecoderLayer(GradientCheckpointingLayer):
+    """One CRATE-MAE decoder layer (spec ``crate_family.md`` §6), the encoder layer run "backwards":
+
+        Y      = LN₁(Z) Eᵀ                 E: free d×d bias-free map (a transposed dictionary), no ReLU
+        Z_new  = Y − MSSA(LN₂(Y))          MINUS: undo the encoder's compression step
+
+    The encoder's ISTA step sparsifies with a dictionary; the decoder maps codes back with a linear E. The
+    encoder adds ``MSSA`` (a gradient step that compresses); the decoder subtracts it (a step that expands).
+    """
+
+    def __init__(self, config: CrateConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.dictionary_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dictionary = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = MultiHeadSubspaceSelfAttention(
+            config.hidden_size,
+            config.num_attention_heads,
+            config.head_dim,
+            output_bias=config.attention_output_bias,
+            attention_dropout=config.attention_probs_dropout_prob,
+            projection_dropout=config.hidden_dropout_prob,
+            layer_idx=layer_idx,
+        )
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        output_attentions: bool = False,
+        attn_implementation: str = "sdpa",
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        decoded = self.dictionary(self.dictionary_norm(hidden_states))
+        expansion, attention_probabilities = self.attention(
+            self.attention_norm(decoded), output_attentions=output_attentions, attn_implementation=attn_implementation
+        )
+        return decoded - expansion, attention_probabilities
+
+
+@dataclass
+class CrateMaskedImageModelingOutput(ModelOutput):
+    r"""
+    Output of `CrateForMaskedImageModeling`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Per-patch MSE averaged over the masked patches only; `None` when the mask hides no patch (the loss
+            is undefined there).
+        logits (`torch.FloatTensor` of shape `(batch, num_patches, patch_size² · num_channels)`):
+            Predicted pixels of every patch, in `patchify` layout (class token dropped).
+        reconstruction (`torch.FloatTensor` of shape `(batch, num_channels, height, width)`):
+            `logits` unpatchified into an image.
+        mask (`torch.BoolTensor` of shape `(batch, num_patches)`):
+            True where a patch was replaced by the mask token (the given `bool_masked_pos` or the sampled one).
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, 1 + num_patches, hidden_size)`):
+            The encoder's output after its final LayerNorm (class token first): the representation.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Encoder input and the output of every encoder layer, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Encoder MSSA probabilities per layer, when `output_attentions=True`.
+        decoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Decoder input and the output of every decoder layer, when `output_hidden_states=True`.
+        decoder_attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Decoder MSSA probabilities per layer, when `output_attentions=True`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    mask: torch.BoolTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class CrateForMaskedImageModeling(CratePreTrainedModel):
+    r"""CRATE-MAE (spec ``crate_family.md`` §6; Ma-Lab-Berkeley/CRATE ``model/crate_ae/``): a masked
+    autoencoder whose encoder is a stack of CRATE layers and whose decoder is the layer-wise inverse
+    (`CrateMAEDecoderLayer`).
+
+        pixels ─patch embed─▶ masked patches := mask token ─+ sin-cos─▶ [cls, Z] ─L CRATE layers─▶ LN
+               ─+ sin-cos─▶ L' decoder layers ─▶ LN ─▶ Linear(d → ps²·C) ─▶ drop cls ─▶ patches
+
+    Unlike He et al.'s MAE, masked tokens are **not dropped**: the full sequence (class token + every patch)
+    goes through the encoder, so the encoder keeps the fixed token geometry CRATE's derivation assumes. The
+    mask token replaces the patch embedding *before* positions are added, so every masked slot still knows
+    where it is.
+
+    Positions are fixed 2-D sin-cos tables (non-persistent buffers, rebuilt for other grid sizes); they are not
+    parameters and not in the checkpoint. The authors' model also builds a ``decoder_embed`` Linear(d→d) that
+    its forward never calls (encoder and decoder have the same width); it is left out here, as an unused
+    parameter gets no gradient and breaks DDP without ``find_unused_parameters``. Hence ``num_parameters()`` is
+    smaller than the book's count by ``d² + d`` (``decoder_embed``) and ``2·197·d`` (the two frozen tables):
+    24,846,528 vs 25.41M for `crate-mae-small`, 43,745,280 vs 44.64M for `crate-mae-base`.
+    """
+
+    def __init__(self, config: CrateConfig):
+        super().__init__(config)
+        if config.hidden_size % 4:
+            raise ValueError(f"CRATE-MAE's 2-D sin-cos positions need `hidden_size` divisible by 4, got "
+                             f"{config.hidden_size}")
+        if config.patch_embedding_type == "linear":
+            self.patch_embeddings = LinearPatchEmbedding(
+                config.num_channels, config.patch_size, config.hidden_size, config.layer_norm_eps
+            )
+        else:
+            self.patch_embeddings = ConvPatchEmbedding(config.num_channels, config.patch_size, config.hidden_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        grid = config.image_size // config.patch_size
+        # Frozen by construction: buffers, filled again in `_init_weights` (they are not saved).
+        self.register_buffer(
+            "position_embeddings", sincos_position_embedding_2d(config.hidden_size, grid, grid), persistent=False
+        )
+        self.register_buffer(
+            "decoder_position_embeddings", sincos_position_embedding_2d(config.hidden_size, grid, grid),
+            persistent=False,
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.encoder_layers = nn.ModuleList([CrateLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
+        self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder_layers = nn.ModuleList(
+            [CrateMAEDecoderLayer(config, layer_idx=i) for i in range(config.decoder_num_hidden_layers)]
+        )
+        self.decoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder_pred = nn.Linear(config.hidden_size, config.patch_size**2 * config.num_channels)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.patch_embeddings
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # MAE's scheme (spec §6): xavier-uniform Linears and patch projection, normal(0.02) tokens; the ISTA
+        # dictionaries keep CRATE's kaiming-uniform init (MAE's `apply` only visits Linear and LayerNorm).
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
+            # xavier on the weight viewed as (d, C·ps²), as MAE does; bound computed here so the init
+            # function sees the real parameter (and its loaded/initialised flag), not a view.
+            fan_out, fan_in = module.weight.shape[0], module.weight[0].numel()
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            init.uniform_(module.weight, -bound, bound)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, CrateForMaskedImageModeling):
+            init.normal_(module.cls_token, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.mask_token, mean=0.0, std=self.config.initializer_range)
+            grid = self.config.image_size // self.config.patch_size
+            table = sincos_position_embedding_2d(self.config.hidden_size, grid, grid)
+            init.copy_(module.position_embeddings, table)
+            init.copy_(module.decoder_position_embeddings, table)
+        else:
+            super()._init_weights(module)
+
+    def _positions(self, table: torch.Tensor, grid_height: int, grid_width: int) -> torch.Tensor:
+        grid = self.config.image_size // self.config.patch_size
+        if (grid_height, grid_width) == (grid, grid):
+            return table
+        # Sin-cos positions are a formula, not a learned table: evaluate it on the new grid.
+        return sincos_position_embedding_2d(table.shape[-1], grid_height, grid_width).to(table)
+
+    def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` → reconstruction targets ``(B, N, ps²·C)``."""
+        return patchify(pixel_values, self.config.patch_size)
+
+    def unpatchify(self, patches: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Patches ``(B, N, ps²·C)`` → images ``(B, C, H, W)`` (square grid unless ``grid_size=(h, w)``)."""
+        return unpatchify(patches, self.config.patch_size, self.config.num_channels, grid_size)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        generator: torch.Generator | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CrateMaskedImageModelingOutput | tuple:
+        r"""
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch, num_patches)`, *optional*):
+            True for the patches to hide. When omitted, each sample hides ``int(num_patches · mask_ratio)``
+            patches drawn with `generator` (torch's default generator if `None`).
+        generator (`torch.Generator`, *optional*):
+            Source of randomness for the sampled mask.
+        """
+        if pixel_values is None:
+            raise ValueError("`pixel_values` is required")
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        backend = self._attention_backend(output_attentions)
+
+        pixel_values = pixel_values.to(self.cls_token.dtype)
+        patch_tokens = self.patch_embeddings(pixel_values)  # validates the input shape
+        batch_size, num_patches, _ = patch_tokens.shape
+        grid_height = pixel_values.shape[-2] // self.config.patch_size
+        grid_width = pixel_values.shape[-1] // self.config.patch_size
+        if bool_masked_pos is None:
+            bool_masked_pos = random_patch_mask(
+                batch_size, num_patches, self.config.mask_ratio, generator=generator, device=patch_tokens.device
+            )
+        elif tuple(bool_masked_pos.shape) != (batch_size, num_patches):
+            raise ValueError(
+                f"`bool_masked_pos` must have shape (batch, num_patches) = {(batch_size, num_patches)}, "
+                f"got {tuple(bool_masked_pos.shape)}"
+            )
+        bool_masked_pos = bool_masked_pos.to(device=patch_tokens.device, dtype=torch.bool)
+
+        # Spec §6: masked patches are replaced (not dropped), then the full sequence is encoded.
+        patch_tokens = torch.where(bool_masked_pos.unsqueeze(-1), self.mask_token.to(patch_tokens.dtype), patch_tokens)
+        cls_tokens = self.cls_token.expand(batch_size, -1, -1)
+        positions = self._positions(self.position_embeddings, grid_height, grid_width)
+        hidden_states = self.dropout(torch.cat([cls_tokens, patch_tokens], dim=1) + positions)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.encoder_layers:
+            hidden_states, probabilities = layer(
+                hidden_states, output_attentions=output_attentions, attn_implementation=backend
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probabilities,)
+        encoded = self.encoder_norm(hidden_states)
+
+        hidden_states = encoded + self._positions(self.decoder_position_embeddings, grid_height, grid_width)
+        decoder_hidden_states = (hidden_states,) if output_hidden_states else None
+        decoder_attentions = () if output_attentions else None
+        for layer in self.decoder_layers:
+            hidden_states, probabilities = layer(
+                hidden_states, output_attentions=output_attentions, attn_implementation=backend
+            )
+            if output_hidden_states:
+                decoder_hidden_states += (hidden_states,)
+            if output_attentions:
+                decoder_attentions += (probabilities,)
+        logits = self.decoder_pred(self.decoder_norm(hidden_states))[:, 1:]
+        reconstruction = self.unpatchify(logits, (grid_height, grid_width))
+
+        loss = None
+        if bool_masked_pos.any():
+            loss = masked_patch_loss(
+                logits, self.patchify(pixel_values), bool_masked_pos, normalize_target=self.config.norm_pix_loss
+            )
+
+        output = CrateMaskedImageModelingOutput(
+            loss=loss,
+            logits=logits,
+            reconstruction=reconstruction,
+            mask=bool_masked_pos,
+            last_hidden_state=encoded,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+            decoder_hidden_states=decoder_hidden_states,
+            decoder_attentions=decoder_attentions,
+        )
+        return output if return_dict else output.to_tuple()
