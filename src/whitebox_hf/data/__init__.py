@@ -34,3 +34,7 @@ __all__ += ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classifi
 from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
 
 __all__ += ["PackedTokenBlocks", "tokenize_and_concatenate"]
+
+from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
+
+__all__ += ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"]

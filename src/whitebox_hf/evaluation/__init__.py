@@ -10,6 +10,7 @@ white-box diagnostics (sparsity and coding rate), and offline `evaluate` metrics
 ```
 """
 
+from .collapse import effective_rank, feature_std
 from .diagnostics import diagnostics_table, layerwise_diagnostics, plot_diagnostics
 from .features import extract_features, get_backbone
 from .knn import knn_accuracy, knn_classify
@@ -22,7 +23,9 @@ __all__ = [
     "attention_saliency",
     "compute_accuracy",
     "diagnostics_table",
+    "effective_rank",
     "extract_features",
+    "feature_std",
     "fit_linear_probe",
     "get_backbone",
     "knn_accuracy",
