@@ -27,7 +27,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from ..nn import ISTA, OvercompleteDictionaryLearning, TokenStatisticsSelfAttention, causal_attention_mask
-from .modeling_utils import WhiteboxPreTrainedModel
+from .modeling_utils import WhiteboxPreTrainedModel, run_layers
 from .validation import check_positive, check_positive_int, check_probability
 
 __all__ = [
@@ -275,22 +275,17 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         token_mask = attention_mask[:, -num_tokens:] if attention_mask is not None else None
         backend = self._attention_backend(output_attentions)
 
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden_states, weights = layer(
-                hidden_states,
-                attention_mask=mask_4d,
-                token_mask=token_mask,
-                position_ids=position_ids,
-                past_key_values=past_key_values,
-                output_attentions=output_attentions,
-                attn_implementation=backend,
-            )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (weights,)
+        hidden_states, all_hidden_states, all_attentions = run_layers(
+            self.layers,
+            hidden_states,
+            output_hidden_states,
+            output_attentions,
+            attention_mask=mask_4d,
+            token_mask=token_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            attn_implementation=backend,
+        )
         if self.final_norm is not None:
             hidden_states = self.final_norm(hidden_states)
         if output_hidden_states:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
-__all__ = ["WhiteboxPreTrainedModel", "image_classifier_output"]
+__all__ = ["WhiteboxPreTrainedModel", "image_classifier_output", "run_layers"]
 
 
 class WhiteboxPreTrainedModel(PreTrainedModel):
@@ -37,3 +37,18 @@ def image_classifier_output(model, backbone_outputs, labels, return_dict: bool, 
     return ImageClassifierOutput(
         loss=loss, logits=logits, hidden_states=backbone_outputs.hidden_states, attentions=backbone_outputs.attentions
     )
+
+
+def run_layers(layers, hidden_states, output_hidden_states: bool, output_attentions: bool, **layer_kwargs):
+    """Run ``hidden_states`` through ``layers`` (each returning ``(hidden_states, weights)``), collecting every
+    layer's output and weights when asked. Returns ``(hidden_states, all_hidden_states or None,
+    all_attentions or None)``; ``all_hidden_states`` starts with the input, as in transformers."""
+    all_hidden_states = (hidden_states,) if output_hidden_states else None
+    all_attentions = () if output_attentions else None
+    for layer in layers:
+        hidden_states, weights = layer(hidden_states, output_attentions=output_attentions, **layer_kwargs)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+        if output_attentions:
+            all_attentions += (weights,)
+    return hidden_states, all_hidden_states, all_attentions

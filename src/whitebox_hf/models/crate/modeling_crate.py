@@ -30,7 +30,7 @@ from ...nn import (
     interpolate_position_embedding,
 )
 from ...objectives import masked_patch_loss, random_patch_mask
-from ..modeling_utils import WhiteboxPreTrainedModel, image_classifier_output
+from ..modeling_utils import WhiteboxPreTrainedModel, image_classifier_output, run_layers
 from .configuration_crate import CrateConfig
 
 __all__ = [
@@ -192,16 +192,9 @@ class CrateModel(CratePreTrainedModel):
 
         expected_dtype = self.embeddings.position_embeddings.dtype
         hidden_states = self.embeddings(pixel_values.to(expected_dtype))
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden_states, attention_probabilities = layer(
-                hidden_states, output_attentions=output_attentions, attn_implementation=backend
-            )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (attention_probabilities,)
+        hidden_states, all_hidden_states, all_attentions = run_layers(
+            self.layers, hidden_states, output_hidden_states, output_attentions, attn_implementation=backend
+        )
 
         pooled = hidden_states[:, 0] if self.config.pooling == "cls" else hidden_states.mean(dim=1)
         pooled = self.pooler_norm(pooled)
@@ -525,29 +518,15 @@ class CrateForMaskedImageModeling(CratePreTrainedModel):
         positions = self._positions(self.position_embeddings, grid_height, grid_width)
         hidden_states = self.dropout(torch.cat([cls_tokens, patch_tokens], dim=1) + positions)
 
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.encoder_layers:
-            hidden_states, probabilities = layer(
-                hidden_states, output_attentions=output_attentions, attn_implementation=backend
-            )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (probabilities,)
+        hidden_states, all_hidden_states, all_attentions = run_layers(
+            self.encoder_layers, hidden_states, output_hidden_states, output_attentions, attn_implementation=backend
+        )
         encoded = self.encoder_norm(hidden_states)
 
         hidden_states = encoded + self._positions(self.decoder_position_embeddings, grid_height, grid_width)
-        decoder_hidden_states = (hidden_states,) if output_hidden_states else None
-        decoder_attentions = () if output_attentions else None
-        for layer in self.decoder_layers:
-            hidden_states, probabilities = layer(
-                hidden_states, output_attentions=output_attentions, attn_implementation=backend
-            )
-            if output_hidden_states:
-                decoder_hidden_states += (hidden_states,)
-            if output_attentions:
-                decoder_attentions += (probabilities,)
+        hidden_states, decoder_hidden_states, decoder_attentions = run_layers(
+            self.decoder_layers, hidden_states, output_hidden_states, output_attentions, attn_implementation=backend
+        )
         logits = self.decoder_pred(self.decoder_norm(hidden_states))[:, 1:]
         reconstruction = self.unpatchify(logits, (grid_height, grid_width))
 

@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
 from ...nn import TokenStatisticsCache, TokenStatisticsSelfAttention, attend, check_pixel_values
-from ..modeling_utils import image_classifier_output
+from ..modeling_utils import image_classifier_output, run_layers
 from ..language_modeling import WhiteboxCausalLMPreTrainedModel, WhiteboxDecoderModel, WhiteboxForCausalLM
 from .configuration_tost import ToSTConfig
 
@@ -273,14 +273,9 @@ class ToSTVisionModel(WhiteboxCausalLMPreTrainedModel):
         features = features + self.position_encoding(batch_size, height, width)
         hidden_states = self.dropout(features.flatten(2).transpose(1, 2))  # (B, N, d)
 
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden_states, memberships = layer(hidden_states, output_attentions=output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (memberships,)
+        hidden_states, all_hidden_states, all_attentions = run_layers(
+            self.layers, hidden_states, output_hidden_states, output_attentions
+        )
         hidden_states = torch.cat((self.cls_token.expand(batch_size, -1, -1), hidden_states), dim=1)
         for block in self.class_attention_layers:
             hidden_states, weights = block(hidden_states, output_attentions=output_attentions)
