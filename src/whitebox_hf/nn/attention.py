@@ -212,6 +212,21 @@ class MultiHeadSubspaceSelfAttention(_SelfAttention):
         self.output_projection = nn.Linear(num_heads * head_dim, hidden_size, bias=output_bias)
         self.projection_dropout = nn.Dropout(projection_dropout)
 
+    @classmethod
+    def from_config(cls, config, output_bias: bool, is_causal: bool = False, layer_idx: int | None = None):
+        """Build from a model configuration's ``hidden_size``, ``num_attention_heads``, ``head_dim``,
+        ``attention_probs_dropout_prob`` and ``hidden_dropout_prob`` (every CRATE-family config has them)."""
+        return cls(
+            config.hidden_size,
+            config.num_attention_heads,
+            config.head_dim,
+            output_bias=output_bias,
+            attention_dropout=config.attention_probs_dropout_prob,
+            projection_dropout=config.hidden_dropout_prob,
+            is_causal=is_causal,
+            layer_idx=layer_idx,
+        )
+
     def forward(
         self,
         hidden_states: torch.Tensor,

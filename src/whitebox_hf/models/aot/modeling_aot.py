@@ -24,15 +24,8 @@ class AoTLayer(GradientCheckpointingLayer):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
         if config.attention_type == "mssa":
-            self.attention = MultiHeadSubspaceSelfAttention(
-                config.hidden_size,
-                config.num_attention_heads,
-                config.head_dim,
-                output_bias=config.bias,
-                attention_dropout=config.attention_probs_dropout_prob,
-                projection_dropout=config.hidden_dropout_prob,
-                is_causal=True,
-                layer_idx=layer_idx,
+            self.attention = MultiHeadSubspaceSelfAttention.from_config(
+                config, config.bias, is_causal=True, layer_idx=layer_idx
             )
         else:
             self.attention = MultiHeadSelfAttention(

@@ -93,15 +93,8 @@ class CrateLayer(GradientCheckpointingLayer):
         # CRATE-α (ODL) always adds its input back; plain CRATE only as the `ista_residual` ablation.
         self.sparse_coding_residual = config.block_type == "odl" or config.ista_residual
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attention = MultiHeadSubspaceSelfAttention(
-            config.hidden_size,
-            config.num_attention_heads,
-            config.head_dim,
-            output_bias=config.attention_output_bias,
-            attention_dropout=config.attention_probs_dropout_prob,
-            projection_dropout=config.hidden_dropout_prob,
-            is_causal=is_causal,
-            layer_idx=layer_idx,
+        self.attention = MultiHeadSubspaceSelfAttention.from_config(
+            config, config.attention_output_bias, is_causal=is_causal, layer_idx=layer_idx
         )
         self.sparse_coding_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         if config.block_type == "ista":
@@ -310,14 +303,8 @@ class CrateMAEDecoderLayer(GradientCheckpointingLayer):
         self.dictionary_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dictionary = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attention = MultiHeadSubspaceSelfAttention(
-            config.hidden_size,
-            config.num_attention_heads,
-            config.head_dim,
-            output_bias=config.attention_output_bias,
-            attention_dropout=config.attention_probs_dropout_prob,
-            projection_dropout=config.hidden_dropout_prob,
-            layer_idx=layer_idx,
+        self.attention = MultiHeadSubspaceSelfAttention.from_config(
+            config, config.attention_output_bias, layer_idx=layer_idx
         )
 
     def forward(
