@@ -31,3 +31,15 @@ def tiny_crate_config():
         return whitebox_hf.CrateConfig(**kwargs)
 
     return make
+
+
+def load_training_script(name: str):
+    """Import ``training/<name>.py`` as a module (the training scripts are not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "training" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

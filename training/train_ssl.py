@@ -39,13 +39,12 @@ from whitebox_hf.data import (
     AugmentedTensorDataset,
     EpochPermutationSampler,
     MultiCropTransform,
-    dataset_to_tensors,
     multicrop_collate,
 )
 from whitebox_hf.evaluation import effective_rank, extract_features, feature_std, knn_accuracy, linear_probe_accuracy
 from whitebox_hf.models.crate import CrateConfig, CrateModel
 from whitebox_hf.objectives import DINOHead, DINOLoss, cosine_momentum, ema_update_, simdino_loss
-from whitebox_hf.training_setup import build_image_processor, load_image_dataset
+from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images
 from whitebox_hf.training_utils import (
     TrainingProgress,
     create_accelerator,
@@ -259,12 +258,6 @@ def training_step(args: dict, accelerator, student, teacher, dino_loss, optimize
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
-    mean = torch.tensor(mean).view(1, -1, 1, 1)
-    std = torch.tensor(std).view(1, -1, 1, 1)
-    return (images.float() / 255.0 - mean) / std
-
-
 @torch.no_grad()
 def evaluate_teacher(teacher_backbone, train_pixels, train_labels, test_pixels, test_labels,
                      batch_size: int) -> dict:
@@ -299,20 +292,11 @@ def main(argv=None, data: dict | None = None) -> dict:
     accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
     set_seed(args["seed"])
 
-    if data is None:
-        dataset, info = load_image_dataset(args["dataset"], args["data_dir"] or None, accelerator)
-        train_images, train_labels = dataset_to_tensors(dataset["train"])
-        test_images, test_labels = dataset_to_tensors(dataset["test"])
-        mean, std, dataset_name = info["image_mean"], info["image_std"], info["name"]
-        flip_ok = info["horizontal_flip_ok"]
-    else:
-        train_images, train_labels = data["train_images"], data["train_labels"]
-        test_images, test_labels = data["test_images"], data["test_labels"]
-        mean, std, dataset_name, flip_ok = data["image_mean"], data["image_std"], "in-memory", True
-    if args["train_subset"]:
-        train_images, train_labels = train_images[: args["train_subset"]], train_labels[: args["train_subset"]]
-    if args["test_subset"]:
-        test_images, test_labels = test_images[: args["test_subset"]], test_labels[: args["test_subset"]]
+    tensors = load_image_tensors(args, accelerator, data)
+    train_images, train_labels = tensors["train_images"], tensors["train_labels"]
+    test_images, test_labels = tensors["test_images"], tensors["test_labels"]
+    mean, std, dataset_name = tensors["image_mean"], tensors["image_std"], tensors["dataset_name"]
+    flip_ok = tensors["horizontal_flip_ok"]
     image_size, num_channels = train_images.shape[-1], train_images.shape[1]
 
     transform = MultiCropTransform(
@@ -351,7 +335,8 @@ def main(argv=None, data: dict | None = None) -> dict:
 
     eval_train = train_images[: args["eval_train_subset"]] if args["eval_train_subset"] else train_images
     eval_train_labels = train_labels[: len(eval_train)]
-    eval_train_pixels, test_pixels = normalise(eval_train, mean, std), normalise(test_images, mean, std)
+    eval_train_pixels = normalise_images(eval_train, mean, std)
+    test_pixels = normalise_images(test_images, mean, std)
 
     def evaluate() -> dict:
         return evaluate_teacher(teacher.backbone, eval_train_pixels, eval_train_labels, test_pixels, test_labels,

@@ -1,6 +1,7 @@
 """Shared pieces of the training scripts and the demo: which data set, which model, which processor.
 
-Image classification: `load_image_dataset`, `build_image_classifier`, `build_image_processor`.
+Image classification: `load_image_dataset`, `load_image_tensors`, `build_image_classifier`,
+`build_image_processor`.
 Language modelling: `build_causal_lm` (the white-box LMs and the GPT-2 baseline, one shape for all),
 `causal_lm_parameter_groups` (nanoGPT's weight-decay split) and `causal_lm_parameter_count`.
 """
@@ -8,10 +9,11 @@ Language modelling: `build_causal_lm` (the white-box LMs and the GPT-2 baseline,
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTForImageClassification
 
-from .data import FASHION_MNIST_CLASSES, load_fashion_mnist, load_sklearn_digits
+from .data import FASHION_MNIST_CLASSES, dataset_to_tensors, load_fashion_mnist, load_sklearn_digits
 from .models.aot import AoTConfig, AoTForCausalLM
 from .models.causal_crate import CausalCrateConfig, CausalCrateForCausalLM
 from .models.crate import CrateConfig, CrateForImageClassification, CrateImageProcessor
@@ -27,6 +29,8 @@ __all__ = [
     "causal_lm_parameter_count",
     "causal_lm_parameter_groups",
     "load_image_dataset",
+    "load_image_tensors",
+    "normalise_images",
 ]
 
 # Per-channel statistics of the training split (Fashion-MNIST: the commonly quoted 0.2860 / 0.3530).
@@ -55,6 +59,41 @@ def load_image_dataset(name: str, data_dir: str | None = None, accelerator=None)
         pixels = np.stack([np.asarray(image) for image in dataset["train"]["image"]]).astype(np.float64) / 255.0
         info["image_mean"], info["image_std"] = [float(pixels.mean())], [float(pixels.std())]
     return dataset, info
+
+
+def load_image_tensors(args: dict, accelerator=None, data: dict | None = None) -> dict:
+    """The train and test splits as in-memory uint8 ``(n, C, H, W)`` tensors, for the self-supervised scripts.
+
+    Reads ``args["dataset"]``, ``args["data_dir"]`` and the optional ``args["train_subset"]`` /
+    ``args["test_subset"]`` (first n images; 0 = all). ``data`` (tests) replaces the data set: a dict with
+    ``train_images``, ``train_labels``, ``test_images``, ``test_labels``, ``image_mean`` and ``image_std``.
+    Returns those keys plus ``dataset_name`` and ``horizontal_flip_ok``.
+    """
+    if data is None:
+        dataset, info = load_image_dataset(args["dataset"], args.get("data_dir") or None, accelerator)
+        train_images, train_labels = dataset_to_tensors(dataset["train"])
+        test_images, test_labels = dataset_to_tensors(dataset["test"])
+        tensors = {"image_mean": info["image_mean"], "image_std": info["image_std"], "dataset_name": info["name"],
+                   "horizontal_flip_ok": info["horizontal_flip_ok"]}
+    else:
+        train_images, train_labels = data["train_images"], data["train_labels"]
+        test_images, test_labels = data["test_images"], data["test_labels"]
+        tensors = {"image_mean": data["image_mean"], "image_std": data["image_std"], "dataset_name": "in-memory",
+                   "horizontal_flip_ok": True}
+    if args.get("train_subset"):
+        train_images, train_labels = train_images[: args["train_subset"]], train_labels[: args["train_subset"]]
+    if args.get("test_subset"):
+        test_images, test_labels = test_images[: args["test_subset"]], test_labels[: args["test_subset"]]
+    tensors.update(train_images=train_images, train_labels=train_labels, test_images=test_images,
+                   test_labels=test_labels)
+    return tensors
+
+
+def normalise_images(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 ``(n, C, H, W)`` → float32 ``(x/255 − mean)/std`` per channel (what `build_image_processor` does)."""
+    mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
 
 
 def build_image_classifier(args: dict, image_size: int, num_channels: int, class_names: list[str]):

@@ -1,8 +1,6 @@
 """Tests of training/train_ssl.py (SimDINO / DINO) and the multi-crop augmentation, on a small fake image set."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,11 +9,10 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from whitebox_hf.data import AugmentedTensorDataset, MultiCropTransform, multicrop_collate
+from tests.conftest import load_training_script
+from whitebox_hf.training_setup import normalise_images
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("train_ssl", ROOT / "training" / "train_ssl.py")
-train_ssl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_ssl)
+train_ssl = load_training_script("train_ssl")
 
 IMAGE_SIZE, LOCAL_SIZE, NUM_LOCAL = 16, 8, 2
 TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "4", "--patch_size", "4",
@@ -150,7 +147,7 @@ def test_three_step_run_saves_reloadable_teacher(tmp_path, monkeypatch, method, 
     assert head and all(torch.isfinite(v).all() for v in head.values())
     reloaded = AutoModel.from_pretrained(model_dir).eval()
     assert type(reloaded).__name__ == ("CrateModel" if backbone == "crate" else "ViTModel")
-    pixels = train_ssl.normalise(data["test_images"], [0.5], [0.25])
+    pixels = normalise_images(data["test_images"], [0.5], [0.25])
     with torch.no_grad():
         expected = train_ssl.backbone_features(captured["backbone"].eval(), pixels)
         actual = train_ssl.backbone_features(reloaded, pixels)

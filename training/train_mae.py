@@ -1,0 +1,347 @@
+#!/usr/bin/env python
+"""Masked-autoencoder pre-training: CRATE-MAE or its baseline, transformers' ViT-MAE, at matched sizes (Accelerate).
+
+    python training/train_mae.py --config training/configs/mae_fashion_mnist.yaml --model crate
+    python training/train_mae.py --config training/configs/mae_fashion_mnist.yaml --model vit
+    python training/train_mae.py --config ... --resume_from_checkpoint latest
+
+Spec ``crate_family.md`` §6 and ``ssl_and_generation.md`` §6. ``--model crate`` trains
+`CrateForMaskedImageModeling` (CRATE encoder with λ = 0.5, masked patches replaced by a mask token; decoder
+layers ``Y = LN(Z)·Eᵀ; Y − MSSA(LN Y)``); ``--model vit`` trains `ViTMAEForPreTraining` with the same width,
+encoder depth, decoder depth and heads (its encoder drops the masked patches; MLP ratio 4). Both use the masked-
+patch MSE on normalised pixels with 75 % masking and MAE's augmentation (random resized crop 0.2–1, flip).
+
+Evaluation on the test split, identical for both models:
+  * reconstruction loss: masked-patch MSE with the **same masks** for both (drawn once from ``seed``; ViT-MAE's
+    masking keeps ``int(N·(1 − r))`` patches, so that count is used for both);
+  * linear probe and 20-NN on frozen encoder features: the mean of the patch tokens of the final encoder
+    output with nothing masked (ViT-MAE with ``mask_ratio = 0``; the mean is blind to its token shuffling);
+  * a reconstruction grid PNG (original / masked input / reconstruction with visible patches pasted back).
+
+Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, ``evaluation.json``,
+``reconstructions.png`` and ``model/`` (``save_pretrained``; loads with ``AutoModelForMaskedImageModeling``
+for CRATE-MAE, ``ViTMAEForPreTraining`` for the baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
+from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule_with_warmup  # noqa: E402
+
+import whitebox_hf  # noqa: F401,E402  (registers the Auto classes)
+from whitebox_hf.data import AugmentedTensorDataset, EpochPermutationSampler  # noqa: E402
+from whitebox_hf.evaluation import knn_accuracy, linear_probe_accuracy  # noqa: E402
+from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  # noqa: E402
+from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
+from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images  # noqa: E402
+from whitebox_hf.training_utils import (  # noqa: E402
+    TrainingProgress,
+    create_accelerator,
+    exit_if_interrupt_requested,
+    find_checkpoint,
+    parse_config_args,
+    plot_training_curves,
+    restore_checkpoint,
+    resumable_batches,
+)
+
+MODELS = ("crate", "vit")
+
+DEFAULTS = {
+    "model": "crate",  # crate | vit
+    "hidden_size": 96,
+    "num_hidden_layers": 4,
+    "decoder_num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "patch_size": 4,
+    "ista_lambda": 0.5,  # crate only (CRATE-MAE's encoder value)
+    "mlp_ratio": 4,  # vit only
+    "mask_ratio": 0.75,
+    "norm_pix_loss": False,
+    "crop_scale_min": 0.2,
+    # data
+    "dataset": "fashion-mnist",
+    "data_dir": "",
+    "train_subset": 0,
+    "test_subset": 0,
+    "eval_train_subset": 10000,  # probes fitted on the first n (unaugmented) training images; 0 = all
+    # optimisation (MAE's recipe, scaled: AdamW betas (0.9, 0.95), wd 0.05, warm-up + cosine)
+    "learning_rate": 1e-3,
+    "weight_decay": 0.05,
+    "warmup_steps": 100,
+    "epochs": 10,
+    "max_steps": 0,
+    "batch_size": 128,
+    "eval_batch_size": 500,
+    "max_grad_norm": 1.0,
+    "mixed_precision": "no",
+    "seed": 0,
+    # bookkeeping
+    "output_dir": "runs/mae_fashion_mnist",
+    "log_every": 20,
+    "checkpoint_every": 0,  # steps; 0 = end of each epoch
+    "checkpoints_total_limit": 2,
+    "resume_from_checkpoint": "",
+    "save_model": True,
+    "num_threads": 0,
+    "interrupt_after_steps": 0,
+}
+
+
+def parse_args(argv=None) -> dict:
+    args = parse_config_args(DEFAULTS, argv, __doc__)
+    if args["model"] not in MODELS:
+        raise ValueError(f"`model` must be one of {MODELS}, got {args['model']!r}")
+    if not 0.0 < args["mask_ratio"] < 1.0:
+        raise ValueError(f"`mask_ratio` must be in (0, 1) for masked pre-training, got {args['mask_ratio']!r}")
+    return args
+
+
+def build_model(args: dict, image_size: int, num_channels: int) -> nn.Module:
+    shape = dict(hidden_size=args["hidden_size"], num_hidden_layers=args["num_hidden_layers"],
+                 num_attention_heads=args["num_attention_heads"], image_size=image_size,
+                 patch_size=args["patch_size"], num_channels=num_channels, mask_ratio=args["mask_ratio"],
+                 norm_pix_loss=args["norm_pix_loss"])
+    if args["model"] == "crate":
+        return CrateForMaskedImageModeling(CrateConfig(
+            **shape, decoder_num_hidden_layers=args["decoder_num_hidden_layers"], ista_lambda=args["ista_lambda"],
+            patch_embedding_type="conv"))
+    intermediate = args["mlp_ratio"] * args["hidden_size"]
+    return ViTMAEForPreTraining(ViTMAEConfig(
+        **shape, intermediate_size=intermediate, decoder_hidden_size=args["hidden_size"],
+        decoder_num_hidden_layers=args["decoder_num_hidden_layers"],
+        decoder_num_attention_heads=args["num_attention_heads"], decoder_intermediate_size=intermediate,
+        layer_norm_eps=1e-6))
+
+
+def evaluation_masks(num_images: int, num_patches: int, mask_ratio: float, seed: int) -> torch.Tensor:
+    """Boolean ``(n, N)`` masks (True = hidden) that both models are scored with: ViT-MAE keeps the
+    ``int(N·(1 − r))`` patches of lowest noise, so the same count is hidden for CRATE-MAE."""
+    noise = torch.rand(num_images, num_patches, generator=torch.Generator().manual_seed(seed))
+    num_kept = int(num_patches * (1 - mask_ratio))
+    ranks = noise.argsort(dim=1).argsort(dim=1)
+    return ranks >= num_kept
+
+
+def reconstruct(model: nn.Module, pixel_values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(predicted patches (B, N, p²·C), masked-patch loss)`` for a given mask, for either model."""
+    if isinstance(model, ViTMAEForPreTraining):
+        # ViT-MAE keeps the patches of lowest noise: visible → 0, hidden → 1 (+ a tie-break) reproduces `mask`.
+        noise = mask.float() + 0.5 * torch.rand(mask.shape, generator=torch.Generator().manual_seed(0))
+        predicted = model(pixel_values=pixel_values, noise=noise.to(pixel_values.device)).logits
+    else:
+        predicted = model(pixel_values=pixel_values, bool_masked_pos=mask).logits
+    target = model.patchify(pixel_values)
+    loss = masked_patch_loss(predicted, target, mask.to(predicted.device), normalize_target=model.config.norm_pix_loss)
+    return predicted, loss
+
+
+@torch.no_grad()
+def encoder_features(model: nn.Module, pixel_values: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Mean of the patch tokens of the final encoder output, nothing masked."""
+    features = []
+    for batch in pixel_values.split(batch_size):
+        if isinstance(model, ViTMAEForPreTraining):
+            hidden = model.vit(pixel_values=batch).last_hidden_state  # mask_ratio is 0 here (see `evaluate`)
+        else:
+            num_patches = (batch.shape[-2] // model.config.patch_size) * (batch.shape[-1] // model.config.patch_size)
+            mask = torch.zeros(batch.shape[0], num_patches, dtype=torch.bool)
+            hidden = model(pixel_values=batch, bool_masked_pos=mask).last_hidden_state
+        features.append(hidden[:, 1:].mean(dim=1).float().cpu())
+    return torch.cat(features)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, train_pixels, train_labels, test_pixels, test_labels, args: dict) -> dict:
+    was_training = model.training
+    model.eval()
+    num_patches = (test_pixels.shape[-1] // args["patch_size"]) ** 2
+    masks = evaluation_masks(len(test_pixels), num_patches, args["mask_ratio"], args["seed"])
+    total, count = 0.0, 0
+    for pixels, mask in zip(test_pixels.split(args["eval_batch_size"]), masks.split(args["eval_batch_size"])):
+        _, loss = reconstruct(model, pixels, mask)
+        total += loss.item() * len(pixels)
+        count += len(pixels)
+    saved_ratio = model.config.mask_ratio
+    if isinstance(model, ViTMAEForPreTraining):
+        model.config.mask_ratio = 0.0  # ViTMAEModel masks at inference too (spec §6 gotcha)
+    try:
+        train_features = encoder_features(model, train_pixels, args["eval_batch_size"])
+        test_features = encoder_features(model, test_pixels, args["eval_batch_size"])
+    finally:
+        model.config.mask_ratio = saved_ratio
+    model.train(was_training)
+    return {
+        "reconstruction_loss": total / count,
+        "num_masked_patches": int(masks[0].sum()),
+        "num_patches": num_patches,
+        "linear_probe_accuracy": linear_probe_accuracy(train_features, train_labels, test_features, test_labels),
+        "knn20_accuracy": knn_accuracy(train_features, train_labels, test_features, test_labels, k=20,
+                                       temperature=0.07),
+    }
+
+
+@torch.no_grad()
+def save_reconstruction_grid(model: nn.Module, pixel_values: torch.Tensor, mask: torch.Tensor, mean, std,
+                             path: Path, title: str) -> Path:
+    """Rows: original, masked input, reconstruction (visible patches pasted back, as MAE's figures do)."""
+    was_training = model.training
+    model.eval()
+    predicted, _ = reconstruct(model, pixel_values, mask)
+    model.train(was_training)
+    target = model.patchify(pixel_values)
+    if model.config.norm_pix_loss:  # predictions are per-patch standardised: undo with the true statistics
+        mu, sigma = target.mean(-1, keepdim=True), (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        predicted = predicted * sigma + mu
+    keep = (~mask).unsqueeze(-1).to(target.dtype)
+    pasted = model.unpatchify(target * keep + predicted * (1 - keep))
+    visible = model.unpatchify(keep.expand_as(target).contiguous())  # 1 on visible pixels, 0 on hidden ones
+    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
+    std_t = torch.tensor(std).view(1, -1, 1, 1)
+    original, reconstruction = ((x * std_t + mean_t).clamp(0, 1) for x in (pixel_values, pasted))
+    masked_input = original * visible + 0.5 * (1 - visible)  # hidden patches shown grey
+    rows = [original, masked_input, reconstruction]
+    n = pixel_values.shape[0]
+    figure, axes = plt.subplots(3, n, figsize=(1.1 * n, 3.6))
+    for r, (images, label) in enumerate(zip(rows, ("original", "masked", "reconstruction"))):
+        for c in range(n):
+            axes[r, c].imshow(images[c].permute(1, 2, 0).squeeze(-1).cpu(), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:  # ViT-MAE's fixed sin-cos tables are frozen parameters
+            continue
+        skip = parameter.ndim < 2 or "token" in name
+        (no_decay if skip else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def main(argv=None, data: dict | None = None) -> dict:
+    """Run training. ``data`` (tests) replaces the data set; see `load_image_tensors`."""
+    args = parse_args(argv)
+    if args["num_threads"] > 0:
+        torch.set_num_threads(args["num_threads"])
+    output_dir = Path(args["output_dir"])
+    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
+    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
+    set_seed(args["seed"])
+
+    tensors = load_image_tensors(args, accelerator, data)
+    train_images, train_labels = tensors["train_images"], tensors["train_labels"]
+    test_images, test_labels = tensors["test_images"], tensors["test_labels"]
+    mean, std = tensors["image_mean"], tensors["image_std"]
+    image_size, num_channels = train_images.shape[-1], train_images.shape[1]
+
+    steps = [v2.RandomResizedCrop(image_size, scale=(args["crop_scale_min"], 1.0), antialias=True)]
+    if tensors["horizontal_flip_ok"]:
+        steps.append(v2.RandomHorizontalFlip())
+    transform = v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+    train_set = AugmentedTensorDataset(train_images, train_labels, transform, seed=args["seed"])
+    train_loader = DataLoader(train_set, batch_size=args["batch_size"],
+                              sampler=EpochPermutationSampler(len(train_set), seed=args["seed"]), drop_last=True)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training images")
+    total_steps = steps_per_epoch * args["epochs"]
+    if args["max_steps"]:
+        total_steps = min(total_steps, args["max_steps"])
+
+    model = build_model(args, image_size, num_channels)
+    optimizer = torch.optim.AdamW(parameter_groups(model, args["weight_decay"]), lr=args["learning_rate"],
+                                  betas=(0.9, 0.95))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(progress)
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    if checkpoint is not None:
+        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    accelerator.init_trackers("log", config=dict(args))
+
+    eval_train = train_images[: args["eval_train_subset"]] if args["eval_train_subset"] else train_images
+    eval_train_labels = train_labels[: len(eval_train)]
+    eval_train_pixels = normalise_images(eval_train, mean, std)
+    test_pixels = normalise_images(test_images, mean, std)
+    unwrapped = accelerator.unwrap_model(model)
+
+    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    start_step = progress.step
+    start_time = time.time()
+    running, count = 0.0, 0
+    model.train()
+    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+        loss = model(pixel_values=batch["pixel_values"]).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.step}")
+        accelerator.backward(loss)
+        if args["max_grad_norm"] > 0:
+            accelerator.clip_grad_norm_(model.parameters(), args["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        running, count = running + loss.item(), count + 1
+        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
+            accelerator.log({"train_loss": running / count, "learning_rate": scheduler.get_last_lr()[0],
+                             "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
+                            step=progress.step)
+            running, count = 0.0, 0
+        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
+            accelerator.save_state()
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
+    train_seconds = time.time() - start_time
+
+    evaluation = evaluate(unwrapped, eval_train_pixels, eval_train_labels, test_pixels, test_labels, args)
+    accelerator.log({f"eval_{key}": value for key, value in evaluation.items()}, step=progress.step)
+    accelerator.print(f"step {progress.step}: {evaluation}")
+    accelerator.wait_for_everyone()
+    results = {
+        "model": args["model"], **evaluation,
+        "steps": progress.step, "epochs": progress.step / steps_per_epoch,
+        "train_seconds_this_run": train_seconds,
+        "seconds_per_epoch": train_seconds / max(progress.step - start_step, 1) * steps_per_epoch,
+        "num_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
+        "dataset": tensors["dataset_name"], "num_train_images": len(train_set), "batch_size": args["batch_size"],
+    }
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+        accelerator.end_training()
+        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
+                             train_label="masked-patch MSE (train)")
+        num_patches = (image_size // args["patch_size"]) ** 2
+        grid_mask = evaluation_masks(len(test_pixels), num_patches, args["mask_ratio"], args["seed"])[:10]
+        name = "CRATE-MAE" if args["model"] == "crate" else "ViT-MAE"
+        save_reconstruction_grid(unwrapped, test_pixels[:10], grid_mask, mean, std, output_dir / "reconstructions.png",
+                                 f"{name}: {int(grid_mask[0].sum())}/{num_patches} patches hidden (test images)")
+        if args["save_model"]:
+            unwrapped.save_pretrained(output_dir / "model")
+            build_image_processor(image_size, mean, std).save_pretrained(output_dir / "model")
+    return results
+
+
+if __name__ == "__main__":
+    main()
