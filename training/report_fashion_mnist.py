@@ -35,15 +35,11 @@ from whitebox_hf.evaluation import (
     plot_diagnostics,
     save_saliency_grid,
 )
-from whitebox_hf.training_setup import load_image_dataset
+from whitebox_hf.training_setup import load_image_dataset, normalise_images
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"crate": "CRATE", "vit": "ViT (transformers)", "crate_alpha": "CRATE-α",
           "crate_long": "CRATE, 2× longer schedule"}
-
-
-def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
-    return (images.float() / 255.0 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
 def main() -> int:
@@ -60,8 +56,8 @@ def main() -> int:
     dataset, info = load_image_dataset("fashion-mnist")
     train_images, train_labels = dataset_to_tensors(dataset["train"])
     test_images, test_labels = dataset_to_tensors(dataset["test"])
-    train_pixels = normalise(train_images, info["image_mean"], info["image_std"])
-    test_pixels = normalise(test_images, info["image_mean"], info["image_std"])
+    train_pixels = normalise_images(train_images, info["image_mean"], info["image_std"])
+    test_pixels = normalise_images(test_images, info["image_mean"], info["image_std"])
 
     rows, diagnostics, configs = [], {}, {}
     for key in args.models:
