@@ -2,6 +2,7 @@
 """Reload a saved image classifier with the Auto classes and measure it on a held-out test split.
 
     python examples/evaluate_image_classifier.py runs/demo/model [--dataset fashion-mnist] [--saliency_png out.png]
+    (the accuracy part is also `whitebox-hf eval runs/demo/model`)
 
 Images go through the saved image processor exactly as a user's would (PIL image in, logits out).
 """
@@ -13,10 +14,13 @@ import sys
 
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401  (registers CRATE with the Auto classes)
 from whitebox_hf.evaluation import attention_saliency, save_saliency_grid
+from whitebox_hf.evaluation.image_classifier import (
+    evaluate_saved_image_classifier,
+    load_saved_image_classifier,
+)
 from whitebox_hf.training_setup import load_image_dataset
 
 
@@ -28,22 +32,14 @@ def main() -> int:
     parser.add_argument("--saliency_png", default="")
     args = parser.parse_args()
 
-    model = AutoModelForImageClassification.from_pretrained(args.model_dir).eval()
-    processor = AutoImageProcessor.from_pretrained(args.model_dir)
-    test = load_image_dataset(args.dataset)[0]["test"]
-
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(test), args.batch_size):
-            batch = test[start : start + args.batch_size]
-            pixels = processor(images=batch["image"], return_tensors="pt")["pixel_values"]
-            predictions = model(pixel_values=pixels).logits.argmax(-1)
-            correct += (predictions == torch.tensor(batch["label"])).sum().item()
-    accuracy = correct / len(test)
-    print(f"[reload] {type(model).__name__} from {args.model_dir}: test accuracy {accuracy:.4f} "
-          f"on {len(test)} held-out images")
+    model, processor = load_saved_image_classifier(args.model_dir)
+    result = evaluate_saved_image_classifier(args.model_dir, args.dataset, batch_size=args.batch_size, model=model,
+                                             processor=processor)
+    print(f"[reload] {result['model_class']} from {args.model_dir}: test accuracy {result['accuracy']:.4f} "
+          f"on {result['num_examples']} held-out images")
 
     if args.saliency_png:
+        test = load_image_dataset(args.dataset)[0]["test"]
         examples = test[:8]
         pixels = processor(images=examples["image"], return_tensors="pt")["pixel_values"]
         maps = attention_saliency(model, pixels)

@@ -43,3 +43,13 @@ def load_training_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def hub_server(tmp_path_factory):
+    """A Hub-compatible HTTP server (``tests/hub_server.py``) on a free loopback port, repos kept in a temp dir;
+    yields its endpoint URL. Tests stay offline unless they opt in with ``hub_server.go_online`` (see there)."""
+    from hub_server import HubServer
+
+    with HubServer(tmp_path_factory.mktemp("hub_storage")) as server:
+        yield server.url

@@ -26,6 +26,8 @@ for CRATE-MAE, ``ViTMAEForPreTraining`` for the baseline).
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from torchvision.transforms import v2  # noqa: E402
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule_with_warmup  # noqa: E402
 
 import whitebox_hf  # noqa: F401,E402  (registers the Auto classes)
+from whitebox_hf.hub import write_model_card  # noqa: E402
 from whitebox_hf.data import AugmentedTensorDataset, EpochPermutationSampler  # noqa: E402
 from whitebox_hf.evaluation import knn_accuracy, linear_probe_accuracy  # noqa: E402
 from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  # noqa: E402
@@ -340,6 +343,9 @@ def main(argv=None, data: dict | None = None) -> dict:
         if args["save_model"]:
             unwrapped.save_pretrained(output_dir / "model")
             build_image_processor(image_size, mean, std).save_pretrained(output_dir / "model")
+            # Card with the measured numbers of `results` (model-index) and the exact command.
+            write_model_card(output_dir / "model", metrics={**results, "method": "mae"}, command=shlex.join(
+                ["python", "training/train_mae.py", *(sys.argv[1:] if argv is None else argv)]))
     return results
 
 

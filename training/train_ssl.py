@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from torch.utils.data import DataLoader
 from transformers import ViTConfig, ViTModel, get_cosine_schedule_with_warmup
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
+from whitebox_hf.hub import write_model_card
 from whitebox_hf.data import (
     AugmentedTensorDataset,
     EpochPermutationSampler,
@@ -402,6 +405,9 @@ def main(argv=None, data: dict | None = None) -> dict:
             head_config.update(in_dim=args["hidden_size"],
                                num_prototypes=args["num_prototypes"] if args["method"] == "dino" else 0)
             (model_dir / "head_config.json").write_text(json.dumps(head_config, indent=2))
+            # Card with the measured numbers of `results` (model-index) and the exact command.
+            write_model_card(model_dir, metrics=results, command=shlex.join(
+                ["python", "training/train_ssl.py", *(sys.argv[1:] if argv is None else argv)]))
     else:
         accelerator.end_training()
     return results

@@ -3,17 +3,66 @@
     whitebox-hf data fetch fashion-mnist [--cache-dir DIR]   fetch and prepare Fashion-MNIST offline
     whitebox-hf data fetch python-docs [--cache-dir DIR]     fetch and prepare the Python docs (reST) offline
     whitebox-hf presets                                       list the model presets and their sizes
+    whitebox-hf train TASK [ARGS...]                          run a training script (training/*.py)
+    whitebox-hf eval FOLDER [--dataset fashion-mnist]         test accuracy of a saved image classifier
+    whitebox-hf card FOLDER [--metrics FILE]                  write FOLDER/README.md from the run's metrics
+    whitebox-hf push FOLDER REPO_ID [--endpoint URL]          upload a folder to a Hub ($HF_ENDPOINT)
+    whitebox-hf export --remote-code FOLDER OUT               a folder loadable with trust_remote_code=True
+    whitebox-hf demo NAME                                     launch the Gradio app spaces/NAME/app.py
+
+Run `whitebox-hf COMMAND --help` for the options and an example of each command.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
 
 DATASETS = ("fashion-mnist", "python-docs")
+
+# The checkout this module runs from (src/whitebox_hf/cli.py -> repository root); absent files when installed.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# `whitebox-hf train TASK` -> training/<script>
+TRAINING_SCRIPTS = {
+    "image-classification": "train_image_classification.py",
+    "causal-lm": "train_causal_lm.py",
+    "ssl": "train_ssl.py",
+    "mae": "train_mae.py",
+    "clip": "train_clip.py",
+    "autoencoder": "train_autoencoder.py",
+    "latent-flow": "train_latent_flow.py",
+    "ddpm": "train_ddpm_unet.py",
+    "dreambooth-lora": "train_dreambooth_lora.py",
+    "tokenizer": "train_tokenizer.py",
+}
+
+
+class CommandError(Exception):
+    """A user error with a readable message (printed to stderr, exit status 2)."""
+
+
+def _checkout_dir(kind: str, environment_variable: str, explicit: str | None) -> Path:
+    """training/ or spaces/: ``explicit``, else $ENV, else the checkout's folder, else ./kind."""
+    for candidate in (explicit, os.environ.get(environment_variable)):
+        if candidate:
+            path = Path(candidate)
+            if not path.is_dir():
+                raise CommandError(f"{path} is not a folder")
+            return path
+    for path in (REPO_ROOT / kind, Path.cwd() / kind):
+        if path.is_dir():
+            return path
+    raise CommandError(
+        f"no {kind}/ folder found (looked in {REPO_ROOT} and {Path.cwd()}): the {kind} scripts ship with the source "
+        f"checkout, not with the installed package. Clone the repository and run from it, or point "
+        f"${environment_variable} (or --{kind}-dir) at its {kind}/ folder.")
 
 
 def _fetch(args) -> int:
@@ -70,21 +119,208 @@ def _presets(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _train(args) -> int:
+    folder = _checkout_dir("training", "WHITEBOX_HF_TRAINING_DIR", args.training_dir)
+    script = folder / TRAINING_SCRIPTS[args.task]
+    if not script.is_file():
+        raise CommandError(f"{script} is missing from {folder}; available: "
+                           f"{', '.join(t for t, f in TRAINING_SCRIPTS.items() if (folder / f).is_file())}")
+    command = [sys.executable, str(script), *args.script_args]
+    print("+ " + " ".join(command), file=sys.stderr, flush=True)
+    return subprocess.call(command)
+
+
+def _demo(args) -> int:
+    folder = _checkout_dir("spaces", "WHITEBOX_HF_SPACES_DIR", args.spaces_dir)
+    app = folder / args.name / "app.py"
+    if not app.is_file():
+        available = sorted(p.parent.name for p in folder.glob("*/app.py"))
+        raise CommandError(f"no demo {args.name!r}: {app} does not exist; available: "
+                           f"{', '.join(available) or 'none'}")
+    command = [sys.executable, str(app), *args.app_args]
+    print("+ " + " ".join(command), file=sys.stderr, flush=True)
+    return subprocess.call(command, cwd=app.parent)
+
+
+def _eval(args) -> int:
+    import json
+
+    from .evaluation.image_classifier import evaluate_saved_image_classifier
+
+    if not Path(args.folder).is_dir():
+        raise CommandError(f"{args.folder} is not a folder; pass a saved model folder (e.g. runs/<run>/model)")
+    try:
+        result = evaluate_saved_image_classifier(args.folder, args.dataset, split=args.split,
+                                                 batch_size=args.batch_size, limit=args.limit,
+                                                 data_dir=args.data_dir, progress=not args.quiet)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    print(f"{result['model_class']} from {args.folder}: {result['split']} accuracy {result['accuracy']:.4f} on "
+          f"{result['num_examples']} {result['dataset']} images")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _card(args) -> int:
+    from .hub.model_card import model_card_from_folder
+
+    try:
+        card = model_card_from_folder(args.folder, metrics_file=args.metrics, dataset_name=args.dataset,
+                                      command=args.training_command, template_path=args.template,
+                                      model_name=args.model_name, repo_path=args.repo_path)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    output = Path(args.output) if args.output else Path(args.folder) / "README.md"
+    card.save(str(output))
+    results = ", ".join(f"{r.metric_name} {r.metric_value:.4f}" for r in card.data.eval_results)
+    print(f"wrote {output} ({results})")
+    return 0
+
+
+def _push(args) -> int:
+    from .hub.push import HubOfflineError, push_folder
+
+    try:
+        url = push_folder(args.folder, args.repo_id, endpoint=args.endpoint, token=args.token, private=args.private,
+                          commit_message=args.message)
+    except (HubOfflineError, FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+def _export(args) -> int:
+    from .hub.export import RemoteCodeExportError, export_remote_code
+
+    if not args.remote_code:
+        raise CommandError("choose an export format: --remote-code (the only one so far)")
+    try:
+        auto_map = export_remote_code(args.folder, args.out, overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError, RemoteCodeExportError) as error:
+        raise CommandError(str(error)) from None
+    files = sorted(p.name for p in Path(args.out).glob("*.py"))
+    print(f"wrote {args.out}: auto_map {auto_map}; code files {', '.join(files)}")
+    return 0
+
+
+def _add(commands, name: str, help_text: str, example: str, description: str | None = None):
+    return commands.add_parser(name, help=help_text, description=description or help_text,
+                               epilog="example:\n  " + example.strip().replace("\n", "\n  "),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whitebox-hf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    data = commands.add_parser("data", help="data sets").add_subparsers(dest="action", required=True)
-    fetch = data.add_parser("fetch", help="fetch and prepare a data set")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example:\n  whitebox-hf train image-classification --config "
+                                            "training/configs/fashion_mnist_crate.yaml")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_parser = _add(commands, "data", "data sets", "whitebox-hf data fetch fashion-mnist")
+    data = data_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = data.add_parser("fetch", help="fetch and prepare a data set",
+                            description="fetch and prepare a data set (offline afterwards)",
+                            epilog="example:\n  whitebox-hf data fetch fashion-mnist\n"
+                                   "  whitebox-hf data fetch python-docs --cache-dir /tmp/cache",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     fetch.add_argument("dataset", choices=list(DATASETS))
     fetch.add_argument("--cache-dir", default=None, help="default: $WHITEBOX_HF_CACHE or ~/.cache/whitebox_hf")
     fetch.add_argument("--data-dir", default=None,
                        help="a folder holding the original files (fashion-mnist: *-ubyte.gz; python-docs: *.rst.txt)")
     fetch.set_defaults(handler=_fetch)
-    presets = commands.add_parser("presets", help="list model presets")
+    presets = _add(commands, "presets", "list model presets and their parameter counts", "whitebox-hf presets")
     presets.set_defaults(handler=_presets)
+
+    train = _add(commands, "train", "run a training script of training/ (arguments are passed through)",
+                 "whitebox-hf train image-classification --config training/configs/fashion_mnist_crate.yaml\n"
+                 "whitebox-hf train causal-lm --help     # the script's own options",
+                 description="Run training/<script>.py with the current Python; every argument after TASK goes "
+                             "to the script. Tasks: " + ", ".join(f"{t} ({f})" for t, f in TRAINING_SCRIPTS.items())
+                             + ". For several processes call `accelerate launch` / `torchrun` on the script.")
+    train.add_argument("--training-dir", default=None,
+                       help="the training/ folder (default: the checkout's, or $WHITEBOX_HF_TRAINING_DIR)")
+    train.add_argument("task", choices=list(TRAINING_SCRIPTS), metavar="TASK", help=", ".join(TRAINING_SCRIPTS))
+    train.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS", help="passed to the script")
+    train.set_defaults(handler=_train)
+
+    evaluate = _add(commands, "eval", "accuracy of a saved image classifier on a held-out split",
+                    "whitebox-hf eval runs/fashion_mnist_crate/model --dataset fashion-mnist",
+                    description="Load FOLDER with AutoModelForImageClassification + its saved image processor and "
+                                "measure top-1 accuracy on the test split (Fashion-MNIST by default).")
+    evaluate.add_argument("folder", help="a folder written by save_pretrained, with preprocessor_config.json")
+    evaluate.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "digits"])
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
+    evaluate.add_argument("--data-dir", default=None, help="a folder with the original Fashion-MNIST *-ubyte.gz files")
+    evaluate.add_argument("--json", default=None, help="also write the result to this JSON file")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=_eval)
+
+    card = _add(commands, "card", "write a model card (README.md) from a run's metrics",
+                "whitebox-hf card runs/fashion_mnist_crate/model\n"
+                "whitebox-hf card runs/lm-tost/model --metrics runs/lm-tost/evaluation.json --dataset python-docs",
+                description="Build FOLDER/README.md with huggingface_hub.ModelCard: model-index results read from "
+                            "the run's metrics file (metrics.json / evaluation.json in FOLDER or its parent), the "
+                            "task's template from model_cards/templates/, the book section and the citation.")
+    card.add_argument("folder", help="a folder written by save_pretrained")
+    card.add_argument("--metrics", default=None, help="the metrics JSON (default: found next to FOLDER)")
+    card.add_argument("--dataset", default=None, help="data set name (default: the metrics' `dataset`)")
+    card.add_argument("--training-command", default=None, help="the exact training command (default: the metrics')")
+    card.add_argument("--template", default=None, help="a Jinja template (default: model_cards/templates/<task>.md)")
+    card.add_argument("--model-name", default=None)
+    card.add_argument("--repo-path", default=None, help="repo id or path shown in the usage snippet")
+    card.add_argument("--output", default=None, help="default FOLDER/README.md")
+    card.set_defaults(handler=_card)
+
+    push = _add(commands, "push", "upload a folder to a Hugging Face Hub repository",
+                "whitebox-hf push runs/fashion_mnist_crate/model me/crate-fashion-mnist\n"
+                "whitebox-hf push exported/crate me/crate --endpoint http://127.0.0.1:8080 --private",
+                description="Create REPO_ID (if needed) and upload every file of FOLDER in one commit, to "
+                            "--endpoint, else $HF_ENDPOINT, else huggingface.co. With HF_HUB_OFFLINE=1 and no "
+                            "--endpoint it fails at once.")
+    push.add_argument("folder")
+    push.add_argument("repo_id", help="namespace/name")
+    push.add_argument("--endpoint", default=None, help="Hub URL (default $HF_ENDPOINT)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--token", default=None, help="write token (default: stored login / $HF_TOKEN)")
+    push.add_argument("--message", default="Upload with whitebox-hf", help="commit message")
+    push.set_defaults(handler=_push)
+
+    export = _add(commands, "export", "export a saved model for transformers without whitebox_hf",
+                  "whitebox-hf export --remote-code runs/fashion_mnist_crate/model exported/crate\n"
+                  "python -c \"from transformers import AutoModel; "
+                  "AutoModel.from_pretrained('exported/crate', trust_remote_code=True)\"",
+                  description="--remote-code: copy config (with auto_map), weights, processor/tokenizer files "
+                              "and the card, and vendor the modeling code so that "
+                              "AutoModel.from_pretrained(OUT, trust_remote_code=True) works where whitebox_hf is "
+                              "not installed.")
+    export.add_argument("--remote-code", action="store_true", help="write auto_map + self-contained modeling files")
+    export.add_argument("folder", help="a folder written by save_pretrained")
+    export.add_argument("out", help="the folder to write (must be empty unless --overwrite)")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(handler=_export)
+
+    demo = _add(commands, "demo", "launch a Gradio demo of spaces/ (Hub Space layout)",
+                "whitebox-hf demo crate-image-classification",
+                description="Run spaces/NAME/app.py with the current Python (from the source checkout); "
+                            "arguments after NAME go to the app.")
+    demo.add_argument("--spaces-dir", default=None,
+                      help="the spaces/ folder (default: the checkout's, or $WHITEBOX_HF_SPACES_DIR)")
+    demo.add_argument("name")
+    demo.add_argument("app_args", nargs=argparse.REMAINDER, metavar="ARGS", help="passed to the app")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except CommandError as error:
+        print(f"whitebox-hf {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,3 +1,24 @@
-from .model_card import causal_lm_model_card, image_classification_model_card
+"""Hub integration: model cards from measured metrics, pushing folders to any Hub endpoint, remote-code export."""
 
-__all__ = ["causal_lm_model_card", "image_classification_model_card"]
+from .export import RemoteCodeExportError, export_remote_code
+from .model_card import (
+    causal_lm_model_card,
+    image_classification_model_card,
+    model_card_from_folder,
+    representation_model_card,
+    write_model_card,
+)
+from .push import HubOfflineError, hub_is_offline, push_folder
+
+__all__ = [
+    "HubOfflineError",
+    "RemoteCodeExportError",
+    "causal_lm_model_card",
+    "export_remote_code",
+    "hub_is_offline",
+    "image_classification_model_card",
+    "model_card_from_folder",
+    "push_folder",
+    "representation_model_card",
+    "write_model_card",
+]

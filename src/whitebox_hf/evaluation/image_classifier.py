@@ -1,0 +1,82 @@
+"""Accuracy of a saved image classifier on a held-out split, through the Auto classes (shared by
+``whitebox-hf eval`` and ``examples/evaluate_image_classifier.py``).
+
+```python
+>>> from whitebox_hf.evaluation.image_classifier import evaluate_saved_image_classifier
+>>> evaluate_saved_image_classifier("runs/crate/model", dataset="fashion-mnist")
+{'accuracy': 0.86, 'num_examples': 10000, ...}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["evaluate_saved_image_classifier", "load_saved_image_classifier"]
+
+
+def load_saved_image_classifier(model_dir, trust_remote_code: bool = False):
+    """``(model in eval mode, image processor)`` from a folder written by the training script."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from .. import models  # noqa: F401  (registers the architectures with the Auto classes)
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} holds no config.json: pass a folder written by save_pretrained "
+                                "(e.g. runs/<run>/model)")
+    if not (model_dir / "preprocessor_config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} holds no preprocessor_config.json: save the image processor with the "
+                                "model so that images are prepared as in training")
+    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    return model, processor
+
+
+def evaluate_saved_image_classifier(model_dir, dataset: str = "fashion-mnist", split: str = "test",
+                                    batch_size: int = 500, limit: int | None = None, data_dir: str | None = None,
+                                    progress: bool = False, model=None, processor=None) -> dict:
+    """Top-1 accuracy of the classifier saved in ``model_dir`` on ``split`` of ``dataset``.
+
+    Images go through the saved image processor exactly as a user's would (PIL image in, logits out).
+
+    Args:
+        model_dir: folder with config.json, weights and preprocessor_config.json.
+        dataset: a name of `whitebox_hf.training_setup.DATASETS` (``fashion-mnist``, ``digits``).
+        split: the split to measure (default ``test``).
+        batch_size: images per forward pass.
+        limit: measure only the first ``limit`` images (None: all).
+        data_dir: a folder holding the original data files (Fashion-MNIST ``*-ubyte.gz``).
+        progress: show a progress bar.
+        model, processor: already loaded objects (skip loading ``model_dir``).
+
+    Returns:
+        ``{"accuracy", "num_examples", "dataset", "split", "model_class"}``.
+    """
+    from ..training_setup import load_image_dataset
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if model is None or processor is None:
+        model, processor = load_saved_image_classifier(model_dir)
+    data, info = load_image_dataset(dataset, data_dir)
+    if split not in data:
+        raise ValueError(f"split must be one of {sorted(data)}, got {split!r}")
+    part = data[split]
+    total = len(part) if limit is None else min(limit, len(part))
+    starts = range(0, total, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"eval {info['name']} {split}", unit="batch")
+    correct = 0
+    with torch.inference_mode():
+        for start in starts:
+            batch = part[start:min(start + batch_size, total)]
+            pixels = processor(images=batch["image"], return_tensors="pt")["pixel_values"]
+            predictions = model(pixel_values=pixels).logits.argmax(-1)
+            correct += (predictions == torch.tensor(batch["label"])).sum().item()
+    return {"accuracy": correct / max(total, 1), "num_examples": total, "dataset": info["name"], "split": split,
+            "model_class": type(model).__name__}
