@@ -55,3 +55,8 @@ __all__ = [
     "OvercompleteDictionaryLearning",
     "coding_rate",
 ]
+
+from .models.whitebox_clip import WhiteboxClipConfig, WhiteboxClipModel, WhiteboxClipProcessor  # noqa: E402
+
+__all__ += ["WhiteboxClipConfig", "WhiteboxClipModel", "WhiteboxClipProcessor"]
+

@@ -38,3 +38,7 @@ __all__ += ["PackedTokenBlocks", "tokenize_and_concatenate"]
 from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
 
 __all__ += ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"]
+
+from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
+
+__all__ += ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"]

