@@ -1,0 +1,250 @@
+"""The Gradio Spaces of ``spaces/``, end to end in headless Chromium: load the page, upload or type, click, read the
+result off the page, save a screenshot (to ``$WHITEBOX_SCREENSHOT_DIR``, else the test's tmp folder).
+
+Tiny random models by default; ``WHITEBOX_SPACES_REAL_MODELS=1`` serves each Space's own local model instead."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
+for _name in ("NO_PROXY", "no_proxy"):
+    os.environ[_name] = ",".join(filter(None, [os.environ.get(_name), "127.0.0.1", "localhost"]))
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = ROOT / "spaces"
+CHROMIUM = os.environ.get("WHITEBOX_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+pytestmark = [
+    pytest.mark.timeout(120),
+    # gradio 6.31's queue still uses pandas options that pandas 3 deprecates; not ours to fix
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+
+
+def load_app(space: str):
+    """Import ``spaces/<space>/app.py`` as a module (the Spaces are not part of the package)."""
+    path = SPACES / space / "app.py"
+    name = "space_" + space.replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(demo, timeout: float = 30.0):
+    """Launch ``demo`` on a free loopback port without blocking; yield its URL; close it afterwards."""
+    port = free_port()
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                show_error=True, share=False)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        demo.close()
+
+
+def settle(page) -> None:
+    """Wait until Gradio shows no pending or generating output (it dims outputs while an event runs)."""
+    page.wait_for_function("() => !document.querySelector('.pending, .generating, .eta-bar')")
+    page.wait_for_timeout(400)  # the fade-in of the last output
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless system Chromium through Playwright; skips when either is missing."""
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install gradio)")
+    with sync_api.sync_playwright() as playwright:
+        # Playwright gives every launch a new empty profile (its own --user-data-dir); it refuses that flag in args.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def use_default_models() -> bool:
+    """``WHITEBOX_SPACES_REAL_MODELS=1``: serve the Spaces' own (trained, local) models instead of tiny random ones."""
+    return os.environ.get("WHITEBOX_SPACES_REAL_MODELS", "") not in ("", "0")
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path) -> Path:
+    """Where screenshots go: ``$WHITEBOX_SCREENSHOT_DIR``, else the test's tmp folder."""
+    folder = Path(os.environ.get("WHITEBOX_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+BOOT = SPACES / "crate-image-classification" / "examples" / "ankle_boot.png"  # a Fashion-MNIST test image
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+
+
+def tiny_crate_classifier(folder):
+    from whitebox_hf import CrateConfig, CrateForImageClassification, CrateImageProcessor
+
+    config = CrateConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, image_size=28, patch_size=4,
+                         num_channels=1, num_labels=10, id2label=dict(enumerate(FASHION_CLASSES)))
+    CrateForImageClassification(config).save_pretrained(folder)
+    CrateImageProcessor(num_channels=1, size={"height": 28, "width": 28}, image_mean=[0.286], image_std=[0.353]
+                        ).save_pretrained(folder)
+    return folder
+
+
+def test_crate_image_classification_space(page, tmp_path, screenshot_dir):
+    app = load_app("crate-image-classification")
+    demo = app.build_demo() if use_default_models() else app.build_demo(tiny_crate_classifier(tmp_path / "model"))
+    with serve(demo) as url:
+        page.goto(url)
+        page.locator("#image-input input[type=file]").set_input_files(str(BOOT))
+        page.locator("#image-input img").first.wait_for()
+        page.locator("#classify").click()
+        table = page.locator("#diagnostics-table")
+        table.get_by_text("coding rate").wait_for()
+        prediction = page.locator("#prediction").inner_text()
+        lines = [line.strip() for line in prediction.splitlines() if line.strip() and line.strip() != "Prediction"]
+        assert lines and lines[0] in FASHION_CLASSES, prediction  # the headline: the top class
+        assert len(re.findall(r"\d+%", prediction)) == 5, prediction  # the top-5 probabilities are shown
+        if use_default_models():  # the trained classifier gets this test image right
+            assert lines[0] == "Ankle boot", prediction
+        rows = table.locator("tbody tr")
+        assert rows.count() == (6 if use_default_models() else 3)  # one row per layer
+        for element in ("#saliency img", "#sparsity-plot img"):
+            image = page.locator(element).first
+            image.wait_for()
+            assert page.wait_for_function("el => el.complete && el.naturalWidth > 100", arg=image.element_handle())
+        settle(page)
+        page.screenshot(path=str(screenshot_dir / "crate-image-classification.png"), full_page=True)
+
+
+def tiny_causal_lm(folder):
+    from whitebox_hf import ToSTConfig, ToSTForCausalLM
+    from whitebox_hf.tokenization import train_bpe_tokenizer
+
+    text = ("The os module provides a portable way of using operating system dependent functionality. "
+            "Use open() to read or write a file, and os.path to manipulate paths. ") * 20
+    tokenizer = train_bpe_tokenizer([text], vocab_size=300)
+    config = ToSTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        max_position_embeddings=64, layer_scale_init=1.0, eos_token_id=None,
+                        pad_token_id=tokenizer.pad_token_id)
+    ToSTForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_text_generation_space(page, tmp_path, screenshot_dir):
+    app = load_app("text-generation")
+    real = use_default_models()
+    demo = app.build_demo() if real else app.build_demo(tiny_causal_lm(tmp_path / "model"))
+    prompt = app.DEFAULT_PROMPT if real else "The os module"
+    temperature = "0.8" if real else "0"  # the trained model samples; the tiny one decodes greedily
+    with serve(demo) as url:
+        page.goto(url)
+        page.locator("#prompt textarea").fill(prompt)
+        page.locator("#max-new-tokens input[type=range]").fill("48")
+        page.locator("#temperature input[type=range]").fill(temperature)
+        assert page.locator("#max-new-tokens input[type=number]").input_value() == "48"
+        assert float(page.locator("#temperature input[type=number]").input_value()) == float(temperature)
+        page.get_by_role("button", name="Generate", exact=True).click()
+        output = page.locator("#output textarea")
+        page.wait_for_function("el => el.value.length > 0", arg=output.element_handle())
+        text = output.input_value()
+        assert text.startswith(prompt) and len(text) > len(prompt), text
+        settle(page)
+        page.screenshot(path=str(screenshot_dir / "text-generation.png"), full_page=True)
+
+
+def tiny_flow_pipeline(folder):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from whitebox_hf.models.denoisers import CrateDenoiserTransformer
+    from whitebox_hf.pipelines import WhiteboxFlowPipeline
+
+    transformer = CrateDenoiserTransformer(sample_size=16, in_channels=1, num_classes=3, hidden_size=32, num_layers=2,
+                                           num_attention_heads=4, patch_size=4)
+    with torch.no_grad():  # a fresh denoiser outputs exactly 0; random weights make the samples depend on it
+        for parameter in transformer.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    WhiteboxFlowPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), num_classes=3,
+                         id2label={0: "shirt", 1: "sneaker", 2: "bag"}).save_pretrained(folder)
+    return folder
+
+
+def test_image_generation_space(page, tmp_path, screenshot_dir):
+    try:
+        app = load_app("image-generation")
+    except ImportError as error:
+        pytest.skip(f"whitebox_hf.pipelines.WhiteboxFlowPipeline is not importable: {error}")
+    real = use_default_models()
+    demo = app.build_demo() if real else app.build_demo(tiny_flow_pipeline(tmp_path / "pipeline"))
+    with serve(demo) as url:
+        page.goto(url)
+        page.locator("#class input").click()
+        options = page.get_by_role("option")
+        options.first.wait_for()
+        choice = options.nth(min(2, options.count() - 1))
+        name = choice.inner_text().strip()
+        choice.click()
+        assert page.locator("#class input").input_value() == name
+        page.locator("#guidance input[type=range]").fill("4.5")
+        page.locator("#steps input[type=range]").fill("30" if real else "8")
+        page.locator("#num-images input[type=range]").fill("3")
+        assert page.locator("#guidance input[type=number]").input_value() == "4.5"
+        page.get_by_role("button", name="Generate", exact=True).click()
+        images = page.locator("#gallery img")
+        page.wait_for_function("n => document.querySelectorAll('#gallery img').length >= n", arg=3)
+        for index in range(3):
+            page.wait_for_function("el => el.complete && el.naturalWidth >= 64", arg=images.nth(index).element_handle())
+        assert name in page.locator("#gallery").inner_text()  # each sample is captioned with its class
+        settle(page)
+        page.screenshot(path=str(screenshot_dir / "image-generation.png"), full_page=True)
