@@ -32,6 +32,15 @@ class CrateImageProcessor(ViTImageProcessor):
             raise ValueError(f"`num_channels` must be 1 or 3, got {num_channels!r}")
         super().__init__(**kwargs)
         self.num_channels = num_channels
+        # The mean/std must have one value per model channel: ViT's 3-value ImageNet default would otherwise
+        # fail with a broadcast error deep inside normalisation (grey models must pass their own statistics).
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if self.do_normalize and isinstance(value, (list, tuple)) and len(value) != num_channels:
+                raise ValueError(
+                    f"`{name}` must have num_channels={num_channels} values, got {len(value)} ({list(value)}); "
+                    f"pass e.g. image_mean=[0.2860], image_std=[0.3530] for Fashion-MNIST"
+                )
 
     def _to_model_channels(self, image: torch.Tensor) -> torch.Tensor:
         channels = image.shape[-3]
