@@ -31,7 +31,8 @@ SSL_RUNS = [  # (run name, method, backbone, depth)
     ("ssl-simdino-vit", "SimDINO", "ViT", 4), ("ssl-dino-vit", "DINO", "ViT", 4),
     ("ssl-simdino-crate-deep", "SimDINO", "CRATE", 8), ("ssl-dino-crate-deep", "DINO", "CRATE", 8),
 ]
-MAE_RUNS = [("mae-crate", "CRATE-MAE"), ("mae-vit", "ViT-MAE (transformers)")]
+MAE_RUNS = [("mae-crate", "CRATE-MAE"), ("mae-vit", "ViT-MAE (transformers)"),
+            ("mae-vit-lr2.5e-4", "ViT-MAE, lr 2.5e-4 (a check that lr 1e-3 is not what holds it back)")]
 
 
 def read_run(runs: Path, name: str) -> dict | None:
