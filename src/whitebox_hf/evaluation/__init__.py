@@ -36,3 +36,22 @@ __all__ = [
     "plot_diagnostics",
     "save_saliency_grid",
 ]
+from .efficientnet_lite import EfficientNetLite0, EffNetPerceptualLoss, load_efficientnet_lite0  # noqa: E402
+from .frechet import (  # noqa: E402
+    FrechetEffNetDistance,
+    fd_effnet,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_statistics,
+)
+
+__all__ += [
+    "EffNetPerceptualLoss",
+    "EfficientNetLite0",
+    "FrechetEffNetDistance",
+    "fd_effnet",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "load_efficientnet_lite0",
+]
