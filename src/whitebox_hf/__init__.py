@@ -60,3 +60,8 @@ from .models.whitebox_clip import WhiteboxClipConfig, WhiteboxClipModel, Whitebo
 
 __all__ += ["WhiteboxClipConfig", "WhiteboxClipModel", "WhiteboxClipProcessor"]
 
+# Generation (issue 5): importing these modules also lets diffusers resolve saved pipeline components by module path.
+from .models.denoisers import CrateDenoiserTransformer, build_dit_transformer  # noqa: E402
+from .pipelines import WhiteboxDDPMPipeline, WhiteboxFlowPipeline  # noqa: E402
+
+__all__ += ["CrateDenoiserTransformer", "WhiteboxDDPMPipeline", "WhiteboxFlowPipeline", "build_dit_transformer"]

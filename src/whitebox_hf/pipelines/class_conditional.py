@@ -1,0 +1,193 @@
+"""What the class-conditional pipelines of this package share: class-label validation, classifier-free guidance
+with the null class taken from the configuration, output conversion, and the autoencoder helpers that move
+pixels in and out of latent space.
+
+Autoencoder contract (used by the pipelines *and* by the training scripts, so both see the same latents):
+
+* a diffusers autoencoder (`AutoencoderKL`, or any class from the diffusers package): ``encode(x).latent_dist``
+  gives the posterior, its mode (or a sample) is normalised as ``(z − shift_factor)·scaling_factor`` from the
+  autoencoder's config (``shift_factor`` None → 0); decoding inverts that, then ``decode(z).sample``;
+* any other `ModelMixin` (e.g. this package's RAE) with ``encode(pixel_values) -> Tensor`` returning latents that
+  are *already* normalised and ``decode(latents) -> Tensor`` returning pixels;
+* ``None``: pixel space; the "latents" are the pixels.
+
+Pixels are in [-1, 1], shape ``(B, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from diffusers.image_processor import VaeImageProcessor
+
+__all__ = ["ClassConditionalPipelineMixin", "decode_latents", "encode_to_latents", "load_autoencoder"]
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+def _is_diffusers_autoencoder(autoencoder) -> bool:
+    return type(autoencoder).__module__.startswith("diffusers.")
+
+
+def _first_tensor(output, *names: str) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in names:
+        value = getattr(output, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"expected a tensor (or an output with {names}), got {type(output).__name__}")
+
+
+def encode_to_latents(autoencoder, pixel_values: torch.Tensor, sample_posterior: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised latents of ``pixel_values`` in [-1, 1] (see the module docstring); the pixels themselves when
+    ``autoencoder`` is None. ``sample_posterior`` draws from a KL posterior instead of taking its mode."""
+    if autoencoder is None:
+        return pixel_values
+    pixel_values = pixel_values.to(device=autoencoder.device, dtype=autoencoder.dtype)
+    output = autoencoder.encode(pixel_values)
+    distribution = getattr(output, "latent_dist", None)
+    if distribution is not None:
+        latents = distribution.sample(generator) if sample_posterior else distribution.mode()
+    else:
+        latents = _first_tensor(output, "latents", "latent")
+    if _is_diffusers_autoencoder(autoencoder):
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        scale = getattr(autoencoder.config, "scaling_factor", None) or 1.0
+        latents = (latents - shift) * scale
+    return latents
+
+
+def decode_latents(autoencoder, latents: torch.Tensor) -> torch.Tensor:
+    """Pixels in (about) [-1, 1] from normalised latents: the inverse of `encode_to_latents`."""
+    if autoencoder is None:
+        return latents
+    latents = latents.to(device=autoencoder.device, dtype=autoencoder.dtype)
+    if _is_diffusers_autoencoder(autoencoder):
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        scale = getattr(autoencoder.config, "scaling_factor", None) or 1.0
+        latents = latents / scale + shift
+    return _first_tensor(autoencoder.decode(latents), "sample")
+
+
+def load_autoencoder(path: str | os.PathLike):
+    """Load a saved autoencoder folder, choosing the class from ``_class_name`` in its ``config.json``: a diffusers
+    class (``AutoencoderKL``, ...) or a class exported by `whitebox_hf` / `whitebox_hf.models.autoencoders`.
+
+    Raises:
+        FileNotFoundError: no ``config.json`` in ``path``.
+        ValueError: the class named there is unknown.
+    """
+    import diffusers
+
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no config.json in autoencoder folder {str(path)!r}")
+    class_name = json.loads(config_path.read_text()).get("_class_name")
+    candidates = [diffusers]
+    import whitebox_hf
+
+    candidates.append(whitebox_hf)
+    try:
+        from whitebox_hf.models import autoencoders
+
+        candidates.append(autoencoders)
+    except ImportError:
+        pass
+    for module in candidates:
+        cls = getattr(module, class_name or "", None)
+        if cls is not None and hasattr(cls, "from_pretrained"):
+            return cls.from_pretrained(path)
+    raise ValueError(f"unknown autoencoder class {class_name!r} in {config_path} (not in diffusers nor whitebox_hf)")
+
+
+class ClassConditionalPipelineMixin:
+    """Methods shared by `WhiteboxFlowPipeline` and `WhiteboxDDPMPipeline` (both `DiffusionPipeline`s whose
+    configuration holds ``num_classes`` and ``id2label``)."""
+
+    image_processor = VaeImageProcessor(do_normalize=True, vae_scale_factor=1)
+
+    def _register_labels(self, num_classes: int | None, id2label: dict | None, default_num_classes: int) -> None:
+        num_classes = default_num_classes if num_classes is None else int(num_classes)
+        if num_classes <= 0:
+            raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}")
+        if id2label is not None:
+            # JSON turns the integer keys of model_index.json into strings.
+            id2label = {int(key): str(value) for key, value in dict(id2label).items()}
+        self.register_to_config(num_classes=num_classes, id2label=id2label)
+
+    @property
+    def null_class_id(self) -> int:
+        """The unconditional class id used by classifier-free guidance: ``num_classes`` (from the config)."""
+        return int(self.config.num_classes)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Class name → id, from ``id2label`` (empty without names)."""
+        return {name: int(i) for i, name in (self.config.id2label or {}).items()}
+
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        """Class ids of class names (``id2label``)."""
+        names = [label] if isinstance(label, str) else list(label)
+        lookup = self.labels
+        missing = [name for name in names if name not in lookup]
+        if missing:
+            raise ValueError(f"unknown class names {missing}; known: {sorted(lookup, key=lookup.get)}")
+        return [lookup[name] for name in names]
+
+    def _prepare_class_labels(self, class_labels) -> torch.Tensor:
+        """``class_labels`` (an id, a name, a list of ids/names, or a 1-D tensor) as a long tensor on the device."""
+        if isinstance(class_labels, (int, str)) and not isinstance(class_labels, bool):
+            class_labels = [class_labels]
+        if isinstance(class_labels, (list, tuple)) and any(isinstance(label, str) for label in class_labels):
+            class_labels = [self.get_label_ids(label)[0] if isinstance(label, str) else label
+                            for label in class_labels]
+        labels = torch.as_tensor(class_labels)
+        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"`class_labels` must be a non-empty 1-D sequence of class ids, got {class_labels!r}")
+        num_classes = self.null_class_id
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}] (num_classes = {num_classes}; "
+                             f"the null id {num_classes} is reserved for guidance), got {labels.tolist()}")
+        return labels.to(device=self._execution_device, dtype=torch.long)
+
+    @staticmethod
+    def _check_call_arguments(num_inference_steps, guidance_scale, output_type) -> None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an integer ≥ 1, got {num_inference_steps!r}")
+        if not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
+            raise ValueError(f"`guidance_scale` must be a non-negative number, got {guidance_scale!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    def _check_latents(self, latents: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+        if latents is not None and tuple(latents.shape) != tuple(shape):
+            raise ValueError(f"`latents` must have shape {tuple(shape)} (batch, channels, height, width), got "
+                             f"{tuple(latents.shape)}")
+
+    def _guided_prediction(self, model, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor,
+                           guidance_scale: float) -> torch.Tensor:
+        """The model's output with classifier-free guidance ``uncond + g·(cond − uncond)``. ``g = 1`` runs only
+        the conditional pass (and returns it unchanged), ``g = 0`` only the unconditional one; otherwise both
+        run as one batch."""
+        batch_size = sample.shape[0]
+        if guidance_scale == 1 or guidance_scale == 0:
+            labels = class_labels if guidance_scale == 1 else torch.full_like(class_labels, self.null_class_id)
+            return model(sample, timestep.expand(batch_size), class_labels=labels, return_dict=False)[0]
+        null = torch.full_like(class_labels, self.null_class_id)
+        output = model(torch.cat([sample, sample]), timestep.expand(2 * batch_size),
+                       class_labels=torch.cat([class_labels, null]), return_dict=False)[0]
+        conditional, unconditional = output.chunk(2)
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    def _to_output_type(self, pixels: torch.Tensor, output_type: str):
+        """Pixels in [-1, 1] → ``"pt"`` (B, C, H, W) float in [0, 1], ``"np"`` (B, H, W, C) in [0, 1], or a list of
+        PIL images (mode ``L`` for one channel)."""
+        return self.image_processor.postprocess(pixels.float().cpu(), output_type=output_type)
+

@@ -1,0 +1,393 @@
+#!/usr/bin/env python
+"""Class-conditional rectified-flow training of a DiT or a CRATE denoiser, in pixel space or in the latent space of
+a saved autoencoder (diffusers `AutoencoderKL` or this package's RAE), saved as a `WhiteboxFlowPipeline`.
+
+    python training/train_latent_flow.py --config training/configs/flow_pixel_dit.yaml
+    python training/train_latent_flow.py --config training/configs/flow_vae_dit.yaml --autoencoder runs/vae/autoencoder
+    python training/train_latent_flow.py --config ... --denoiser crate
+    python training/train_latent_flow.py --config ... --resume_from_checkpoint latest
+
+Objective (spec ``ssl_and_generation.md`` §4.3, diffusers' `FlowMatchEulerDiscreteScheduler` convention):
+u ~ logit-normal (diffusers `compute_density_for_timestep_sampling`), σ = shift·u / (1 + (shift − 1)·u),
+x_σ = (1 − σ)·x₀ + σ·noise, the model sees ``timestep = σ·1000`` and regresses the velocity v = noise − x₀ (MSE).
+σ is sampled continuously and the mixture is formed directly (the scheduler's ``scale_noise`` only accepts
+on-grid timesteps).
+
+Classifier-free guidance: each label is replaced by the null id ``num_classes`` with probability
+``class_dropout_prob`` (0.1) — here and only here. diffusers' `LabelEmbedding` would also drop labels by itself
+in training mode, independently in each DiT block; `build_dit_transformer` switches that off
+(`disable_builtin_label_dropout`) and the CRATE denoiser has no built-in dropout.
+
+diffusers training conventions: `EMAModel` (warm-up ``inv_gamma``/``power``), `diffusers.optimization.get_scheduler`,
+Accelerate checkpoints ``output_dir/checkpoints/checkpoint_<i>`` (model, optimiser, LR schedule, EMA, RNG, step
+counter; at most ``checkpoints_total_limit``) and ``--resume_from_checkpoint latest``.
+
+With an autoencoder, the latents of the whole training set are computed once (posterior mode, normalised as the
+pipeline does it, `whitebox_hf.pipelines.encode_to_latents`) and training never touches pixels again; the
+autoencoder type comes from ``_class_name`` in its ``config.json`` (`whitebox_hf.pipelines.load_autoencoder`).
+No data augmentation (latents are precomputed).
+
+Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, ``results.json``, ``pipeline/``
+(the EMA weights as a full `WhiteboxFlowPipeline`: ``WhiteboxFlowPipeline.from_pretrained(output_dir/"pipeline")``)
+and ``samples.png`` (a class × sample grid drawn with the saved pipeline).
+
+The generic loop below (`run_training`) is shared with ``training/train_ddpm_unet.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel, compute_density_for_timestep_sampling
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import whitebox_hf  # noqa: F401  (imports the component modules diffusers needs to reload the pipeline)
+from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors
+from whitebox_hf.models.denoisers import CrateDenoiserTransformer, build_dit_transformer
+from whitebox_hf.pipelines import WhiteboxFlowPipeline, encode_to_latents, load_autoencoder
+from whitebox_hf.training_setup import load_image_dataset
+from whitebox_hf.training_utils import (
+    TrainingProgress,
+    create_accelerator,
+    exit_if_interrupt_requested,
+    find_checkpoint,
+    parse_config_args,
+    plot_training_curves,
+    restore_checkpoint,
+    resumable_batches,
+)
+
+DENOISERS = ("dit", "crate")
+
+# Keys shared by every generative training script (this one and train_ddpm_unet.py).
+COMMON_DEFAULTS = {
+    "class_dropout_prob": 0.1,  # CFG label dropout (to the null id = num_classes), applied once, here
+    # data
+    "dataset": "fashion-mnist",
+    "data_dir": "",
+    "train_subset": 0,  # >0: first n training images
+    # optimisation
+    "learning_rate": 2e-4,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "weight_decay": 0.0,
+    "lr_scheduler": "constant_with_warmup",  # any name of diffusers.optimization.get_scheduler
+    "lr_warmup_steps": 200,
+    "epochs": 10,
+    "max_steps": 0,
+    "batch_size": 128,
+    "max_grad_norm": 1.0,
+    "mixed_precision": "no",
+    "seed": 0,
+    # EMA (diffusers EMAModel; train_unconditional.py's warm-up defaults)
+    "ema_max_decay": 0.9999,
+    "ema_inv_gamma": 1.0,
+    "ema_power": 0.75,
+    # final samples (drawn with the saved pipeline; 0 disables)
+    "samples_per_class": 8,
+    "sample_guidance_scale": 2.0,
+    # bookkeeping
+    "output_dir": "runs/flow",
+    "log_every": 20,
+    "checkpoint_every": 0,  # steps; 0 = end of each epoch
+    "checkpoints_total_limit": 2,
+    "resume_from_checkpoint": "",
+    "num_threads": 0,
+    "interrupt_after_steps": 0,
+}
+
+DEFAULTS = {
+    "denoiser": "dit",  # dit | crate
+    "autoencoder": "none",  # none (pixel space) | path to a saved AutoencoderKL or RAE folder
+    # denoiser shape (same for both: a comparison varies only the block)
+    "hidden_size": 192,
+    "num_layers": 6,
+    "num_attention_heads": 3,
+    "patch_size": 0,  # 0: 4 in pixel space, 2 on an even latent grid, 1 on an odd one
+    "ista_step_size": 0.1,  # crate only
+    "ista_lambda": 0.1,  # crate only
+    # rectified flow
+    "weighting_scheme": "logit_normal",  # logit_normal | mode | uniform (diffusers names)
+    "logit_mean": 0.0,
+    "logit_std": 1.0,
+    "mode_scale": 1.29,
+    "flow_shift": 1.0,  # static shift of σ, also stored in the pipeline's scheduler
+    "sample_steps": 50,
+    "encode_batch_size": 500,
+    **COMMON_DEFAULTS,
+    "output_dir": "runs/flow",
+}
+
+
+def parse_args(argv=None) -> dict:
+    args = parse_config_args(DEFAULTS, argv, __doc__)
+    if args["denoiser"] not in DENOISERS:
+        raise ValueError(f"`denoiser` must be one of {DENOISERS}, got {args['denoiser']!r}")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pieces shared with train_ddpm_unet.py
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_training_images(args: dict, accelerator, data: dict | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``(pixels float (n, C, H, W) in [-1, 1], labels (n,), class names)``. ``data`` (tests) replaces the data
+    set: ``{"train_images": uint8 (n, C, H, W), "train_labels": (n,), "class_names": [...]}``."""
+    if data is None:
+        dataset, info = load_image_dataset(args["dataset"], args["data_dir"] or None, accelerator)
+        images, labels = dataset_to_tensors(dataset["train"])
+        class_names = list(info["class_names"])
+    else:
+        images, labels = data["train_images"], data["train_labels"]
+        class_names = list(data.get("class_names") or [str(i) for i in range(int(labels.max()) + 1)])
+    if args["train_subset"]:
+        images, labels = images[: args["train_subset"]], labels[: args["train_subset"]]
+    return images.float() / 127.5 - 1.0, labels.long(), class_names
+
+
+def drop_class_labels(labels: torch.Tensor, probability: float, null_class_id: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each label by ``null_class_id`` with probability ``probability`` (classifier-free guidance)."""
+    if probability <= 0:
+        return labels
+    drop = torch.rand(labels.shape, device=labels.device, generator=generator) < probability
+    return torch.where(drop, torch.full_like(labels, null_class_id), labels)
+
+
+def run_training(
+    args: dict,
+    accelerator,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    model: nn.Module,
+    compute_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
+    save_pipeline: Callable[[nn.Module, Path], object],
+    sample_kwargs: dict,
+    num_classes: int,
+) -> dict:
+    """Train ``model`` on ``(inputs, labels)`` (pixels or precomputed latents) with ``compute_loss(model, x0,
+    labels_after_dropout, generator)``; keep an EMA; checkpoint and resume; at the end save the EMA weights with
+    ``save_pipeline(ema_model, folder)`` (which returns the pipeline) and sample a grid with it. Returns the
+    results written to ``results.json``."""
+    output_dir = Path(args["output_dir"])
+    train_set = TensorDataset(inputs, labels)
+    sampler = EpochPermutationSampler(len(train_set), seed=args["seed"])
+    loader = DataLoader(train_set, batch_size=args["batch_size"], sampler=sampler, drop_last=True)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training examples")
+    total_steps = steps_per_epoch * args["epochs"]
+    if args["max_steps"]:
+        total_steps = min(total_steps, args["max_steps"])
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"],
+                                  betas=(args["adam_beta1"], args["adam_beta2"]), weight_decay=args["weight_decay"])
+    lr_scheduler = get_scheduler(args["lr_scheduler"], optimizer, num_warmup_steps=args["lr_warmup_steps"],
+                                 num_training_steps=total_steps)
+    ema = EMAModel(model.parameters(), decay=args["ema_max_decay"], use_ema_warmup=True,
+                   inv_gamma=args["ema_inv_gamma"], power=args["ema_power"], model_cls=type(model),
+                   model_config=model.config)
+    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    ema.to(accelerator.device)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(progress)
+    accelerator.register_for_checkpointing(ema)
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    if checkpoint is not None:
+        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    accelerator.init_trackers("log", config=dict(args))
+
+    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    start_step, earlier_seconds = progress.step, progress.train_seconds
+    start_time = time.time()
+    loss_sum, count = 0.0, 0
+    model.train()
+    for x0, y in resumable_batches(accelerator, loader, progress.step, total_steps):
+        # The step's randomness (label dropout, noise levels, noise) depends on (seed, step, rank) only, so a
+        # resumed run continues the exact trajectory (the global RNG is also drawn by the data-loader iterator).
+        generator = torch.Generator(device=x0.device).manual_seed(
+            (args["seed"] * 1_000_003 + progress.step) * 64 + accelerator.process_index)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                y = drop_class_labels(y, args["class_dropout_prob"], num_classes, generator)
+                loss = compute_loss(model, x0, y, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.step}")
+            accelerator.backward(loss)
+            if args["max_grad_norm"] > 0:
+                accelerator.clip_grad_norm_(model.parameters(), args["max_grad_norm"])
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        ema.step(accelerator.unwrap_model(model).parameters())
+        progress.step += 1
+        loss_sum, count = loss_sum + loss.item(), count + 1
+        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
+            elapsed = time.time() - start_time
+            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
+                             "ema_decay": ema.cur_decay_value, "epoch": progress.step / steps_per_epoch,
+                             "elapsed_s": elapsed}, step=progress.step)
+            accelerator.print(f"step {progress.step}/{total_steps} loss {loss_sum / count:.4f} "
+                              f"({elapsed / (progress.step - start_step):.3f} s/step)")
+            loss_sum, count = 0.0, 0
+        if progress.step % checkpoint_every == 0 or progress.step == total_steps:
+            progress.train_seconds = earlier_seconds + time.time() - start_time
+            accelerator.save_state()
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
+    train_seconds = time.time() - start_time
+    accelerator.wait_for_everyone()
+
+    results = {
+        "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
+        "train_seconds_this_run": train_seconds, "train_seconds_total": earlier_seconds + train_seconds,
+        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
+        "num_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+        "num_train_examples": len(train_set), "input_shape": list(inputs.shape[1:]),
+        "batch_size": args["batch_size"],
+    }
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.end_training()
+        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss")
+        unwrapped = accelerator.unwrap_model(model)
+        ema.store(unwrapped.parameters())
+        ema.copy_to(unwrapped.parameters())  # the EMA weights go into the pipeline
+        unwrapped.eval()
+        pipeline = save_pipeline(unwrapped, output_dir / "pipeline")
+        results["pipeline"] = str(output_dir / "pipeline")
+        if args["samples_per_class"] > 0:
+            start = time.time()
+            grid = sample_grid(pipeline, num_classes, args["samples_per_class"], args["sample_guidance_scale"],
+                               seed=args["seed"], **sample_kwargs)
+            grid.save(output_dir / "samples.png")
+            results["sample_seconds"] = time.time() - start
+        ema.restore(unwrapped.parameters())
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    else:
+        accelerator.end_training()
+    return results
+
+
+def sample_grid(pipeline, num_classes: int, per_class: int, guidance_scale: float, seed: int = 0, **kwargs):
+    """A PIL grid: one row per class, ``per_class`` samples per row."""
+    from PIL import Image
+
+    pipeline.set_progress_bar_config(disable=True)
+    labels = [c for c in range(num_classes) for _ in range(per_class)]
+    images = pipeline(labels, guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed),
+                      output_type="pil", **kwargs).images
+    width, height = images[0].size
+    grid = Image.new(images[0].mode, (per_class * width, num_classes * height))
+    for index, image in enumerate(images):
+        row, column = divmod(index, per_class)
+        grid.paste(image, (column * width, row * height))
+    return grid
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rectified flow
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
+    """The static time shift of `FlowMatchEulerDiscreteScheduler`: σ ← s·σ / (1 + (s − 1)·σ)."""
+    return sigmas if shift == 1.0 else shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+def flow_matching_loss(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, args: dict,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """MSE between the predicted and the true velocity noise − x₀ at σ from the configured density (labels are
+    used as given: dropout happens before)."""
+    u = compute_density_for_timestep_sampling(args["weighting_scheme"], x0.shape[0], logit_mean=args["logit_mean"],
+                                              logit_std=args["logit_std"], mode_scale=args["mode_scale"],
+                                              device=x0.device, generator=generator)
+    sigma = shift_sigmas(u, args["flow_shift"]).to(x0.dtype)
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    s = sigma.view(-1, *([1] * (x0.ndim - 1)))
+    noisy = (1 - s) * x0 + s * noise
+    prediction = model(noisy, sigma * 1000.0, class_labels=labels, return_dict=False)[0]
+    return F.mse_loss(prediction.float(), (noise - x0).float())
+
+
+def build_denoiser(args: dict, sample_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """A fresh DiT (`build_dit_transformer`) or `CrateDenoiserTransformer` for inputs of ``(C, H, W)``."""
+    channels, height, width = sample_shape
+    if height != width:
+        raise ValueError(f"the denoisers need square inputs, got {height}×{width}")
+    # Default patch: 4 on 28×28 pixels (49 tokens); 2 on an even latent grid, 1 on an odd one (the RAE's 7×7).
+    patch_size = args["patch_size"] or (4 if args["autoencoder"] == "none" else (2 if height % 2 == 0 else 1))
+    shape = dict(hidden_size=args["hidden_size"], num_layers=args["num_layers"],
+                 num_attention_heads=args["num_attention_heads"], patch_size=patch_size)
+    if args["denoiser"] == "dit":
+        return build_dit_transformer(height, channels, num_classes, **shape)
+    if args["denoiser"] == "crate":
+        return CrateDenoiserTransformer(sample_size=height, in_channels=channels, num_classes=num_classes,
+                                        ista_step_size=args["ista_step_size"], ista_lambda=args["ista_lambda"],
+                                        **shape)
+    raise ValueError(f"`denoiser` must be one of {DENOISERS}, got {args['denoiser']!r}")
+
+
+@torch.no_grad()
+def precompute_latents(autoencoder, pixels: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """Normalised latents of all ``pixels`` (posterior mode), computed once, on the CPU."""
+    autoencoder.to(device).eval()
+    chunks = [encode_to_latents(autoencoder, pixels[i: i + batch_size].to(device)).float().cpu()
+              for i in range(0, len(pixels), batch_size)]
+    return torch.cat(chunks)
+
+
+def main(argv=None, data: dict | None = None) -> dict:
+    """Run training; ``data`` (tests) replaces the data set (see `load_training_images`)."""
+    args = parse_args(argv)
+    if args["num_threads"] > 0:
+        torch.set_num_threads(args["num_threads"])
+    output_dir = Path(args["output_dir"])
+    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
+    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
+    set_seed(args["seed"])
+
+    pixels, labels, class_names = load_training_images(args, accelerator, data)
+    num_classes = len(class_names)
+    autoencoder = None
+    if args["autoencoder"] != "none":
+        autoencoder = load_autoencoder(args["autoencoder"])
+        autoencoder.requires_grad_(False)
+        start = time.time()
+        inputs = precompute_latents(autoencoder, pixels, args["encode_batch_size"], accelerator.device)
+        accelerator.print(f"encoded {len(inputs)} images to latents {tuple(inputs.shape[1:])} in "
+                          f"{time.time() - start:.1f} s (std {inputs.std():.3f})")
+    else:
+        inputs = pixels
+    model = build_denoiser(args, tuple(inputs.shape[1:]), num_classes)
+
+    def save_pipeline(ema_model, folder: Path):
+        pipeline = WhiteboxFlowPipeline(
+            transformer=ema_model, scheduler=FlowMatchEulerDiscreteScheduler(shift=args["flow_shift"]),
+            autoencoder=autoencoder, num_classes=num_classes, id2label=dict(enumerate(class_names)))
+        pipeline.save_pretrained(folder)
+        return pipeline
+
+    results = run_training(
+        args, accelerator, inputs, labels, model,
+        compute_loss=lambda m, x0, y, g: flow_matching_loss(m, x0, y, args, g),
+        save_pipeline=save_pipeline, sample_kwargs={"num_inference_steps": args["sample_steps"]},
+        num_classes=num_classes,
+    )
+    results.update(denoiser=args["denoiser"], autoencoder=args["autoencoder"])
+    if accelerator.is_main_process:
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
