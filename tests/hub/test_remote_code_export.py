@@ -84,7 +84,8 @@ def run_without_whitebox_hf(script: str, *args, tmp_path, endpoint=None) -> subp
     """Run ``script`` in a fresh interpreter that cannot import whitebox_hf; online against ``endpoint`` if given
     (a clean environment is the simplest way to be online: huggingface_hub reads it at import)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_ENDPOINT")}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1")
+    # Same thread count as this process: CPU kernels split sums by thread, and the outputs must match bit for bit.
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS=str(torch.get_num_threads()))
     if endpoint:
         env.update(HF_HUB_OFFLINE="0", HF_ENDPOINT=endpoint, HF_TOKEN="hf_test_token")
     code = BLOCK_WHITEBOX_HF + textwrap.dedent(script)
