@@ -231,8 +231,9 @@ def test_forward_rejects_bad_pixels(tiny_crate_config, patch_embedding_type):
 def test_image_processor_rejects_statistics_of_the_wrong_channel_count():
     from whitebox_hf.models.crate import CrateImageProcessor
 
+    assert list(CrateImageProcessor(num_channels=1).image_mean) == [0.5]  # ViT's default, one value per channel
     with pytest.raises(ValueError, match="image_mean"):
-        CrateImageProcessor(num_channels=1)  # ViT's 3-value ImageNet default
+        CrateImageProcessor(num_channels=1, image_mean=[0.5, 0.5, 0.5], image_std=[0.5])
     with pytest.raises(ValueError, match="image_std"):
         CrateImageProcessor(num_channels=1, image_mean=[0.5], image_std=[0.5, 0.5, 0.5])
     processor = CrateImageProcessor(num_channels=1, image_mean=[0.5], image_std=[0.25])

@@ -30,10 +30,13 @@ class CrateImageProcessor(ViTImageProcessor):
     def __init__(self, num_channels: int = 3, **kwargs):
         if num_channels not in (1, 3):
             raise ValueError(f"`num_channels` must be 1 or 3, got {num_channels!r}")
+        # ViT's default statistics are 0.5 per channel for 3 channels; give a grey model one value each.
+        kwargs.setdefault("image_mean", [0.5] * num_channels)
+        kwargs.setdefault("image_std", [0.5] * num_channels)
         super().__init__(**kwargs)
         self.num_channels = num_channels
-        # The mean/std must have one value per model channel: ViT's 3-value ImageNet default would otherwise
-        # fail with a broadcast error deep inside normalisation (grey models must pass their own statistics).
+        # Explicit statistics must have one value per model channel; otherwise normalisation would fail later
+        # with a broadcast error far from the cause.
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if self.do_normalize and isinstance(value, (list, tuple)) and len(value) != num_channels:
