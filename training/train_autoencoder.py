@@ -42,7 +42,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import get_cosine_schedule_with_warmup
 
@@ -57,13 +56,12 @@ from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 from whitebox_hf.training_setup import load_image_tensors
 from whitebox_hf.training_utils import (
     TrainingProgress,
-    create_accelerator,
     exit_if_interrupt_requested,
-    find_checkpoint,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
     resumable_batches,
+    start_run,
 )
 
 AUTOENCODERS = ("vae", "rae")
@@ -287,12 +285,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     wall_start = time.time()
     args = parse_args(argv)
     kind = args["autoencoder"]
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
 
     tensors = load_image_tensors(args, accelerator, data)
     train_images, test_images, test_labels = tensors["train_images"], tensors["test_images"], tensors["test_labels"]

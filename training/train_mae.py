@@ -36,7 +36,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
@@ -51,13 +50,12 @@ from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
 from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images  # noqa: E402
 from whitebox_hf.training_utils import (  # noqa: E402
     TrainingProgress,
-    create_accelerator,
     exit_if_interrupt_requested,
-    find_checkpoint,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
     resumable_batches,
+    start_run,
 )
 
 MODELS = ("crate", "vit")
@@ -245,12 +243,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def main(argv=None, data: dict | None = None) -> dict:
     """Run training. ``data`` (tests) replaces the data set; see `load_image_tensors`."""
     args = parse_args(argv)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
 
     tensors = load_image_tensors(args, accelerator, data)
     train_images, train_labels = tensors["train_images"], tensors["train_labels"]

@@ -27,10 +27,8 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
@@ -50,13 +48,12 @@ from whitebox_hf.objectives import DINOHead, DINOLoss, cosine_momentum, ema_upda
 from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images
 from whitebox_hf.training_utils import (
     TrainingProgress,
-    create_accelerator,
     exit_if_interrupt_requested,
-    find_checkpoint,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
     resumable_batches,
+    start_run,
 )
 
 METHODS = ("simdino", "dino")
@@ -288,12 +285,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     """Run training. ``data`` (tests) replaces the data set: ``{"train_images", "train_labels", "test_images",
     "test_labels", "image_mean", "image_std"}`` with uint8 ``(n, C, H, W)`` images."""
     args = parse_args(argv)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
 
     tensors = load_image_tensors(args, accelerator, data)
     train_images, train_labels = tensors["train_images"], tensors["train_labels"]

@@ -270,3 +270,18 @@ def plot_training_curves(
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
+
+
+def start_run(args: dict):
+    """The opening of every training script: thread count, the Accelerator (told whether a checkpoint will be
+    resumed, so it does not wipe ``output_dir``) and the seed. Returns ``(accelerator, output_dir)``."""
+    import torch
+    from accelerate.utils import set_seed
+
+    if args["num_threads"] > 0:
+        torch.set_num_threads(args["num_threads"])
+    output_dir = Path(args["output_dir"])
+    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
+    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
+    set_seed(args["seed"])
+    return accelerator, output_dir
