@@ -1,5 +1,6 @@
 """Hub integration: model cards from measured metrics, pushing folders to any Hub endpoint, remote-code export."""
 
+from .bundled import BUNDLED_DIR, bundled_checkpoint, list_bundled_checkpoints
 from .export import RemoteCodeExportError, export_remote_code
 from .model_card import (
     causal_lm_model_card,
@@ -11,12 +12,15 @@ from .model_card import (
 from .push import HubOfflineError, hub_is_offline, push_folder
 
 __all__ = [
+    "BUNDLED_DIR",
     "HubOfflineError",
     "RemoteCodeExportError",
+    "bundled_checkpoint",
     "causal_lm_model_card",
     "export_remote_code",
     "hub_is_offline",
     "image_classification_model_card",
+    "list_bundled_checkpoints",
     "model_card_from_folder",
     "push_folder",
     "representation_model_card",

@@ -1,0 +1,34 @@
+"""Small trained checkpoints shipped inside the package, each laid out exactly as a Hub repository (config,
+safetensors, tokenizer / scheduler / processor files, README model card), so that examples, demos and tests run
+offline. `training/bundle_checkpoints.py` rebuilds them from training runs; ``src/whitebox_hf/bundled/README.md``
+lists the command that trains each one.
+
+    >>> from transformers import AutoModelForImageClassification
+    >>> from whitebox_hf.hub import bundled_checkpoint
+    >>> model = AutoModelForImageClassification.from_pretrained(bundled_checkpoint("fashion-mnist-crate"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["BUNDLED_DIR", "bundled_checkpoint", "list_bundled_checkpoints"]
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
+
+
+def list_bundled_checkpoints() -> list[str]:
+    """Names of the bundled checkpoints (folders of `BUNDLED_DIR` holding a ``README.md`` card)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir() and (p / "README.md").is_file())
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """The folder of the bundled checkpoint ``name``, to pass to any ``from_pretrained``."""
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a string, got {type(name).__name__}")
+    available = list_bundled_checkpoints()
+    if name not in available:
+        raise ValueError(f"`name` must be one of the bundled checkpoints {available}, got {name!r}")
+    return BUNDLED_DIR / name

@@ -1,0 +1,67 @@
+"""The bundled checkpoints: laid out as Hub repositories, small, loadable offline with `from_pretrained`."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageClassification, AutoTokenizer
+
+from whitebox_hf.hub import BUNDLED_DIR, bundled_checkpoint, list_bundled_checkpoints
+
+EXPECTED = {"fashion-mnist-crate", "fashion-mnist-simdino-crate", "python-docs-crate-alpha",
+            "fashion-mnist-flow-vae-dit"}
+
+
+def test_bundle_names_resolve_and_stay_under_30_mb():
+    names = list_bundled_checkpoints()
+    assert {"fashion-mnist-crate", "fashion-mnist-simdino-crate"} <= set(names)
+    assert set(names) <= EXPECTED
+    total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
+    assert total <= 30e6
+    for name in names:
+        folder = bundled_checkpoint(name)
+        assert (folder / "README.md").read_text().startswith("---"), name  # a card with YAML metadata
+        assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt")), "safetensors only"
+
+
+def test_unknown_name_is_a_value_error_listing_the_choices():
+    with pytest.raises(ValueError, match="fashion-mnist-crate"):
+        bundled_checkpoint("imagenet-crate")
+    with pytest.raises(TypeError, match="name"):
+        bundled_checkpoint(3)
+
+
+def test_image_models_load_and_run():
+    classifier = AutoModelForImageClassification.from_pretrained(bundled_checkpoint("fashion-mnist-crate")).eval()
+    assert classifier.config.id2label[9] == "Ankle boot"
+    backbone = AutoModel.from_pretrained(bundled_checkpoint("fashion-mnist-simdino-crate")).eval()
+    pixels = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert classifier(pixel_values=pixels).logits.shape == (2, 10)
+        assert torch.isfinite(backbone(pixel_values=pixels).pooler_output).all()
+    card = (bundled_checkpoint("fashion-mnist-crate") / "README.md").read_text()
+    config = json.loads((bundled_checkpoint("fashion-mnist-crate") / "config.json").read_text())
+    assert "model-index" in card and config["model_type"] == "crate"
+
+
+def test_language_model_generates():
+    if "python-docs-crate-alpha" not in list_bundled_checkpoints():
+        pytest.skip("python-docs-crate-alpha not bundled")
+    folder = bundled_checkpoint("python-docs-crate-alpha")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = tokenizer("def main(", return_tensors="pt").input_ids
+    output = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert output.shape[1] == ids.shape[1] + 5
+
+
+def test_flow_pipeline_samples():
+    if "fashion-mnist-flow-vae-dit" not in list_bundled_checkpoints():
+        pytest.skip("fashion-mnist-flow-vae-dit not bundled")
+    from whitebox_hf.pipelines import WhiteboxFlowPipeline
+
+    pipe = WhiteboxFlowPipeline.from_pretrained(bundled_checkpoint("fashion-mnist-flow-vae-dit"))
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe([0, 9], num_inference_steps=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0),
+                  output_type="pt").images
+    assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all()
