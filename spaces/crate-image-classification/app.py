@@ -27,11 +27,12 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401  (registers CRATE with the Auto classes)
+from whitebox_hf.hub import BUNDLED_DIR  # noqa: E402  (checkpoints shipped with the package)
 from whitebox_hf.evaluation import attention_saliency, diagnostics_table, layerwise_diagnostics, plot_diagnostics
 
 HERE = Path(__file__).resolve().parent
 ENV_VAR = "WHITEBOX_CLASSIFIER_PATH"
-CANDIDATES = (HERE / "model", HERE.parents[1] / "runs" / "fashion_mnist_crate" / "model")
+CANDIDATES = (HERE / "model", BUNDLED_DIR / "fashion-mnist-crate", HERE.parents[1] / "runs" / "fashion_mnist_crate" / "model")
 DISPLAY_SIZE = 224
 
 

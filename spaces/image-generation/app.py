@@ -24,12 +24,14 @@ import gradio as gr
 import torch
 
 import whitebox_hf  # noqa: F401  (imports the pipeline components' modules, which diffusers needs on load)
+from whitebox_hf.hub import BUNDLED_DIR  # noqa: E402  (checkpoints shipped with the package)
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE.parents[1] / "runs"
 ENV_VAR = "WHITEBOX_FLOW_PATH"
-CANDIDATES = (HERE / "model", RUNS / "flow_pixel_crate" / "pipeline", RUNS / "flow" / "pipeline",
+CANDIDATES = (HERE / "model", BUNDLED_DIR / "fashion-mnist-flow-vae-dit", RUNS / "gen-vae-dit" / "pipeline",
+              RUNS / "flow_pixel_crate" / "pipeline", RUNS / "flow" / "pipeline",
               RUNS / "flow_demo" / "pipeline")
 DISPLAY_SIZE = 128
 

@@ -19,10 +19,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import whitebox_hf  # noqa: F401  (registers the causal LMs with the Auto classes)
+from whitebox_hf.hub import BUNDLED_DIR  # noqa: E402  (checkpoints shipped with the package)
 
 HERE = Path(__file__).resolve().parent
 ENV_VAR = "WHITEBOX_LM_PATH"
-CANDIDATES = (HERE / "model", HERE.parents[1] / "runs" / "lm-crate_alpha" / "model",
+CANDIDATES = (HERE / "model", BUNDLED_DIR / "python-docs-crate-alpha", HERE.parents[1] / "runs" / "lm-crate_alpha" / "model",
               HERE.parents[1] / "runs" / "lm-tost" / "model")
 DEFAULT_PROMPT = "The :mod:`os` module"
 
