@@ -17,6 +17,7 @@ demo: $(VENV)/.installed
 	$(PY) examples/demo_fashion_mnist.py
 
 test: $(VENV)/.installed
+	bash tools/install_system_packages.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:
