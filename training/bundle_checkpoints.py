@@ -18,10 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
-
 import whitebox_hf  # noqa: F401
 from whitebox_hf.hub import BUNDLED_DIR, write_model_card
+from whitebox_hf.hub.model_card import pipeline_model_card
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOTAL_MB = 30
@@ -62,51 +61,37 @@ def copy_bundle(source: Path, target: Path) -> None:
             shutil.copyfile(path, destination)
 
 
+BUNDLED_PIPELINE_USAGE = '''```python
+from whitebox_hf.hub import bundled_checkpoint
+from whitebox_hf.pipelines import {pipeline_class}
+
+pipe = {pipeline_class}.from_pretrained(bundled_checkpoint("{name}"))
+images = pipe(["Sneaker", "Bag"], num_inference_steps=25, guidance_scale=2.0).images
+```'''
+
+
 def pipeline_card(folder: Path, run: Path, command: str) -> None:
-    """A card for a diffusers pipeline folder, its numbers read from the run's ``results.json`` and the
-    generation report (``runs/generation_report.json``) when present."""
+    """`pipeline_model_card` for a diffusers pipeline folder: the training facts from the run's ``results.json``,
+    and FD-EffNet / class accuracy per guidance scale from the generation report (``runs/generation_report.json``,
+    `training/report_generation.py`) when present, as the card's `model-index`."""
     results = json.loads((run / "results.json").read_text())
     report = run.parent / "generation_report.json"
     scores = json.loads(report.read_text()) if report.exists() else {}
-    name = run.name
-    rows = [(key.split("@")[1], value) for key, value in scores.items() if key.split("@")[0] == name]
-    data = ModelCardData(library_name="diffusers", license="apache-2.0", tags=["whitebox_hf", "flow-matching"],
-                         datasets=["zalando-datasets/fashion_mnist"], pipeline_tag="unconditional-image-generation")
-    table = "\n".join(f"| {g} | {v['fd_effnet']:.2f} | {100 * v['class_accuracy']:.1f} % |" for g, v in rows)
-    content = f"""---
-{data.to_yaml()}
----
-
-# Class-conditional rectified flow on Fashion-MNIST (`WhiteboxFlowPipeline`)
-
-A DiT (diffusers `DiTTransformer2DModel`, adaLN-Zero, zero-initialised) trained with rectified flow (book §8.6) in
-the latent space of a small `AutoencoderKL`, {results['steps']} steps of batch {results['batch_size']} on one CPU
-thread ({results['train_seconds_total'] / 60:.1f} min). Research demo; 28×28 grey clothes only.
-
-## Use
-
-```python
-import whitebox_hf
-from whitebox_hf.hub import bundled_checkpoint
-from whitebox_hf.pipelines import WhiteboxFlowPipeline
-
-pipe = WhiteboxFlowPipeline.from_pretrained(bundled_checkpoint("fashion-mnist-flow-vae-dit"))
-images = pipe(["Sneaker", "Bag"], num_inference_steps=25, guidance_scale=2.0).images
-```
-
-## Results (500 samples, `training/report_generation.py`)
-
-| guidance | FD-EffNet (not FID) | class accuracy |
-|---|---:|---:|
-{table}
-
-## Training
-
-```bash
-{command}
-```
-"""
-    ModelCard(content).save(folder / "README.md")
+    metrics = {}
+    for key, value in scores.items():
+        name, _, guidance = key.partition("@")
+        if name == run.name:
+            metrics[f"fd_effnet@cfg{guidance}"] = value["fd_effnet"]
+            metrics[f"class_accuracy@cfg{guidance}"] = value["class_accuracy"]
+    model_index = json.loads((folder / "model_index.json").read_text())
+    autoencoder = model_index.get("autoencoder") or [None, None]
+    card = pipeline_model_card(
+        results, "Fashion-MNIST", metrics=metrics or None, dataset_id="zalando-datasets/fashion_mnist",
+        autoencoder_class=autoencoder[1], command=command, usage=BUNDLED_PIPELINE_USAGE.format(
+            pipeline_class=model_index["_class_name"], name=folder.name),
+        metrics_source="runs/generation_report.json" if metrics else None,
+    )
+    card.save(str(folder / "README.md"))
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,8 @@ After training, the VAE's ``shift_factor``/``scaling_factor`` are set to the mea
 ``(z − shift_factor)·scaling_factor`` latents have zero mean and unit variance (SD sets only the scale, SD3 both).
 The RAE's per-channel ``latents_mean``/``latents_std`` are computed before training (the encoder is frozen).
 
-Outputs in ``output_dir``: ``autoencoder/`` (``save_pretrained``; loads with ``AutoencoderKL.from_pretrained`` or
+Outputs in ``output_dir``: ``autoencoder/`` (``save_pretrained`` and a model card ``README.md`` whose `model-index`
+holds the test metrics; loads with ``AutoencoderKL.from_pretrained`` or
 ``CrateRepresentationAutoencoder.from_pretrained``), ``metrics.json`` (test L1 and PSNR over the test split,
 reconstruction FD-EffNet on its first ``fd_num_images`` images vs their reconstructions, wall times),
 ``reconstructions.png`` (top: test originals, bottom: reconstructions; two per class), ``log.jsonl``,
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -52,8 +54,9 @@ from whitebox_hf.evaluation import (
     FrechetEffNetDistance,
     frechet_distance,
 )
+from whitebox_hf.hub.model_card import autoencoder_model_card
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
-from whitebox_hf.training_setup import load_image_tensors
+from whitebox_hf.training_setup import DATASETS, load_image_tensors
 from whitebox_hf.training_utils import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -65,6 +68,10 @@ from whitebox_hf.training_utils import (
 )
 
 AUTOENCODERS = ("vae", "rae")
+# Measured numbers of metrics.json that go into the model card's model-index, and the settings it lists.
+CARD_METRICS = ("test_l1", "test_psnr", "test_rfd_effnet")
+CARD_HYPERPARAMETERS = ("kl_weight", "perceptual_weight", "noise_tau", "learning_rate", "weight_decay", "warmup_steps",
+                        "epochs", "max_steps", "batch_size", "mixed_precision", "seed")
 
 DEFAULTS = {
     "autoencoder": "vae",  # vae | rae
@@ -391,7 +398,7 @@ def main(argv=None, data: dict | None = None) -> dict:
         "encoder_path": args["encoder_path"] if kind == "rae" else None,
         "dataset": tensors["dataset_name"], "num_train_images": len(train_images),
         "torch_num_threads": torch.get_num_threads(),
-        "command": " ".join(["python", "training/train_autoencoder.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "training/train_autoencoder.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -402,11 +409,32 @@ def main(argv=None, data: dict | None = None) -> dict:
                              train_label=f"{kind} training loss")
         results["wall_seconds"] = time.time() - wall_start
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        write_card(args, results, model, real_dataset=data is None)
         accelerator.print(json.dumps({k: results[k] for k in ("test_l1", "test_psnr", "test_rfd_effnet", "steps",
                                                                "wall_seconds")}))
     else:
         accelerator.end_training()
     return results
+
+
+def write_card(args: dict, results: dict, model, real_dataset: bool) -> Path:
+    """``<output_dir>/autoencoder/README.md``: `autoencoder_model_card` with the test metrics of ``results``."""
+    hyperparameters = {k: args[k] for k in CARD_HYPERPARAMETERS
+                       if not (k == "kl_weight" and args["autoencoder"] == "rae")
+                       and not (k == "noise_tau" and args["autoencoder"] == "vae")}
+    card = autoencoder_model_card(
+        model.config, {k: results[k] for k in CARD_METRICS if isinstance(results.get(k), (int, float))},
+        results["dataset"], type(model).__name__, latent_shape=results["latent_shape"],
+        dataset_id=DATASETS[args["dataset"]]["hub_id"] if real_dataset else None, hyperparameters=hyperparameters,
+        training_summary=(f"Trained for {results['steps']:,} steps of batch {results['batch_size']} "
+                          f"({results['epochs']:.2f} epochs, {results['train_seconds'] / 60:.1f} min); "
+                          f"{results['num_trainable_parameters']:,} trainable of {results['num_parameters']:,} "
+                          "parameters."),
+        command=results["command"], metrics_source="../metrics.json",
+    )
+    path = Path(args["output_dir"]) / "autoencoder" / "README.md"
+    card.save(str(path))
+    return path
 
 
 if __name__ == "__main__":

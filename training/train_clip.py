@@ -24,13 +24,16 @@ share their caption), and zero-shot classification over the Openclipart categori
 ``prompt_template.format(category)``.
 
 Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``metrics.json`` and ``model/`` (the model with
-``save_pretrained`` and its `WhiteboxClipProcessor`; loads with ``AutoModel`` / ``AutoProcessor``).
+``save_pretrained``, its `WhiteboxClipProcessor` and a model card ``README.md`` whose `model-index` holds the
+retrieval and zero-shot numbers; loads with ``AutoModel`` / ``AutoProcessor``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +48,7 @@ from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors, load_openclipart
 from whitebox_hf.data.fashion_mnist import default_cache_dir
+from whitebox_hf.hub import write_model_card
 from whitebox_hf.models.whitebox_clip import (
     MINILM_TEXT_CONFIG,
     TEXT_TOWERS,
@@ -111,6 +115,11 @@ DEFAULTS = {
     "save_model": True,
     "num_threads": 0,
 }
+
+
+# Settings listed in the model card.
+CARD_HYPERPARAMETERS = ("text_tower", "learning_rate", "weight_decay", "warmup_steps", "epochs", "max_steps",
+                        "batch_size", "max_length", "shift_pixels", "mixed_precision", "seed")
 
 
 def parse_args(argv=None) -> dict:
@@ -460,6 +469,10 @@ def main(argv=None, data: dict | None = None) -> dict:
             image_processor = build_image_processor(image_size, mean, std)
             WhiteboxClipProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                   max_length=args["max_length"]).save_pretrained(model_dir)
+            # Card with the measured retrieval / zero-shot numbers (model-index) and the exact command.
+            write_model_card(model_dir, metrics={**results, "config": {k: args[k] for k in CARD_HYPERPARAMETERS}},
+                             command=shlex.join(["python", "training/train_clip.py",
+                                                 *(sys.argv[1:] if argv is None else argv)]))
     else:
         accelerator.end_training()
     return results

@@ -12,7 +12,7 @@ num_classes + 1`` (the last id is the null class); labels are dropped to it with
 
 Everything else — data, EMA, optimiser, LR schedule, checkpoints, resume, the final pipeline and sample grid —
 is the shared loop `run_training` of ``training/train_latent_flow.py``; the outputs are the same
-(``pipeline/`` loads with ``WhiteboxDDPMPipeline.from_pretrained``).
+(``pipeline/`` loads with ``WhiteboxDDPMPipeline.from_pretrained`` and has a model card ``README.md``).
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     results.update(denoiser="unet", autoencoder="none")
     if accelerator.is_main_process:
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        shared.write_pipeline_card(args, results, class_names, "training/train_ddpm_unet.py", argv,
+                                   real_dataset=data is None)
     return results
 
 

@@ -28,8 +28,9 @@ autoencoder type comes from ``_class_name`` in its ``config.json`` (`whitebox_hf
 No data augmentation (latents are precomputed).
 
 Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, ``results.json``, ``pipeline/``
-(the EMA weights as a full `WhiteboxFlowPipeline`: ``WhiteboxFlowPipeline.from_pretrained(output_dir/"pipeline")``)
-and ``samples.png`` (a class × sample grid drawn with the saved pipeline).
+(the EMA weights as a full `WhiteboxFlowPipeline`: ``WhiteboxFlowPipeline.from_pretrained(output_dir/"pipeline")``,
+with a model card ``README.md`` of the training facts, `write_pipeline_card`) and ``samples.png`` (a class ×
+sample grid drawn with the saved pipeline).
 
 The generic loop below (`run_training`) is shared with ``training/train_ddpm_unet.py``.
 """
@@ -37,6 +38,8 @@ The generic loop below (`run_training`) is shared with ``training/train_ddpm_une
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,9 +55,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import whitebox_hf  # noqa: F401  (imports the component modules diffusers needs to reload the pipeline)
 from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors
+from whitebox_hf.hub.model_card import pipeline_model_card
 from whitebox_hf.models.denoisers import CrateDenoiserTransformer, build_dit_transformer
 from whitebox_hf.pipelines import WhiteboxFlowPipeline, encode_to_latents, load_autoencoder
-from whitebox_hf.training_setup import load_image_dataset
+from whitebox_hf.training_setup import DATASETS, load_image_dataset
 from whitebox_hf.training_utils import (
     TrainingProgress,
     create_accelerator,
@@ -278,6 +282,31 @@ def run_training(
     return results
 
 
+# Settings listed in the pipeline's model card (those a script has).
+CARD_HYPERPARAMETERS = ("hidden_size", "num_layers", "num_attention_heads", "patch_size", "block_out_channels",
+                        "layers_per_block", "attention_levels", "flow_shift", "weighting_scheme",
+                        "num_train_timesteps", "beta_schedule", "class_dropout_prob", "learning_rate", "lr_scheduler",
+                        "lr_warmup_steps", "batch_size", "epochs", "max_steps", "ema_max_decay", "mixed_precision",
+                        "seed")
+
+
+def write_pipeline_card(args: dict, results: dict, class_names: list[str], script: str, argv=None,
+                        autoencoder=None, real_dataset: bool = True) -> Path:
+    """``<output_dir>/pipeline/README.md``: `whitebox_hf.hub.model_card.pipeline_model_card` with the training facts
+    of ``results`` and the exact command (``python <script> <argv>``; default ``sys.argv``). Training measures no
+    sample quality, so the card points to ``docs/results/generation.md`` for FD-EffNet and class accuracy."""
+    info = DATASETS.get(args["dataset"], {}) if real_dataset else {}
+    card = pipeline_model_card(
+        results, info.get("name", "in-memory"), dataset_id=info.get("hub_id"),
+        autoencoder_class=type(autoencoder).__name__ if autoencoder is not None else None, class_names=class_names,
+        hyperparameters={k: args[k] for k in CARD_HYPERPARAMETERS if k in args},
+        command=shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)]),
+    )
+    path = Path(args["output_dir"]) / "pipeline" / "README.md"
+    card.save(str(path))
+    return path
+
+
 def sample_grid(pipeline, num_classes: int, per_class: int, guidance_scale: float, seed: int = 0, **kwargs):
     """A PIL grid: one row per class, ``per_class`` samples per row."""
     from PIL import Image
@@ -386,6 +415,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     results.update(denoiser=args["denoiser"], autoencoder=args["autoencoder"])
     if accelerator.is_main_process:
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_pipeline_card(args, results, class_names, "training/train_latent_flow.py", argv, autoencoder,
+                            real_dataset=data is None)
     return results
 
 

@@ -2,17 +2,25 @@
 intended use and the command; the per-task templates of model_cards/templates are used from a checkout."""
 
 import json
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
 from whitebox_hf import CausalCrateConfig, CausalCrateForCausalLM, CrateModel
 from whitebox_hf.hub import model_card_from_folder, write_model_card
-from whitebox_hf.hub.model_card import TEMPLATE_PATH, TEMPLATES_DIR, template_for_task
+from whitebox_hf.hub.model_card import (
+    TEMPLATE_PATH,
+    TEMPLATES_DIR,
+    autoencoder_model_card,
+    pipeline_model_card,
+    template_for_task,
+)
 
 
 def test_templates_exist_for_every_task():
-    for task in ("image-classification", "text-generation", "image-feature-extraction"):
+    for task in ("image-classification", "text-generation", "image-feature-extraction",
+                 "zero-shot-image-classification", "autoencoder", "unconditional-image-generation"):
         assert template_for_task(task) == TEMPLATES_DIR / f"{task}.md"
     assert template_for_task("unknown-task") == TEMPLATE_PATH
 
@@ -64,3 +72,89 @@ def test_packaged_template_renders_the_same_sections(tmp_path, tiny_crate_config
                                   template_path=TEMPLATE_PATH)
     for needle in ("model-index", "@book{", "Intended use", "§8.4.1"):
         assert needle in card.content
+
+
+def _check_card(path, metrics, command):
+    """The saved card parses, its model-index holds exactly ``metrics``, the command and the citation are there."""
+    card = ModelCard.load(path)
+    assert {r.metric_name: r.metric_value for r in (card.data.eval_results or [])} == metrics
+    text = Path(path).read_text()
+    for needle in (command, "@book{buchanan2025learning", "Intended use", "## Architecture"):
+        assert needle in text, needle
+    return card
+
+
+def test_contrastive_card_from_clip_metrics(tmp_path):
+    from whitebox_hf.models.whitebox_clip import WhiteboxClipConfig, WhiteboxClipModel
+
+    config = WhiteboxClipConfig(text_tower="clip", vision_config=dict(hidden_size=16, num_hidden_layers=1,
+                                                                      num_attention_heads=2, image_size=8,
+                                                                      patch_size=4, num_channels=3),
+                                text_config=dict(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=32),
+                                projection_dim=8)
+    WhiteboxClipModel(config).save_pretrained(tmp_path / "model")
+    measured = {"image_to_text_R@1": 0.25, "image_to_text_R@5": 0.5, "text_to_image_R@1": 0.125,
+                "text_to_image_R@5": 0.625, "zero_shot_accuracy": 0.375, "zero_shot_balanced_accuracy": 0.3}
+    command = "python training/train_clip.py --text_tower clip"
+    (tmp_path / "metrics.json").write_text(json.dumps({**measured, "retrieval_chance_R@1": 0.01, "steps": 3,
+                                                       "dataset": "Openclipart", "command": command}))
+    card = _check_card(write_model_card(tmp_path / "model"), measured, command)
+    assert card.data.pipeline_tag == "zero-shot-image-classification" and "clip" in card.data.tags
+    assert card.data.library_name == "transformers" and "§8.3.8" in card.content
+
+
+@pytest.mark.parametrize("class_name", ["AutoencoderKL", "CrateRepresentationAutoencoder"])
+def test_autoencoder_card(tmp_path, class_name):
+    config = ({"in_channels": 1, "block_out_channels": [8, 8], "latent_channels": 4, "scaling_factor": 0.5}
+              if class_name == "AutoencoderKL" else
+              {"decoder_hidden_size": 16, "decoder_num_layers": 1, "noise_tau": 0.8,
+               "encoder_config": {"model_type": "crate", "hidden_size": 32, "num_hidden_layers": 2}})
+    measured = {"test_l1": 0.07, "test_psnr": 23.5, "test_rfd_effnet": 3.25}
+    command = "python training/train_autoencoder.py --autoencoder vae"
+    card = autoencoder_model_card(config, measured, "Fashion-MNIST", class_name, latent_shape=[4, 7, 7],
+                                  dataset_id="zalando-datasets/fashion_mnist", command=command,
+                                  hyperparameters={"learning_rate": 5e-4})
+    card.save(str(tmp_path / "README.md"))
+    card = _check_card(tmp_path / "README.md", measured, command)
+    assert card.data.library_name == "diffusers" and "whitebox_hf" in card.data.tags
+    assert "4 × 7 × 7" in card.content and class_name in card.content
+    assert ("white-box" in card.data.tags) == (class_name == "CrateRepresentationAutoencoder")
+    with pytest.raises(ValueError, match="metrics"):
+        autoencoder_model_card(config, {}, "Fashion-MNIST", class_name)
+
+
+RUN_RESULTS = {"steps": 1500, "batch_size": 64, "epochs": 1.6, "train_seconds_total": 551.0,
+               "num_parameters": 1424772, "input_shape": [4, 7, 7], "denoiser": "dit",
+               "autoencoder": "runs/autoencoder-vae/autoencoder"}
+
+
+def test_pipeline_card_without_metrics_points_to_the_report(tmp_path):
+    command = "python training/train_latent_flow.py --config training/configs/flow_vae_dit.yaml"
+    card = pipeline_model_card(RUN_RESULTS, "Fashion-MNIST", dataset_id="zalando-datasets/fashion_mnist",
+                               autoencoder_class="AutoencoderKL", class_names=["T-shirt/top", "Trouser"],
+                               command=command)
+    card.save(str(tmp_path / "README.md"))
+    card = _check_card(tmp_path / "README.md", {}, command)
+    assert "model-index" not in card.content and "docs/results/generation.md" in card.content
+    assert card.data.library_name == "diffusers" and card.data.pipeline_tag == "unconditional-image-generation"
+    assert "WhiteboxFlowPipeline" in card.content and "1,500 steps of batch 64" in card.content
+
+
+@pytest.mark.parametrize("denoiser, pipeline_class", [("crate", "WhiteboxFlowPipeline"),
+                                                      ("unet", "WhiteboxDDPMPipeline")])
+def test_pipeline_card_with_sample_metrics(tmp_path, denoiser, pipeline_class):
+    measured = {"fd_effnet@cfg2.0": 18.25, "class_accuracy@cfg2.0": 0.8}
+    command = f"python training/train_x.py --denoiser {denoiser}"
+    card = pipeline_model_card({**RUN_RESULTS, "denoiser": denoiser, "autoencoder": "none"}, "Fashion-MNIST",
+                               metrics=measured, command=command)
+    card.save(str(tmp_path / "README.md"))
+    card = _check_card(tmp_path / "README.md", measured, command)
+    assert card.data.eval_results[0].task_type == "unconditional-image-generation"
+    assert pipeline_class in card.content and "pixel space" in card.content
+    assert ("white-box" in card.data.tags) == (denoiser == "crate")
+
+
+def test_packaged_template_renders_a_card_without_results(tmp_path):
+    card = pipeline_model_card(RUN_RESULTS, "Fashion-MNIST", template_path=TEMPLATE_PATH)
+    assert "docs/results/generation.md" in card.content and "| metric | value |" not in card.content

@@ -227,6 +227,9 @@ def test_train_clip_three_steps(tmp_path, text_tower):
     for key in ("image_to_text_R@1", "text_to_image_R@5", "zero_shot_accuracy", "wall_seconds", "epochs"):
         assert key in metrics
     assert metrics["retrieval_pairs"] == 6 and (out / "loss_curve.png").is_file()
+    card = (out / "model" / "README.md").read_text()  # the model card, its model-index from metrics.json
+    assert "model-index" in card and "training/train_clip.py" in card and "@book{" in card
+    assert f"value: {metrics['zero_shot_accuracy']}" in card
 
     # Weights moved from the initialisation (rebuilt with the same seed); LIFT's text tower did not.
     train_clip.set_seed(0)

