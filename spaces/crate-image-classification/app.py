@@ -27,7 +27,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401  (registers CRATE with the Auto classes)
-from whitebox_hf.hub import BUNDLED_DIR  # noqa: E402  (checkpoints shipped with the package)
+from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (checkpoints shipped with the package)
 from whitebox_hf.evaluation import attention_saliency, diagnostics_table, layerwise_diagnostics, plot_diagnostics
 
 HERE = Path(__file__).resolve().parent
@@ -37,18 +37,9 @@ DISPLAY_SIZE = 224
 
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
-    """The first of: ``model_path``, ``$WHITEBOX_CLASSIFIER_PATH``, the default folders; it must hold a config."""
-    if model_path is None and os.environ.get(ENV_VAR):
-        model_path = os.environ[ENV_VAR]
-    candidates = [Path(model_path)] if model_path is not None else list(CANDIDATES)
-    for candidate in candidates:
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no CRATE classifier folder found (looked in {[str(c) for c in candidates]}). Pass "
-        f"build_demo(model_path=...), set ${ENV_VAR}, or train one offline with "
-        "`python examples/demo_fashion_mnist.py` (it writes runs/demo/model)."
-    )
+    """The first of: ``model_path``, ``${ENV_VAR}``, the default folders; it must hold config.json."""
+    return find_model_folder(model_path, ENV_VAR, CANDIDATES, marker="config.json",
+                             hint="train one offline with `python examples/demo_fashion_mnist.py` (it writes runs/demo/model).")
 
 
 def overlay(pixel_values: torch.Tensor, saliency: torch.Tensor, alpha: float = 0.5) -> Image.Image:

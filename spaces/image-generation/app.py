@@ -24,7 +24,7 @@ import gradio as gr
 import torch
 
 import whitebox_hf  # noqa: F401  (imports the pipeline components' modules, which diffusers needs on load)
-from whitebox_hf.hub import BUNDLED_DIR  # noqa: E402  (checkpoints shipped with the package)
+from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (checkpoints shipped with the package)
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
 
 HERE = Path(__file__).resolve().parent
@@ -37,19 +37,9 @@ DISPLAY_SIZE = 128
 
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
-    """The first of: ``model_path``, ``$WHITEBOX_FLOW_PATH``, the default folders; it must hold model_index.json."""
-    if model_path is None and os.environ.get(ENV_VAR):
-        model_path = os.environ[ENV_VAR]
-    candidates = [Path(model_path)] if model_path is not None else list(CANDIDATES)
-    for candidate in candidates:
-        if (candidate / "model_index.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no WhiteboxFlowPipeline folder found (looked in {[str(c) for c in candidates]}). Pass "
-        f"build_demo(model_path=...), set ${ENV_VAR}, or train one offline with "
-        "`python training/train_latent_flow.py --config training/configs/flow_demo.yaml` "
-        "(writes runs/flow_demo/pipeline)."
-    )
+    """The first of: ``model_path``, ``${ENV_VAR}``, the default folders; it must hold model_index.json."""
+    return find_model_folder(model_path, ENV_VAR, CANDIDATES, marker="model_index.json",
+                             hint="train one offline with `python training/train_latent_flow.py --config training/configs/flow_demo.yaml` (writes runs/flow_demo/pipeline).")
 
 
 def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import whitebox_hf  # noqa: F401  (registers the causal LMs with the Auto classes)
-from whitebox_hf.hub import BUNDLED_DIR  # noqa: E402  (checkpoints shipped with the package)
+from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (checkpoints shipped with the package)
 
 HERE = Path(__file__).resolve().parent
 ENV_VAR = "WHITEBOX_LM_PATH"
@@ -29,18 +29,9 @@ DEFAULT_PROMPT = "The :mod:`os` module"
 
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
-    """The first of: ``model_path``, ``$WHITEBOX_LM_PATH``, the default folders; it must hold a config."""
-    if model_path is None and os.environ.get(ENV_VAR):
-        model_path = os.environ[ENV_VAR]
-    candidates = [Path(model_path)] if model_path is not None else list(CANDIDATES)
-    for candidate in candidates:
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no causal LM folder found (looked in {[str(c) for c in candidates]}). Pass build_demo(model_path=...) or "
-        f"set ${ENV_VAR} to a folder holding a whitebox_hf causal LM and its tokenizer (e.g. written by "
-        "training/train_language_model.py)."
-    )
+    """The first of: ``model_path``, ``${ENV_VAR}``, the default folders; it must hold config.json."""
+    return find_model_folder(model_path, ENV_VAR, CANDIDATES, marker="config.json",
+                             hint="point it at a folder holding a whitebox_hf causal LM and its tokenizer (e.g. written by training/train_causal_lm.py).")
 
 
 def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:

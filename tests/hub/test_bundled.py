@@ -65,3 +65,20 @@ def test_flow_pipeline_samples():
     images = pipe([0, 9], num_inference_steps=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0),
                   output_type="pt").images
     assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all()
+
+
+def test_find_model_folder_prefers_argument_then_environment_then_candidates(tmp_path, monkeypatch):
+    from whitebox_hf.hub import find_model_folder
+
+    first, second, empty = tmp_path / "a", tmp_path / "b", tmp_path / "empty"
+    for folder in (first, second, empty):
+        folder.mkdir()
+    (first / "config.json").write_text("{}")
+    (second / "model_index.json").write_text("{}")
+    monkeypatch.delenv("WHITEBOX_TEST_PATH", raising=False)
+    assert find_model_folder(None, "WHITEBOX_TEST_PATH", [empty, first]) == first
+    assert find_model_folder(None, "WHITEBOX_TEST_PATH", [first, second], marker="model_index.json") == second
+    monkeypatch.setenv("WHITEBOX_TEST_PATH", str(second))
+    with pytest.raises(FileNotFoundError, match="WHITEBOX_TEST_PATH"):
+        find_model_folder(None, "WHITEBOX_TEST_PATH", [first])  # the environment wins over the candidates
+    assert find_model_folder(first, "WHITEBOX_TEST_PATH", [second]) == first  # and the argument over both

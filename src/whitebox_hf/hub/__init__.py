@@ -1,6 +1,6 @@
 """Hub integration: model cards from measured metrics, pushing folders to any Hub endpoint, remote-code export."""
 
-from .bundled import BUNDLED_DIR, bundled_checkpoint, list_bundled_checkpoints
+from .bundled import BUNDLED_DIR, bundled_checkpoint, find_model_folder, list_bundled_checkpoints
 from .export import RemoteCodeExportError, export_remote_code
 from .model_card import (
     autoencoder_model_card,
@@ -23,6 +23,7 @@ __all__ = [
     "contrastive_model_card",
     "causal_lm_model_card",
     "export_remote_code",
+    "find_model_folder",
     "hub_is_offline",
     "image_classification_model_card",
     "list_bundled_checkpoints",

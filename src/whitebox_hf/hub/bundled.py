@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BUNDLED_DIR", "bundled_checkpoint", "list_bundled_checkpoints"]
+__all__ = ["BUNDLED_DIR", "bundled_checkpoint", "find_model_folder", "list_bundled_checkpoints"]
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
 
@@ -32,3 +32,21 @@ def bundled_checkpoint(name: str) -> Path:
     if name not in available:
         raise ValueError(f"`name` must be one of the bundled checkpoints {available}, got {name!r}")
     return BUNDLED_DIR / name
+
+
+def find_model_folder(model_path, env_var: str, candidates, marker: str = "config.json", hint: str = "") -> Path:
+    """The folder a demo or example loads: ``model_path`` if given, else ``$env_var`` if set, else the first of
+    ``candidates`` (e.g. a bundled checkpoint, then a training run) that holds ``marker`` (``config.json`` for a
+    model, ``model_index.json`` for a pipeline). Raises `FileNotFoundError` saying where it looked and ``hint``."""
+    import os
+
+    if model_path is None and os.environ.get(env_var):
+        model_path = os.environ[env_var]
+    folders = [Path(model_path)] if model_path is not None else [Path(c) for c in candidates]
+    for folder in folders:
+        if (folder / marker).is_file():
+            return folder
+    raise FileNotFoundError(
+        f"no folder with {marker} found (looked in {[str(f) for f in folders]}). Pass model_path=..., set "
+        f"${env_var}, or {hint or 'train one with the scripts in training/'}"
+    )
