@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers import DDIMScheduler
 from transformers import AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline component modules)
@@ -35,7 +36,7 @@ from whitebox_hf.training_setup import load_image_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = [  # (run, label, pipeline class, sampling steps)
-    ("gen-ddpm-unet", "pixel DDPM U-Net (diffusers `UNet2DModel`, baseline)", WhiteboxDDPMPipeline, 100),
+    ("gen-ddpm-unet", "pixel DDPM U-Net (diffusers `UNet2DModel`, baseline; DDIM sampling)", WhiteboxDDPMPipeline, 25),
     ("gen-vae-dit", "VAE + DiT (flow)", WhiteboxFlowPipeline, 25),
     ("gen-rae-dit", "RAE (frozen CRATE encoder) + DiT (flow)", WhiteboxFlowPipeline, 25),
     ("gen-vae-crate", "VAE + CRATE denoiser (flow, ablation)", WhiteboxFlowPipeline, 25),
@@ -112,6 +113,9 @@ def main() -> int:
         if not folder.exists():
             continue
         pipeline = pipeline_class.from_pretrained(folder)
+        if pipeline_class is WhiteboxDDPMPipeline:
+            # 25 DDIM steps instead of DDPM's ancestral 1000: the same number of denoiser calls as the flows.
+            pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
         trained[name] = json.loads((runs / name / "results.json").read_text())
         for guidance in args.guidance_scales:
@@ -125,7 +129,7 @@ def main() -> int:
             if guidance == 2.0 or (guidance == args.guidance_scales[-1] and name not in rows):
                 rows[name] = (guidance, images)
         guidance, images = rows[name]
-        save_class_grid(images, args.per_class, 8, figures / f"generation_samples_{name.removeprefix('gen-').replace('-', '_')}.png",
+        save_class_grid(images, args.per_class, min(8, args.per_class), figures / f"generation_samples_{name.removeprefix('gen-').replace('-', '_')}.png",
                         f"{label}, guidance {guidance:g}, {steps} steps")
 
     autoencoders = {}
