@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 from torch.nn import functional as F
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_latent_flow as shared  # noqa: E402  (the shared training loop)
 
 from whitebox_hf.pipelines import WhiteboxDDPMPipeline  # noqa: E402
-from whitebox_hf.training_utils import create_accelerator, find_checkpoint, parse_config_args  # noqa: E402
+from whitebox_hf.training_utils import parse_config_args, start_run  # noqa: E402
 
 DEFAULTS = {
     # U-Net: one level per entry of `block_out_channels`, halving the resolution between levels
@@ -89,12 +88,7 @@ def ddpm_loss(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, schedule
 def main(argv=None, data: dict | None = None) -> dict:
     """Run training; ``data`` (tests) replaces the data set (see `train_latent_flow.load_training_images`)."""
     args = parse_config_args(DEFAULTS, argv, __doc__)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
 
     pixels, labels, class_names = shared.load_training_images(args, accelerator, data)
     num_classes = len(class_names)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -34,13 +33,12 @@ from whitebox_hf.training_setup import build_image_classifier, build_image_proce
 from whitebox_hf.training_utils import (
     TrainingProgress,
     build_optimizer,
-    create_accelerator,
     exit_if_interrupt_requested,
-    find_checkpoint,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
     resumable_batches,
+    start_run,
 )
 
 
@@ -114,13 +112,7 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    # Only a run that really continues a checkpoint keeps the old log ("latest" with none yet starts afresh).
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
 
     dataset, dataset_info = load_image_dataset(args["dataset"], args["data_dir"] or None, accelerator)
     train_images, train_labels = dataset_to_tensors(dataset["train"])

@@ -45,7 +45,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_density_for_timestep_sampling
@@ -61,13 +60,12 @@ from whitebox_hf.pipelines import WhiteboxFlowPipeline, encode_to_latents, load_
 from whitebox_hf.training_setup import DATASETS, load_image_dataset
 from whitebox_hf.training_utils import (
     TrainingProgress,
-    create_accelerator,
     exit_if_interrupt_requested,
-    find_checkpoint,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
     resumable_batches,
+    start_run,
 )
 
 DENOISERS = ("dit", "crate")
@@ -378,12 +376,7 @@ def precompute_latents(autoencoder, pixels: torch.Tensor, batch_size: int, devic
 def main(argv=None, data: dict | None = None) -> dict:
     """Run training; ``data`` (tests) replaces the data set (see `load_training_images`)."""
     args = parse_args(argv)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
 
     pixels, labels, class_names = load_training_images(args, accelerator, data)
     num_classes = len(class_names)
