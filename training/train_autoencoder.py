@@ -58,6 +58,7 @@ from whitebox_hf.hub.model_card import autoencoder_model_card
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 from whitebox_hf.training_setup import DATASETS, load_image_tensors
 from whitebox_hf.training_utils import (
+    RUN_DEFAULTS,
     TrainingProgress,
     exit_if_interrupt_requested,
     parse_config_args,
@@ -118,12 +119,8 @@ DEFAULTS = {
     "fd_reference_cache": "runs/fd_effnet_reference",  # "" disables caching the test-image features
     # bookkeeping
     "output_dir": "runs/autoencoder-vae",
-    "log_every": 20,
-    "checkpoint_every": 0,  # steps; 0 = end of each epoch
-    "checkpoints_total_limit": 1,
-    "resume_from_checkpoint": "",
-    "num_threads": 0,
-    "interrupt_after_steps": 0,
+    **RUN_DEFAULTS,
+    "checkpoints_total_limit": 1,  # autoencoder checkpoints are large next to these runs
 }
 
 

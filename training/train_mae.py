@@ -49,6 +49,7 @@ from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  #
 from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
 from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images  # noqa: E402
 from whitebox_hf.training_utils import (  # noqa: E402
+    RUN_DEFAULTS,
     TrainingProgress,
     exit_if_interrupt_requested,
     parse_config_args,
@@ -91,13 +92,8 @@ DEFAULTS = {
     "seed": 0,
     # bookkeeping
     "output_dir": "runs/mae_fashion_mnist",
-    "log_every": 20,
-    "checkpoint_every": 0,  # steps; 0 = end of each epoch
-    "checkpoints_total_limit": 2,
-    "resume_from_checkpoint": "",
     "save_model": True,
-    "num_threads": 0,
-    "interrupt_after_steps": 0,
+    **RUN_DEFAULTS,
 }
 
 

@@ -47,6 +47,7 @@ from whitebox_hf.models.crate import CrateConfig, CrateModel
 from whitebox_hf.objectives import DINOHead, DINOLoss, cosine_momentum, ema_update_, simdino_loss
 from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images
 from whitebox_hf.training_utils import (
+    RUN_DEFAULTS,
     TrainingProgress,
     exit_if_interrupt_requested,
     parse_config_args,
@@ -109,14 +110,9 @@ DEFAULTS = {
     "seed": 0,
     # bookkeeping
     "output_dir": "runs/ssl_fashion_mnist",
-    "log_every": 20,
     "eval_every_epoch": True,  # False: evaluate only at the end
-    "checkpoint_every": 0,  # steps; 0 = end of each epoch
-    "checkpoints_total_limit": 2,
-    "resume_from_checkpoint": "",
     "save_model": True,
-    "num_threads": 0,
-    "interrupt_after_steps": 0,
+    **RUN_DEFAULTS,
 }
 
 

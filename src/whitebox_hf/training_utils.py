@@ -285,3 +285,14 @@ def start_run(args: dict):
     accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
     set_seed(args["seed"])
     return accelerator, output_dir
+
+
+# The run-management options every training script accepts (merged into each script's DEFAULTS).
+RUN_DEFAULTS = {
+    "log_every": 20,
+    "checkpoint_every": 0,  # steps; 0 = end of each epoch
+    "checkpoints_total_limit": 2,
+    "resume_from_checkpoint": "",  # a checkpoint folder, or "latest"
+    "num_threads": 0,  # 0 = torch's default
+    "interrupt_after_steps": 0,  # tests: stop as if interrupted after this many steps
+}
