@@ -25,6 +25,7 @@ the median is reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,10 +58,13 @@ def build_components(args):
     return transformer.eval(), vae.eval()
 
 
-def time_call(pipe, labels, args, guidance_scale) -> float:
+def time_call(pipe, labels, args, guidance_scale, dtype: str = "float32") -> float:
+    # bf16 as users run it on CPU: autocast around the whole call (weights stay float32).
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
     start = time.perf_counter()
-    pipe(labels, num_inference_steps=args.steps, guidance_scale=guidance_scale,
-         generator=torch.Generator().manual_seed(0), output_type="np")
+    with context:
+        pipe(labels, num_inference_steps=args.steps, guidance_scale=guidance_scale,
+             generator=torch.Generator().manual_seed(0), output_type="np")
     return time.perf_counter() - start
 
 
@@ -77,6 +81,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--latent_channels", type=int, default=4)
     parser.add_argument("--latent_size", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="float32 and/or bfloat16 (CPU autocast)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "results" / "benchmark_generation.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -90,20 +95,21 @@ def main(argv=None) -> dict:
     labels = [i % 10 for i in range(args.batch_size)]
 
     rows = []
-    for guidance in (float(g) for g in args.guidance_scales.split(",")):
-        time_call(ours, labels, args, guidance)
-        time_call(theirs, labels, args, guidance)
-        ours_times, theirs_times = [], []
-        for _ in range(args.repeats):
-            ours_times.append(time_call(ours, labels, args, guidance))
-            theirs_times.append(time_call(theirs, labels, args, guidance))
-        ours_rate = args.batch_size / statistics.median(ours_times)
-        theirs_rate = args.batch_size / statistics.median(theirs_times)
-        rows.append({"guidance_scale": guidance, "whitebox_flow_samples_per_s": ours_rate,
-                     "dit_pipeline_samples_per_s": theirs_rate, "ratio": ours_rate / theirs_rate,
-                     "whitebox_flow_times_s": ours_times, "dit_pipeline_times_s": theirs_times})
-        print(f"guidance {guidance}: WhiteboxFlowPipeline {ours_rate:.2f} samples/s, DiTPipeline "
-              f"{theirs_rate:.2f} samples/s, ratio {ours_rate / theirs_rate:.3f}")
+    for dtype in args.dtypes.split(","):
+        for guidance in (float(g) for g in args.guidance_scales.split(",")):
+            time_call(ours, labels, args, guidance, dtype)
+            time_call(theirs, labels, args, guidance, dtype)
+            ours_times, theirs_times = [], []
+            for _ in range(args.repeats):
+                ours_times.append(time_call(ours, labels, args, guidance, dtype))
+                theirs_times.append(time_call(theirs, labels, args, guidance, dtype))
+            ours_rate = args.batch_size / statistics.median(ours_times)
+            theirs_rate = args.batch_size / statistics.median(theirs_times)
+            rows.append({"dtype": dtype, "guidance_scale": guidance, "whitebox_flow_samples_per_s": ours_rate,
+                         "dit_pipeline_samples_per_s": theirs_rate, "ratio": ours_rate / theirs_rate,
+                         "whitebox_flow_times_s": ours_times, "dit_pipeline_times_s": theirs_times})
+            print(f"{dtype} guidance {guidance}: WhiteboxFlowPipeline {ours_rate:.2f} samples/s, DiTPipeline "
+                  f"{theirs_rate:.2f} samples/s, ratio {ours_rate / theirs_rate:.3f}")
 
     command = "OMP_NUM_THREADS=1 python benchmarks/benchmark_flow_pipeline.py " + " ".join(argv or sys.argv[1:])
     lines = [
@@ -117,11 +123,11 @@ def main(argv=None) -> dict:
         f"{args.latent_size}×{args.latent_size} latents (patch {args.patch_size}), AutoencoderKL (32, 64, 64) decoder.",
         "Median of " + str(args.repeats) + " alternating timed calls after one warm-up each.",
         "",
-        "| guidance | WhiteboxFlowPipeline (samples/s) | DiTPipeline (samples/s) | ratio |",
-        "|---:|---:|---:|---:|",
+        "| dtype | guidance | WhiteboxFlowPipeline (samples/s) | DiTPipeline (samples/s) | ratio |",
+        "|---|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| {row['guidance_scale']:g} | {row['whitebox_flow_samples_per_s']:.2f} | "
+        lines.append(f"| {row['dtype']} | {row['guidance_scale']:g} | {row['whitebox_flow_samples_per_s']:.2f} | "
                      f"{row['dit_pipeline_samples_per_s']:.2f} | {row['ratio']:.3f} |")
     lines += [
         "",
@@ -130,7 +136,7 @@ def main(argv=None) -> dict:
         "(it cannot drive the flow-matching scheduler) and its hard-coded null class 1000, hence a 1000-class "
         "transformer for both; at guidance 1 both skip the unconditional pass.",
         "",
-        "Raw timings (s): " + json.dumps([{k: row[k] for k in ("guidance_scale", "whitebox_flow_times_s",
+        "Raw timings (s): " + json.dumps([{k: row[k] for k in ("dtype", "guidance_scale", "whitebox_flow_times_s",
                                                                 "dit_pipeline_times_s")} for row in rows]),
         "",
     ]
