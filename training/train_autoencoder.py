@@ -61,6 +61,7 @@ from whitebox_hf.training_utils import (
     RUN_DEFAULTS,
     TrainingProgress,
     exit_if_interrupt_requested,
+    optimizer_step,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
@@ -336,14 +337,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     for (batch,) in resumable_batches(accelerator, train_loader, progress.step, total_steps):
         pixels = to_pixels(batch)
         out = compute_loss(args, kind, model, perceptual, pixels)
-        if not torch.isfinite(out["loss"]):
-            raise FloatingPointError(f"non-finite loss {out['loss'].item()} at step {progress.step}")
-        accelerator.backward(out["loss"])
-        if args["max_grad_norm"] > 0:
-            accelerator.clip_grad_norm_(trainable, args["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, out["loss"], trainable, optimizer, scheduler, args["max_grad_norm"], progress.step)
         progress.step += 1
         out["loss"] = out["loss"].item()
         for key, value in out.items():

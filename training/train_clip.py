@@ -46,7 +46,11 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
-from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors, load_openclipart
+from whitebox_hf.data import (
+    EpochPermutationSampler,
+    dataset_to_tensors,
+    load_openclipart,
+)
 from whitebox_hf.data.fashion_mnist import default_cache_dir
 from whitebox_hf.hub import write_model_card
 from whitebox_hf.models.whitebox_clip import (
@@ -63,6 +67,7 @@ from whitebox_hf.training_setup import build_image_processor
 from whitebox_hf.training_utils import (
     TrainingProgress,
     create_accelerator,
+    optimizer_step,
     parse_config_args,
     plot_training_curves,
     resumable_batches,
@@ -408,14 +413,8 @@ def main(argv=None, data: dict | None = None) -> dict:
                                max_length=args["max_length"], return_tensors="pt", return_token_type_ids=False)
             inputs.update({k: v.to(accelerator.device) for k, v in tokens.items()})
         loss = model(**inputs).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.step}")
-        accelerator.backward(loss)
-        if args["max_grad_norm"] > 0:
-            accelerator.clip_grad_norm_(trainable_parameters, args["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, loss, trainable_parameters, optimizer, scheduler, args["max_grad_norm"],
+                       progress.step)
         # open_clip's rule (transformers' CLIPModel does not do it): temperature never beyond 100.
         clamp_logit_scale_(unwrapped.logit_scale)
         progress.step += 1

@@ -56,11 +56,16 @@ import whitebox_hf  # noqa: F401  (imports the component modules diffusers needs
 from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors
 from whitebox_hf.hub.model_card import pipeline_model_card
 from whitebox_hf.models.denoisers import CrateDenoiserTransformer, build_dit_transformer
-from whitebox_hf.pipelines import WhiteboxFlowPipeline, encode_to_latents, load_autoencoder
+from whitebox_hf.pipelines import (
+    WhiteboxFlowPipeline,
+    encode_to_latents,
+    load_autoencoder,
+)
 from whitebox_hf.training_setup import DATASETS, load_image_dataset
 from whitebox_hf.training_utils import (
     TrainingProgress,
     exit_if_interrupt_requested,
+    optimizer_step,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
@@ -223,14 +228,8 @@ def run_training(
             with accelerator.autocast():
                 y = drop_class_labels(y, args["class_dropout_prob"], num_classes, generator)
                 loss = compute_loss(model, x0, y, generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.step}")
-            accelerator.backward(loss)
-            if args["max_grad_norm"] > 0:
-                accelerator.clip_grad_norm_(model.parameters(), args["max_grad_norm"])
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
+                           progress.step)
         ema.step(accelerator.unwrap_model(model).parameters())
         progress.step += 1
         loss_sum, count = loss_sum + loss.item(), count + 1

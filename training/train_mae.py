@@ -39,19 +39,28 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
-from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule_with_warmup  # noqa: E402
+from transformers import (  # noqa: E402
+    ViTMAEConfig,
+    ViTMAEForPreTraining,
+    get_cosine_schedule_with_warmup,
+)
 
 import whitebox_hf  # noqa: F401,E402  (registers the Auto classes)
-from whitebox_hf.hub import write_model_card  # noqa: E402
 from whitebox_hf.data import AugmentedTensorDataset, EpochPermutationSampler  # noqa: E402
 from whitebox_hf.evaluation import knn_accuracy, linear_probe_accuracy  # noqa: E402
+from whitebox_hf.hub import write_model_card  # noqa: E402
 from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  # noqa: E402
 from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
-from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images  # noqa: E402
+from whitebox_hf.training_setup import (  # noqa: E402
+    build_image_processor,
+    load_image_tensors,
+    normalise_images,
+)
 from whitebox_hf.training_utils import (  # noqa: E402
     RUN_DEFAULTS,
     TrainingProgress,
     exit_if_interrupt_requested,
+    optimizer_step,
     parse_config_args,
     plot_training_curves,
     restore_checkpoint,
@@ -286,14 +295,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     model.train()
     for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
         loss = model(pixel_values=batch["pixel_values"]).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.step}")
-        accelerator.backward(loss)
-        if args["max_grad_norm"] > 0:
-            accelerator.clip_grad_norm_(model.parameters(), args["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, loss, model.parameters(), optimizer, scheduler, args["max_grad_norm"], progress.step)
         progress.step += 1
         running, count = running + loss.item(), count + 1
         if progress.step % args["log_every"] == 0 or progress.step == total_steps:

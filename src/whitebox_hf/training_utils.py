@@ -296,3 +296,17 @@ RUN_DEFAULTS = {
     "num_threads": 0,  # 0 = torch's default
     "interrupt_after_steps": 0,  # tests: stop as if interrupted after this many steps
 }
+
+
+def optimizer_step(accelerator, loss, parameters, optimizer, scheduler, max_grad_norm: float, step: int) -> None:
+    """One update as every training script does it: refuse a non-finite loss (naming the step), backward through
+    the Accelerator, clip the gradient norm (``max_grad_norm`` > 0), step the optimiser and the LR schedule, and
+    clear the gradients."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+    accelerator.backward(loss)
+    if max_grad_norm > 0:
+        accelerator.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
