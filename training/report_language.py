@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
     "gpt2": "GPT-2 (transformers)",
     "causal_crate": "CausalCRATE (MSSA + ISTA)",
+    "causal_crate_gpt2_init": "CausalCRATE, authors' GPT-2 init (ablation)",
     "causal_crate_residual": "CausalCRATE + ISTA residual (ablation)",
     "crate_alpha": "CRATE-α LM (MSSA + ODL)",
     "aot_mssa": "AoT-MSSA",

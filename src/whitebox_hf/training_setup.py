@@ -149,10 +149,14 @@ def build_image_processor(image_size: int, image_mean, image_std) -> CrateImageP
 # `--model` name → (configuration class, model class, family-specific fields). Every model gets the same
 # width, depth, heads, context and vocabulary from `build_causal_lm`, so a comparison varies only the layer.
 CAUSAL_LM_MODELS = {
-    # crate-lm `crate.py`: MSSA + ISTA, no final LayerNorm.
+    # crate-lm `crate.py`: MSSA + ISTA, no residual, no final LayerNorm; nn.Linear's own init in the layers.
     "causal_crate": (CausalCrateConfig, CausalCrateForCausalLM, dict(block_type="ista")),
+    # Ablation: the same layer with the authors' GPT-2 init of U and c_proj (normal 0.02, c_proj / √(2L)),
+    # which stalls at the unigram loss on small budgets.
+    "causal_crate_gpt2_init": (CausalCrateConfig, CausalCrateForCausalLM,
+                               dict(block_type="ista", projection_init="gpt2")),
     # Ablation (not in the book): ISTA with a residual and a final LayerNorm, i.e. CRATE-α's layer with the
-    # square ISTA dictionary. The authors' no-residual layer stalls at the unigram loss on small budgets.
+    # square ISTA dictionary.
     "causal_crate_residual": (CausalCrateConfig, CausalCrateForCausalLM,
                               dict(block_type="ista", ista_residual=True, final_layer_norm=True)),
     # crate-lm `crate_overcomplete.py`: MSSA + residual ODL, with the final LayerNorm.

@@ -11,7 +11,8 @@ lives here once:
 
 Initialisation follows nanoGPT / GPT-2: normal(0.02) for linear and embedding weights, zero biases, and the
 residual output projections scaled by 1/√(2L). Blocks the authors left at their own init (ISTA, ODL, layer
-scale, TSSA temperatures and biases) keep it.
+scale, TSSA temperatures and biases) keep it. CausalCRATE keeps `nn.Linear`'s own init in its layers by default
+(`CausalCrateConfig.projection_init`).
 """
 
 from __future__ import annotations
@@ -126,7 +127,13 @@ class WhiteboxCausalLMPreTrainedModel(WhiteboxPreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and getattr(module, "_keep_torch_init", False):
+            # nn.Linear.reset_parameters: kaiming-uniform weight, uniform(±1/√fan_in) bias.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1.0 / math.sqrt(module.weight.shape[1])
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.Linear):
             # GPT-2: projections that write into the residual stream are scaled down by 1/√(2L).
             scale = 1.0 / math.sqrt(2 * self.config.num_hidden_layers) if getattr(module, "_is_residual_output", False) else 1.0
             init.normal_(module.weight, mean=0.0, std=std * scale)

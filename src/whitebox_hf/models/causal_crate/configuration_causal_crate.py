@@ -54,6 +54,13 @@ class CausalCrateConfig(WhiteboxCausalLMConfig):
             ODL proximal steps.
         attention_output_bias (`bool`, *optional*, defaults to `True`):
             Bias on the MSSA output projection (``c_proj``).
+        projection_init (`str`, *optional*, defaults to `"torch"`):
+            Initialisation of the layers' linear maps (the shared MSSA projection ``U`` and ``c_proj``).
+            `"torch"`: `nn.Linear`'s own kaiming-uniform init, the scale at which a layer with no residual
+            around ISTA trains. `"gpt2"`: nanoGPT's normal(``initializer_range``), ``c_proj`` scaled by
+            1/√(2L), as in the authors' crate-lm code; at our small budgets the authors' no-residual layer then
+            stays at the unigram loss (``docs/results/language.md``, ablation row). Embeddings use
+            normal(``initializer_range``) either way.
 
     Example:
 
@@ -77,8 +84,11 @@ class CausalCrateConfig(WhiteboxCausalLMConfig):
     odl_expansion: int = 4
     odl_steps: int = 2
     attention_output_bias: bool = True
+    projection_init: str = "torch"
 
     def __post_init__(self, **kwargs):
+        if self.projection_init not in ("torch", "gpt2"):
+            raise ValueError(f"`projection_init` must be 'torch' or 'gpt2', got {self.projection_init!r}")
         super().__post_init__(**kwargs)
         resolve_head_dim(self)
         check_sparse_coding_fields(self)

@@ -7,6 +7,8 @@ are shared, not copied); the scaffold (embeddings, LM head, generation) is the n
 
 from __future__ import annotations
 
+from torch import nn
+
 from ..crate.modeling_crate import CrateLayer
 from ..language_modeling import WhiteboxDecoderModel, WhiteboxForCausalLM
 from .configuration_causal_crate import CausalCrateConfig
@@ -19,8 +21,16 @@ class CausalCrateLayer(CrateLayer):
 
     def __init__(self, config: CausalCrateConfig, layer_idx: int):
         super().__init__(config, is_causal=True, layer_idx=layer_idx)
-        # GPT-2 init: the projection writing into the residual stream is scaled by 1/√(2L).
-        self.attention.output_projection._is_residual_output = True
+        if config.projection_init == "torch":
+            # nn.Linear's kaiming-uniform init (std ≈ 1/√(3d), not GPT-2's 0.02): with no residual around ISTA,
+            # GPT-2's small U and c_proj leave the layer output nearly independent of the context, and the
+            # model sits at the unigram loss (issue 11, docs/results/language.md).
+            for linear in self.attention.modules():
+                if isinstance(linear, nn.Linear):
+                    linear._keep_torch_init = True
+        else:
+            # GPT-2 init: the projection writing into the residual stream is scaled by 1/√(2L).
+            self.attention.output_projection._is_residual_output = True
 
 
 class CausalCrateModel(WhiteboxDecoderModel):
