@@ -149,7 +149,8 @@ def build_image_processor(image_size: int, image_mean, image_std) -> CrateImageP
 # `--model` name → (configuration class, model class, family-specific fields). Every model gets the same
 # width, depth, heads, context and vocabulary from `build_causal_lm`, so a comparison varies only the layer.
 CAUSAL_LM_MODELS = {
-    # crate-lm `crate.py`: MSSA + ISTA, no residual, no final LayerNorm; nn.Linear's own init in the layers.
+    # crate-lm `crate.py`: MSSA + ISTA, no residual, no final LayerNorm; nn.Linear's own init in the layers
+    # (`CausalCrateConfig.projection_init` defaults to GPT-2's init only where the layer has a residual).
     "causal_crate": (CausalCrateConfig, CausalCrateForCausalLM, dict(block_type="ista")),
     # Ablation: the same layer with the authors' GPT-2 init of U and c_proj (normal 0.02, c_proj / √(2L)),
     # which stalls at the unigram loss on small budgets.

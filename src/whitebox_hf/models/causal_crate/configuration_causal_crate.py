@@ -54,12 +54,14 @@ class CausalCrateConfig(WhiteboxCausalLMConfig):
             ODL proximal steps.
         attention_output_bias (`bool`, *optional*, defaults to `True`):
             Bias on the MSSA output projection (``c_proj``).
-        projection_init (`str`, *optional*, defaults to `"torch"`):
+        projection_init (`str`, *optional*):
             Initialisation of the layers' linear maps (the shared MSSA projection ``U`` and ``c_proj``).
-            `"torch"`: `nn.Linear`'s own kaiming-uniform init, the scale at which a layer with no residual
-            around ISTA trains. `"gpt2"`: nanoGPT's normal(``initializer_range``), ``c_proj`` scaled by
-            1/√(2L), as in the authors' crate-lm code; at our small budgets the authors' no-residual layer then
-            stays at the unigram loss (``docs/results/language.md``, ablation row). Embeddings use
+            `"torch"`: `nn.Linear`'s own kaiming-uniform init. `"gpt2"`: nanoGPT's normal(``initializer_range``),
+            ``c_proj`` scaled by 1/√(2L), as in the authors' crate-lm code. Defaults to `"torch"` for the
+            authors' layer (ISTA with no residual) and to `"gpt2"` when the sparse-coding block has a residual
+            (``block_type="odl"`` or ``ista_residual=True``): GPT-2's init is made for a residual stream, and
+            without one its small ``U`` and ``c_proj`` leave the model at the unigram loss (issue 11; the
+            ``causal_crate_gpt2_init`` row of ``docs/results/language.md``). Embeddings use
             normal(``initializer_range``) either way.
 
     Example:
@@ -84,9 +86,12 @@ class CausalCrateConfig(WhiteboxCausalLMConfig):
     odl_expansion: int = 4
     odl_steps: int = 2
     attention_output_bias: bool = True
-    projection_init: str = "torch"
+    projection_init: str | None = None
 
     def __post_init__(self, **kwargs):
+        if self.projection_init is None:
+            has_residual = self.block_type == "odl" or self.ista_residual
+            self.projection_init = "gpt2" if has_residual else "torch"
         if self.projection_init not in ("torch", "gpt2"):
             raise ValueError(f"`projection_init` must be 'torch' or 'gpt2', got {self.projection_init!r}")
         super().__post_init__(**kwargs)
