@@ -98,7 +98,9 @@ class CrateEmbeddings(nn.Module):
         batch_size, num_patches, _ = patch_tokens.shape
         if bool_masked_pos is not None:
             if self.mask_token is None:
-                raise ValueError("`bool_masked_pos` needs a mask token: build `CrateModel(config, use_mask_token=True)`")
+                raise ValueError(
+                    "`bool_masked_pos` needs a mask token: build `CrateModel(config, use_mask_token=True)`"
+                )
             if tuple(bool_masked_pos.shape) != (batch_size, num_patches):
                 raise ValueError(
                     f"`bool_masked_pos` must have shape (batch, num_patches) = {(batch_size, num_patches)}, "
