@@ -17,6 +17,7 @@ from .models.aot import AOT_PRESETS, AoTConfig, AoTForCausalLM, AoTModel
 from .models.causal_crate import CAUSAL_CRATE_PRESETS, CausalCrateConfig, CausalCrateForCausalLM, CausalCrateModel
 from .models.language_modeling import nanogpt_parameter_count
 from .models.tost import TOST_PRESETS, ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel
+from .models.tost import TOST_VISION_PRESETS, ToSTVisionConfig, ToSTVisionModel
 from .nn import (
     ISTA,
     MultiHeadSubspaceSelfAttention,
@@ -40,6 +41,9 @@ __all__ = [
     "ToSTForCausalLM",
     "ToSTForImageClassification",
     "ToSTModel",
+    "TOST_VISION_PRESETS",
+    "ToSTVisionConfig",
+    "ToSTVisionModel",
     "TokenStatisticsCache",
     "TokenStatisticsSelfAttention",
     "nanogpt_parameter_count",

@@ -109,11 +109,12 @@ def _presets(args) -> int:
                 model = preset_class(config_class.from_preset(name))
             count = nanogpt_parameter_count(model) if convention == "nanoGPT" else model.num_parameters()
             print(f"{name:24s} {count:>12,d} parameters ({convention})")
-    for name, preset in models.tost.TOST_PRESETS.items():
-        vision = "image_size" in preset
+    for name in (*models.tost.TOST_PRESETS, *models.tost.TOST_VISION_PRESETS):
+        vision = name in models.tost.TOST_VISION_PRESETS
         model_class = models.tost.ToSTForImageClassification if vision else models.tost.ToSTForCausalLM
+        config_class = models.tost.ToSTVisionConfig if vision else models.tost.ToSTConfig
         with torch.device("meta"):
-            model = model_class(models.tost.ToSTConfig.from_preset(name))
+            model = model_class(config_class.from_preset(name))
         count = model.num_parameters() if vision else nanogpt_parameter_count(model)
         print(f"{name:24s} {count:>12,d} parameters ({'all' if vision else 'nanoGPT'})")
     return 0

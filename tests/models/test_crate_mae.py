@@ -140,7 +140,7 @@ def test_save_and_load_round_trip(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = AutoModelForMaskedImageModeling.from_pretrained(tmp_path).eval()
     assert type(loaded) is CrateForMaskedImageModeling
-    torch.testing.assert_close(loaded.position_embeddings, model.position_embeddings)
+    torch.testing.assert_close(loaded.crate.embeddings.position_embeddings, model.crate.embeddings.position_embeddings)
     torch.testing.assert_close(loaded.decoder_position_embeddings, model.decoder_position_embeddings)
     mask = model(pixels()).mask
     first, second = model(pixels(), bool_masked_pos=mask), loaded(pixels(), bool_masked_pos=mask)
@@ -154,7 +154,8 @@ def test_positions_are_frozen_sincos_buffers():
     assert not any("position" in name for name in names)
     assert "position_embeddings" not in model.state_dict()
     table = sincos_position_embedding_2d(32, 4, 4)
-    torch.testing.assert_close(model.position_embeddings, table)
+    torch.testing.assert_close(model.crate.embeddings.position_embeddings, table)
+    torch.testing.assert_close(model.decoder_position_embeddings, table)
     assert torch.all(table[0, 0] == 0)  # the class-token slot carries no position
     # Larger images evaluate the same formula on the larger grid.
     out = model(torch.randn(1, CHANNELS, 24, 24))
@@ -187,3 +188,58 @@ def test_training_step_reaches_every_parameter():
     model(pixels()).loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def test_encoder_is_a_crate_model_that_automodel_loads_alone(tmp_path):
+    """`AutoModel` on a CRATE-MAE folder gives the encoder (`CrateModel`) with every weight loaded; its
+    class-token feature is the MAE representation's class token."""
+    from transformers import AutoModel
+
+    from whitebox_hf import CrateModel
+
+    model = tiny_model()
+    assert isinstance(model.crate, CrateModel) and model.base_model is model.crate
+    assert model.config.position_embedding_type == "sincos"
+    model.save_pretrained(tmp_path)
+    encoder, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(encoder) is CrateModel and info["missing_keys"] == set()
+    assert all(key == "crate.embeddings.mask_token" or key.startswith("decoder_") for key in info["unexpected_keys"])
+    nothing_hidden = torch.zeros(2, NUM_PATCHES, dtype=torch.bool)
+    representation = model(pixels(), bool_masked_pos=nothing_hidden).last_hidden_state
+    torch.testing.assert_close(encoder.eval()(pixels()).pooler_output, representation[:, 0])
+
+
+def test_checkpoints_of_the_old_root_layout_still_load(tmp_path):
+    """Before the encoder moved under `crate`, its weights sat at the root (`encoder_layers`, ...)."""
+    from safetensors.torch import load_file, save_file
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    assert any(key.startswith("crate.layers.") for key in state)
+    old_names = {"crate.embeddings.patch_embeddings": "patch_embeddings", "crate.embeddings.cls_token": "cls_token",
+                 "crate.embeddings.mask_token": "mask_token", "crate.layers": "encoder_layers",
+                 "crate.pooler_norm": "encoder_norm"}
+
+    def old_key(key):
+        for new, old in old_names.items():
+            if key.startswith(new):
+                return old + key[len(new):]
+        return key
+
+    save_file({old_key(k): v for k, v in state.items()}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded, info = CrateForMaskedImageModeling.from_pretrained(tmp_path, output_loading_info=True)
+    assert (info["missing_keys"], info["unexpected_keys"]) == (set(), set())
+    mask = model(pixels()).mask
+    torch.testing.assert_close(loaded.eval()(pixels(), bool_masked_pos=mask).logits,
+                               model(pixels(), bool_masked_pos=mask).logits, atol=0, rtol=0)
+    # Re-saving writes the current layout.
+    loaded.save_pretrained(tmp_path / "again")
+    assert set(load_file(tmp_path / "again" / "model.safetensors")) == set(state)
+
+
+def test_learned_positions_are_refused_and_an_empty_cpu_mask_has_no_loss():
+    with pytest.raises(ValueError, match="position_embedding_type"):
+        CrateForMaskedImageModeling(tiny_config(position_embedding_type="learned"))
+    model = tiny_model()
+    assert model(pixels(), bool_masked_pos=torch.zeros(2, NUM_PATCHES, dtype=torch.bool)).loss is None

@@ -80,7 +80,7 @@ def test_preset_parameter_counts_match_the_book(preset, config_class, model_clas
 @pytest.mark.parametrize("preset, expected_millions", [("tost-tiny", 5.77), ("tost-small", 22.59)])
 def test_vision_tost_preset_parameter_counts(preset, expected_millions):
     with torch.device("meta"):
-        model = whitebox_hf.ToSTForImageClassification(ToSTConfig.from_preset(preset))
+        model = whitebox_hf.ToSTForImageClassification(whitebox_hf.ToSTVisionConfig.from_preset(preset))
     assert model.num_parameters() / 1e6 == pytest.approx(expected_millions, rel=0.005)
 
 

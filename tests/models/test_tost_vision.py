@@ -2,16 +2,16 @@
 
 import pytest
 import torch
-from transformers import AutoModelForImageClassification
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
-from whitebox_hf import ToSTConfig, ToSTForImageClassification
+from whitebox_hf import ToSTConfig, ToSTForImageClassification, ToSTModel, ToSTVisionConfig, ToSTVisionModel
 
 
 def tiny_config(**overrides):
     kwargs = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=16, patch_size=4,
                   num_channels=1, num_labels=3, bias=True, layer_norm_eps=1e-6, layer_scale_init=1.0)
     kwargs.update(overrides)
-    return ToSTConfig(**kwargs)
+    return ToSTVisionConfig(**kwargs)
 
 
 def test_forward_shapes_loss_and_attentions():
@@ -50,6 +50,27 @@ def test_save_load_round_trip(tmp_path):
     assert type(reloaded) is ToSTForImageClassification
     pixels = torch.randn(2, 1, 16, 16)
     torch.testing.assert_close(reloaded(pixels).logits, model(pixels).logits, atol=0, rtol=0)
+
+
+def test_vision_tost_has_its_own_model_type_and_automodel_gives_the_vision_backbone(tmp_path):
+    """A vision ToST folder is `tost_vision`: `AutoModel` gives `ToSTVisionModel` (not the causal `ToSTModel`)
+    with every backbone weight loaded."""
+    model = ToSTForImageClassification(tiny_config()).eval()
+    model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is ToSTVisionConfig
+    backbone, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(backbone) is ToSTVisionModel and not isinstance(backbone, ToSTModel)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] <= {"classifier.weight", "classifier.bias"}
+    pixels = torch.randn(2, 1, 16, 16)
+    torch.testing.assert_close(backbone.eval()(pixels).pooler_output, model.tost(pixels).pooler_output,
+                               atol=0, rtol=0)
+
+
+def test_the_language_configuration_is_refused():
+    with pytest.raises(TypeError, match="ToSTVisionConfig"):
+        ToSTForImageClassification(ToSTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4))
+    with pytest.raises(ValueError, match="unknown preset"):
+        ToSTVisionConfig.from_preset("tost-base")  # a language preset
 
 
 def test_bad_pixel_values_and_config():

@@ -23,12 +23,12 @@ from .crate import (
     CrateImageProcessor,
     CrateModel,
 )
-from .tost import ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel
+from .tost import ToSTConfig, ToSTForCausalLM, ToSTForImageClassification, ToSTModel, ToSTVisionConfig, ToSTVisionModel
 from .whitebox_clip import WhiteboxClipConfig, WhiteboxClipModel, WhiteboxClipProcessor
 
 
 def register_auto_classes() -> None:
-    for config_class in (CrateConfig, CausalCrateConfig, AoTConfig, ToSTConfig):
+    for config_class in (CrateConfig, CausalCrateConfig, AoTConfig, ToSTConfig, ToSTVisionConfig):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(CrateConfig, CrateModel, exist_ok=True)
     AutoModelForImageClassification.register(CrateConfig, CrateForImageClassification, exist_ok=True)
@@ -42,7 +42,8 @@ def register_auto_classes() -> None:
     ):
         AutoModel.register(config_class, base_model, exist_ok=True)
         AutoModelForCausalLM.register(config_class, causal_lm, exist_ok=True)
-    AutoModelForImageClassification.register(ToSTConfig, ToSTForImageClassification, exist_ok=True)
+    AutoModel.register(ToSTVisionConfig, ToSTVisionModel, exist_ok=True)
+    AutoModelForImageClassification.register(ToSTVisionConfig, ToSTForImageClassification, exist_ok=True)
     AutoConfig.register(WhiteboxClipConfig.model_type, WhiteboxClipConfig, exist_ok=True)
     AutoModel.register(WhiteboxClipConfig, WhiteboxClipModel, exist_ok=True)
     AutoProcessor.register(WhiteboxClipConfig, WhiteboxClipProcessor, exist_ok=True)

@@ -205,7 +205,10 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
                 raise TypeError(f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}")
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be (batch, sequence), got shape {tuple(input_ids.shape)}")
-            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            # A value check reads the ids back to the host: done on CPU tensors only, as on an accelerator it would
+            # stall the device at every forward (an out-of-range id then fails in the embedding lookup).
+            if (input_ids.device.type == "cpu" and input_ids.numel()
+                    and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size)):
                 raise ValueError(
                     f"`input_ids` must lie in [0, vocab_size={self.config.vocab_size}), got values in "
                     f"[{int(input_ids.min())}, {int(input_ids.max())}]"
@@ -254,18 +257,23 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         batch_size, num_tokens = self._check_inputs(input_ids, inputs_embeds, attention_mask, past_length)
 
-        if attention_mask is not None and bool(attention_mask.all()):
+        # Looking at tensor values syncs with the host; on an accelerator only shapes are checked (see below).
+        on_cpu = (input_ids if input_ids is not None else inputs_embeds).device.type == "cpu"
+        if on_cpu and attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None  # nothing padded: the plain causal path is exact and faster
-        if position_ids is None:
-            if attention_mask is not None:
+        if position_ids is None and attention_mask is None:
+            last_position = past_length + num_tokens - 1  # known from shapes alone
+            position_ids = torch.arange(past_length, past_length + num_tokens, device=self.device)[None]
+            position_ids = position_ids.expand(batch_size, -1)
+        else:
+            if position_ids is None:
                 # Left padding: real tokens count their positions from the first real token.
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -num_tokens:]
-            else:
-                position_ids = torch.arange(past_length, past_length + num_tokens, device=self.device)[None]
-                position_ids = position_ids.expand(batch_size, -1)
-        if int(position_ids.max()) >= self.config.max_position_embeddings:
+            # Data-dependent: checked on CPU; on an accelerator an out-of-range position fails in the lookup.
+            last_position = int(position_ids.max()) if position_ids.device.type == "cpu" else None
+        if last_position is not None and last_position >= self.config.max_position_embeddings:
             raise ValueError(
-                f"sequence too long: position {int(position_ids.max())} reached, but this model supports at most "
+                f"sequence too long: position {last_position} reached, but this model supports at most "
                 f"max_position_embeddings={self.config.max_position_embeddings} tokens"
             )
 

@@ -249,8 +249,11 @@ class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
         ``σ·ε``, ``σ = noise_tau·U(0, 1)``, before decoding (RAE's noise augmentation)."""
         z = self.encode_raw(pixel_values)
         if self.training and self.config.noise_tau > 0:
-            sigma = self.config.noise_tau * torch.rand(z.shape[0], 1, 1, 1, generator=generator, device="cpu")
-            noise = torch.randn(z.shape, generator=generator, device="cpu")
+            # Drawn where the generator lives (a CUDA generator cannot draw on the CPU, nor the reverse), so that a
+            # seeded generator gives the same noise whatever device the model is on.
+            noise_device = generator.device if generator is not None else z.device
+            sigma = self.config.noise_tau * torch.rand(z.shape[0], 1, 1, 1, generator=generator, device=noise_device)
+            noise = torch.randn(z.shape, generator=generator, device=noise_device)
             z = z + (sigma * noise).to(z.device, z.dtype)
         sample = self._decode_raw(z)
         latents = self.normalize_latents(z)

@@ -12,6 +12,7 @@ __all__ = ["CrateConfig", "CRATE_PRESETS", "check_sparse_coding_fields"]
 _BLOCK_TYPES = ("ista", "odl")
 _POOLING = ("cls", "mean")
 _PATCH_EMBEDDING_TYPES = ("linear", "conv")
+_POSITION_EMBEDDING_TYPES = (None, "learned", "sincos")
 
 # Book Table 8.5 (CRATE) and UCSC-VLAA/CRATE-alpha (CRATE-α): width / depth / heads at 224², patch 16.
 _CRATE_SHAPES = {"tiny": (384, 12, 6), "small": (576, 12, 12), "base": (768, 12, 12), "large": (1024, 24, 16)}
@@ -39,7 +40,7 @@ CRATE_PRESETS: dict[str, dict] = {
     **{
         f"crate-mae-{size}": dict(
             hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads, decoder_num_hidden_layers=layers,
-            patch_embedding_type="conv", ista_lambda=0.5, mask_ratio=0.75,
+            patch_embedding_type="conv", ista_lambda=0.5, mask_ratio=0.75, position_embedding_type="sincos",
         )
         for size, (d, layers, heads) in _CRATE_SHAPES.items() if size in ("small", "base")
     },
@@ -93,6 +94,13 @@ class CrateConfig(PreTrainedConfig):
             Feature extractor f^ext: `"cls"` takes the class token, `"mean"` averages all tokens.
         patch_embedding_type (`str`, *optional*, defaults to `"linear"`):
             `"linear"`: CRATE's ``LN → Linear → LN`` on flattened patches; `"conv"`: CRATE-α's strided conv.
+        position_embedding_type (`str`, *optional*):
+            `"learned"`: CRATE's learned position table (a parameter, interpolated for other image sizes);
+            `"sincos"`: CRATE-MAE's fixed 2-D sin-cos table (a non-persistent buffer, evaluated on other grids),
+            which also selects MAE's initialisation (xavier-uniform linears, normal(``initializer_range``) class
+            and mask tokens) for the whole model. `None` lets the architecture choose and records the choice:
+            `"learned"` for `CrateModel` / `CrateForImageClassification`, `"sincos"` for
+            `CrateForMaskedImageModeling`, so that `AutoModel` rebuilds a saved CRATE-MAE's encoder exactly.
         attention_output_bias (`bool`, *optional*, defaults to `True`):
             Bias on the MSSA output projection (CRATE yes, CRATE-α no).
         image_size (`int`, *optional*, defaults to 224):
@@ -151,6 +159,7 @@ class CrateConfig(PreTrainedConfig):
     odl_steps: int = 2
     pooling: str = "cls"
     patch_embedding_type: str = "linear"
+    position_embedding_type: str | None = None
     attention_output_bias: bool = True
     image_size: int = 224
     patch_size: int = 16
@@ -174,6 +183,10 @@ class CrateConfig(PreTrainedConfig):
             )
         check_choice(self, "pooling", _POOLING)
         check_choice(self, "patch_embedding_type", _PATCH_EMBEDDING_TYPES)
+        check_choice(self, "position_embedding_type", _POSITION_EMBEDDING_TYPES)
+        if self.position_embedding_type == "sincos" and self.hidden_size % 4:
+            raise ValueError(f"`position_embedding_type='sincos'` (2-D sin-cos positions) needs `hidden_size` "
+                             f"divisible by 4, got {self.hidden_size}")
         check_sparse_coding_fields(self)
         check_positive(self, "layer_norm_eps", "initializer_range", "position_embedding_init_std")
         check_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob", "mask_ratio")

@@ -7,8 +7,9 @@ Both models stack the same block around the shared `whitebox_hf.nn.TokenStatisti
 
 `ToSTForCausalLM` runs causal TSSA on the nanoGPT scaffold and generates from a recurrent state
 (`TokenStatisticsCache`): each new token costs the same whatever the context length. `ToSTForImageClassification`
-runs vision TSSA on the authors' XCiT scaffold: a stride-2 conv stem, a Fourier position encoding, TSSA blocks on
-the patch tokens, then CaiT class-attention blocks that read them into a class token.
+runs vision TSSA on the authors' XCiT scaffold (`ToSTVisionModel`, configured by `ToSTVisionConfig`): a stride-2
+conv stem, a Fourier position encoding, TSSA blocks on the patch tokens, then CaiT class-attention blocks that read
+them into a class token.
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClass
 from ...nn import TokenStatisticsCache, TokenStatisticsSelfAttention, attend, check_pixel_values
 from ..modeling_utils import image_classifier_output, run_layers
 from ..language_modeling import WhiteboxCausalLMPreTrainedModel, WhiteboxDecoderModel, WhiteboxForCausalLM
-from .configuration_tost import ToSTConfig
+from .configuration_tost import ToSTConfig, ToSTVisionConfig
 
 __all__ = [
     "ToSTBlock",
     "ToSTModel",
     "ToSTForCausalLM",
+    "ToSTVisionPreTrainedModel",
     "ToSTVisionModel",
     "ToSTForImageClassification",
 ]
 
 
 class ToSTMLP(nn.Module):
-    def __init__(self, config: ToSTConfig):
+    def __init__(self, config: ToSTConfig | ToSTVisionConfig):
         super().__init__()
         self.fc_in = nn.Linear(config.hidden_size, config.mlp_ratio * config.hidden_size, bias=config.bias)
         self.activation = ACT2FN["gelu"]
@@ -51,7 +53,7 @@ class ToSTMLP(nn.Module):
 class ToSTBlock(GradientCheckpointingLayer):
     """``Z½ = Z + γ₁⊙TSSA(LN Z)``, ``Z⁺ = Z½ + γ₂⊙MLP(LN Z½)``; causal (language) or not (vision)."""
 
-    def __init__(self, config: ToSTConfig, layer_idx: int, is_causal: bool = True):
+    def __init__(self, config: ToSTConfig | ToSTVisionConfig, layer_idx: int, is_causal: bool = True):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
         self.attention = TokenStatisticsSelfAttention(
@@ -140,7 +142,7 @@ class ToSTConvStem(nn.Module):
     For patch 16 the widths are d/8 → d/4 → d/2 → d. (The authors use SyncBatchNorm; on one process it is
     BatchNorm.)"""
 
-    def __init__(self, config: ToSTConfig):
+    def __init__(self, config: ToSTVisionConfig):
         super().__init__()
         num_stages = int(math.log2(config.patch_size))
         widths = [config.hidden_size // 2 ** (num_stages - 1 - i) for i in range(num_stages)]
@@ -164,7 +166,7 @@ class FourierPositionEncoding(nn.Module):
     """XCiT's positional encoding: sines and cosines of the normalised (y, x) grid coordinates at geometric
     frequencies, mixed into ``d`` channels by a 1×1 convolution."""
 
-    def __init__(self, config: ToSTConfig, temperature: float = 10000.0):
+    def __init__(self, config: ToSTVisionConfig, temperature: float = 10000.0):
         super().__init__()
         self.channels_per_axis = config.fourier_channels // 2
         self.temperature = temperature
@@ -198,7 +200,7 @@ class ClassAttentionBlock(nn.Module):
     patch tokens pass through unchanged, so every class-attention block reads the TSSA features.
     """
 
-    def __init__(self, config: ToSTConfig):
+    def __init__(self, config: ToSTVisionConfig):
         super().__init__()
         d = config.hidden_size
         self.num_heads = config.num_attention_heads
@@ -224,19 +226,32 @@ class ClassAttentionBlock(nn.Module):
         return torch.cat((cls, tokens[:, 1:]), dim=1), weights
 
 
-class ToSTVisionModel(WhiteboxCausalLMPreTrainedModel):
-    """Vision ToST backbone: `last_hidden_state` is ``[class token; patch tokens]``, `pooler_output` the final
-    LayerNorm of the class token. `attentions` (with ``output_attentions``) are the TSSA memberships Π of each
-    block ``(batch, heads, patches)`` followed by the class-attention maps ``(batch, heads, 1, 1 + patches)``."""
+class ToSTVisionPreTrainedModel(WhiteboxCausalLMPreTrainedModel):
+    """Base of the vision ToST models: their own configuration (`ToSTVisionConfig`, ``model_type="tost_vision"``)
+    so that `AutoModel` on a saved vision ToST gives `ToSTVisionModel`, and the nanoGPT-style initialisation the
+    language models share (normal(0.02) linears, residual projections scaled by 1/√(2L), truncated-normal class
+    token, layer scales at ``layer_scale_init``)."""
 
-    config: ToSTConfig
-    config_class = ToSTConfig
+    config: ToSTVisionConfig
+    config_class = ToSTVisionConfig
     base_model_prefix = "tost"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ToSTBlock", "ClassAttentionBlock"]
 
-    def __init__(self, config: ToSTConfig):
+    def __init__(self, config: ToSTVisionConfig, *args, **kwargs):
+        if not isinstance(config, ToSTVisionConfig):
+            raise TypeError(f"vision ToST is configured by a `ToSTVisionConfig`, got {type(config).__name__} "
+                            "(`ToSTConfig` configures the causal language model)")
+        super().__init__(config, *args, **kwargs)
+
+
+class ToSTVisionModel(ToSTVisionPreTrainedModel):
+    """Vision ToST backbone: `last_hidden_state` is ``[class token; patch tokens]``, `pooler_output` the final
+    LayerNorm of the class token. `attentions` (with ``output_attentions``) are the TSSA memberships Π of each
+    block ``(batch, heads, patches)`` followed by the class-attention maps ``(batch, heads, 1, 1 + patches)``."""
+
+    def __init__(self, config: ToSTVisionConfig):
         super().__init__(config)
         self.patch_embedding = ToSTConvStem(config)
         self.position_encoding = FourierPositionEncoding(config)
@@ -293,17 +308,10 @@ class ToSTVisionModel(WhiteboxCausalLMPreTrainedModel):
         )
 
 
-class ToSTForImageClassification(WhiteboxCausalLMPreTrainedModel):
-    """Vision ToST with a linear head on the class token."""
+class ToSTForImageClassification(ToSTVisionPreTrainedModel):
+    """Vision ToST with a linear head on the class token (`ToSTVisionModel`'s `pooler_output`)."""
 
-    config: ToSTConfig
-    config_class = ToSTConfig
-    base_model_prefix = "tost"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["ToSTBlock", "ClassAttentionBlock"]
-
-    def __init__(self, config: ToSTConfig):
+    def __init__(self, config: ToSTVisionConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.tost = ToSTVisionModel(config)

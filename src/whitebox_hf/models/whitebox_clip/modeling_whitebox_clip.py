@@ -152,10 +152,11 @@ class WhiteboxClipModel(WhiteboxClipPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
         # Loading materialises fresh parameters (requires_grad=True): freeze LIFT's text tower again.
-        model._freeze_text_tower()
-        return model
+        # With `output_loading_info=True` the model comes first in a (model, info) pair.
+        (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_text_tower()
+        return loaded
 
     @property
     def text_tower_frozen(self) -> bool:
