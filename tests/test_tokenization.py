@@ -182,7 +182,7 @@ def test_gpt2_rebuild_encodes_like_tiktoken():
     reference = tiktoken.Encoding("gpt2-local", pat_str=r50k_pat_str, mergeable_ranks=load_tiktoken_bpe(str(path)),
                                   special_tokens={"<|endoftext|>": 50256})
     tokenizer = gpt2_tokenizer_from_whisper_asset(tiktoken_path=path)
-    texts = ["Hello world", "def f(x):\n    return x  # ünïcødé 🐍", "   leading spaces\t\ttabs\r\n", "can't won't I'll",
-             "1234567 numbers 3.14159", "import torch.nn.functional as F\nF.softmax(x, dim=-1)"]
+    texts = ["Hello world", "def f(x):\n    return x  # ünïcødé 🐍", "   leading spaces\t\ttabs\r\n",
+             "can't won't I'll", "1234567 numbers 3.14159", "import torch.nn.functional as F\nF.softmax(x, dim=-1)"]
     for text in texts:
         assert tokenizer(text)["input_ids"] == reference.encode_ordinary(text), text

@@ -71,7 +71,8 @@ def test_language_model_generates():
     output = model.generate(ids, max_new_tokens=5, min_new_tokens=5, do_sample=False)
     assert output.shape[1] == ids.shape[1] + 5 and torch.equal(output[0, : ids.shape[1]], ids[0])
     # Trained on Python docs: a small Python program costs far less than the uniform ln(vocab) (4.1 vs 8.3 nats).
-    text = "import os\n\ndef main():\n    for name in os.listdir('.'):\n        print(name)\n\nif __name__ == '__main__':\n    main()\n"
+    text = ("import os\n\ndef main():\n    for name in os.listdir('.'):\n        print(name)\n\n"
+            "if __name__ == '__main__':\n    main()\n")
     program = tokenizer(text, return_tensors="pt").input_ids
     with torch.no_grad():
         loss = model(program, labels=program).loss.item()
