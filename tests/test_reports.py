@@ -118,3 +118,60 @@ def test_multimodal_chance_verdicts_both_ways():
                                                                "R@5 is 4.2× chance)")
     assert report.zero_shot_strength(arm(), arm(balanced=0.076)).startswith("stays weak for both")
     assert report.zero_shot_strength(arm(balanced=0.20), arm()).startswith("is well above chance for at least one")
+
+
+# --- self-supervised -------------------------------------------------------------------------------------------
+
+def ssl_results(dino_vit_knn=0.5495):
+    pair = lambda simdino, dino: (dict(knn20_accuracy=simdino), dict(knn20_accuracy=dino))  # noqa: E731
+    results = {}
+    for key, (simdino, dino) in {"crate": pair(0.5879, 0.5665), "vit": pair(0.6056, dino_vit_knn),
+                                 "crate-deep": pair(0.5555, 0.5076)}.items():
+        results[f"ssl-simdino-{key}"], results[f"ssl-dino-{key}"] = simdino, dino
+    return results
+
+
+def test_ssl_target_per_backbone_both_ways():
+    report = load("report_ssl")
+    assert "**held for all 3 backbones**" in report.ssl_target(ssl_results())
+    assert "**held for 2 of 3 backbones (CRATE, 4 layers, CRATE, 8 layers; not for ViT, 4 layers)**" in (
+        report.ssl_target(ssl_results(dino_vit_knn=0.61)))
+    assert "no complete pair" in report.ssl_target({"ssl-simdino-crate": {"knn20_accuracy": 0.5}})
+
+
+def test_mae_reading_names_the_better_model_from_the_values():
+    report = load("report_ssl")
+    crate = dict(num_parameters=172_528, reconstruction_loss=0.4179, linear_probe_accuracy=0.7784, epochs=6.0,
+                 train_loss_curve=[(0.1, 0.9), (6.0, 0.45)])
+    vit = dict(num_parameters=684_112, reconstruction_loss=0.9150, linear_probe_accuracy=0.6675, epochs=6.0,
+               train_loss_curve=[])
+    text = "\n".join(report.mae_reading(crate, vit))
+    assert "uses 25% of ViT-MAE's" in text and "CRATE-MAE reconstructs the hidden patches better" in text
+    assert "CRATE-MAE has the better linear probe (77.84 % vs 66.75 %)" in text
+    assert "CRATE-MAE 0.90 → 0.45 (50% lower)" in text and "ViT-MAE 0" not in text and "these are 6." in text
+    text = "\n".join(report.mae_reading({**crate, "reconstruction_loss": 0.95, "linear_probe_accuracy": 0.6}, vit))
+    assert "ViT-MAE reconstructs the hidden patches better" in text and "ViT-MAE has the better linear probe" in text
+    assert "A likely reason for ViT-MAE's weaker reconstruction" not in text
+
+
+# --- generation and autoencoders -------------------------------------------------------------------------------
+
+def test_guidance_finding_says_rises_only_when_it_does():
+    report = load("report_generation")
+    score = lambda accuracy, fd: {"class_accuracy": accuracy, "fd_effnet": fd}  # noqa: E731
+    rising = report.guidance_finding("DiT", [1, 2, 4], [score(0.284, 73.8), score(0.502, 68.6), score(0.644, 77.0)])
+    assert rising == ("- DiT: class accuracy rises with guidance from 28.4 % (g = 1) to 64.4 % (g = 4); "
+                      "FD-EffNet along the sweep: 73.8 → 68.6 → 77.0.")
+    peaked = report.guidance_finding("U-Net", [1, 2, 4], [score(0.366, 80.7), score(0.592, 83.9), score(0.316, 127)])
+    assert "rises with guidance from 36.6 % (g = 1) to 59.2 % (g = 2), then falls to 31.6 % at g = 4" in peaked
+    falling = report.guidance_finding("X", [1, 2], [score(0.5, 10.0), score(0.4, 12.0)])
+    assert "is highest at the smallest guidance, 50.0 % (g = 1), and does not rise" in falling
+    assert "rises" not in falling and "then falls to 40.0 % at g = 2" in falling
+
+
+def test_rae_encoder_note_compares_the_two_scores():
+    report = load("report_autoencoders")
+    assert "the supervised one is the stronger of the two trained here (88.6 % test accuracy vs the SimDINO " \
+           "teacher's 58.8 % 20-NN)" in report.encoder_note(0.8864, 0.5879)
+    assert "although the SimDINO one scores at least as high here (50.0 %" in report.encoder_note(0.5, 0.6)
+    assert "the scores are missing" in report.encoder_note(None, 0.6)
