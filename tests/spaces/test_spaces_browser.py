@@ -89,7 +89,8 @@ def settle(page) -> None:
 def browser():
     """Headless system Chromium through Playwright; skips when either is missing."""
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install -y chromium)")
+        pytest.skip(f"Chromium not found at {CHROMIUM}: a system package, outside the pip install "
+                    "(tools/install_system_packages.sh installs it; Debian: apt-get install -y chromium)")
     from playwright import sync_api  # in the test extra: missing is a failure, not a skip
 
     with sync_api.sync_playwright() as playwright:
