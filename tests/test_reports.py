@@ -175,3 +175,11 @@ def test_rae_encoder_note_compares_the_two_scores():
            "teacher's 58.8 % 20-NN)" in report.encoder_note(0.8864, 0.5879)
     assert "although the SimDINO one scores at least as high here (50.0 %" in report.encoder_note(0.5, 0.6)
     assert "the scores are missing" in report.encoder_note(None, 0.6)
+
+
+def test_fashion_mnist_precision_note_is_measured():
+    report = load("report_fashion_mnist")
+    rows = fashion_rows()
+    assert report.precision_note(rows) == "Test accuracy here is measured in fp32 after reloading."
+    rows[0]["log_test_accuracy"], rows[1]["log_test_accuracy"] = 0.8636, 0.8330
+    assert report.precision_note(rows).endswith("differs by at most 0.06 points.")
