@@ -246,7 +246,8 @@ def main(argv=None) -> int:
             lines += [f"Prompt {sample['prompt']!r}, {sample['mode']}:", "", "```rst", text.replace("```", "'''"),
                       "```", ""]
     lines += ["## Comparison with the book", ""]
-    # The discussion is written by hand (it interprets the numbers above); keep it next to the report.
+    # The discussion is written by hand (it interprets the numbers above); keep it next to the report. The markers
+    # let tests/test_results_pages.py check that every number it quotes is in the tables above.
     discussion = output.with_name(output.stem + "_discussion.md")
     if discussion.is_file():
         lines += [DISCUSSION_START, "", discussion.read_text().strip(), "", DISCUSSION_END, ""]
