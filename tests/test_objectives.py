@@ -123,11 +123,20 @@ def test_dino_head_and_loss():
     assert loss.teacher_temperature_at(0) == pytest.approx(0.04)
     assert loss.teacher_temperature_at(5) == pytest.approx(0.055)
     assert loss.teacher_temperature_at(20) == pytest.approx(0.07)
-    teachers = views(batch=6, dim=32, count=2)
-    value = loss(views(batch=6, dim=32, count=4), teachers, step=20)
-    assert torch.isfinite(value) and value > 0
+    teachers, students = views(batch=6, dim=32, count=2), views(batch=6, dim=32, count=4)
+    value = loss(students, teachers, step=20)
+
+    def reference(center, temperature):  # DINO: mean over (teacher view i, student view j ≠ i) of H(P_t, P_s)
+        terms = [-(torch.softmax((t - center) / temperature, -1) * torch.log_softmax(s / 0.1, -1)).sum(-1).mean()
+                 for i, t in enumerate(teachers) for j, s in enumerate(students) if j != i]
+        assert len(terms) == 2 * 4 - 2
+        return torch.stack(terms).mean()
+
+    torch.testing.assert_close(value, reference(torch.zeros(1, 32), 0.07))
     expected_center = 0.1 * torch.cat(teachers).mean(0, keepdim=True)
     torch.testing.assert_close(loss.center, expected_center)
+    # The next call centres the teacher with the updated centre, at the warm-up temperature of its step.
+    torch.testing.assert_close(loss(students, teachers, step=5), reference(expected_center, 0.055))
     with pytest.raises(ValueError, match="32"):
         loss(views(batch=6, dim=16, count=3), views(batch=6, dim=16, count=2))
 

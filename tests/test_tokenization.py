@@ -158,10 +158,7 @@ def test_missing_whisper_says_how_to_install_it(monkeypatch):
 
 
 def test_gpt2_rebuilt_from_the_whisper_asset(tmp_path):
-    try:
-        whisper_gpt2_asset_path()
-    except DataUnavailableError:
-        pytest.skip("openai-whisper's gpt2.tiktoken is not installed (pip install --no-deps openai-whisper)")
+    whisper_gpt2_asset_path()  # openai-whisper is in the test extra: a missing asset fails here
     imported_before = "whisper" in sys.modules
     tokenizer = gpt2_tokenizer_from_whisper_asset()
     # Finding the file must not import `whisper`, whose __init__ pulls torch and numba.
@@ -173,3 +170,19 @@ def test_gpt2_rebuilt_from_the_whisper_asset(tmp_path):
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
     tokenizer.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+def test_gpt2_rebuild_encodes_like_tiktoken():
+    """The rebuilt merges reproduce tiktoken's own BPE on the same rank file (tiktoken: openai-whisper's dependency)."""
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    path = whisper_gpt2_asset_path()
+    reference = tiktoken.Encoding("gpt2-local", pat_str=r50k_pat_str, mergeable_ranks=load_tiktoken_bpe(str(path)),
+                                  special_tokens={"<|endoftext|>": 50256})
+    tokenizer = gpt2_tokenizer_from_whisper_asset(tiktoken_path=path)
+    texts = ["Hello world", "def f(x):\n    return x  # ünïcødé 🐍", "   leading spaces\t\ttabs\r\n",
+             "can't won't I'll", "1234567 numbers 3.14159", "import torch.nn.functional as F\nF.softmax(x, dim=-1)"]
+    for text in texts:
+        assert tokenizer(text)["input_ids"] == reference.encode_ordinary(text), text

@@ -78,6 +78,64 @@ def validation_curves(runs: dict[str, dict], runs_dir: Path, png_path: Path) -> 
     return drawn
 
 
+DISCUSSION_START = "<!-- discussion: every number in it is one of this page's tables (tests/test_results_pages.py) -->"
+DISCUSSION_END = "<!-- /discussion -->"
+BASELINE = "gpt2"  # the columns "… vs GPT-2" and the ranking compare every model with it
+
+
+def results_table(runs: dict[str, dict]) -> list[str]:
+    """One row per run; with the GPT-2 run present, also each model's parameters, loss gap and throughput
+    relative to GPT-2, so that a discussion quoting "0.44 nats behind GPT-2" or "1.5× GPT-2" quotes a table."""
+    base = runs.get(BASELINE)
+    header = ("| model | parameters (nanoGPT) | training tokens | wall time | training time | tokens/s | "
+              "validation loss | perplexity |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
+    if base:
+        header += " params vs GPT-2 | loss − GPT-2 | tokens/s vs GPT-2 |"
+        rule += "---:|---:|---:|"
+    lines = [header, rule]
+    for key, run in runs.items():
+        wall = f"{run['wall_seconds'] / 60:.1f} min" if run.get("wall_seconds") else "–"
+        row = (f"| {MODELS[key]} | {run['parameters']:,} | {run['tokens_seen']:,} | {wall} | "
+               f"{run['train_seconds'] / 60:.1f} min | {run['tokens_per_second']:.0f} | {run['val_loss']:.4f} | "
+               f"{run['val_perplexity']:.2f} |")
+        if base:
+            row += (f" {run['parameters'] / base['parameters']:.0%} | {run['val_loss'] - base['val_loss']:+.2f} | "
+                    f"{run['tokens_per_second'] / base['tokens_per_second']:.2f}× |")
+        lines.append(row)
+    return lines
+
+
+def settings_table(runs: dict[str, dict]) -> list[str]:
+    """The shared shape and budget, from the first run's config (the warning above lists any disagreement)."""
+    run = next(iter(runs.values()))
+    config = run["config"]
+    tokens_per_step = config["batch_size"] * config["context_length"]
+    rows = [("width (`hidden_size`)", config["hidden_size"]),
+            ("depth (`num_hidden_layers`)", config["num_hidden_layers"]), ("heads", config["num_attention_heads"]), ("context (tokens)", config["context_length"]),
+            ("blocks per step (`batch_size`)", config["batch_size"]), ("tokens per step", f"{tokens_per_step:,}"),
+            ("optimiser steps", f"{run['tokens_seen'] // tokens_per_step:,}"),
+            ("peak learning rate", config["learning_rate"]), ("warm-up steps", config["warmup_steps"])]
+    return ["| shared setting | value |", "|---|---:|", *[f"| {name} | {value} |" for name, value in rows]]
+
+
+def beats(runs: dict[str, dict], first: str, second: str) -> str:
+    """ "A beats B" or "A does not beat B" on validation loss (lower is better), with both values."""
+    a, b = runs[first]["val_loss"], runs[second]["val_loss"]
+    verb = "beats" if a < b else "does not beat"
+    return f"{MODELS[first]} {verb} {MODELS[second]} ({a:.4f} vs {b:.4f} nats)"
+
+
+def ranking(runs: dict[str, dict]) -> list[str]:
+    """The ordering by validation loss, and each white-box model against GPT-2, computed from the runs."""
+    ordered = sorted(runs, key=lambda key: runs[key]["val_loss"])
+    lines = ["Ordering by validation loss (lower is better): "
+             + " < ".join(f"{MODELS[key]} {runs[key]['val_loss']:.4f}" for key in ordered) + "."]
+    if BASELINE in runs and len(runs) > 1:
+        lines += ["", *[f"- {beats(runs, key, BASELINE)}." for key in runs if key != BASELINE]]
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=str(ROOT / "runs"), help="folder holding the lm-<model> runs")
@@ -130,18 +188,7 @@ def main(argv=None) -> int:
     if differing:
         lines += ["**Warning: the runs below differ in settings that should be shared:** "
                   + "; ".join(f"`{k}`: {v}" for k, v in differing.items()), ""]
-    lines += [
-        "| model | parameters (nanoGPT) | training tokens | wall time | training time | tokens/s | "
-        "validation loss | perplexity |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for key, run in runs.items():
-        wall = f"{run['wall_seconds'] / 60:.1f} min" if run.get("wall_seconds") else "–"
-        lines.append(
-            f"| {MODELS[key]} | {run['parameters']:,} | {run['tokens_seen']:,} | {wall} | "
-            f"{run['train_seconds'] / 60:.1f} min | {run['tokens_per_second']:.0f} | {run['val_loss']:.4f} | "
-            f"{run['val_perplexity']:.2f} |"
-        )
+    lines += [*results_table(runs), "", *settings_table(runs), "", *ranking(runs)]
     lines += [
         "",
         f"Precision: {', '.join(sorted({run['mixed_precision'] for run in runs.values()}))} "
@@ -199,10 +246,11 @@ def main(argv=None) -> int:
             lines += [f"Prompt {sample['prompt']!r}, {sample['mode']}:", "", "```rst", text.replace("```", "'''"),
                       "```", ""]
     lines += ["## Comparison with the book", ""]
-    # The discussion is written by hand (it interprets the numbers above); keep it next to the report.
+    # The discussion is written by hand (it interprets the numbers above); keep it next to the report. The markers
+    # let tests/test_results_pages.py check that every number it quotes is in the tables above.
     discussion = output.with_name(output.stem + "_discussion.md")
     if discussion.is_file():
-        lines += [discussion.read_text().strip(), ""]
+        lines += [DISCUSSION_START, "", discussion.read_text().strip(), "", DISCUSSION_END, ""]
     else:
         lines += [f"_No discussion yet: write it in `{discussion.name}` and rerun this script._", ""]
     output.write_text("\n".join(lines))

@@ -85,7 +85,8 @@ def test_real_fashion_mnist_when_available():
     try:
         dataset = load_fashion_mnist()
     except DataUnavailableError as error:
-        pytest.skip(str(error).splitlines()[0])
+        pytest.skip("Fashion-MNIST is a data download, outside the install, and cannot be fetched here: "
+                    + str(error).splitlines()[0])
     assert {split: len(part) for split, part in dataset.items()} == {"train": 60_000, "test": 10_000}
     labels = np.asarray(dataset["test"]["label"])
     assert np.bincount(labels).tolist() == [1000] * 10  # Fashion-MNIST's test split is balanced

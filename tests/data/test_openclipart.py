@@ -93,7 +93,8 @@ def test_bad_arguments(clipart_root, tmp_path):
         load_openclipart(clipart_root, num_workers=0, cache_dir=tmp_path / "c")
 
 
-@pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="rsvg-convert (librsvg2-bin) not installed")
+@pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="rsvg-convert is not installed: a Debian package (librsvg2-bin), outside the pip install; "
+                    "tools/install_system_packages.sh installs it")
 def test_load_renders_splits_and_caches(clipart_root, tmp_path):
     cache = tmp_path / "cache"
     dataset = load_openclipart(clipart_root, image_size=16, cache_dir=cache, test_fraction=0.85, progress=False)

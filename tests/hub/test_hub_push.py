@@ -96,9 +96,10 @@ def test_push_diffusers_pipeline_and_load_back(online, tmp_path):
 
 
 def test_push_whitebox_flow_pipeline_and_load_back(online):
-    pipelines = pytest.importorskip("whitebox_hf.pipelines")
-    denoisers = pytest.importorskip("whitebox_hf.models.denoisers")
     from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from whitebox_hf import pipelines
+    from whitebox_hf.models import denoisers
 
     torch.manual_seed(0)
     transformer = denoisers.CrateDenoiserTransformer(sample_size=8, in_channels=1, num_classes=3, hidden_size=32,

@@ -268,11 +268,19 @@ def test_text_generation_pipeline_from_a_saved_folder(tmp_path):
     tokenizer = train_bpe_tokenizer(corpus, vocab_size=300, model_max_length=CONTEXT)
     config = CausalCrateConfig(**{**SHAPE, "vocab_size": len(tokenizer)}, eos_token_id=tokenizer.eos_token_id,
                                pad_token_id=tokenizer.pad_token_id)
-    CausalCrateForCausalLM(config).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    model = CausalCrateForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     generator = pipeline("text-generation", model=str(tmp_path))
-    result = generator("The coding rate", max_new_tokens=5, do_sample=False)
-    assert result[0]["generated_text"].startswith("The coding rate")
+    prompt, settings = "The coding rate", dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    inputs = tokenizer(prompt, return_tensors="pt")
+    expected = model.generate(**inputs, **settings)[0]
+    # Greedy decoding through the pipeline (from the saved folder) is exactly the in-memory model's generate.
+    assert expected.shape[0] == inputs.input_ids.shape[1] + 5
+    assert generator(prompt, return_tensors=True, **settings)[0]["generated_token_ids"] == expected.tolist()
+    text = generator(prompt, **settings)[0]["generated_text"]
+    assert text == tokenizer.decode(expected, skip_special_tokens=True) and text != prompt
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -108,12 +108,41 @@ def test_chunked_causal_pass_equals_one_chunk():
     torch.testing.assert_close(pi_chunked, pi_one, atol=1e-6, rtol=1e-5)
 
 
-def test_statistics_stay_float32_under_bf16_autocast():
-    layer = TokenStatisticsSelfAttention(16, 4, is_causal=True, max_position_embeddings=4096).eval()
-    z = torch.randn(1, 4096, 16)
-    reference, _ = layer(z, position_ids=torch.arange(4096)[None])
+def _record_dtypes(layer, method_name):
+    """Wrap ``layer.<method_name>`` (a mixing step) to record the dtypes of what goes in and what comes out."""
+    original, seen = getattr(layer, method_name), []
+
+    def spy(coordinates, *args):
+        result = original(coordinates, *args)
+        carry = result[2] if len(result) > 2 else ()
+        seen.append({"coordinates": coordinates.dtype, "heads": result[0].dtype, "memberships": result[1].dtype,
+                     "carry": [tensor.dtype for tensor in carry]})
+        return result
+
+    setattr(layer, method_name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_statistics_stay_float32_under_bf16_autocast(is_causal):
+    torch.manual_seed(0)
+    layer = TokenStatisticsSelfAttention(16, 4, is_causal=is_causal, max_position_embeddings=4096, layer_idx=0).eval()
+    z, positions = torch.randn(1, 4096, 16), torch.arange(4096)[None]
+    reference, _ = layer(z, position_ids=positions)
+    seen = _record_dtypes(layer, "_causal_mixing" if is_causal else "_vision_mixing")
+    cache = TokenStatisticsCache(1) if is_causal else None
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low, _ = layer(z, position_ids=torch.arange(4096)[None])
+        low, memberships = layer(z, position_ids=positions, past_key_values=cache, output_attentions=True)
+    # The projections run in bf16 under autocast (so does the output); the statistics W = U_kᵀZ, the memberships
+    # Π, the gated heads and the running sums carried between chunks and kept in the cache are float32.
+    assert low.dtype == torch.bfloat16 and memberships.dtype == torch.float32
+    assert len(seen) == (4 if is_causal else 1)  # chunk_size 1024: four causal chunks
+    for record in seen:
+        assert record["coordinates"] == record["heads"] == record["memberships"] == torch.float32, record
+        assert record["carry"] == ([torch.float32] * 3 if is_causal else []), record
+    if is_causal:
+        state = cache.layers[0]
+        assert [state.energy.dtype, state.weighted_moment.dtype, state.mass.dtype] == [torch.float32] * 3
     # Only the two projections run in bf16: the error stays at bf16's resolution, not growing with N.
     assert (low.float() - reference).abs().max() < 0.05 * reference.abs().max()
 

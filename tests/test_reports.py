@@ -1,0 +1,185 @@
+"""The verdicts of the training/report_*.py scripts are computed from the values: each one, both ways."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TRAINING = Path(__file__).resolve().parents[1] / "training"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, TRAINING / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- Fashion-MNIST ---------------------------------------------------------------------------------------------
+
+def fashion_rows(crate=0.8632, vit=0.8336, crate_long=0.8864, crate_parameters=685_098, vit_knn=0.8484):
+    row = lambda key, model, accuracy, parameters, epochs, knn, probe: dict(  # noqa: E731
+        key=key, model=model, test_accuracy=accuracy, parameters=parameters, epochs=epochs, knn=knn, probe=probe)
+    return [row("crate", "CRATE", crate, crate_parameters, 5.0, 0.8742, 0.8745),
+            row("vit", "ViT (transformers)", vit, 2_684_554, 5.0, vit_knn, 0.8520),
+            row("crate_long", "CRATE, 2× longer schedule", crate_long, crate_parameters, 10.0, 0.8918, 0.8918)]
+
+
+def test_fashion_mnist_targets_missed_and_met_as_measured():
+    report = load("report_fashion_mnist")
+    text = "\n".join(report.targets_section(fashion_rows()))
+    assert "| best test accuracy (CRATE, 2× longer schedule) | ≥ 91.00% | 88.64% | **missed** |" in text
+    assert "| ViT − CRATE test accuracy (book Table 8.5) | ≤ 2.00 points | -2.96 points | **met** |" in text
+    assert "| 26% | **met** |" in text
+    assert "The 91% target is missed: the best model, CRATE, 2× longer schedule, reaches 88.64%." in text
+    assert "raised its test accuracy (86.32% → 88.64%)" in text
+    assert "CRATE beats the same-shape ViT in test accuracy, 20-NN and linear probe, with 26% of its parameters" in text
+
+    # The other way: the target met, the longer schedule not helping, CRATE behind ViT by more than 2 points and
+    # with more than 60% of its parameters.
+    text = "\n".join(report.targets_section(fashion_rows(crate=0.90, vit=0.925, crate_long=0.89,
+                                                         crate_parameters=2_000_000, vit_knn=0.95)))
+    assert "| best test accuracy (ViT (transformers)) | ≥ 91.00% | 92.50% | **met** |" in text
+    assert "| +2.50 points | **missed** |" in text and "| 75% | **missed** |" in text
+    assert "The 91% target is met: the best model, ViT (transformers), reaches 92.50%." in text
+    assert "did not raise its test accuracy (90.00% → 89.00%)" in text
+    assert "beats the same-shape ViT only in linear probe, not in test accuracy and 20-NN" in text
+    assert "missed" not in report.targets_section(fashion_rows(crate_long=0.9100))[4]  # ≥ is inclusive
+
+
+def test_fashion_mnist_targets_without_the_pair_still_judge_the_best_model():
+    report = load("report_fashion_mnist")
+    text = "\n".join(report.targets_section(fashion_rows()[2:]))
+    assert "**missed**" in text and "ViT" not in text and "Training CRATE" not in text
+
+
+# --- language --------------------------------------------------------------------------------------------------
+
+def language_runs(tost_loss=5.2699):
+    config = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, context_length=256, batch_size=8,
+                  learning_rate=0.001, warmup_steps=30)
+    run = lambda parameters, loss, speed: dict(  # noqa: E731
+        parameters=parameters, tokens_seen=2_048_000, wall_seconds=600.0, train_seconds=540.0,
+        tokens_per_second=speed, val_loss=loss, val_perplexity=2.718281828**loss, config=config)
+    return {"gpt2": run(6_836_224, 4.9478, 2744.0), "tost": run(6_048_048, tost_loss, 4186.0),
+            "aot_mssa": run(2_888_704, 5.4629, 3323.0)}
+
+
+def test_language_ranking_and_verdicts_follow_the_losses():
+    report = load("report_language")
+    lines = report.ranking(language_runs())
+    assert lines[0] == ("Ordering by validation loss (lower is better): GPT-2 (transformers) 4.9478 < "
+                        "ToST (causal TSSA) 5.2699 < AoT-MSSA 5.4629.")
+    assert "- ToST (causal TSSA) does not beat GPT-2 (transformers) (5.2699 vs 4.9478 nats)." in lines
+    lines = report.ranking(language_runs(tost_loss=4.9))
+    assert lines[0].startswith("Ordering by validation loss (lower is better): ToST (causal TSSA) 4.9000 < GPT-2")
+    assert "- ToST (causal TSSA) beats GPT-2 (transformers) (4.9000 vs 4.9478 nats)." in lines
+    assert report.beats(language_runs(), "gpt2", "aot_mssa").startswith("GPT-2 (transformers) beats AoT-MSSA")
+
+
+def test_language_tables_hold_the_numbers_a_discussion_quotes():
+    report = load("report_language")
+    table = "\n".join(report.results_table(language_runs()))
+    assert "| ToST (causal TSSA) | 6,048,048 | 2,048,000 | 10.0 min | 9.0 min | 4186 | 5.2699 |" in table
+    assert table.splitlines()[3].endswith("| 88% | +0.32 | 1.53× |")
+    settings = "\n".join(report.settings_table(language_runs()))
+    assert "| optimiser steps | 1,000 |" in settings and "| tokens per step | 2,048 |" in settings
+    # Without the GPT-2 run there is nothing to compare with: no relative columns, no verdicts.
+    runs = language_runs()
+    del runs["gpt2"]
+    assert "vs GPT-2" not in report.results_table(runs)[0] and len(report.ranking(runs)) == 1
+
+
+# --- multimodal ------------------------------------------------------------------------------------------------
+
+def arm(r5=0.246, balanced=0.09, wins=False, loss=2.9):
+    value = 0.5 if wins else 0.1
+    return {"image_to_text_R@1": value, "image_to_text_R@5": r5, "text_to_image_R@1": value,
+            "text_to_image_R@5": r5, "zero_shot_balanced_accuracy": balanced, "zero_shot_accuracy": 0.13,
+            "retrieval_chance_R@5": 0.012, "zero_shot_chance_uniform": 0.045, "zero_shot_majority_class_rate": 0.286,
+            "zero_shot_classes": 22, "trainable_parameters": 410_000, "train_seconds": 351.0, "steps": 560,
+            "text_embedding_seconds": 71.0, "final_train_loss": loss}
+
+
+@pytest.mark.parametrize("lift_wins, verdict", [(True, "held at equal steps"), (False, "did not hold")])
+def test_multimodal_book_target_both_ways(lift_wins, verdict):
+    report = load("report_multimodal")
+    lift = arm(r5=0.40 if lift_wins else 0.20, balanced=0.2 if lift_wins else 0.05, wins=lift_wins)
+    clip = arm(r5=0.30, balanced=0.1, wins=not lift_wins, loss=2.4)
+    text = "\n".join(report.reading({"lift": lift, "clip": clip}))
+    assert f"LIFT ≥ CLIP — {verdict}" in text
+    assert "CLIP reaches a lower training loss (2.40 vs 2.90)" in text
+
+
+def test_multimodal_chance_verdicts_both_ways():
+    report = load("report_multimodal")
+    assert report.above_chance(arm(), arm(r5=0.323)).startswith("is far above chance for both arms")
+    assert report.above_chance(arm(r5=0.05), arm()).startswith("is not far above chance for both arms (the lowest "
+                                                               "R@5 is 4.2× chance)")
+    assert report.zero_shot_strength(arm(), arm(balanced=0.076)).startswith("stays weak for both")
+    assert report.zero_shot_strength(arm(balanced=0.20), arm()).startswith("is well above chance for at least one")
+
+
+# --- self-supervised -------------------------------------------------------------------------------------------
+
+def ssl_results(dino_vit_knn=0.5495):
+    pair = lambda simdino, dino: (dict(knn20_accuracy=simdino), dict(knn20_accuracy=dino))  # noqa: E731
+    results = {}
+    for key, (simdino, dino) in {"crate": pair(0.5879, 0.5665), "vit": pair(0.6056, dino_vit_knn),
+                                 "crate-deep": pair(0.5555, 0.5076)}.items():
+        results[f"ssl-simdino-{key}"], results[f"ssl-dino-{key}"] = simdino, dino
+    return results
+
+
+def test_ssl_target_per_backbone_both_ways():
+    report = load("report_ssl")
+    assert "**held for all 3 backbones**" in report.ssl_target(ssl_results())
+    assert "**held for 2 of 3 backbones (CRATE, 4 layers, CRATE, 8 layers; not for ViT, 4 layers)**" in (
+        report.ssl_target(ssl_results(dino_vit_knn=0.61)))
+    assert "no complete pair" in report.ssl_target({"ssl-simdino-crate": {"knn20_accuracy": 0.5}})
+
+
+def test_mae_reading_names_the_better_model_from_the_values():
+    report = load("report_ssl")
+    crate = dict(num_parameters=172_528, reconstruction_loss=0.4179, linear_probe_accuracy=0.7784, epochs=6.0,
+                 train_loss_curve=[(0.1, 0.9), (6.0, 0.45)])
+    vit = dict(num_parameters=684_112, reconstruction_loss=0.9150, linear_probe_accuracy=0.6675, epochs=6.0,
+               train_loss_curve=[])
+    text = "\n".join(report.mae_reading(crate, vit))
+    assert "uses 25% of ViT-MAE's" in text and "CRATE-MAE reconstructs the hidden patches better" in text
+    assert "CRATE-MAE has the better linear probe (77.84 % vs 66.75 %)" in text
+    assert "CRATE-MAE 0.90 → 0.45 (50% lower)" in text and "ViT-MAE 0" not in text and "these are 6." in text
+    text = "\n".join(report.mae_reading({**crate, "reconstruction_loss": 0.95, "linear_probe_accuracy": 0.6}, vit))
+    assert "ViT-MAE reconstructs the hidden patches better" in text and "ViT-MAE has the better linear probe" in text
+    assert "A likely reason for ViT-MAE's weaker reconstruction" not in text
+
+
+# --- generation and autoencoders -------------------------------------------------------------------------------
+
+def test_guidance_finding_says_rises_only_when_it_does():
+    report = load("report_generation")
+    score = lambda accuracy, fd: {"class_accuracy": accuracy, "fd_effnet": fd}  # noqa: E731
+    rising = report.guidance_finding("DiT", [1, 2, 4], [score(0.284, 73.8), score(0.502, 68.6), score(0.644, 77.0)])
+    assert rising == ("- DiT: class accuracy rises with guidance from 28.4 % (g = 1) to 64.4 % (g = 4); "
+                      "FD-EffNet along the sweep: 73.8 → 68.6 → 77.0.")
+    peaked = report.guidance_finding("U-Net", [1, 2, 4], [score(0.366, 80.7), score(0.592, 83.9), score(0.316, 127)])
+    assert "rises with guidance from 36.6 % (g = 1) to 59.2 % (g = 2), then falls to 31.6 % at g = 4" in peaked
+    falling = report.guidance_finding("X", [1, 2], [score(0.5, 10.0), score(0.4, 12.0)])
+    assert "is highest at the smallest guidance, 50.0 % (g = 1), and does not rise" in falling
+    assert "rises" not in falling and "then falls to 40.0 % at g = 2" in falling
+
+
+def test_rae_encoder_note_compares_the_two_scores():
+    report = load("report_autoencoders")
+    assert "the supervised one is the stronger of the two trained here (88.6 % test accuracy vs the SimDINO " \
+           "teacher's 58.8 % 20-NN)" in report.encoder_note(0.8864, 0.5879)
+    assert "although the SimDINO one scores at least as high here (50.0 %" in report.encoder_note(0.5, 0.6)
+    assert "the scores are missing" in report.encoder_note(None, 0.6)
+
+
+def test_fashion_mnist_precision_note_is_measured():
+    report = load("report_fashion_mnist")
+    rows = fashion_rows()
+    assert report.precision_note(rows) == "Test accuracy here is measured in fp32 after reloading."
+    rows[0]["log_test_accuracy"], rows[1]["log_test_accuracy"] = 0.8636, 0.8330
+    assert report.precision_note(rows).endswith("differs by at most 0.06 points.")
