@@ -629,17 +629,6 @@ def _find_metrics_file(model_dir: Path) -> Path:
                             "metrics file (--metrics PATH)")
 
 
-def _dataset_id(dataset_name: str) -> str | None:
-    try:
-        from ..training_setup import DATASETS
-    except ImportError:  # pragma: no cover
-        return None
-    for key, info in DATASETS.items():
-        if dataset_name in (key, info["name"]):
-            return info["hub_id"]
-    return None
-
-
 def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=None, dataset_name: str | None = None,
                            dataset_id: str | None = None, command: str | None = None, template_path=None,
                            model_name: str | None = None, repo_path: str | None = None) -> ModelCard:
@@ -662,6 +651,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     from transformers import AutoConfig
 
     from .. import models  # noqa: F401  (registers the architectures)
+    from ..data.registry import dataset_hub_id
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -685,7 +675,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     dataset_name = dataset_name or metrics.get("dataset")
     if not dataset_name:
         raise ValueError("the metrics name no data set; pass dataset_name (--dataset)")
-    dataset_id = dataset_id or _dataset_id(dataset_name)
+    dataset_id = dataset_id or dataset_hub_id(dataset_name)
     command = command or metrics.get("command")
     run_config = metrics.get("config") if isinstance(metrics.get("config"), dict) else {}
     hyperparameters = {k: v for k, v in run_config.items() if isinstance(v, (int, float, str, bool)) and v != ""}

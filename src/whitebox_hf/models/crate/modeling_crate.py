@@ -29,7 +29,7 @@ from ...nn import (
     OvercompleteDictionaryLearning,
     interpolate_position_embedding,
 )
-from ...objectives import masked_patch_loss, random_patch_mask
+from .masked_modeling import masked_patch_loss, random_patch_mask
 from ..modeling_utils import WhiteboxPreTrainedModel, image_classifier_output, run_layers
 from .configuration_crate import CrateConfig
 
