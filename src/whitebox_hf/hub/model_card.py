@@ -134,9 +134,10 @@ def _usage(name: str, **variables) -> str:
     return jinja2.Template(text, keep_trailing_newline=False).render(**variables).rstrip("\n")
 
 
-# An absolute POSIX path: a "/" not preceded by a word character, a dot, a colon, a slash or "~" (so URLs,
-# "a/b" and fractions such as "1/√d" are not matched), followed by one or more path components.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+# An absolute POSIX path of two or more components: a "/" not preceded by a word character, a dot, a colon, a
+# slash or "~" (so URLs, "a/b" and fractions such as "1/√d" are not matched). One component ("/s" in "tokens /s")
+# is left alone: it is more often prose than a folder.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[\w.@+-]+(?:/[\w.@+-]+)+/?")
 
 
 def _portable(path, fallback: str | None = None) -> str:
