@@ -263,12 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "whitebox-hf card runs/lm-tost/model --metrics runs/lm-tost/evaluation.json --dataset python-docs",
                 description="Build FOLDER/README.md with huggingface_hub.ModelCard: model-index results read from "
                             "the run's metrics file (metrics.json / evaluation.json in FOLDER or its parent), the "
-                            "task's template from model_cards/templates/, the book section and the citation.")
+                            "task's template from whitebox_hf/templates/, the book section and the citation.")
     card.add_argument("folder", help="a folder written by save_pretrained")
     card.add_argument("--metrics", default=None, help="the metrics JSON (default: found next to FOLDER)")
     card.add_argument("--dataset", default=None, help="data set name (default: the metrics' `dataset`)")
     card.add_argument("--training-command", default=None, help="the exact training command (default: the metrics')")
-    card.add_argument("--template", default=None, help="a Jinja template (default: model_cards/templates/<task>.md)")
+    card.add_argument("--template", default=None, help="a Jinja template (default: whitebox_hf/templates/<task>.md)")
     card.add_argument("--model-name", default=None)
     card.add_argument("--repo-path", default=None, help="repo id or path shown in the usage snippet")
     card.add_argument("--output", default=None, help="default FOLDER/README.md")

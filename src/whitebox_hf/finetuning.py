@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from .utils.validation import check_positive_int
+
 __all__ = [
     "MSSA_PROJECTIONS",
     "causal_lm_lora_config",
@@ -96,8 +98,7 @@ def mssa_lora_config(model=None, r: int = 8, lora_alpha: int | None = None, lora
     """
     from peft import LoraConfig
 
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
-        raise ValueError(f"`r` must be a positive integer, got {r!r}")
+    check_positive_int("r", r)
     if model is not None:
         target_modules = mssa_projection_names(model)
         if not target_modules:

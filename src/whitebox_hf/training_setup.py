@@ -8,12 +8,12 @@ Language modelling: `build_causal_lm` (the white-box LMs and the GPT-2 baseline,
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTForImageClassification
 
-from .data import FASHION_MNIST_CLASSES, dataset_to_tensors, load_fashion_mnist, load_sklearn_digits
+# The data set registry lives in data/ (re-exported here for the scripts that import it from this module).
+from .data import DATASETS, dataset_to_tensors, load_image_dataset
 from .models.aot import AoTConfig, AoTForCausalLM
 from .models.causal_crate import CausalCrateConfig, CausalCrateForCausalLM
 from .models.crate import CrateConfig, CrateForImageClassification, CrateImageProcessor
@@ -32,34 +32,6 @@ __all__ = [
     "load_image_tensors",
     "normalise_images",
 ]
-
-# Per-channel statistics of the training split (Fashion-MNIST: the commonly quoted 0.2860 / 0.3530).
-DATASETS = {
-    "fashion-mnist": {"name": "Fashion-MNIST", "hub_id": "zalando-datasets/fashion_mnist",
-                      "class_names": FASHION_MNIST_CLASSES, "image_mean": [0.2860], "image_std": [0.3530], "horizontal_flip_ok": True},
-    "digits": {"name": "sklearn digits (16x16)", "hub_id": "sklearn-digits",
-               "class_names": [str(i) for i in range(10)], "image_mean": None, "image_std": None,
-               "horizontal_flip_ok": False},  # a mirrored digit is a different (or no) digit
-}
-
-
-def load_image_dataset(name: str, data_dir: str | None = None, accelerator=None):
-    """``(DatasetDict, info)`` for ``name`` in `DATASETS`. With an Accelerator, the main process prepares
-    the cache first so that several processes never write it at once."""
-    if name not in DATASETS:
-        raise ValueError(f"`dataset` must be one of {sorted(DATASETS)}, got {name!r}")
-    info = dict(DATASETS[name])
-    loader = (lambda: load_fashion_mnist(data_dir=data_dir)) if name == "fashion-mnist" else load_sklearn_digits
-    if accelerator is not None:
-        with accelerator.main_process_first():
-            dataset = loader()
-    else:
-        dataset = loader()
-    if info["image_mean"] is None:
-        pixels = np.stack([np.asarray(image) for image in dataset["train"]["image"]]).astype(np.float64) / 255.0
-        info["image_mean"], info["image_std"] = [float(pixels.mean())], [float(pixels.std())]
-    return dataset, info
-
 
 def load_image_tensors(args: dict, accelerator=None, data: dict | None = None) -> dict:
     """The train and test splits as in-memory uint8 ``(n, C, H, W)`` tensors, for the self-supervised scripts.

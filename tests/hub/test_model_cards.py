@@ -1,7 +1,8 @@
 """Model cards: model-index results come from the run's metrics file, every card has the citation, the book section,
-intended use and the command; the per-task templates of model_cards/templates are used from a checkout."""
+intended use and the command; the per-task templates shipped in whitebox_hf/templates are used; no absolute path."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,77 @@ def test_pipeline_card_with_sample_metrics(tmp_path, denoiser, pipeline_class):
 def test_packaged_template_renders_a_card_without_results(tmp_path):
     card = pipeline_model_card(RUN_RESULTS, "Fashion-MNIST", template_path=TEMPLATE_PATH)
     assert "docs/results/generation.md" in card.content and "| metric | value |" not in card.content
+
+
+# An absolute POSIX path with at least two components, after a space, quote, backtick, bracket or "=" (written
+# independently of the builder's own pattern).
+ABSOLUTE = re.compile(r"(?:^|[\s`\"'(\[=])/[A-Za-z_][\w.-]*/", re.MULTILINE)
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED_CARDS = sorted([*(REPO / "model_cards").glob("*.md"), *(REPO / "src/whitebox_hf/bundled").rglob("README.md")])
+
+
+def test_committed_cards_hold_no_absolute_path():
+    assert len(COMMITTED_CARDS) >= 10
+    for path in COMMITTED_CARDS:
+        found = ABSOLUTE.findall(path.read_text())
+        assert not found, f"{path.relative_to(REPO)} holds absolute paths: {found}"
+
+
+def test_the_detector_finds_absolute_paths():
+    assert ABSOLUTE.search('from_pretrained("/work/main/runs/x")')
+    assert ABSOLUTE.search("read from `/root/.cache/evaluation.json`")
+    assert not ABSOLUTE.search("see docs/results/generation.md and https://hf.co/a/b, 1/√(2L)")
+
+
+def test_generated_cards_hold_no_absolute_path(tmp_path, monkeypatch, tiny_crate_config):
+    from whitebox_hf import CrateForImageClassification
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    model_dir = work / "runs" / "crate" / "model"
+    CrateForImageClassification(tiny_crate_config()).save_pretrained(model_dir)
+    (elsewhere / "eval").mkdir(parents=True)
+    (elsewhere / "eval" / "metrics.json").write_text(json.dumps({
+        "test_accuracy": 0.5, "dataset": "digits",
+        "command": f"{elsewhere}/venv/bin/python training/train.py --output_dir {model_dir.parent}",
+        "config": {"data_dir": str(elsewhere / "data"), "learning_rate": 0.001}}))
+    monkeypatch.chdir(work)
+    text = write_model_card(model_dir, metrics_file=elsewhere / "eval" / "metrics.json").read_text()
+    assert not ABSOLUTE.findall(text), ABSOLUTE.findall(text)
+    assert 'from_pretrained("runs/crate/model")' in text  # under the working directory: relative to it
+    assert "python training/train.py --output_dir runs/crate" in text and "| data_dir | data |" in text
+    assert "read from `metrics.json`" in text
+    # A folder outside the working directory is shown as the usual placeholder.
+    monkeypatch.chdir(elsewhere)
+    text = str(model_card_from_folder(model_dir, metrics_file=elsewhere / "eval" / "metrics.json"))
+    assert not ABSOLUTE.findall(text) and 'from_pretrained("path/to/this/folder")' in text
+    assert "read from `eval/metrics.json`" in text
+
+
+REQUIRED_METADATA = {
+    "language": {"white_box", "tags", "pipeline_tag", "book_section", "name", "summary"},
+    "image": {"white_box", "tags", "book_section", "descriptions"},
+    "contrastive": {"white_box", "tags", "pipeline_tag", "book_section", "description", "text_towers"},
+    "autoencoder": {"white_box", "short_name", "tags", "book_section", "description", "usage"},
+    "denoiser": {"white_box", "pipeline_class", "tags", "book_section", "description"},
+}
+
+
+def test_family_card_metadata_is_complete_and_lives_beside_the_models():
+    from whitebox_hf.hub.model_card import BASELINE_METADATA, card_metadata
+
+    metadata = card_metadata()
+    assert set(metadata) == set(REQUIRED_METADATA)
+    for kind, families in metadata.items():
+        for key, entry in families.items():
+            assert REQUIRED_METADATA[kind] <= set(entry), (kind, key, REQUIRED_METADATA[kind] - set(entry))
+            assert entry["white_box"] == ("white-box" in entry["tags"]), (kind, key)
+            assert (entry["book_section"] is not None) == entry["white_box"], (kind, key)
+    own = {key for families in metadata.values() for key in families} - set(BASELINE_METADATA)
+    assert {"crate", "crate/odl", "causal_crate", "causal_crate/odl", "aot/mssa", "aot/mhsa", "tost", "whitebox_clip",
+            "CrateRepresentationAutoencoder", "dit"} <= own
+    # The intended-use paragraph of every task and every usage snippet are templates in the package.
+    for task in ("image-classification", "text-generation", "image-feature-extraction",
+                 "zero-shot-image-classification", "autoencoder", "unconditional-image-generation"):
+        assert (TEMPLATES_DIR / "intended_use" / f"{task}.md").read_text().strip()
+    for entry in metadata["autoencoder"].values():
+        assert (TEMPLATES_DIR / "usage" / f"{entry['usage']}.md").is_file()

@@ -3,10 +3,7 @@
 import pytest
 import torch
 
-from whitebox_hf.models.autoencoders import (
-    CrateRepresentationAutoencoder,
-    sincos_position_embedding_2d,
-)
+from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 from whitebox_hf.models.crate import CrateModel
 
 
@@ -95,9 +92,29 @@ def test_noise_only_in_training_mode(rae):
     assert torch.equal(rae(x).sample, rae(x).sample)
 
 
-def test_sincos_positions():
-    table = sincos_position_embedding_2d(8, 3, 3)
-    assert table.shape == (9, 8)
-    assert len({tuple(row.tolist()) for row in table}) == 9
-    with pytest.raises(ValueError):
-        sincos_position_embedding_2d(6, 2, 2)
+def _row_first_sincos(dim: int, height: int, width: int) -> torch.Tensor:
+    """The RAE's table before the shared helper existed (rows in the first half of the channels): the layout
+    saved decoders were trained with, written out independently as the reference."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                                indexing="ij")
+
+    def encode(positions):
+        angles = positions.reshape(-1, 1) * omega.view(1, -1)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1).float()
+
+
+def test_decoder_positions_keep_the_row_first_layout(rae):
+    # The buffer is not saved (recomputed on load), so a saved decoder reproduces its outputs only if the
+    # table is bit-for-bit the one it was trained with.
+    width, grid = rae.config.decoder_hidden_size, rae.grid_size
+    table = rae.decoder_position_embeddings
+    assert table.shape == (1, 1 + grid * grid, width)
+    assert torch.equal(table[0, 0], torch.zeros(width))  # the class-token slot
+    assert torch.equal(table[0, 1:], _row_first_sincos(width, grid, grid))
+    assert "decoder_position_embeddings" not in rae.state_dict()
+
+

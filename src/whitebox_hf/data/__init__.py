@@ -11,16 +11,20 @@ from .fashion_mnist import (
     read_idx_labels,
 )
 from .python_docs import fetch_python_docs, load_python_docs
+from .registry import DATASETS, dataset_hub_id, load_image_dataset
 from .tensors import dataset_to_tensors
 
 __all__ = [
+    "DATASETS",
     "FASHION_MNIST_CLASSES",
     "DataUnavailableError",
+    "dataset_hub_id",
     "dataset_to_tensors",
     "default_cache_dir",
     "fetch_fashion_mnist",
     "fetch_python_docs",
     "load_fashion_mnist",
+    "load_image_dataset",
     "load_python_docs",
     "load_sklearn_digits",
     "read_idx_images",

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import torch
 from torch.utils.data import Dataset
 
+from ..utils.validation import check_positive_int
+
 __all__ = ["PackedTokenBlocks", "tokenize_and_concatenate"]
 
 
@@ -73,8 +75,7 @@ class PackedTokenBlocks(Dataset):
     """
 
     def __init__(self, stream: torch.Tensor, context_length: int):
-        if not isinstance(context_length, int) or isinstance(context_length, bool) or context_length <= 0:
-            raise ValueError(f"`context_length` must be a positive integer, got {context_length!r}")
+        check_positive_int("context_length", context_length)
         if stream.ndim != 1:
             raise ValueError(f"`stream` must be a 1-D tensor of token ids, got shape {tuple(stream.shape)}")
         if stream.numel() < context_length + 1:

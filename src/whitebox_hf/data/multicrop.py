@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
+from ..utils.validation import check_positive_int
+
 __all__ = ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"]
 
 FASHION_MNIST_MEAN = (0.2860,)
@@ -80,8 +82,7 @@ class MultiCropTransform:
     ):
         for name, value in (("global_size", global_size), ("local_size", local_size),
                             ("blur_kernel_size", blur_kernel_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         if blur_kernel_size % 2 == 0:
             raise ValueError(f"`blur_kernel_size` must be odd, got {blur_kernel_size!r}")
         if isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.validation import check_positive_int
 from .fashion_mnist import DataUnavailableError, default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -218,12 +219,10 @@ def load_openclipart(
     from PIL import Image
     from tqdm.auto import tqdm
 
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
-        raise ValueError(f"`image_size` must be a positive integer, got {image_size!r}")
+    check_positive_int("image_size", image_size)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers <= 0:
-        raise ValueError(f"`num_workers` must be a positive integer, got {num_workers!r}")
+    check_positive_int("num_workers", num_workers)
     root = Path(root) if root is not None else OPENCLIPART_ROOT
     cache = Path(cache_dir) if cache_dir is not None else _default_cache(root, image_size)
     prepared = cache / f"prepared_v{_FORMAT_VERSION}_test{test_fraction:g}"

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..nn import coding_rate
+from ..utils.validation import check_positive_int
 from ._utils import check_pixel_batch, evaluation_mode, model_device
 from .features import get_backbone
 
@@ -51,8 +52,7 @@ def layerwise_diagnostics(
         raise TypeError(f"`pixel_values` must be model-ready floating-point images, got dtype {pixel_values.dtype}")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise ValueError(f"`eps` must be a positive number, got {eps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
 
     device = model_device(backbone)
     zeros: list[int] = []

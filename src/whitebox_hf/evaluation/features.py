@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel, ViTModel
 
 from ..models.crate import CrateModel
+from ..utils.validation import check_positive_int
 from ._utils import check_pixel_batch, evaluation_mode, model_device
 
 __all__ = ["extract_features", "get_backbone"]
@@ -118,8 +119,7 @@ def extract_features(
         `torch.Tensor`: float32 features of shape ``(n, hidden_size)``.
     """
     backbone = get_backbone(model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if image_processor is not None and not callable(image_processor):
         raise TypeError(f"`image_processor` must be callable, got {type(image_processor).__name__}")
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..utils.validation import check_positive_int
 from ._utils import as_feature_tensor, as_label_tensor
 from .scoring import compute_accuracy
 
@@ -29,14 +30,12 @@ def _check_knn_arguments(train_features, train_labels, test_features, k, tempera
         raise ValueError(
             f"`test_features` has width {test.shape[1]} but `train_features` has width {train.shape[1]}"
         )
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ValueError(f"`k` must be a positive integer, got {k!r}")
+    check_positive_int("k", k)
     if k > train.shape[0]:
         raise ValueError(f"`k` ({k}) must not exceed the number of training features ({train.shape[0]})")
     if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0):
         raise ValueError(f"`temperature` must be a positive number, got {temperature!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
+    check_positive_int("chunk_size", chunk_size)
     max_label = int(labels.max())
     if num_classes is None:
         num_classes = max_label + 1

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..utils.validation import check_positive_int
 from ._utils import as_feature_tensor, as_label_tensor
 from .scoring import compute_accuracy
 
@@ -41,8 +42,7 @@ def fit_linear_probe(
         raise ValueError("`train_labels` must contain at least two classes")
     if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 0:
         raise ValueError(f"`C` must be a positive number, got {C!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter <= 0:
-        raise ValueError(f"`max_iter` must be a positive integer, got {max_iter!r}")
+    check_positive_int("max_iter", max_iter)
     if not tol > 0:
         raise ValueError(f"`tol` must be positive, got {tol!r}")
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, tol=tol))

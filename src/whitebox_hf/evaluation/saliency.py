@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import check_positive_int
 from ._utils import check_pixel_batch, evaluation_mode, model_device
 from .features import get_backbone
 
@@ -139,8 +140,7 @@ def save_saliency_grid(
         raise ValueError(f"`titles` has {len(titles)} entries but there are {images.shape[0]} images")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1], got {alpha!r}")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols <= 0:
-        raise ValueError(f"`ncols` must be a positive integer, got {ncols!r}")
+    check_positive_int("ncols", ncols)
 
     batch = images.shape[0]
     cols = min(ncols, batch)

@@ -1,4 +1,4 @@
-"""Model cards built with `huggingface_hub.ModelCard` from a run's measured metrics (offline).
+"""The model-card builder: `huggingface_hub.ModelCard` from a run's measured metrics (offline).
 
 `image_classification_model_card`, `causal_lm_model_card`, `representation_model_card`, `contrastive_model_card`
 (CLIP / LIFT), `autoencoder_model_card` (diffusers VAE / RAE) and `pipeline_model_card` (diffusers generation
@@ -9,26 +9,40 @@ citation. Every number comes from the caller (the training script passes what it
 with `model_card_from_folder` / `write_model_card` (used by ``whitebox-hf card``), from the run's metrics file
 (``metrics.json`` / ``evaluation.json``), never from the template.
 
-Templates: the per-task templates of the repository's ``model_cards/templates/`` (``image-classification.md``,
-``text-generation.md``, ``image-feature-extraction.md``, ``zero-shot-image-classification.md``, ``autoencoder.md``,
-``unconditional-image-generation.md``) when the package runs from a checkout, else the generic
-``whitebox_hf/templates/modelcard.md`` shipped in the wheel; ``template_path=`` picks any other Jinja file.
+Where each part lives:
+
+- what a card says about a model family (its first paragraph, book section, Hub tags, pipeline tag) sits beside
+  the model, in ``whitebox_hf/models/<family>/card.py`` (``CARD_METADATA``); the transformers / diffusers
+  baselines (GPT-2, ViT, VAE, U-Net) have theirs here, in `BASELINE_METADATA`;
+- the prose and the layout are templates shipped in the package (``whitebox_hf/templates/``): one Jinja card
+  template per task (``image-classification.md``, ``text-generation.md``, ``image-feature-extraction.md``,
+  ``zero-shot-image-classification.md``, ``autoencoder.md``, ``unconditional-image-generation.md``; the generic
+  ``modelcard.md`` for any other), the intended-use paragraph per task (``intended_use/<task>.md``) and the
+  usage snippets (``usage/<name>.md``); ``template_path=`` picks any other Jinja file.
+
+A card never holds a local absolute path: a folder, metrics file or command argument under the working
+directory is written relative to it, any other as its name (a folder as ``path/to/this/folder``).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 __all__ = [
+    "BASELINE_METADATA",
     "BOOK_CITATION",
     "METRICS_FILES",
     "TEMPLATES_DIR",
     "TEMPLATE_PATH",
     "autoencoder_model_card",
+    "card_metadata",
     "causal_lm_model_card",
     "contrastive_model_card",
     "image_classification_model_card",
@@ -39,9 +53,9 @@ __all__ = [
     "write_model_card",
 ]
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "templates" / "modelcard.md"
-# model_cards/templates of a source checkout (absent from an installed wheel).
-TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "model_cards" / "templates"
+# The templates shipped with the package (package-data in pyproject.toml): the same in a checkout and a wheel.
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_PATH = TEMPLATES_DIR / "modelcard.md"
 
 BOOK_CITATION = """@book{buchanan2025learning,
   title     = {Learning Deep Representations of Data Distributions},
@@ -50,101 +64,120 @@ BOOK_CITATION = """@book{buchanan2025learning,
   url       = {https://ma-lab-berkeley.github.io/deep-representation-learning-book/}
 }"""
 
-INTENDED_USE = {
-    "image-classification": (
-        "A small research model: it shows how a white-box network's layers compress and sparsify image tokens, "
-        "and is a baseline for comparisons on the data set it was trained on. It is not meant for images unlike "
-        "its training data (other resolutions, colour photographs, other classes) nor for any decision about "
-        "people."
-    ),
-    "text-generation": (
-        "A small research language model trained from scratch on a narrow corpus: use it to study white-box "
-        "attention and sparse coding in language modelling, or as a baseline. Its text is often wrong or "
-        "repetitive; do not use it to produce facts, advice or user-facing content."
-    ),
-    "zero-shot-image-classification": (
-        "A small research model: it shows how a white-box image tower learns from captions, for retrieval and "
-        "zero-shot classification of clip-art drawings like its training data. It is not meant for photographs "
-        "or other image styles, and its captions' biases carry over; do not use it for decisions about people."
-    ),
-    "autoencoder": (
-        "The first stage of a latent generative model: it compresses small images to latents and decodes them "
-        "back. Trained on one small grey-scale data set, it reconstructs images unlike that data poorly."
-    ),
-    "unconditional-image-generation": (
-        "A small research generator: it draws class-conditional images like its training data, to compare "
-        "denoisers and latent spaces under one budget. Its samples are low-resolution and often imperfect; "
-        "do not use them as real data."
-    ),
-    "image-feature-extraction": (
-        "A backbone trained without labels; its features are for k-NN / linear-probe evaluation and for studying "
-        "what self-supervised white-box networks learn. It is small and trained on a small data set, so its "
-        "features do not transfer to unrelated images."
-    ),
-}
-
-BOOK_SOURCE = ("The architecture follows *Learning Deep Representations of Data Distributions*, Chapter 8.")
+BOOK_SOURCE = "The architecture follows *Learning Deep Representations of Data Distributions*, Chapter 8."
 BASELINE_SOURCE = "The architecture is the transformers baseline, trained with the same recipe as the white-box models."
 DIFFUSERS_SOURCE = "Built from diffusers components and trained with the whitebox_hf training scripts."
+DEFAULT_REPO_PATH = "path/to/this/folder"
+
+# The card metadata of the models that are not whitebox_hf's own (same keys as ``models/<family>/card.py``).
+BASELINE_METADATA = {
+    "gpt2": {"white_box": False, "tags": (), "pipeline_tag": "text-generation", "book_section": None,
+             "name": "A GPT-2 language model", "summary": "The baseline: transformers' `GPT2LMHeadModel`."},
+    "AutoencoderKL": {
+        "white_box": False, "short_name": "vae", "tags": (), "book_section": None, "usage": "vae",
+        "description": ("A small diffusers `AutoencoderKL` (VAE) trained on {dataset} with an L1 + KL + perceptual "
+                        "loss; its latents feed the latent generative models of this repository."),
+    },
+    "unet": {"white_box": False, "pipeline_class": "WhiteboxDDPMPipeline", "tags": (), "book_section": None,
+             "description": ("a class-conditional diffusers `UNet2DModel` trained with DDPM (ε-prediction), the "
+                             "pixel-space baseline")},
+}
+
+REPRESENTATION_METHODS = {
+    "simdino": ("SimDINO", "§8.2-§8.3 (self-supervised learning with a coding-rate regulariser)"),
+    "dino": ("DINO", None),
+    "mae": ("masked autoencoding (CRATE-MAE / ViT-MAE)", "Chapter 8 (CRATE-MAE)"),
+}
+
+# Numbers of train_clip.py's metrics.json that go into the card (retrieval in both directions, zero-shot).
+CONTRASTIVE_METRICS = ("image_to_text_R@1", "image_to_text_R@5", "text_to_image_R@1", "text_to_image_R@5",
+                       "zero_shot_accuracy", "zero_shot_balanced_accuracy")
+
+AUTOENCODER_FIELDS = ("in_channels", "block_out_channels", "layers_per_block", "latent_channels", "sample_size",
+                      "scaling_factor", "shift_factor", "decoder_hidden_size", "decoder_num_layers",
+                      "decoder_num_heads", "noise_tau")
+
+GENERATION_RESULTS = "docs/results/generation.md"
+
+
+@functools.cache
+def card_metadata() -> dict[str, dict]:
+    """Every family's ``CARD_METADATA`` (the ``models/<family>/card.py`` files) and `BASELINE_METADATA`, by
+    kind: ``language``, ``image``, ``contrastive``, ``autoencoder`` and ``denoiser``."""
+    from ..models.aot.card import CARD_METADATA as aot
+    from ..models.autoencoders.card import CARD_METADATA as autoencoders
+    from ..models.causal_crate.card import CARD_METADATA as causal_crate
+    from ..models.crate.card import CARD_METADATA as crate
+    from ..models.denoisers.card import CARD_METADATA as denoisers
+    from ..models.tost.card import CARD_METADATA as tost
+    from ..models.whitebox_clip.card import CARD_METADATA as whitebox_clip
+
+    baselines = BASELINE_METADATA
+    return {
+        "language": {**causal_crate, **aot, **tost, "gpt2": baselines["gpt2"]},
+        "image": crate,
+        "contrastive": whitebox_clip,
+        "autoencoder": {**autoencoders, "AutoencoderKL": baselines["AutoencoderKL"]},
+        "denoiser": {**denoisers, "unet": baselines["unet"]},
+    }
+
+
+def _prose(folder: str, name: str) -> str:
+    """A paragraph of ``templates/<folder>/<name>.md`` as one line (the files are wrapped for reading)."""
+    path = TEMPLATES_DIR / folder / f"{name}.md"
+    return " ".join(path.read_text(encoding="utf-8").split()) if path.is_file() else ""
+
+
+def _usage(name: str, **variables) -> str:
+    """The usage snippet ``templates/usage/<name>.md`` filled with ``variables``."""
+    text = (TEMPLATES_DIR / "usage" / f"{name}.md").read_text(encoding="utf-8")
+    return jinja2.Template(text, keep_trailing_newline=False).render(**variables).rstrip("\n")
+
+
+# An absolute POSIX path of two or more components: a "/" not preceded by a word character, a dot, a colon, a
+# slash or "~" (so URLs, "a/b" and fractions such as "1/√d" are not matched). One component ("/s" in "tokens /s")
+# is left alone: it is more often prose than a folder.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[\w.@+-]+(?:/[\w.@+-]+)+/?")
+
+
+def _portable(path, fallback: str | None = None) -> str:
+    """``path`` as a card may show it: relative as given, under the working directory relative to it, else
+    ``fallback`` (default: its last component)."""
+    path = str(path)
+    if not os.path.isabs(path):
+        return path
+    cwd = os.path.abspath(os.getcwd())
+    absolute = os.path.abspath(path)
+    if absolute == cwd or absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(absolute, cwd)
+    return fallback if fallback is not None else (os.path.basename(absolute.rstrip(os.sep)) or ".")
+
+
+def _portable_text(text: str | None) -> str | None:
+    """Every absolute path inside ``text`` (a command line, a snippet) made `_portable`."""
+    return None if text is None else ABSOLUTE_PATH.sub(lambda match: _portable(match.group(0)), text)
 
 
 def _slug(*parts: str) -> str:
     """A Hub-style model name: lower case, runs of other characters replaced by one ``-``."""
     return re.sub(r"[^a-z0-9.]+", "-", "-".join(parts).lower()).strip("-")
 
-IMAGE_USAGE = '''```python
-import whitebox_hf  # registers the architecture with the Auto classes
-from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-processor = AutoImageProcessor.from_pretrained("{repo_path}")
-model = AutoModelForImageClassification.from_pretrained("{repo_path}")
-logits = model(**processor(images=image, return_tensors="pt")).logits
-```'''
-
-CAUSAL_LM_USAGE = '''```python
-import whitebox_hf  # registers the architecture with the Auto classes
-from transformers import pipeline
-
-generator = pipeline("text-generation", model="{repo_path}")
-print(generator("The :mod:`os` module", max_new_tokens=50, do_sample=False)[0]["generated_text"])
-```'''
-
-# What each language-model family is, for the card's first paragraph: (name with its article, what its
-# layers do).
-CAUSAL_LM_DESCRIPTIONS = {
-    "causal_crate": (
-        "A causal CRATE language model",
-        "Each layer compresses the tokens with causal multi-head subspace self-attention (one projection shared "
-        "by query, key and value) and sparsifies them with one ISTA step against a learned dictionary.",
-    ),
-    "causal_crate/odl": (
-        "A causal CRATE-α language model",
-        "Each layer applies causal multi-head subspace self-attention, then a residual overcomplete-dictionary "
-        "sparse-coding block (ODL).",
-    ),
-    "aot/mssa": (
-        "An attention-only transformer (AoT-MSSA)",
-        "Every layer is a residual causal multi-head subspace self-attention: a compression step, with no MLP.",
-    ),
-    "aot/mhsa": (
-        "An attention-only transformer (AoT-MHSA)",
-        "GPT-2 blocks with their MLP removed: the softmax-attention control of AoT-MSSA.",
-    ),
-    "tost": (
-        "A causal Token Statistics Transformer (ToST)",
-        "Token statistics self-attention compresses the tokens in time linear in the context length, followed "
-        "by an MLP; generation keeps a constant-size recurrent state.",
-    ),
-    "gpt2": ("A GPT-2 language model", "The baseline: transformers' `GPT2LMHeadModel`."),
-}
-
 
 def _family(config) -> str:
+    """The language-model card key: ``model_type``, or ``model_type/variant`` where the family has variants."""
     variant = getattr(config, "attention_type", None) or (
         "odl" if getattr(config, "block_type", None) == "odl" else None
     )
     key = f"{config.model_type}/{variant}" if variant else config.model_type
-    return key if key in CAUSAL_LM_DESCRIPTIONS else config.model_type
+    return key if key in card_metadata()["language"] else config.model_type
+
+
+def _image_family(config) -> dict | None:
+    """The image family's metadata (``crate`` or ``crate/odl``), None for a baseline."""
+    families = card_metadata()["image"]
+    if getattr(config, "block_type", None) == "odl" and f"{config.model_type}/odl" in families:
+        return families[f"{config.model_type}/odl"]
+    return families.get(config.model_type)
 
 
 def _fields(config, names: tuple[str, ...]) -> dict:
@@ -160,9 +193,10 @@ def _build_card(model_type: str, metrics: dict | None, task: str, dataset_name: 
                 template_path=None, metrics_source: str | None = None, library_name: str = "transformers",
                 template: str | None = None, pipeline_tag: bool = True, results_note: str = "",
                 require_metrics: bool = True):
-    """The shared card builder. ``task`` is the `model-index` task (and the pipeline tag unless ``pipeline_tag``
-    is False); ``template`` names the template (default ``task``); without ``metrics`` (allowed only when
-    ``require_metrics`` is False) the card has no `model-index` and shows ``results_note`` instead."""
+    """The one card builder. ``task`` is the `model-index` task (and the pipeline tag unless ``pipeline_tag``
+    is False); ``template`` names the template and the intended-use paragraph (default ``task``); without
+    ``metrics`` (allowed only when ``require_metrics`` is False) the card has no `model-index` and shows
+    ``results_note`` instead."""
     if require_metrics and not metrics:
         raise ValueError("`metrics` must hold at least one measured value")
     metrics = metrics or {}
@@ -188,6 +222,7 @@ def _build_card(model_type: str, metrics: dict | None, task: str, dataset_name: 
         model_name=model_name,
         eval_results=eval_results or None,
     )
+    hyperparameters = {k: (_portable_text(v) if isinstance(v, str) else v) for k, v in (hyperparameters or {}).items()}
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path or template_for_task(template or task)),
@@ -198,23 +233,23 @@ def _build_card(model_type: str, metrics: dict | None, task: str, dataset_name: 
         results_note=results_note,
         dataset_name=dataset_name,
         eval_split=eval_split,
-        hyperparameters=hyperparameters or {},
-        training_summary=training_summary,
-        usage=usage,
+        hyperparameters=hyperparameters,
+        training_summary=_portable_text(training_summary),
+        usage=_portable_text(usage),
         architecture_source=architecture_source,
-        command=command,
+        command=_portable_text(command),
         book_section=book_section,
-        intended_use=intended_use or INTENDED_USE.get(template or task, ""),
+        intended_use=intended_use or _prose("intended_use", template or task),
         citation=BOOK_CITATION,
         dataset_id=dataset_id,
-        metrics_source=metrics_source,
+        metrics_source=_portable_text(metrics_source),
     )
 
 
 def template_for_task(task: str) -> Path:
-    """``model_cards/templates/<task>.md`` of a source checkout if present, else the packaged template."""
+    """``whitebox_hf/templates/<task>.md`` if there is one, else the generic ``modelcard.md``."""
     candidate = TEMPLATES_DIR / f"{task}.md"
-    return candidate if candidate.is_file() else TEMPLATE_PATH
+    return candidate if candidate.is_file() and candidate != TEMPLATE_PATH else TEMPLATE_PATH
 
 
 def image_classification_model_card(
@@ -225,7 +260,7 @@ def image_classification_model_card(
     hyperparameters: dict | None = None,
     training_summary: str = "",
     model_name: str | None = None,
-    repo_path: str = "path/to/this/folder",
+    repo_path: str = DEFAULT_REPO_PATH,
     eval_split: str = "test",
     command: str | None = None,
     template_path=None,
@@ -237,23 +272,18 @@ def image_classification_model_card(
         ValueError: ``metrics`` is empty.
     """
     model_name = model_name or f"{config.model_type}-{dataset_name}".lower().replace(" ", "-")
-    white_box = config.model_type == "crate"
-    description = (
-        f"A `{config.model_type}` image classifier trained on {dataset_name}. "
-        "Its layers are unrolled optimisation steps of the sparse rate reduction objective: multi-head subspace "
-        "self-attention compresses the tokens and a sparse-coding step (ISTA or ODL) sparsifies them."
-        if white_box
-        else f"A `{config.model_type}` image classifier trained on {dataset_name} (baseline)."
-    )
+    family = _image_family(config)
+    description = (family["descriptions"]["image-classification"].format(dataset=dataset_name) if family
+                   else f"A `{config.model_type}` image classifier trained on {dataset_name} (baseline).")
     return _build_card(
         config.model_type, metrics, "image-classification", dataset_name, dataset_id, eval_split, model_name,
         description, _fields(config, ("model_type", "block_type", "hidden_size", "num_hidden_layers",
                                       "num_attention_heads", "patch_size", "image_size", "num_channels", "num_labels",
                                       "pooling")),
-        hyperparameters, training_summary, IMAGE_USAGE.format(repo_path=repo_path),
-        BOOK_SOURCE if white_box else BASELINE_SOURCE, extra_tags=("white-box",) if white_box else (),
+        hyperparameters, training_summary, _usage("image-classification", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BOOK_SOURCE if family else BASELINE_SOURCE, extra_tags=family["tags"] if family else (),
         command=command, template_path=template_path, metrics_source=metrics_source,
-        book_section=_book_section(config) if white_box else None,
+        book_section=family["book_section"] if family else None,
     )
 
 
@@ -265,7 +295,7 @@ def causal_lm_model_card(
     hyperparameters: dict | None = None,
     training_summary: str = "",
     model_name: str | None = None,
-    repo_path: str = "path/to/this/folder",
+    repo_path: str = DEFAULT_REPO_PATH,
     eval_split: str = "validation",
     command: str | None = None,
     template_path=None,
@@ -280,51 +310,20 @@ def causal_lm_model_card(
     """
     family = _family(config)
     model_name = model_name or f"{family.replace('/', '-')}-{dataset_name}".lower().replace(" ", "-")
-    white_box = family not in ("gpt2", "aot/mhsa")
-    name, detail = CAUSAL_LM_DESCRIPTIONS.get(family, (f"A `{config.model_type}` language model", ""))
-    description = f"{name} trained from scratch on {dataset_name}. {detail}".strip()
+    metadata = card_metadata()["language"].get(family) or {
+        "white_box": False, "tags": (), "book_section": None, "name": f"A `{config.model_type}` language model",
+        "summary": ""}
+    description = f"{metadata['name']} trained from scratch on {dataset_name}. {metadata['summary']}".strip()
     return _build_card(
         config.model_type, metrics, "text-generation", dataset_name, dataset_id, eval_split, model_name, description,
         _fields(config, ("model_type", "block_type", "attention_type", "hidden_size", "num_hidden_layers",
                          "num_attention_heads", "max_position_embeddings", "vocab_size", "final_layer_norm",
                          "tie_word_embeddings")),
-        hyperparameters, training_summary, CAUSAL_LM_USAGE.format(repo_path=repo_path),
-        BASELINE_SOURCE if config.model_type == "gpt2" else BOOK_SOURCE,
-        extra_tags=("white-box",) if white_box else (),
+        hyperparameters, training_summary, _usage("text-generation", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BASELINE_SOURCE if family == "gpt2" else BOOK_SOURCE, extra_tags=metadata["tags"],
         command=command, template_path=template_path, metrics_source=metrics_source,
-        book_section=_book_section(config) if white_box else None,
+        book_section=metadata["book_section"],
     )
-
-
-def _book_section(config) -> str | None:
-    if getattr(config, "block_type", None) == "odl" and f"{config.model_type}/odl" in BOOK_SECTIONS:
-        return BOOK_SECTIONS[f"{config.model_type}/odl"]
-    return BOOK_SECTIONS.get(config.model_type)
-
-
-# Which part of the book each white-box family implements (for the card's first paragraph).
-BOOK_SECTIONS = {
-    "crate": "§8.4.1 (CRATE)",
-    "crate/odl": "the CRATE-α section of Chapter 8 (overcomplete dictionary learning blocks)",
-    "causal_crate": "§8.4 (causal CRATE language model, Table 8.18)",
-    "tost": "§8.4 (Token Statistics Transformer, Table 8.24)",
-    "aot": "Chapter 8 (attention-only transformer: compression without sparsification)",
-}
-
-REPRESENTATION_USAGE = '''```python
-import whitebox_hf  # registers the architecture with the Auto classes
-from transformers import AutoImageProcessor, AutoModel
-
-processor = AutoImageProcessor.from_pretrained("{repo_path}")
-model = AutoModel.from_pretrained("{repo_path}")
-features = model(**processor(images=image, return_tensors="pt")).pooler_output
-```'''
-
-REPRESENTATION_METHODS = {
-    "simdino": ("SimDINO", "§8.2-§8.3 (self-supervised learning with a coding-rate regulariser)"),
-    "dino": ("DINO", None),
-    "mae": ("masked autoencoding (CRATE-MAE / ViT-MAE)", "Chapter 8 (CRATE-MAE)"),
-}
 
 
 def representation_model_card(
@@ -336,7 +335,7 @@ def representation_model_card(
     hyperparameters: dict | None = None,
     training_summary: str = "",
     model_name: str | None = None,
-    repo_path: str = "path/to/this/folder",
+    repo_path: str = DEFAULT_REPO_PATH,
     eval_split: str = "test",
     command: str | None = None,
     template_path=None,
@@ -350,7 +349,7 @@ def representation_model_card(
     """
     method_name, section = REPRESENTATION_METHODS.get(method.lower(), (method, None))
     model_name = model_name or f"{config.model_type}-{method}-{dataset_name}".lower().replace(" ", "-")
-    white_box = config.model_type == "crate"
+    family = _image_family(config)
     description = (f"A `{config.model_type}` backbone trained with {method_name} on {dataset_name} without labels. "
                    "Its quality is measured on frozen features: k-NN and linear-probe accuracy on the test split.")
     return _build_card(
@@ -358,26 +357,12 @@ def representation_model_card(
         description, _fields(config, ("model_type", "block_type", "hidden_size", "num_hidden_layers",
                                       "num_attention_heads", "patch_size", "image_size", "num_channels", "pooling",
                                       "mask_ratio")),
-        hyperparameters, training_summary, REPRESENTATION_USAGE.format(repo_path=repo_path),
-        BOOK_SOURCE if white_box else BASELINE_SOURCE, extra_tags=(method.lower(), *(("white-box",) if white_box else ())),
+        hyperparameters, training_summary, _usage("image-feature-extraction", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BOOK_SOURCE if family else BASELINE_SOURCE,
+        extra_tags=(method.lower(), *(family["tags"] if family else ())),
         command=command, template_path=template_path, metrics_source=metrics_source,
-        book_section=section if white_box else None,
+        book_section=section if family else None,
     )
-
-
-CONTRASTIVE_USAGE = '''```python
-import whitebox_hf  # registers the architecture with the Auto classes
-from transformers import AutoModel, AutoProcessor
-
-processor = AutoProcessor.from_pretrained("{repo_path}")
-model = AutoModel.from_pretrained("{repo_path}")
-inputs = processor(text=["a clip art of food", "a clip art of plants"], images=image, return_tensors="pt")
-probabilities = model(**inputs).logits_per_image.softmax(dim=-1)
-```'''
-
-# Numbers of train_clip.py's metrics.json that go into the card (retrieval in both directions, zero-shot).
-CONTRASTIVE_METRICS = ("image_to_text_R@1", "image_to_text_R@5", "text_to_image_R@1", "text_to_image_R@5",
-                       "zero_shot_accuracy", "zero_shot_balanced_accuracy")
 
 
 def contrastive_model_card(
@@ -388,7 +373,7 @@ def contrastive_model_card(
     hyperparameters: dict | None = None,
     training_summary: str = "",
     model_name: str | None = None,
-    repo_path: str = "path/to/this/folder",
+    repo_path: str = DEFAULT_REPO_PATH,
     eval_split: str = "test",
     command: str | None = None,
     template_path=None,
@@ -400,13 +385,11 @@ def contrastive_model_card(
     Raises:
         ValueError: ``metrics`` is empty.
     """
+    metadata = card_metadata()["contrastive"]["whitebox_clip"]
     tower = getattr(config, "text_tower", "clip")
     model_name = model_name or _slug("crate", tower, dataset_name)
-    text = ("the frozen pretrained all-MiniLM-L6-v2 sentence encoder (LIFT: only the image side trains)"
-            if tower == "lift" else "a small BERT trained from scratch with it (CLIP)")
-    description = (f"A contrastive image-text model trained on {dataset_name}: a CRATE image tower paired with "
-                   f"{text}, trained with the symmetric InfoNCE loss and a learnable temperature. It embeds images "
-                   "and captions in one space, for retrieval and zero-shot classification.")
+    text = metadata["text_towers"].get(tower, f"a `{tower}` text tower")
+    description = metadata["description"].format(dataset=dataset_name, text_tower=text)
     architecture = {**_fields(config, ("model_type", "text_tower", "projection_dim", "image_head_hidden_dim")),
                     **{f"vision_{k}": v for k, v in _fields(config.vision_config, (
                         "hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size",
@@ -414,47 +397,12 @@ def contrastive_model_card(
                     **{f"text_{k}": v for k, v in _fields(config.text_config, (
                         "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")).items()}}
     return _build_card(
-        config.model_type, metrics, "zero-shot-image-classification", dataset_name, dataset_id, eval_split,
+        config.model_type, metrics, metadata["pipeline_tag"], dataset_name, dataset_id, eval_split,
         model_name, description, architecture, hyperparameters, training_summary,
-        CONTRASTIVE_USAGE.format(repo_path=repo_path), BOOK_SOURCE, extra_tags=("white-box", "crate", tower),
-        command=command, template_path=template_path, metrics_source=metrics_source,
-        book_section="§8.3.8 (contrastive image-text learning: CLIP and LIFT)",
+        _usage("zero-shot-image-classification", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)), BOOK_SOURCE,
+        extra_tags=(*metadata["tags"], tower), command=command, template_path=template_path,
+        metrics_source=metrics_source, book_section=metadata["book_section"],
     )
-
-
-AUTOENCODER_USAGE = {
-    "AutoencoderKL": '''```python
-from diffusers import AutoencoderKL
-
-vae = AutoencoderKL.from_pretrained("{repo_path}")
-latents = vae.encode(pixels).latent_dist.mode()  # pixels in [-1, 1], shape (n, C, H, W)
-reconstruction = vae.decode(latents).sample
-```''',
-    "CrateRepresentationAutoencoder": '''```python
-from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
-
-rae = CrateRepresentationAutoencoder.from_pretrained("{repo_path}")
-reconstruction = rae.decode(rae.encode(pixels))  # pixels in [-1, 1], shape (n, C, H, W)
-```''',
-}
-
-AUTOENCODER_DESCRIPTIONS = {
-    "AutoencoderKL": (
-        ("A small diffusers `AutoencoderKL` (VAE) trained on {dataset} with an L1 + KL + perceptual loss; its "
-         "latents feed the latent generative models of this repository."),
-        False,
-    ),
-    "CrateRepresentationAutoencoder": (
-        ("A representation autoencoder (RAE) for {dataset}: a frozen CRATE encoder (trained with labels) whose "
-         "tokens are the latents, and a ViT decoder trained to reconstruct the image from them (L1 + perceptual "
-         "loss, noise-augmented tokens)."),
-        True,
-    ),
-}
-
-AUTOENCODER_FIELDS = ("in_channels", "block_out_channels", "layers_per_block", "latent_channels", "sample_size",
-                      "scaling_factor", "shift_factor", "decoder_hidden_size", "decoder_num_layers",
-                      "decoder_num_heads", "noise_tau")
 
 
 def autoencoder_model_card(
@@ -467,7 +415,7 @@ def autoencoder_model_card(
     hyperparameters: dict | None = None,
     training_summary: str = "",
     model_name: str | None = None,
-    repo_path: str = "path/to/this/folder",
+    repo_path: str = DEFAULT_REPO_PATH,
     eval_split: str = "test",
     command: str | None = None,
     template_path=None,
@@ -480,9 +428,11 @@ def autoencoder_model_card(
     Raises:
         ValueError: ``metrics`` is empty.
     """
-    short = "rae" if class_name == "CrateRepresentationAutoencoder" else "vae"
+    known = card_metadata()["autoencoder"]
+    metadata = known.get(class_name) or {**known["AutoencoderKL"],
+                                         "description": f"A `{class_name}` trained on {{dataset}}."}
+    short = metadata["short_name"]
     model_name = model_name or _slug(short, dataset_name)
-    text, white_box = AUTOENCODER_DESCRIPTIONS.get(class_name, (f"A `{class_name}` trained on {{dataset}}.", False))
     architecture = {"class": class_name, **_fields(config, AUTOENCODER_FIELDS)}
     encoder = config.get("encoder_config") if isinstance(config, Mapping) else getattr(config, "encoder_config", None)
     if isinstance(encoder, Mapping):
@@ -490,41 +440,15 @@ def autoencoder_model_card(
             "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")).items()})
     if latent_shape is not None:
         architecture["latent_shape"] = " × ".join(str(d) for d in latent_shape)
-    usage = AUTOENCODER_USAGE.get(class_name, AUTOENCODER_USAGE["AutoencoderKL"]).format(repo_path=repo_path)
     return _build_card(
         short, metrics, "image-to-image", dataset_name, dataset_id, eval_split, model_name,
-        text.format(dataset=dataset_name), architecture, hyperparameters, training_summary, usage,
-        BOOK_SOURCE if white_box else DIFFUSERS_SOURCE,
-        extra_tags=("diffusers", "autoencoder", *(("white-box", "crate") if white_box else ())),
+        metadata["description"].format(dataset=dataset_name), architecture, hyperparameters, training_summary,
+        _usage(metadata["usage"], repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BOOK_SOURCE if metadata["white_box"] else DIFFUSERS_SOURCE,
+        extra_tags=("diffusers", "autoencoder", *metadata["tags"]),
         command=command, template_path=template_path, metrics_source=metrics_source, library_name="diffusers",
-        template="autoencoder", pipeline_tag=False,
-        book_section="the representation-autoencoder part of §8.6" if white_box else None,
+        template="autoencoder", pipeline_tag=False, book_section=metadata["book_section"],
     )
-
-
-PIPELINE_USAGE = '''```python
-import whitebox_hf  # noqa: F401  (the pipeline's components)
-from whitebox_hf.pipelines import {pipeline_class}
-
-pipe = {pipeline_class}.from_pretrained("{repo_path}")
-images = pipe({labels!r}, num_inference_steps={steps}, guidance_scale=2.0).images
-```'''
-
-# Denoiser of a generation run (results.json ``denoiser``) -> (pipeline class, description, white-box).
-PIPELINE_DENOISERS = {
-    "dit": ("WhiteboxFlowPipeline",
-            "a class-conditional DiT (diffusers `DiTTransformer2DModel`, adaLN-Zero) trained with rectified flow",
-            False),
-    "crate": ("WhiteboxFlowPipeline",
-              ("a class-conditional CRATE denoiser (`CrateDenoiserTransformer`: multi-head subspace self-attention "
-               "and ISTA blocks in a DiT frame) trained with rectified flow"),
-              True),
-    "unet": ("WhiteboxDDPMPipeline",
-             "a class-conditional diffusers `UNet2DModel` trained with DDPM (ε-prediction), the pixel-space baseline",
-             False),
-}
-
-GENERATION_RESULTS = "docs/results/generation.md"
 
 
 def pipeline_model_card(
@@ -536,7 +460,7 @@ def pipeline_model_card(
     class_names: list[str] | None = None,
     hyperparameters: dict | None = None,
     model_name: str | None = None,
-    repo_path: str = "path/to/this/folder",
+    repo_path: str = DEFAULT_REPO_PATH,
     eval_split: str = "test",
     command: str | None = None,
     template_path=None,
@@ -554,15 +478,17 @@ def pipeline_model_card(
         KeyError: ``results`` lacks ``steps``, ``batch_size`` or ``denoiser``.
     """
     denoiser = results["denoiser"]
-    pipeline_class, what, white_box = PIPELINE_DENOISERS.get(
-        denoiser, ("WhiteboxFlowPipeline", f"a class-conditional `{denoiser}` denoiser", False))
+    metadata = card_metadata()["denoiser"].get(denoiser) or {
+        "white_box": False, "pipeline_class": "WhiteboxFlowPipeline", "tags": (), "book_section": None,
+        "description": f"a class-conditional `{denoiser}` denoiser"}
+    pipeline_class = metadata["pipeline_class"]
     autoencoder = results.get("autoencoder") or "none"
     latent = autoencoder != "none"
     space = (f"in the latent space of a saved autoencoder (`{autoencoder_class or 'autoencoder'}`, trained "
-             f"separately: `{autoencoder}`)" if latent else "in pixel space")
+             f"separately: `{_portable(autoencoder)}`)" if latent else "in pixel space")
     model_name = model_name or _slug(denoiser, "latent" if latent else "pixel", dataset_name)
-    description = (f"A `{pipeline_class}` for {dataset_name}: {what}, {space}. Give it class labels (ids or names) "
-                   "and it draws images, with classifier-free guidance.")
+    description = (f"A `{pipeline_class}` for {dataset_name}: {metadata['description']}, {space}. Give it class "
+                   "labels (ids or names) and it draws images, with classifier-free guidance.")
     facts = [f"{results['steps']:,} steps of batch {results['batch_size']}"]
     if isinstance(results.get("epochs"), (int, float)):
         facts.append(f"{results['epochs']:.2f} epochs")
@@ -571,26 +497,26 @@ def pipeline_model_card(
     summary = f"Trained from scratch ({', '.join(facts)}); the pipeline holds the EMA weights of the denoiser."
     architecture = {"pipeline": pipeline_class, "denoiser": denoiser,
                     **_fields(results, ("num_parameters", "input_shape")),
-                    "autoencoder": autoencoder_class or autoencoder}
+                    "autoencoder": autoencoder_class or _portable(autoencoder)}
     if "input_shape" in architecture:
         architecture["input_shape"] = " × ".join(str(d) for d in architecture["input_shape"])
     note = ("No sample-quality metric is measured at training time. FD-EffNet (Fréchet distance between "
             "EfficientNet-Lite0 features of samples and test images; not FID) and the class accuracy of a "
             f"classifier on the samples, per guidance scale, are in `{GENERATION_RESULTS}` "
             "(`training/report_generation.py`).")
-    usage = usage or PIPELINE_USAGE.format(pipeline_class=pipeline_class, repo_path=repo_path,
-                                  labels=list(class_names[:2]) if class_names else [0, 1],
-                                  steps=25 if pipeline_class == "WhiteboxFlowPipeline" else 100)
+    usage = usage or _usage("pipeline", pipeline_class=pipeline_class, repo_path=_portable(repo_path, DEFAULT_REPO_PATH),
+                            labels=repr(list(class_names[:2]) if class_names else [0, 1]),
+                            steps=25 if pipeline_class == "WhiteboxFlowPipeline" else 100)
     return _build_card(
         denoiser, metrics, "unconditional-image-generation", dataset_name, dataset_id, eval_split, model_name,
         description, architecture, hyperparameters, summary, usage,
-        BOOK_SOURCE if white_box else DIFFUSERS_SOURCE,
+        BOOK_SOURCE if metadata["white_box"] else DIFFUSERS_SOURCE,
         extra_tags=("diffusers", "class-conditional", "ddpm" if pipeline_class == "WhiteboxDDPMPipeline"
-                    else "flow-matching", *(("white-box", "crate") if white_box else ())),
+                    else "flow-matching", *metadata["tags"]),
         command=command, template_path=template_path, metrics_source=metrics_source or (
             GENERATION_RESULTS if metrics else None),
         library_name="diffusers", results_note=note, require_metrics=False,
-        book_section="§8.6 (generation with a white-box denoiser)" if white_box else None,
+        book_section=metadata["book_section"],
     )
 
 
@@ -629,17 +555,6 @@ def _find_metrics_file(model_dir: Path) -> Path:
                             "metrics file (--metrics PATH)")
 
 
-def _dataset_id(dataset_name: str) -> str | None:
-    try:
-        from ..training_setup import DATASETS
-    except ImportError:  # pragma: no cover
-        return None
-    for key, info in DATASETS.items():
-        if dataset_name in (key, info["name"]):
-            return info["hub_id"]
-    return None
-
-
 def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=None, dataset_name: str | None = None,
                            dataset_id: str | None = None, command: str | None = None, template_path=None,
                            model_name: str | None = None, repo_path: str | None = None) -> ModelCard:
@@ -662,6 +577,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     from transformers import AutoConfig
 
     from .. import models  # noqa: F401  (registers the architectures)
+    from ..data.registry import dataset_hub_id
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -670,7 +586,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     if metrics is None:
         metrics_path = Path(metrics_file) if metrics_file else _find_metrics_file(model_dir)
         metrics = json.loads(metrics_path.read_text())
-        source = metrics_path.name if metrics_path.parent in (model_dir, model_dir.parent) else str(metrics_path)
+        source = metrics_path.name if metrics_path.parent in (model_dir, model_dir.parent) else _portable(metrics_path)
     config = AutoConfig.from_pretrained(model_dir)
     task = _task_of(list(getattr(config, "architectures", None) or []))
     measured = {}
@@ -685,7 +601,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     dataset_name = dataset_name or metrics.get("dataset")
     if not dataset_name:
         raise ValueError("the metrics name no data set; pass dataset_name (--dataset)")
-    dataset_id = dataset_id or _dataset_id(dataset_name)
+    dataset_id = dataset_id or dataset_hub_id(dataset_name)
     command = command or metrics.get("command")
     run_config = metrics.get("config") if isinstance(metrics.get("config"), dict) else {}
     hyperparameters = {k: v for k, v in run_config.items() if isinstance(v, (int, float, str, bool)) and v != ""}
@@ -694,7 +610,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     summary = (f"Trained with the whitebox_hf training scripts ({', '.join(facts)})." if facts
                else "Trained with the whitebox_hf training scripts.")
     common = dict(dataset_id=dataset_id, hyperparameters=hyperparameters, training_summary=summary,
-                  model_name=model_name, repo_path=repo_path or str(model_dir), command=command,
+                  model_name=model_name, repo_path=repo_path or _portable(model_dir, DEFAULT_REPO_PATH), command=command,
                   template_path=template_path, metrics_source=source)
     if task == "image-classification":
         return image_classification_model_card(config, measured, dataset_name, **common)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from ..utils.validation import check_positive_int as _check_positive_int
+
 __all__ = ["check_choice", "check_positive", "check_positive_int", "check_probability", "resolve_head_dim"]
 
 
 def check_positive_int(config, *names: str) -> None:
+    """Each named field of ``config`` must be a positive ``int`` (the one rule, in `whitebox_hf.utils.validation`)."""
     for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        _check_positive_int(name, getattr(config, name))
 
 
 def check_positive(config, *names: str) -> None:

@@ -14,6 +14,9 @@ from .embeddings import (
     LinearPatchEmbedding,
     check_pixel_values,
     interpolate_position_embedding,
+    patchify,
+    sincos_position_embedding_2d,
+    unpatchify,
 )
 from .sparse_coding import ISTA, OvercompleteDictionaryLearning
 from .token_statistics import TokenStatisticsCache, TokenStatisticsCacheLayer, TokenStatisticsSelfAttention
@@ -35,4 +38,7 @@ __all__ = [
     "coding_rate",
     "eager_attention_forward",
     "interpolate_position_embedding",
+    "patchify",
+    "sincos_position_embedding_2d",
+    "unpatchify",
 ]

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import check_positive_int
+
 __all__ = [
     "ATTENTION_IMPLEMENTATIONS",
     "MultiHeadSelfAttention",
@@ -197,8 +199,7 @@ class MultiHeadSubspaceSelfAttention(_SelfAttention):
     ):
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads), ("head_dim", head_dim)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_dim = head_dim

@@ -20,12 +20,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import check_positive_int
+
 __all__ = ["ISTA", "OvercompleteDictionaryLearning"]
 
 
-def _check_positive(name: str, value, kind=int) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive {kind.__name__}, got {value!r}")
+def _check_positive_float(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"`{name}` must be a positive float, got {value!r}")
 
 
 class ISTA(nn.Module):
@@ -44,8 +46,8 @@ class ISTA(nn.Module):
 
     def __init__(self, hidden_size: int, step_size: float = 0.1, lambd: float = 0.1):
         super().__init__()
-        _check_positive("hidden_size", hidden_size)
-        _check_positive("step_size", float(step_size), float)
+        check_positive_int("hidden_size", hidden_size)
+        _check_positive_float("step_size", float(step_size))
         if lambd < 0:
             raise ValueError(f"`lambd` must be non-negative, got {lambd!r}")
         self.step_size = float(step_size)
@@ -101,10 +103,10 @@ class OvercompleteDictionaryLearning(nn.Module):
         self, hidden_size: int, expansion: int = 4, num_steps: int = 2, step_size: float = 0.1, lambd: float = 0.1
     ):
         super().__init__()
-        _check_positive("hidden_size", hidden_size)
-        _check_positive("expansion", expansion)
-        _check_positive("num_steps", num_steps)
-        _check_positive("step_size", float(step_size), float)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("expansion", expansion)
+        check_positive_int("num_steps", num_steps)
+        _check_positive_float("step_size", float(step_size))
         if lambd < 0:
             raise ValueError(f"`lambd` must be non-negative, got {lambd!r}")
         self.num_steps = num_steps

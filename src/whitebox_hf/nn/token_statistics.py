@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from ..utils.validation import check_positive_int
+
 __all__ = ["TokenStatisticsSelfAttention", "TokenStatisticsCache", "TokenStatisticsCacheLayer"]
 
 # Clamp on the channel energies, as in the authors' causal code; keeps 0/0 (padding, all-zero channels) at 0.
@@ -156,8 +158,7 @@ class TokenStatisticsSelfAttention(nn.Module):
         chunk_size: int = 1024,
     ):
         super().__init__()
-        if not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
+        check_positive_int("chunk_size", chunk_size)
         if not isinstance(num_heads, int) or num_heads <= 0 or hidden_size % num_heads:
             raise ValueError(f"`num_heads` must be a positive divisor of `hidden_size` ({hidden_size}), got {num_heads!r}")
         if is_causal and (not isinstance(max_position_embeddings, int) or max_position_embeddings <= 0):

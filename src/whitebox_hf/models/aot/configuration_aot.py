@@ -31,10 +31,33 @@ class AoTConfig(WhiteboxCausalLMConfig):
     it is GPT-2's query/key/value attention (AoT-MHSA: a GPT-2 block with its MLP deleted).
 
     Args:
-        vocab_size, max_position_embeddings, hidden_size, num_hidden_layers, num_attention_heads, layer_norm_eps,
-        hidden_dropout_prob, attention_probs_dropout_prob, initializer_range, use_position_embeddings,
-        final_layer_norm, tie_word_embeddings, use_cache:
-            See `WhiteboxCausalLMConfig`.
+        vocab_size (`int`, *optional*, defaults to 50304):
+            Vocabulary size (nanoGPT pads GPT-2's 50257 to a multiple of 64).
+        max_position_embeddings (`int`, *optional*, defaults to 1024):
+            Context length: the size of the learned position table (and of ToST's per-position bias). Longer
+            inputs raise `ValueError`.
+        hidden_size (`int`, *optional*, defaults to 768):
+            Token width ``d``.
+        num_hidden_layers (`int`, *optional*, defaults to 12):
+            Number of layers ``L``.
+        num_attention_heads (`int`, *optional*, defaults to 12):
+            Number of heads / subspaces ``K``.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            LayerNorm epsilon.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout on the embeddings and after each residual branch.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout inside the token mixer.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal init of linear and embedding weights.
+        use_position_embeddings (`bool`, *optional*, defaults to `True`):
+            Add a learned absolute position table (nanoGPT's ``wpe``).
+        final_layer_norm (`bool`, *optional*, defaults to `True`):
+            LayerNorm before the LM head (``ln_f``).
+        tie_word_embeddings (`bool`, *optional*, defaults to `True`):
+            Share the token embedding with the LM head.
+        use_cache (`bool`, *optional*, defaults to `True`):
+            Return the generation cache from `forward` (in eval mode) so `generate()` can reuse it.
         attention_type (`str`, *optional*, defaults to `"mssa"`):
             `"mssa"` or `"mhsa"`.
         head_dim (`int`, *optional*):

@@ -41,9 +41,10 @@ from diffusers.models.modeling_utils import ModelMixin  # at top level: diffuser
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ...nn import sincos_position_embedding_2d, unpatchify
 from ..crate import CrateConfig, CrateModel
 
-__all__ = ["CrateRepresentationAutoencoder", "RAEOutput", "sincos_position_embedding_2d"]
+__all__ = ["CrateRepresentationAutoencoder", "RAEOutput"]
 
 
 @dataclass
@@ -53,23 +54,6 @@ class RAEOutput(BaseOutput):
 
     sample: torch.Tensor
     latents: torch.Tensor | None = None
-
-
-def sincos_position_embedding_2d(dim: int, height: int, width: int) -> torch.Tensor:
-    """Fixed ``(height·width, dim)`` 2-D sine-cosine positions: half of the channels encode the row, half the
-    column, each as ``[sin(pos·ω_k), cos(pos·ω_k)]`` with ``ω_k = 10000^(−k/(dim/4))``."""
-    if dim % 4:
-        raise ValueError(f"the position embedding width must be divisible by 4, got {dim}")
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                                indexing="ij")
-
-    def encode(positions: torch.Tensor) -> torch.Tensor:
-        angles = positions.reshape(-1, 1) * omega.view(1, -1)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    return torch.cat([encode(rows), encode(cols)], dim=1).float()
 
 
 class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
@@ -125,9 +109,11 @@ class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
         width = decoder_hidden_size
         self.decoder_embed = nn.Linear(self.latent_channels, width)
         self.decoder_cls_token = nn.Parameter(torch.zeros(1, 1, width))
-        positions = torch.cat([torch.zeros(1, width), sincos_position_embedding_2d(width, self.grid_size,
-                                                                                   self.grid_size)])
-        self.register_buffer("decoder_position_embeddings", positions.unsqueeze(0), persistent=False)
+        # The shared MAE table (column channels first) with its halves swapped: the RAE decoder was trained with
+        # the row channels first, and the buffer is recomputed on load, so saved decoders need this layout.
+        positions = sincos_position_embedding_2d(width, self.grid_size, self.grid_size, num_prefix_tokens=1)
+        positions = torch.cat([positions[..., width // 2:], positions[..., : width // 2]], dim=-1)
+        self.register_buffer("decoder_position_embeddings", positions, persistent=False)
         self.decoder_layers = nn.ModuleList([
             nn.TransformerEncoderLayer(width, decoder_num_heads, dim_feedforward=int(width * decoder_mlp_ratio),
                                        dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
@@ -228,9 +214,7 @@ class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
         for layer in self.decoder_layers:
             tokens = layer(tokens)
         patches = self.decoder_pred(self.decoder_norm(tokens))[:, 1:]
-        p, g, c = self.patch_size, self.grid_size, self.num_channels
-        images = patches.reshape(batch, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4)
-        return images.reshape(batch, c, g * p, g * p)
+        return unpatchify(patches, self.patch_size, self.num_channels, (self.grid_size, self.grid_size))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels ``(B, channels, H, W)`` (in the [-1, 1] scale, unclamped) of normalised latents.

@@ -34,7 +34,8 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ...nn import ISTA, MultiHeadSubspaceSelfAttention
+from ...nn import ISTA, MultiHeadSubspaceSelfAttention, unpatchify
+from ...utils.validation import check_positive_int
 
 __all__ = ["CrateDenoiserBlock", "CrateDenoiserTransformer"]
 
@@ -103,8 +104,7 @@ class CrateDenoiserTransformer(ModelMixin, ConfigMixin):
         for name, value in (("sample_size", sample_size), ("in_channels", in_channels),
                             ("num_classes", num_classes), ("hidden_size", hidden_size), ("num_layers", num_layers),
                             ("num_attention_heads", num_attention_heads), ("patch_size", patch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         if sample_size % patch_size:
             raise ValueError(f"`patch_size` ({patch_size}) must divide `sample_size` ({sample_size})")
         if attention_head_dim is None:
@@ -173,9 +173,8 @@ class CrateDenoiserTransformer(ModelMixin, ConfigMixin):
             tokens = block(tokens, conditioning)
         shift, scale = self.proj_out_1(nn.functional.silu(conditioning))[:, None].chunk(2, dim=-1)
         tokens = self.proj_out_2(_modulate(self.norm_out(tokens), shift, scale))
-        p, grid_h, grid_w = self.patch_size, height // self.patch_size, width // self.patch_size
-        output = tokens.reshape(batch_size, grid_h, grid_w, p, p, self.out_channels)
-        output = output.permute(0, 5, 1, 3, 2, 4).reshape(batch_size, self.out_channels, grid_h * p, grid_w * p)
+        grid = (height // self.patch_size, width // self.patch_size)
+        output = unpatchify(tokens, self.patch_size, self.out_channels, grid)
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)

@@ -25,6 +25,8 @@ from diffusers.models.embeddings import LabelEmbedding, TimestepEmbedding
 from diffusers.models.normalization import AdaLayerNormZero
 from torch import nn
 
+from ...utils.validation import check_positive_int
+
 __all__ = ["build_dit_transformer", "disable_builtin_label_dropout", "initialize_dit_weights"]
 
 
@@ -94,8 +96,7 @@ def build_dit_transformer(
     for name, value in (("sample_size", sample_size), ("in_channels", in_channels), ("num_classes", num_classes),
                         ("hidden_size", hidden_size), ("num_layers", num_layers),
                         ("num_attention_heads", num_attention_heads), ("patch_size", patch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
     if hidden_size % num_attention_heads:
         raise ValueError(f"`hidden_size` ({hidden_size}) must be divisible by `num_attention_heads` "
                          f"({num_attention_heads})")

@@ -15,7 +15,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
-from ...objectives.contrastive import clip_loss
+from .contrastive import clip_loss
 from ..crate import CrateModel
 from ..modeling_utils import WhiteboxPreTrainedModel
 from .configuration_whitebox_clip import WhiteboxClipConfig

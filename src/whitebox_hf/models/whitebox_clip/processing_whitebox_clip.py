@@ -6,6 +6,7 @@ import os
 
 from transformers import AutoTokenizer, BatchEncoding, ProcessorMixin
 
+from ...utils.validation import check_positive_int
 from ..crate import CrateImageProcessor
 
 __all__ = ["WhiteboxClipProcessor"]
@@ -28,8 +29,7 @@ class WhiteboxClipProcessor(ProcessorMixin):
     attributes = ["image_processor", "tokenizer"]
 
     def __init__(self, image_processor=None, tokenizer=None, max_length: int = 64, **kwargs):
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
-            raise ValueError(f"`max_length` must be a positive integer, got {max_length!r}")
+        check_positive_int("max_length", max_length)
         if image_processor is not None and not isinstance(image_processor, CrateImageProcessor):
             raise TypeError(f"`image_processor` must be a CrateImageProcessor, got {type(image_processor).__name__}")
         self.max_length = max_length
