@@ -502,12 +502,21 @@ def autoencoder_model_card(
     )
 
 
-PIPELINE_USAGE = '''```python
-import whitebox_hf  # noqa: F401  (the pipeline's components)
+PIPELINE_USAGE = '''With diffusers alone (the folder carries the pipeline's code):
+
+```python
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_path}", trust_remote_code=True)
+images = pipe({labels!r}, num_inference_steps={steps}, guidance_scale=2.0).images
+```
+
+With whitebox_hf installed (the package's classes; no code of the folder runs):
+
+```python
 from whitebox_hf.pipelines import {pipeline_class}
 
 pipe = {pipeline_class}.from_pretrained("{repo_path}")
-images = pipe({labels!r}, num_inference_steps={steps}, guidance_scale=2.0).images
 ```'''
 
 # Denoiser of a generation run (results.json ``denoiser``) -> (pipeline class, description, white-box).
