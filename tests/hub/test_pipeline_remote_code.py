@@ -73,8 +73,8 @@ def flow(transformer, autoencoder=None):
 def ddpm():
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4, num_class_embeds=NUM_CLASSES + 1)
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, num_class_embeds=NUM_CLASSES + 1)
     return WhiteboxDDPMPipeline(unet=perturb(unet), scheduler=DDPMScheduler(num_train_timesteps=50), id2label=ID2LABEL)
 
 

@@ -147,7 +147,10 @@ def _bindings(module_name: str, statements, imports: dict) -> dict[str, tuple]:
                 bound[name] = ("external", alias.name if alias.asname else name)
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
-                key = ("external", f"{node.module}.{alias.name}") if not node.level else ("ours", module_name, alias.name)
+                if node.level:  # a relative import that is not whitebox_hf's cannot occur in the package
+                    key = ("ours", module_name, alias.name)
+                else:
+                    key = ("external", f"{node.module}.{alias.name}")
                 bound[alias.asname or alias.name] = key
         elif isinstance(node, (ast.If, ast.Try, ast.With)):
             children = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
