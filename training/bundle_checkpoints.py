@@ -4,6 +4,7 @@ repositories, and write ``src/whitebox_hf/bundled/README.md``.
 
     python training/bundle_checkpoints.py                  # every bundle whose run exists
     python training/bundle_checkpoints.py fashion-mnist-crate
+    python training/bundle_checkpoints.py --code-only           # rewrite the pipelines' code (after editing it)
 
 Only what ``from_pretrained`` needs is copied (configs, safetensors, tokenizer / processor / scheduler files, the
 model card); training checkpoints and logs stay in ``runs/``. A pipeline bundle also gets its code
@@ -123,10 +124,17 @@ def pipeline_card(folder: Path, run: Path, command: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(BUNDLES))
+    parser.add_argument("--code-only", action="store_true",
+                        help="only rewrite the code of the bundled pipelines from the package's modules, in place")
     args = parser.parse_args(argv)
     for name in args.names:
         if name not in BUNDLES:
             parser.error(f"unknown bundle {name!r}; choose from {list(BUNDLES)}")
+        if args.code_only:
+            if (BUNDLED_DIR / name / "model_index.json").exists():
+                add_pipeline_code(BUNDLED_DIR / name)
+                print(f"rewrote the code of {name}")
+            continue
         spec = BUNDLES[name]
         source = ROOT / spec["source"]
         if not (source / "config.json").exists() and not (source / "model_index.json").exists():

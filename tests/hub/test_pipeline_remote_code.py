@@ -256,3 +256,13 @@ def test_bundles_are_one_file_and_rename_clashing_helpers():
         del sys.modules["bundled_rae"]
     with pytest.raises(RemoteCodeExportError, match="not a whitebox_hf module"):
         bundle_module("diffusers.pipelines.dit.pipeline_dit")
+
+
+def test_the_bundled_pipeline_carries_the_current_code():
+    """The bundled folder's module is the bundle of today's source: regenerate it with
+    ``python training/bundle_checkpoints.py --code-only`` after editing the pipeline modules."""
+    folder = bundled_checkpoint("fashion-mnist-flow-vae-dit")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_whitebox_flow", "WhiteboxFlowPipeline"]
+    assert (folder / "pipeline_whitebox_flow.py").read_text() == bundle_module(
+        "whitebox_hf.pipelines.pipeline_whitebox_flow")

@@ -27,7 +27,7 @@ PACKAGE = "whitebox_hf"
 BUNDLE_HEADER = (
     "# Bundled from `{module}` by whitebox_hf {version}, with the whitebox_hf modules it imports ({deps}).\n"
     "# Only import statements were edited (the package's own imports removed), so this file needs no whitebox_hf\n"
-    "# install: it imports the standard library, torch, diffusers and transformers only. Do not edit by hand.\n"
+    "# install. Do not edit by hand.\n"
 )
 
 

@@ -1,6 +1,6 @@
 # Bundled from `whitebox_hf.pipelines.pipeline_whitebox_flow` by whitebox_hf 0.1.0, with the whitebox_hf modules it imports (whitebox_hf.pipelines.class_conditional).
 # Only import statements were edited (the package's own imports removed), so this file needs no whitebox_hf
-# install: it imports the standard library, torch, diffusers and transformers only. Do not edit by hand.
+# install. Do not edit by hand.
 """`WhiteboxFlowPipeline`: class-conditional rectified-flow sampling with classifier-free guidance, in pixel space
 or in the latent space of an autoencoder (a diffusers `AutoencoderKL` or this package's RAE).
 
