@@ -197,9 +197,13 @@ def test_saved_pipelines_load_both_ways_locally_and_from_the_hub(tmp_path, hub_s
 
     # With whitebox_hf, by repo id, and diffusers' way in this process too.
     go_online(monkeypatch, hub_server)
-    from_hub = WhiteboxFlowPipeline.from_pretrained("test-user/crate_rae")
-    assert type(from_hub.autoencoder) is CrateRepresentationAutoencoder
-    assert torch.equal(sample(from_hub), expected["crate_rae"])
+    for name, cls in (("dit_pixel", WhiteboxFlowPipeline), ("dit_vae", WhiteboxFlowPipeline),
+                      ("crate_pixel", WhiteboxFlowPipeline), ("crate_rae", WhiteboxFlowPipeline),
+                      ("ddpm", WhiteboxDDPMPipeline)):
+        from_hub = cls.from_pretrained(f"test-user/{name}")
+        assert type(from_hub) is cls and torch.equal(sample(from_hub), expected[name]), name
+    assert type(from_hub.unet) is UNet2DModel
+    assert type(WhiteboxFlowPipeline.from_pretrained("test-user/crate_rae").autoencoder) is CrateRepresentationAutoencoder
     generic = DiffusionPipeline.from_pretrained("test-user/ddpm", trust_remote_code=True)
     assert type(generic).__module__.startswith("diffusers_modules.")
     assert torch.equal(sample(generic), expected["ddpm"])
