@@ -4,9 +4,13 @@ repositories, and write ``src/whitebox_hf/bundled/README.md``.
 
     python training/bundle_checkpoints.py                  # every bundle whose run exists
     python training/bundle_checkpoints.py fashion-mnist-crate
+    python training/bundle_checkpoints.py --code-only           # rewrite the pipelines' code (after editing it)
 
 Only what ``from_pretrained`` needs is copied (configs, safetensors, tokenizer / processor / scheduler files, the
-model card); training checkpoints and logs stay in ``runs/``. A bundle without a card gets one from its run's
+model card); training checkpoints and logs stay in ``runs/``. A pipeline bundle also gets its code
+(`whitebox_hf.pipelines.class_conditional.write_pipeline_code`), so that it loads with
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without whitebox_hf; its weights and component
+configs stay the run's files byte for byte. A bundle without a card gets one from its run's
 measured metrics (`whitebox_hf.hub.write_model_card`). The total must stay under `MAX_TOTAL_MB`.
 """
 
@@ -21,10 +25,11 @@ from pathlib import Path
 import whitebox_hf  # noqa: F401
 from whitebox_hf.hub import BUNDLED_DIR, write_model_card
 from whitebox_hf.hub.model_card import pipeline_model_card
+from whitebox_hf.pipelines.class_conditional import write_pipeline_code
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOTAL_MB = 30
-KEEP_SUFFIXES = {".json", ".safetensors", ".md", ".txt", ".model"}
+KEEP_SUFFIXES = {".json", ".safetensors", ".md", ".txt", ".model"}  # code is written afresh, never copied
 BUNDLES = {
     "fashion-mnist-crate": {
         "source": "runs/fashion_mnist_crate_long/model",
@@ -61,13 +66,33 @@ def copy_bundle(source: Path, target: Path) -> None:
             shutil.copyfile(path, destination)
 
 
-BUNDLED_PIPELINE_USAGE = '''```python
+BUNDLED_PIPELINE_USAGE = '''With diffusers alone (the folder carries the pipeline's code):
+
+```python
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("path/to/{name}", trust_remote_code=True)
+images = pipe(["Sneaker", "Bag"], num_inference_steps=25, guidance_scale=2.0).images
+```
+
+With whitebox_hf installed (the package's classes; no code of the folder runs):
+
+```python
 from whitebox_hf.hub import bundled_checkpoint
 from whitebox_hf.pipelines import {pipeline_class}
 
 pipe = {pipeline_class}.from_pretrained(bundled_checkpoint("{name}"))
-images = pipe(["Sneaker", "Bag"], num_inference_steps=25, guidance_scale=2.0).images
 ```'''
+
+
+def add_pipeline_code(folder: Path) -> None:
+    """Write the pipeline's code into a copied pipeline folder and point its ``model_index.json`` at it
+    (`write_pipeline_code`); the pipeline is loaded from the folder only to know its classes."""
+    import whitebox_hf.pipelines as pipelines
+
+    name = json.loads((folder / "model_index.json").read_text())["_class_name"]
+    name = name[1] if isinstance(name, list) else name
+    write_pipeline_code(getattr(pipelines, name).from_pretrained(folder), folder)
 
 
 def pipeline_card(folder: Path, run: Path, command: str) -> None:
@@ -85,10 +110,12 @@ def pipeline_card(folder: Path, run: Path, command: str) -> None:
             metrics[f"class_accuracy@cfg{guidance}"] = value["class_accuracy"]
     model_index = json.loads((folder / "model_index.json").read_text())
     autoencoder = model_index.get("autoencoder") or [None, None]
+    pipeline_class = model_index["_class_name"]  # [module file, class] once the folder carries its code
+    pipeline_class = pipeline_class[1] if isinstance(pipeline_class, list) else pipeline_class
     card = pipeline_model_card(
         results, "Fashion-MNIST", metrics=metrics or None, dataset_id="zalando-datasets/fashion_mnist",
         autoencoder_class=autoencoder[1], command=command, usage=BUNDLED_PIPELINE_USAGE.format(
-            pipeline_class=model_index["_class_name"], name=folder.name),
+            pipeline_class=pipeline_class, name=folder.name),
         metrics_source="runs/generation_report.json" if metrics else None,
     )
     card.save(str(folder / "README.md"))
@@ -97,10 +124,17 @@ def pipeline_card(folder: Path, run: Path, command: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(BUNDLES))
+    parser.add_argument("--code-only", action="store_true",
+                        help="only rewrite the code of the bundled pipelines from the package's modules, in place")
     args = parser.parse_args(argv)
     for name in args.names:
         if name not in BUNDLES:
             parser.error(f"unknown bundle {name!r}; choose from {list(BUNDLES)}")
+        if args.code_only:
+            if (BUNDLED_DIR / name / "model_index.json").exists():
+                add_pipeline_code(BUNDLED_DIR / name)
+                print(f"rewrote the code of {name}")
+            continue
         spec = BUNDLES[name]
         source = ROOT / spec["source"]
         if not (source / "config.json").exists() and not (source / "model_index.json").exists():
@@ -109,6 +143,7 @@ def main(argv=None) -> int:
         target = BUNDLED_DIR / name
         copy_bundle(source, target)
         if (target / "model_index.json").exists():
+            add_pipeline_code(target)
             pipeline_card(target, source.parent, spec["command"])
         elif not (target / "README.md").exists():
             write_model_card(target, metrics_file=source.parent / "evaluation.json", command=spec["command"])

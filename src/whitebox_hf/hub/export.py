@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.util
 import inspect
 import json
 import shutil
 from pathlib import Path
 
-__all__ = ["TASK_AUTO_CLASSES", "RemoteCodeExportError", "export_remote_code"]
+from ..utils.vendoring import PACKAGE, RemoteCodeExportError, is_ours as _is_ours, package_imports, source_of
 
-PACKAGE = "whitebox_hf"
+__all__ = ["TASK_AUTO_CLASSES", "RemoteCodeExportError", "export_remote_code"]
 
 # The Auto classes whose registrations are mirrored into ``auto_map`` (AutoModel first).
 TASK_AUTO_CLASSES = (
@@ -50,38 +49,6 @@ SKIPPED_SUFFIXES = (".py", ".pyc", ".bin", ".pt", ".pth", ".ckpt")
 
 HEADER = ("# Vendored from `{module}` by `whitebox-hf export --remote-code` (whitebox_hf {version}). Only import\n"
           "# statements were rewritten so that this folder needs no whitebox_hf install. Do not edit by hand.\n")
-
-
-class RemoteCodeExportError(RuntimeError):
-    """The folder cannot be exported (unknown architecture, an import pattern the vendoring does not handle)."""
-
-
-def _spec(module_name: str):
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or spec.origin is None:
-        raise RemoteCodeExportError(f"cannot find module {module_name!r}")
-    return spec
-
-
-def _is_package(module_name: str) -> bool:
-    return _spec(module_name).submodule_search_locations is not None
-
-
-def _package_of(module_name: str) -> str:
-    return module_name if _is_package(module_name) else module_name.rpartition(".")[0]
-
-
-def _absolute(node: ast.ImportFrom, module_name: str) -> str:
-    if node.level == 0:
-        return node.module
-    return importlib.util.resolve_name("." * node.level + (node.module or ""), _package_of(module_name))
-
-
-def _is_ours(name: str) -> bool:
-    return name == PACKAGE or name.startswith(PACKAGE + ".")
 
 
 class _Vendor:
@@ -102,51 +69,14 @@ class _Vendor:
             self.pending.append(module_name)
         return self.flat[module_name]
 
-    def origin(self, module_name: str, name: str, seen=()) -> tuple[str, str]:
-        """(defining module, name there) of ``name`` imported from ``module_name`` (follows __init__ re-exports)."""
-        if (module_name, name) in seen:
-            raise RemoteCodeExportError(f"import cycle while resolving {module_name}.{name}")
-        if not _is_package(module_name):
-            return module_name, name
-        tree = ast.parse(Path(_spec(module_name).origin).read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom):
-                for alias in node.names:
-                    if (alias.asname or alias.name) == name:
-                        source = _absolute(node, module_name)
-                        if not _is_ours(source):
-                            raise RemoteCodeExportError(
-                                f"{module_name}.{name} re-exports a non-whitebox_hf name; import it from {source}")
-                        return self.origin(source, alias.name, (*seen, (module_name, name)))
-        submodule = f"{module_name}.{name}"
-        if importlib.util.find_spec(submodule) is not None:
-            raise RemoteCodeExportError(
-                f"`from {module_name} import {name}` imports a module; the remote-code export needs names "
-                f"(write `from {submodule} import ...`)")
-        raise RemoteCodeExportError(f"{name!r} is defined in the package __init__ of {module_name}; move it to a "
-                                    f"module so that it can be vendored")
-
     def rewrite(self, module_name: str) -> str:
-        source = Path(_spec(module_name).origin).read_text(encoding="utf-8")
-        tree = ast.parse(source)
+        source = source_of(module_name)
         lines = source.splitlines(keepends=True)
         edits = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import) and any(_is_ours(alias.name) for alias in node.names):
-                raise RemoteCodeExportError(f"{module_name}, line {node.lineno}: `import {PACKAGE}...` cannot be "
-                                            f"vendored; use `from ... import name`")
-            if not isinstance(node, ast.ImportFrom):
-                continue
-            source_module = _absolute(node, module_name)
-            if not _is_ours(source_module):
-                continue
+        for node, names in package_imports(module_name, ast.parse(source)):
             groups: dict[str, list[str]] = {}
-            for alias in node.names:
-                if alias.name == "*":
-                    raise RemoteCodeExportError(f"{module_name}, line {node.lineno}: star imports cannot be vendored")
-                defining, original = self.origin(source_module, alias.name)
+            for bound, defining, original in names:
                 target = self.flat_name(defining)
-                bound = alias.asname or alias.name
                 groups.setdefault(target, []).append(original if bound == original else f"{original} as {bound}")
             indent = " " * node.col_offset
             text = "".join(f"{indent}from .{target} import {', '.join(names)}\n" for target, names in groups.items())

@@ -12,18 +12,43 @@ Autoencoder contract (used by the pipelines *and* by the training scripts, so bo
 * ``None``: pixel space; the "latents" are the pixels.
 
 Pixels are in [-1, 1], shape ``(B, C, H, W)``.
+
+Saved folders carry their own code (diffusers' custom pipelines and components), so that they load both ways::
+
+    pipe.save_pretrained("folder")
+    DiffusionPipeline.from_pretrained("folder", trust_remote_code=True)  # anywhere with torch + diffusers
+    WhiteboxFlowPipeline.from_pretrained("folder")                       # with whitebox_hf: the package's classes
+
+`ClassConditionalPipelineMixin.save_pretrained` writes, next to diffusers' usual folder, one self-contained module per
+class that diffusers cannot import by name: the pipeline's at the root (``pipeline_whitebox_flow.py``,
+``"_class_name": ["pipeline_whitebox_flow", "WhiteboxFlowPipeline"]``) and each such component's in its folder
+(``transformer/crate_denoiser.py``, ``"transformer": ["crate_denoiser", "CrateDenoiserTransformer"]``). A module of
+whitebox_hf is bundled with the package modules it imports (`whitebox_hf.utils.vendoring.bundle_module`, code
+unchanged, only the package's import statements removed); a class that diffusers loaded from such a file is saved by
+copying that file. diffusers fetches a component's code as that one file, hence one file per class.
+
+This module is itself bundled into the saved pipeline modules: it imports torch and diffusers only, and reaches
+whitebox_hf (the bundler, the package's component classes) by name at run time, only when running from the package.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
 from diffusers.image_processor import VaeImageProcessor
 
-__all__ = ["ClassConditionalPipelineMixin", "decode_latents", "encode_to_latents", "load_autoencoder"]
+__all__ = ["ClassConditionalPipelineMixin", "decode_latents", "encode_to_latents"]
+
+# Libraries diffusers loads components from by name (`model_index.json` entries ``[library, class]``); a component
+# of any other class needs its code in its folder.
+NAMED_LIBRARIES = ("diffusers", "transformers")
+# Modules of the installed package, as opposed to copies of them that diffusers loaded from a saved folder.
+PACKAGE_PREFIX = "whitebox_hf."
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -76,35 +101,46 @@ def decode_latents(autoencoder, latents: torch.Tensor) -> torch.Tensor:
     return _first_tensor(autoencoder.decode(latents), "sample")
 
 
-def load_autoencoder(path: str | os.PathLike):
-    """Load a saved autoencoder folder, choosing the class from ``_class_name`` in its ``config.json``: a diffusers
-    class (``AutoencoderKL``, ...) or a class exported by `whitebox_hf` / `whitebox_hf.models.autoencoders`.
+def module_code(cls) -> tuple[str, str] | None:
+    """``(file stem, self-contained source)`` of the module defining ``cls``: a whitebox_hf module bundled with the
+    package modules it imports, or the file of a module diffusers loaded from a saved folder; None for any other
+    module (a class of the caller's own, which the folder then names by module path, as diffusers does)."""
+    module_name = cls.__module__
+    stem = module_name.rpartition(".")[2]
+    if module_name.startswith(PACKAGE_PREFIX):
+        # By name at run time, so that the bundle of this very module does not carry the bundler.
+        vendoring = importlib.import_module("whitebox_hf.utils.vendoring")
+        return stem, vendoring.bundle_module(module_name)
+    if module_name.startswith("diffusers_modules."):  # diffusers' cache of remote code: one file already
+        return stem, Path(sys.modules[module_name].__file__).read_text(encoding="utf-8")
+    return None
 
-    Raises:
-        FileNotFoundError: no ``config.json`` in ``path``.
-        ValueError: the class named there is unknown.
-    """
-    import diffusers
 
-    config_path = Path(path) / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"no config.json in autoencoder folder {str(path)!r}")
-    class_name = json.loads(config_path.read_text()).get("_class_name")
-    candidates = [diffusers]
-    import whitebox_hf
-
-    candidates.append(whitebox_hf)
-    try:
-        from whitebox_hf.models import autoencoders
-
-        candidates.append(autoencoders)
-    except ImportError:
-        pass
-    for module in candidates:
-        cls = getattr(module, class_name or "", None)
-        if cls is not None and hasattr(cls, "from_pretrained"):
-            return cls.from_pretrained(path)
-    raise ValueError(f"unknown autoencoder class {class_name!r} in {config_path} (not in diffusers nor whitebox_hf)")
+def write_pipeline_code(pipeline, save_directory: str | os.PathLike) -> dict:
+    """Add the code of ``pipeline`` and of its components that diffusers cannot import by name to a folder that
+    diffusers' ``save_pretrained`` wrote, and point ``model_index.json`` at it. Returns the new ``model_index.json``."""
+    folder = Path(save_directory)
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    code = module_code(type(pipeline))
+    if code is not None:
+        stem, source = code
+        (folder / f"{stem}.py").write_text(source, encoding="utf-8")
+        index["_class_name"] = [stem, type(pipeline).__name__]
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2:
+            continue
+        library, class_name = entry
+        if library is None or library in NAMED_LIBRARIES or not (folder / name).is_dir():
+            continue
+        code = module_code(type(getattr(pipeline, name)))
+        if code is not None:
+            stem, source = code
+            (folder / name / f"{stem}.py").write_text(source, encoding="utf-8")
+            index[name] = [stem, class_name]
+    # The layout of diffusers' own `save_config`.
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return index
 
 
 class ClassConditionalPipelineMixin:
@@ -112,6 +148,44 @@ class ClassConditionalPipelineMixin:
     configuration holds ``num_classes`` and ``id2label``)."""
 
     image_processor = VaeImageProcessor(do_normalize=True, vae_scale_factor=1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved pipeline (a folder or a Hub repo id).
+
+        From the installed package (``WhiteboxFlowPipeline.from_pretrained``), the folder's own code is never run:
+        every component is built from the package's or diffusers' classes (`whitebox_hf.pipelines.loading`), so
+        ``trust_remote_code`` is not needed. For a class that diffusers loaded from a folder's code, this is
+        diffusers' `DiffusionPipeline.from_pretrained`.
+        """
+        if cls.__module__.startswith(PACKAGE_PREFIX):
+            loading = importlib.import_module("whitebox_hf.pipelines.loading")
+            return loading.load_pipeline(cls, pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
+                        variant: str | None = None, max_shard_size: int | str | None = None,
+                        push_to_hub: bool = False, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` plus the pipeline's code (see the module docstring), so that the folder
+        loads with ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without whitebox_hf.
+        ``push_to_hub=True`` uploads the folder afterwards (``repo_id``, ``token``, ``private``,
+        ``commit_message``, ``create_pr`` as in diffusers)."""
+        push_options = ("repo_id", "token", "private", "commit_message", "create_pr") if push_to_hub else ()
+        unexpected = sorted(set(kwargs) - set(push_options))
+        if unexpected:
+            raise TypeError(f"save_pretrained() got unexpected keyword arguments {unexpected}"
+                            + ("" if push_to_hub else " (the push options need push_to_hub=True)"))
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant,
+                                max_shard_size=max_shard_size, push_to_hub=False)
+        write_pipeline_code(self, save_directory)
+        if push_to_hub:
+            from huggingface_hub import create_repo
+
+            repo_id = kwargs.get("repo_id", str(save_directory).split(os.path.sep)[-1])
+            token = kwargs.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.get("private"), token=token).repo_id
+            self._upload_folder(save_directory, repo_id, token=token, commit_message=kwargs.get("commit_message"),
+                                create_pr=kwargs.get("create_pr", False))
 
     def _register_labels(self, num_classes: int | None, id2label: dict | None, default_num_classes: int) -> None:
         num_classes = default_num_classes if num_classes is None else int(num_classes)

@@ -3,9 +3,9 @@
 diffusers' `DDPMPipeline` is unconditional (it never passes ``class_labels``), so this small pipeline adds class
 conditioning and classifier-free guidance. The U-Net is class-conditional through ``num_class_embeds =
 num_classes + 1``: its last class embedding is the null class (id ``num_classes``, stored in the config).
-Save/load exactly as `WhiteboxFlowPipeline` (``WhiteboxDDPMPipeline.from_pretrained(folder)`` after importing
-`whitebox_hf`). The scheduler may be any epsilon-predicting diffusers scheduler (`DDPMScheduler`,
-`DDIMScheduler`, ...).
+Save/load exactly as `WhiteboxFlowPipeline`: ``WhiteboxDDPMPipeline.from_pretrained(folder)``, or
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without whitebox_hf. The scheduler may be any
+epsilon-predicting diffusers scheduler (`DDPMScheduler`, `DDIMScheduler`, ...).
 """
 
 from __future__ import annotations

@@ -8,21 +8,12 @@ v = noise − x₀), ``scheduler`` (`FlowMatchEulerDiscreteScheduler`: σ = 1 is
 also holds ``num_classes`` (the null class of guidance is id ``num_classes``, never diffusers' hard-coded 1000)
 and ``id2label``.
 
-Saving and loading::
-
-    pipe.save_pretrained("folder")                        # model_index.json + one subfolder per component
-    import whitebox_hf                                    # registers the package's modules
-    pipe = WhiteboxFlowPipeline.from_pretrained("folder")  # load through the subclass
-
-What diffusers 0.42 needs (spec ``hf_conventions.md`` §4.3):
-
-* ``model_index.json`` records a component that is not a diffusers/transformers class by its *module path*
-  (``["whitebox_hf.models.denoisers.crate_denoiser", "CrateDenoiserTransformer"]``). On load diffusers does not
-  import that module: it must already be in ``sys.modules`` — importing `whitebox_hf` (which imports every
-  component module) does it. Those module paths are part of the on-disk format.
-* Load through the subclass, ``WhiteboxFlowPipeline.from_pretrained(folder)``. The generic
-  ``DiffusionPipeline.from_pretrained(folder)`` looks ``_class_name`` up in the diffusers namespace and fails.
-* A pipeline saved without an autoencoder records ``"autoencoder": [null, null]`` and reloads with None.
+Saving and loading (`ClassConditionalPipelineMixin.save_pretrained`): the folder carries the pipeline's code and that
+of a non-diffusers component (``pipeline_whitebox_flow.py``, ``transformer/crate_denoiser.py``,
+``autoencoder/rae.py``), so it loads with ``DiffusionPipeline.from_pretrained(folder_or_repo,
+trust_remote_code=True)`` where whitebox_hf is not installed, and with ``WhiteboxFlowPipeline.from_pretrained``
+(the package's classes, no code of the folder run) where it is. A pipeline saved without an autoencoder records
+``"autoencoder": [null, null]`` and reloads with None.
 
 LoRA: `save_lora_weights` / `load_lora_weights` / `unload_lora_weights` manage a peft LoRA adapter on the
 transformer (diffusers' DiT has no `PeftAdapterMixin`): ``pytorch_lora_weights.safetensors`` (keys prefixed

@@ -1,0 +1,443 @@
+# Bundled from `whitebox_hf.pipelines.pipeline_whitebox_flow` by whitebox_hf 0.1.0, with the whitebox_hf modules it imports (whitebox_hf.pipelines.class_conditional).
+# Only import statements were edited (the package's own imports removed), so this file needs no whitebox_hf
+# install. Do not edit by hand.
+"""`WhiteboxFlowPipeline`: class-conditional rectified-flow sampling with classifier-free guidance, in pixel space
+or in the latent space of an autoencoder (a diffusers `AutoencoderKL` or this package's RAE).
+
+Components: ``transformer`` (diffusers `DiTTransformer2DModel` or `CrateDenoiserTransformer`, anything with the
+DiT call signature ``transformer(x, timestep, class_labels=..., return_dict=False)[0]`` predicting the velocity
+v = noise − x₀), ``scheduler`` (`FlowMatchEulerDiscreteScheduler`: σ = 1 is noise, the model sees
+``timestep = σ·1000``, Euler steps ``x ← x + (σ_next − σ)·v``) and the optional ``autoencoder``. The configuration
+also holds ``num_classes`` (the null class of guidance is id ``num_classes``, never diffusers' hard-coded 1000)
+and ``id2label``.
+
+Saving and loading (`ClassConditionalPipelineMixin.save_pretrained`): the folder carries the pipeline's code and that
+of a non-diffusers component (``pipeline_whitebox_flow.py``, ``transformer/crate_denoiser.py``,
+``autoencoder/rae.py``), so it loads with ``DiffusionPipeline.from_pretrained(folder_or_repo,
+trust_remote_code=True)`` where whitebox_hf is not installed, and with ``WhiteboxFlowPipeline.from_pretrained``
+(the package's classes, no code of the folder run) where it is. A pipeline saved without an autoencoder records
+``"autoencoder": [null, null]`` and reloads with None.
+
+LoRA: `save_lora_weights` / `load_lora_weights` / `unload_lora_weights` manage a peft LoRA adapter on the
+transformer (diffusers' DiT has no `PeftAdapterMixin`): ``pytorch_lora_weights.safetensors`` (keys prefixed
+``transformer.``) plus peft's ``adapter_config.json``. Save an adapted pipeline as base folder + adapter folder:
+``save_pretrained`` of a pipeline whose transformer still holds LoRA layers writes peft's module names, which
+the plain transformer class cannot reload (call `unload_lora_weights` first, or merge the adapter yourself).
+"""
+
+from __future__ import annotations
+
+
+# ---------------------------------------- whitebox_hf.pipelines.class_conditional
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from diffusers.image_processor import VaeImageProcessor
+
+
+# Libraries diffusers loads components from by name (`model_index.json` entries ``[library, class]``); a component
+# of any other class needs its code in its folder.
+NAMED_LIBRARIES = ("diffusers", "transformers")
+# Modules of the installed package, as opposed to copies of them that diffusers loaded from a saved folder.
+PACKAGE_PREFIX = "whitebox_hf."
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+def _is_diffusers_autoencoder(autoencoder) -> bool:
+    return type(autoencoder).__module__.startswith("diffusers.")
+
+
+def _first_tensor(output, *names: str) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in names:
+        value = getattr(output, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"expected a tensor (or an output with {names}), got {type(output).__name__}")
+
+
+def encode_to_latents(autoencoder, pixel_values: torch.Tensor, sample_posterior: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised latents of ``pixel_values`` in [-1, 1] (see the module docstring); the pixels themselves when
+    ``autoencoder`` is None. ``sample_posterior`` draws from a KL posterior instead of taking its mode."""
+    if autoencoder is None:
+        return pixel_values
+    pixel_values = pixel_values.to(device=autoencoder.device, dtype=autoencoder.dtype)
+    output = autoencoder.encode(pixel_values)
+    distribution = getattr(output, "latent_dist", None)
+    if distribution is not None:
+        latents = distribution.sample(generator) if sample_posterior else distribution.mode()
+    else:
+        latents = _first_tensor(output, "latents", "latent")
+    if _is_diffusers_autoencoder(autoencoder):
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        scale = getattr(autoencoder.config, "scaling_factor", None) or 1.0
+        latents = (latents - shift) * scale
+    return latents
+
+
+def decode_latents(autoencoder, latents: torch.Tensor) -> torch.Tensor:
+    """Pixels in (about) [-1, 1] from normalised latents: the inverse of `encode_to_latents`."""
+    if autoencoder is None:
+        return latents
+    latents = latents.to(device=autoencoder.device, dtype=autoencoder.dtype)
+    if _is_diffusers_autoencoder(autoencoder):
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        scale = getattr(autoencoder.config, "scaling_factor", None) or 1.0
+        latents = latents / scale + shift
+    return _first_tensor(autoencoder.decode(latents), "sample")
+
+
+def module_code(cls) -> tuple[str, str] | None:
+    """``(file stem, self-contained source)`` of the module defining ``cls``: a whitebox_hf module bundled with the
+    package modules it imports, or the file of a module diffusers loaded from a saved folder; None for any other
+    module (a class of the caller's own, which the folder then names by module path, as diffusers does)."""
+    module_name = cls.__module__
+    stem = module_name.rpartition(".")[2]
+    if module_name.startswith(PACKAGE_PREFIX):
+        # By name at run time, so that the bundle of this very module does not carry the bundler.
+        vendoring = importlib.import_module("whitebox_hf.utils.vendoring")
+        return stem, vendoring.bundle_module(module_name)
+    if module_name.startswith("diffusers_modules."):  # diffusers' cache of remote code: one file already
+        return stem, Path(sys.modules[module_name].__file__).read_text(encoding="utf-8")
+    return None
+
+
+def write_pipeline_code(pipeline, save_directory: str | os.PathLike) -> dict:
+    """Add the code of ``pipeline`` and of its components that diffusers cannot import by name to a folder that
+    diffusers' ``save_pretrained`` wrote, and point ``model_index.json`` at it. Returns the new ``model_index.json``."""
+    folder = Path(save_directory)
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    code = module_code(type(pipeline))
+    if code is not None:
+        stem, source = code
+        (folder / f"{stem}.py").write_text(source, encoding="utf-8")
+        index["_class_name"] = [stem, type(pipeline).__name__]
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2:
+            continue
+        library, class_name = entry
+        if library is None or library in NAMED_LIBRARIES or not (folder / name).is_dir():
+            continue
+        code = module_code(type(getattr(pipeline, name)))
+        if code is not None:
+            stem, source = code
+            (folder / name / f"{stem}.py").write_text(source, encoding="utf-8")
+            index[name] = [stem, class_name]
+    # The layout of diffusers' own `save_config`.
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return index
+
+
+class ClassConditionalPipelineMixin:
+    """Methods shared by `WhiteboxFlowPipeline` and `WhiteboxDDPMPipeline` (both `DiffusionPipeline`s whose
+    configuration holds ``num_classes`` and ``id2label``)."""
+
+    image_processor = VaeImageProcessor(do_normalize=True, vae_scale_factor=1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved pipeline (a folder or a Hub repo id).
+
+        From the installed package (``WhiteboxFlowPipeline.from_pretrained``), the folder's own code is never run:
+        every component is built from the package's or diffusers' classes (`whitebox_hf.pipelines.loading`), so
+        ``trust_remote_code`` is not needed. For a class that diffusers loaded from a folder's code, this is
+        diffusers' `DiffusionPipeline.from_pretrained`.
+        """
+        if cls.__module__.startswith(PACKAGE_PREFIX):
+            loading = importlib.import_module("whitebox_hf.pipelines.loading")
+            return loading.load_pipeline(cls, pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
+                        variant: str | None = None, max_shard_size: int | str | None = None,
+                        push_to_hub: bool = False, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` plus the pipeline's code (see the module docstring), so that the folder
+        loads with ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without whitebox_hf.
+        ``push_to_hub=True`` uploads the folder afterwards (``repo_id``, ``token``, ``private``,
+        ``commit_message``, ``create_pr`` as in diffusers)."""
+        push_options = ("repo_id", "token", "private", "commit_message", "create_pr") if push_to_hub else ()
+        unexpected = sorted(set(kwargs) - set(push_options))
+        if unexpected:
+            raise TypeError(f"save_pretrained() got unexpected keyword arguments {unexpected}"
+                            + ("" if push_to_hub else " (the push options need push_to_hub=True)"))
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant,
+                                max_shard_size=max_shard_size, push_to_hub=False)
+        write_pipeline_code(self, save_directory)
+        if push_to_hub:
+            from huggingface_hub import create_repo
+
+            repo_id = kwargs.get("repo_id", str(save_directory).split(os.path.sep)[-1])
+            token = kwargs.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.get("private"), token=token).repo_id
+            self._upload_folder(save_directory, repo_id, token=token, commit_message=kwargs.get("commit_message"),
+                                create_pr=kwargs.get("create_pr", False))
+
+    def _register_labels(self, num_classes: int | None, id2label: dict | None, default_num_classes: int) -> None:
+        num_classes = default_num_classes if num_classes is None else int(num_classes)
+        if num_classes <= 0:
+            raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}")
+        if id2label is not None:
+            # JSON turns the integer keys of model_index.json into strings.
+            id2label = {int(key): str(value) for key, value in dict(id2label).items()}
+        self.register_to_config(num_classes=num_classes, id2label=id2label)
+
+    @property
+    def null_class_id(self) -> int:
+        """The unconditional class id used by classifier-free guidance: ``num_classes`` (from the config)."""
+        return int(self.config.num_classes)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Class name → id, from ``id2label`` (empty without names)."""
+        return {name: int(i) for i, name in (self.config.id2label or {}).items()}
+
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        """Class ids of class names (``id2label``)."""
+        names = [label] if isinstance(label, str) else list(label)
+        lookup = self.labels
+        missing = [name for name in names if name not in lookup]
+        if missing:
+            raise ValueError(f"unknown class names {missing}; known: {sorted(lookup, key=lookup.get)}")
+        return [lookup[name] for name in names]
+
+    def _prepare_class_labels(self, class_labels) -> torch.Tensor:
+        """``class_labels`` (an id, a name, a list of ids/names, or a 1-D tensor) as a long tensor on the device."""
+        if isinstance(class_labels, (int, str)) and not isinstance(class_labels, bool):
+            class_labels = [class_labels]
+        if isinstance(class_labels, (list, tuple)) and any(isinstance(label, str) for label in class_labels):
+            class_labels = [self.get_label_ids(label)[0] if isinstance(label, str) else label
+                            for label in class_labels]
+        labels = torch.as_tensor(class_labels)
+        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"`class_labels` must be a non-empty 1-D sequence of class ids, got {class_labels!r}")
+        num_classes = self.null_class_id
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}] (num_classes = {num_classes}; "
+                             f"the null id {num_classes} is reserved for guidance), got {labels.tolist()}")
+        return labels.to(device=self._execution_device, dtype=torch.long)
+
+    @staticmethod
+    def _check_call_arguments(num_inference_steps, guidance_scale, output_type) -> None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an integer ≥ 1, got {num_inference_steps!r}")
+        if not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
+            raise ValueError(f"`guidance_scale` must be a non-negative number, got {guidance_scale!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    def _check_latents(self, latents: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+        if latents is not None and tuple(latents.shape) != tuple(shape):
+            raise ValueError(f"`latents` must have shape {tuple(shape)} (batch, channels, height, width), got "
+                             f"{tuple(latents.shape)}")
+
+    def _guided_prediction(self, model, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor,
+                           guidance_scale: float) -> torch.Tensor:
+        """The model's output with classifier-free guidance ``uncond + g·(cond − uncond)``. ``g = 1`` runs only
+        the conditional pass (and returns it unchanged), ``g = 0`` only the unconditional one; otherwise both
+        run as one batch."""
+        batch_size = sample.shape[0]
+        if guidance_scale == 1 or guidance_scale == 0:
+            labels = class_labels if guidance_scale == 1 else torch.full_like(class_labels, self.null_class_id)
+            return model(sample, timestep.expand(batch_size), class_labels=labels, return_dict=False)[0]
+        null = torch.full_like(class_labels, self.null_class_id)
+        output = model(torch.cat([sample, sample]), timestep.expand(2 * batch_size),
+                       class_labels=torch.cat([class_labels, null]), return_dict=False)[0]
+        conditional, unconditional = output.chunk(2)
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    def _to_output_type(self, pixels: torch.Tensor, output_type: str):
+        """Pixels in [-1, 1] → ``"pt"`` (B, C, H, W) float in [0, 1], ``"np"`` (B, H, W, C) in [0, 1], or a list of
+        PIL images (mode ``L`` for one channel)."""
+        return self.image_processor.postprocess(pixels.float().cpu(), output_type=output_type)
+
+
+# ---------------------------------------- whitebox_hf.pipelines.pipeline_whitebox_flow
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+LORA_PREFIX = "transformer."
+
+
+class WhiteboxFlowPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
+    """Class-conditional flow-matching pipeline (see the module docstring).
+
+    Args:
+        transformer: the velocity model; its config gives ``in_channels`` and ``sample_size`` of the latents.
+        scheduler (`FlowMatchEulerDiscreteScheduler`): the ODE solver.
+        autoencoder (*optional*): `AutoencoderKL`, an RAE-like `ModelMixin`, or None for pixel space.
+        num_classes (`int`, *optional*): number of classes (default: the transformer's ``num_embeds_ada_norm``
+            or ``num_classes``); the null class id is ``num_classes``.
+        id2label (`dict`, *optional*): class id → name, for ``class_labels`` given as names.
+    """
+
+    model_cpu_offload_seq = "transformer->autoencoder"
+    _optional_components = ["autoencoder"]
+
+    def __init__(self, transformer, scheduler: FlowMatchEulerDiscreteScheduler, autoencoder=None,
+                 num_classes: int | None = None, id2label: dict | None = None):
+        super().__init__()
+        self.register_modules(transformer=transformer, scheduler=scheduler, autoencoder=autoencoder)
+        config = transformer.config
+        default = getattr(config, "num_embeds_ada_norm", None) or getattr(config, "num_classes", None)
+        if num_classes is None and default is None:
+            raise ValueError("`num_classes` is required: the transformer's config has neither `num_embeds_ada_norm` "
+                             "nor `num_classes`")
+        if num_classes is not None and default is not None and int(num_classes) != int(default):
+            # The null id is `num_classes`: it must be the transformer's null row, not one of its classes.
+            raise ValueError(f"`num_classes` ({num_classes}) must match the transformer's class count ({default})")
+        self._register_labels(num_classes, id2label, default)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of what the transformer denoises."""
+        config = self.transformer.config
+        size = config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return int(config.in_channels), int(height), int(width)
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised latents of pixels in [-1, 1] (the pixels in pixel space)."""
+        return encode_to_latents(self.autoencoder, pixel_values)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels in about [-1, 1] from normalised latents."""
+        return decode_latents(self.autoencoder, latents)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        """Sample one image per entry of ``class_labels``.
+
+        Args:
+            class_labels: class ids in ``[0, num_classes)`` (int, list, 1-D tensor) or names from ``id2label``.
+            num_inference_steps: Euler steps (≥ 1).
+            guidance_scale: classifier-free guidance ``g`` (≥ 0): ``uncond + g·(cond − uncond)``; 1 is plain
+                conditional sampling (one model pass per step), 0 unconditional.
+            generator: torch generator(s) for the initial noise.
+            latents: initial noise of shape ``(B, C, H, W)`` (``latent_shape``) instead of drawing it.
+            output_type: ``"pil"``, ``"np"`` (B, H, W, C) or ``"pt"`` (B, C, H, W), values in [0, 1]; or
+                ``"latent"`` for the final latents.
+            return_dict: return an `ImagePipelineOutput` (else a 1-tuple).
+
+        Raises:
+            ValueError: a class id out of range, ``num_inference_steps < 1``, a negative ``guidance_scale``, an
+                unknown ``output_type`` or ``latents`` of the wrong shape.
+        """
+        self._check_call_arguments(num_inference_steps, guidance_scale, output_type)
+        labels = self._prepare_class_labels(class_labels)
+        device, dtype = self._execution_device, self.transformer.dtype
+        shape = (labels.shape[0], *self.latent_shape)
+        self._check_latents(latents, shape)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            velocity = self._guided_prediction(self.transformer, latents, t, labels, guidance_scale)
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+        if output_type == "latent":
+            images = latents
+        else:
+            images = self._to_output_type(self.decode(latents), output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # LoRA adapters on the transformer (peft)
+    # ------------------------------------------------------------------------------------------------------------
+
+    def add_lora_adapter(self, lora_config, adapter_name: str = "default") -> None:
+        """Inject a fresh peft LoRA adapter (a `peft.LoraConfig`) into the transformer, in place."""
+        from peft import inject_adapter_in_model
+
+        inject_adapter_in_model(lora_config, self.transformer, adapter_name=adapter_name)
+        self._lora_configs = {**getattr(self, "_lora_configs", {}), adapter_name: lora_config}
+
+    def save_lora_weights(self, save_directory: str | os.PathLike, adapter_name: str = "default") -> Path:
+        """Write the transformer's LoRA adapter ``adapter_name`` to ``save_directory``: the LoRA tensors
+        (``pytorch_lora_weights.safetensors``, keys ``transformer.<module>.lora_A.weight``…) and peft's
+        ``adapter_config.json``. Returns the weights file.
+
+        Raises:
+            ValueError: the transformer holds no adapter of that name.
+        """
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        config = getattr(self, "_lora_configs", {}).get(adapter_name)
+        if config is None:
+            raise ValueError(f"the transformer has no LoRA adapter named {adapter_name!r}; add or load one first")
+        state = get_peft_model_state_dict(self.transformer, adapter_name=adapter_name)
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        path = save_directory / LORA_WEIGHT_NAME
+        save_file({LORA_PREFIX + key: value.detach().contiguous().cpu() for key, value in state.items()}, path,
+                  metadata={"format": "pt"})
+        config.save_pretrained(str(save_directory))
+        return path
+
+    def load_lora_weights(self, directory: str | os.PathLike, adapter_name: str = "default") -> None:
+        """Load a LoRA adapter written by `save_lora_weights` into the transformer (injecting its layers first).
+
+        Raises:
+            FileNotFoundError: the folder lacks the weights or ``adapter_config.json``.
+            ValueError: the file holds tensors the adapter does not expect.
+        """
+        from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        weights = directory / LORA_WEIGHT_NAME
+        if not weights.is_file() or not (directory / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{directory} must hold {LORA_WEIGHT_NAME} and adapter_config.json")
+        config = LoraConfig.from_pretrained(str(directory))
+        state = {key.removeprefix(LORA_PREFIX): value for key, value in load_file(weights).items()}
+        if adapter_name not in getattr(self, "_lora_configs", {}):
+            inject_adapter_in_model(config, self.transformer, adapter_name=adapter_name)
+        result = set_peft_model_state_dict(self.transformer, state, adapter_name=adapter_name)
+        unexpected = getattr(result, "unexpected_keys", None) or []
+        if unexpected:
+            raise ValueError(f"unexpected LoRA tensors in {weights}: {unexpected[:5]}")
+        self._lora_configs = {**getattr(self, "_lora_configs", {}), adapter_name: config}
+        self.transformer.to(self._execution_device)
+
+    def unload_lora_weights(self) -> None:
+        """Remove every LoRA layer, restoring the transformer's original modules (weights unchanged)."""
+        from peft.tuners.lora import LoraLayer
+
+        for name, module in list(self.transformer.named_modules()):
+            if isinstance(module, LoraLayer):
+                parent_name, _, child = name.rpartition(".")
+                parent = self.transformer.get_submodule(parent_name) if parent_name else self.transformer
+                setattr(parent, child, module.get_base_layer())
+        self._lora_configs = {}
