@@ -42,3 +42,7 @@ __all__ += ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "mu
 from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
 
 __all__ += ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"]
+
+from .image_datasets import DATASETS, load_image_dataset, load_image_tensors, normalise_images
+
+__all__ += ["DATASETS", "load_image_dataset", "load_image_tensors", "normalise_images"]

@@ -44,7 +44,7 @@ def evaluate_saved_image_classifier(model_dir, dataset: str = "fashion-mnist", s
 
     Args:
         model_dir: folder with config.json, weights and preprocessor_config.json.
-        dataset: a name of `whitebox_hf.training_setup.DATASETS` (``fashion-mnist``, ``digits``).
+        dataset: a name of `whitebox_hf.data.DATASETS` (``fashion-mnist``, ``digits``).
         split: the split to measure (default ``test``).
         batch_size: images per forward pass.
         limit: measure only the first ``limit`` images (None: all).
@@ -55,7 +55,7 @@ def evaluate_saved_image_classifier(model_dir, dataset: str = "fashion-mnist", s
     Returns:
         ``{"accuracy", "num_examples", "dataset", "split", "model_class"}``.
     """
-    from ..training_setup import load_image_dataset
+    from ..data import load_image_dataset
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

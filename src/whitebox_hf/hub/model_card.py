@@ -631,7 +631,7 @@ def _find_metrics_file(model_dir: Path) -> Path:
 
 def _dataset_id(dataset_name: str) -> str | None:
     try:
-        from ..training_setup import DATASETS
+        from ..data import DATASETS
     except ImportError:  # pragma: no cover
         return None
     for key, info in DATASETS.items():
