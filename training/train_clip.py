@@ -454,7 +454,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     results = {
         "text_tower": args["text_tower"], **evaluation,
         "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
-        "batch_size": args["batch_size"], "train_seconds": progress.train_seconds, "train_seconds_this_run": train_seconds, "text_embedding_seconds": text_seconds, "eval_seconds": eval_seconds,
+        "batch_size": args["batch_size"], "train_seconds": progress.train_seconds,
+        "train_seconds_this_run": train_seconds, "text_embedding_seconds": text_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.time() - wall_start,
         "num_threads": torch.get_num_threads(),
         "trainable_parameters": trainable,

@@ -47,8 +47,8 @@ def write_corpus(folder: Path) -> Path:
     words = "module function class method return value object string list the a of to is in".split()
     for d in range(8):
         lines = [f"Module {d}", "=" * 10, ""]
-        lines += [f".. function:: f{i}(x)\n\n   Return the {' '.join(words[(d + i + k) % len(words)] for k in range(6))}."
-                  for i in range(20)]
+        for i in range(20):
+            lines.append(f".. function:: f{i}(x)\n\n   Return the {' '.join(words[(d + i + k) % 15] for k in range(6))}.")
         (folder / f"doc{d}.rst.txt").write_text("\n".join(lines))
     return folder
 

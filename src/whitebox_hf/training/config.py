@@ -33,8 +33,8 @@ def parse_config_args(defaults: dict, argv=None, description: str | None = None)
     """The run's settings: ``defaults``, overridden by a YAML file (``--config``), overridden by ``--key value``.
 
     Every key of ``defaults`` becomes a command-line option of the default's type (booleans read
-    ``true/false/1/0/yes/no``, and a bare ``--flag`` means true). Unknown keys in the YAML file are an error, so a misspelt key never
-    silently falls back to its default.
+    ``true/false/1/0/yes/no``, and a bare ``--flag`` means true). Unknown keys in the YAML file are an error,
+    so a misspelt key never silently falls back to its default.
 
     Raises:
         ValueError: the YAML file holds keys that ``defaults`` does not know.
