@@ -39,16 +39,7 @@ from pathlib import Path
 
 import torch
 
-from transformers import GPT2Config, GPT2LMHeadModel
-
-from whitebox_hf import (
-    AoTConfig,
-    AoTForCausalLM,
-    CausalCrateConfig,
-    CausalCrateForCausalLM,
-    ToSTConfig,
-    ToSTForCausalLM,
-)
+from whitebox_hf.training.builders import build_causal_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize, time_call  # noqa: E402
@@ -104,24 +95,10 @@ class Dims:
 def build_model(key: str, dims: Dims, attn: str = "sdpa") -> torch.nn.Module:
     """A freshly initialised model in eval mode (seed it before calling). Dropout is 0 everywhere (GPT-2's
     default 0.1 is switched off, as in nanoGPT and the white-box configurations)."""
-    common = dict(vocab_size=dims.vocab_size, max_position_embeddings=dims.max_positions,
-                  hidden_size=dims.hidden_size, num_hidden_layers=dims.num_layers,
-                  num_attention_heads=dims.num_heads, attn_implementation=attn)
-    if key == "tost":
-        model = ToSTForCausalLM(ToSTConfig(**common))
-    elif key == "causal-crate":
-        model = CausalCrateForCausalLM(CausalCrateConfig(**common))
-    elif key == "causal-crate-alpha":
-        model = CausalCrateForCausalLM(CausalCrateConfig(**common, block_type="odl", final_layer_norm=True))
-    elif key in ("aot-mssa", "aot-mhsa"):
-        model = AoTForCausalLM(AoTConfig(**common, attention_type=key.split("-")[1]))
-    elif key == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(
-            n_embd=dims.hidden_size, n_layer=dims.num_layers, n_head=dims.num_heads, n_positions=dims.max_positions,
-            vocab_size=dims.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-            bos_token_id=None, eos_token_id=None, attn_implementation=attn))
-    else:
-        raise ValueError(f"unknown model {key!r}")
+    # One builder and one set of family keys with training/train_causal_lm.py (`CAUSAL_LM_MODELS`).
+    args = dict(model=key, hidden_size=dims.hidden_size, num_hidden_layers=dims.num_layers,
+                num_attention_heads=dims.num_heads, context_length=dims.max_positions)
+    model = build_causal_lm(args, dims.vocab_size, attn_implementation=attn)
     assert model.config._attn_implementation == attn, (key, model.config._attn_implementation, attn)
     return model.eval()
 

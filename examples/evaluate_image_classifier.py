@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 import whitebox_hf  # noqa: F401  (registers CRATE with the Auto classes)
+from whitebox_hf.data import load_image_dataset
 from whitebox_hf.evaluation import attention_saliency, save_saliency_grid
 from whitebox_hf.evaluation.image_classifier import (
     evaluate_saved_image_classifier,
     load_saved_image_classifier,
 )
-from whitebox_hf.training_setup import load_image_dataset
 
 
 def main() -> int:

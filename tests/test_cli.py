@@ -57,7 +57,7 @@ def test_bad_arguments_exit_non_zero_with_a_readable_message(argv, message, caps
 
 
 def saved_classifier(folder, tiny_crate_config):
-    from whitebox_hf.training_setup import build_image_processor
+    from whitebox_hf.training.builders import build_image_processor
 
     model = whitebox_hf.CrateForImageClassification(tiny_crate_config(num_labels=10)).eval()
     model.save_pretrained(folder)

@@ -25,6 +25,7 @@ from transformers import AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401
 from whitebox_hf.data import dataset_to_tensors
+from whitebox_hf.data import load_image_dataset, normalise_images
 from whitebox_hf.evaluation import (
     attention_saliency,
     diagnostics_table,
@@ -35,7 +36,6 @@ from whitebox_hf.evaluation import (
     plot_diagnostics,
     save_saliency_grid,
 )
-from whitebox_hf.training_setup import load_image_dataset, normalise_images
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"crate": "CRATE", "vit": "ViT (transformers)", "crate_alpha": "CRATE-α",

@@ -31,9 +31,9 @@ from transformers import AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline component modules)
 from whitebox_hf.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, dataset_to_tensors
+from whitebox_hf.data import load_image_dataset
 from whitebox_hf.evaluation import FrechetEffNetDistance
 from whitebox_hf.pipelines import WhiteboxDDPMPipeline, WhiteboxFlowPipeline
-from whitebox_hf.training_setup import load_image_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = [  # (run, label, pipeline class, sampling steps)

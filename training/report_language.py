@@ -18,17 +18,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from whitebox_hf.training.builders import CAUSAL_LM_MODELS
+
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {
-    "gpt2": "GPT-2 (transformers)",
-    "causal_crate": "CausalCRATE (MSSA + ISTA)",
-    "causal_crate_gpt2_init": "CausalCRATE, authors' GPT-2 init (ablation)",
-    "causal_crate_residual": "CausalCRATE + ISTA residual (ablation)",
-    "crate_alpha": "CRATE-α LM (MSSA + ODL)",
-    "aot_mssa": "AoT-MSSA",
-    "aot_mhsa": "AoT-MHSA",
-    "tost": "ToST (causal TSSA)",
-}
+# The family keys of `CAUSAL_LM_MODELS` (run folders runs/lm-<key>) in the report's order, with their labels.
+MODELS = {key: CAUSAL_LM_MODELS[key].label for key in (
+    "gpt2", "causal-crate", "causal-crate-gpt2-init", "causal-crate-residual", "causal-crate-alpha", "aot-mssa",
+    "aot-mhsa", "tost")}
 # Settings that must agree for the table to compare like with like.
 SHARED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "context_length", "tokenizer",
                "max_tokens", "batch_size", "learning_rate", "min_lr_ratio", "weight_decay", "adam_beta1",
@@ -230,7 +226,7 @@ def main(argv=None) -> int:
             lines.append(f"- {MODELS[key]}: ![loss](language_loss_{key}.png)")
         if (run_dir / "model" / "README.md").is_file():
             cards.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(run_dir / "model" / "README.md", cards / f"python-docs-lm-{key.replace('_', '-')}.md")
+            shutil.copyfile(run_dir / "model" / "README.md", cards / f"python-docs-lm-{key}.md")
     lines += [
         "",
         "## Samples",

@@ -22,8 +22,8 @@ from transformers import AutoModel
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import dataset_to_tensors
+from whitebox_hf.data import load_image_dataset, normalise_images
 from whitebox_hf.evaluation import attention_saliency, save_saliency_grid
-from whitebox_hf.training_setup import load_image_dataset, normalise_images
 
 ROOT = Path(__file__).resolve().parent.parent
 SSL_RUNS = [  # (run name, method, backbone, depth)

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
-MODELS=${MODELS:-"gpt2 causal_crate crate_alpha aot_mssa aot_mhsa tost causal_crate_gpt2_init causal_crate_residual"}
+MODELS=${MODELS:-"gpt2 causal-crate causal-crate-alpha aot-mssa aot-mhsa tost causal-crate-gpt2-init causal-crate-residual"}
 PARALLEL=${PARALLEL:-2}
 MIXED_PRECISION=${MIXED_PRECISION:-no}
 # Token budget per model (a multiple of the 8 × 256 = 2048 tokens of a step). The defaults keep the slowest

@@ -49,6 +49,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import EpochPermutationSampler
+from whitebox_hf.data import DATASETS, load_image_tensors
 from whitebox_hf.evaluation import (
     EffNetPerceptualLoss,
     FrechetEffNetDistance,
@@ -56,18 +57,17 @@ from whitebox_hf.evaluation import (
 )
 from whitebox_hf.hub.model_card import autoencoder_model_card
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
-from whitebox_hf.training_setup import DATASETS, load_image_tensors
-from whitebox_hf.training_utils import (
-    RUN_DEFAULTS,
+from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
-    optimizer_step,
-    parse_config_args,
-    plot_training_curves,
     restore_checkpoint,
     resumable_batches,
-    start_run,
+    save_checkpoint_if_due,
 )
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.optim import optimizer_step
+from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.run import start_run
 
 AUTOENCODERS = ("vae", "rae")
 # Measured numbers of metrics.json that go into the model card's model-index, and the settings it lists.
@@ -334,7 +334,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     count = 0
     stopped_early = False
     model.train()
-    for (batch,) in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+    for (batch,) in resumable_batches(accelerator, train_loader, progress.step, total_steps, seed=args["seed"]):
         pixels = to_pixels(batch)
         out = compute_loss(args, kind, model, perceptual, pixels)
         optimizer_step(accelerator, out["loss"], trainable, optimizer, scheduler, args["max_grad_norm"], progress.step)
@@ -349,8 +349,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                           elapsed_s=time.time() - start_time)
             accelerator.log(record, step=progress.step)
             sums, count = {}, 0
-        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
-            accelerator.save_state()
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
         if args["max_train_seconds"] and time.time() - start_time > args["max_train_seconds"]:
             accelerator.print(f"stopping at step {progress.step}: max_train_seconds reached")

@@ -7,7 +7,8 @@
     python training/train_causal_lm.py --config ... --mixed_precision bf16 --max_tokens 500000
     python training/train_causal_lm.py --config ... --resume_from_checkpoint latest
 
-`--model` is one of causal_crate, crate_alpha, aot_mssa, aot_mhsa, tost, gpt2; every model gets the same
+`--model` is a family key of `whitebox_hf.training.builders.CAUSAL_LM_MODELS` (causal-crate, causal-crate-alpha,
+aot-mssa, aot-mhsa, tost, gpt2 and the causal-crate ablations); every model gets the same
 width, depth, heads, context and tokenizer. The recipe is nanoGPT's: AdamW (β = 0.9, 0.95), weight decay 0.1
 on ≥2-D weights only, linear warm-up then cosine decay to learning_rate × min_lr_ratio, gradient clipping at
 1.0. Training stops after `max_tokens` training tokens, so models compare at an equal token budget.
@@ -39,7 +40,6 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
@@ -49,27 +49,22 @@ import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import EpochPermutationSampler, PackedTokenBlocks, load_python_docs, tokenize_and_concatenate
 from whitebox_hf.hub import causal_lm_model_card
 from whitebox_hf.tokenization import train_bpe_tokenizer
-from whitebox_hf.training_setup import (
-    CAUSAL_LM_MODELS,
-    build_causal_lm,
-    causal_lm_parameter_count,
-    causal_lm_parameter_groups,
-)
-from whitebox_hf.training_utils import (
+from whitebox_hf.training.builders import build_causal_lm, causal_lm_parameter_count, check_causal_lm_key
+from whitebox_hf.training.checkpointing import (
     TrainingProgress,
-    build_optimizer,
-    create_accelerator,
     exit_if_interrupt_requested,
-    find_checkpoint,
-    parse_config_args,
-    plot_training_curves,
     restore_checkpoint,
     resumable_batches,
+    save_checkpoint_if_due,
 )
+from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.optim import build_optimizer, causal_lm_parameter_groups
+from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
     # model
-    "model": "causal_crate",  # causal_crate | crate_alpha | aot_mssa | aot_mhsa | tost | gpt2
+    "model": "causal-crate",  # a key of CAUSAL_LM_MODELS
     "hidden_size": 256,
     "num_hidden_layers": 6,
     "num_attention_heads": 8,
@@ -119,8 +114,7 @@ def parse_args(argv=None) -> dict:
 
 def check_args(args: dict) -> None:
     """Fail before any data is read when a setting is out of range; the message names the setting."""
-    if args["model"] not in CAUSAL_LM_MODELS:
-        raise ValueError(f"`model` must be one of {sorted(CAUSAL_LM_MODELS)}, got {args['model']!r}")
+    check_causal_lm_key(args["model"])
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "context_length", "max_tokens",
                 "batch_size", "eval_batch_size", "log_every", "sample_max_new_tokens", "checkpoints_total_limit"):
         if args[key] <= 0:
@@ -238,16 +232,10 @@ def main(argv=None, dataset=None) -> dict:
     started = time.time()
     args = parse_args(argv)
     check_args(args)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-        if args["num_threads"] == 1:
-            # The tokenizers library otherwise spreads batch encoding over every core.
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    output_dir = Path(args["output_dir"])
-    # Only a run that really continues a checkpoint keeps the old log ("latest" with none yet starts afresh).
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
-    accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
-    set_seed(args["seed"])
+    if args["num_threads"] == 1:
+        # The tokenizers library otherwise spreads batch encoding over every core.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    accelerator, output_dir = start_run(args)
 
     if dataset is None:
         with accelerator.main_process_first():  # the first load prepares the cache: one writer at a time
@@ -309,7 +297,7 @@ def main(argv=None, dataset=None) -> dict:
     window_loss, window_steps, window_seconds = 0.0, 0, 0.0
     model.train()
     step_started = time.perf_counter()
-    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps, seed=args["seed"]):
         loss = next_token_loss(model, batch)
         accelerator.backward(loss)
         grad_norm = None
@@ -341,8 +329,7 @@ def main(argv=None, dataset=None) -> dict:
             accelerator.log({"val_loss": val_loss, "val_perplexity": perplexity(val_loss), "tokens": progress.tokens},
                             step=progress.step)
             accelerator.print(f"step {progress.step}: validation loss {val_loss:.4f} ({subset_size} blocks)")
-        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
-            accelerator.save_state()
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
         # Evaluation and checkpointing above are not training time.
         step_started = time.perf_counter()
@@ -415,7 +402,7 @@ def main(argv=None, dataset=None) -> dict:
                     f"{results['tokens_per_second']:.0f} tokens/s). Loss and perplexity are per token of the "
                     f"tokenizer, on {eval_scope} ({val_tokens:,} tokens)."
                 ),
-                model_name=f"{args['model'].replace('_', '-')}-python-docs",
+                model_name=f"{args['model']}-python-docs",  # the family key, as the run folder and the report
                 repo_path=str(model_dir),
             )
             card.save(str(model_dir / "README.md"))

@@ -5,6 +5,7 @@
         --output_dir runs/clip-lift
     python training/train_clip.py --config training/configs/clip_openclipart.yaml --text_tower clip \
         --output_dir runs/clip-clip
+    python training/train_clip.py --config ... --resume_from_checkpoint latest
 
 Spec ``ssl_and_generation.md`` §2, book §8.3.8. Both arms train the same CRATE image tower with the symmetric
 InfoNCE loss and a learnable temperature (init ln(1/0.07), clamped to [0, ln 100] after every optimiser step):
@@ -23,6 +24,9 @@ over one test pair per distinct caption (the first ``retrieval_pairs`` of them; 
 share their caption), and zero-shot classification over the Openclipart categories with prompts
 ``prompt_template.format(category)``.
 
+Checkpoints: ``output_dir/checkpoints/checkpoint_<i>`` every ``checkpoint_every`` steps (0: every epoch);
+``--resume_from_checkpoint latest`` continues the exact trajectory (the shifts of a step are seeded by the step).
+
 Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``metrics.json`` and ``model/`` (the model with
 ``save_pretrained``, its `WhiteboxClipProcessor` and a model card ``README.md`` whose `model-index` holds the
 retrieval and zero-shot numbers; loads with ``AutoModel`` / ``AutoProcessor``).
@@ -39,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -63,15 +66,18 @@ from whitebox_hf.models.whitebox_clip import (
     minilm_path,
 )
 from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scale_
-from whitebox_hf.training_setup import build_image_processor
-from whitebox_hf.training_utils import (
+from whitebox_hf.training.builders import build_image_processor
+from whitebox_hf.training.checkpointing import (
     TrainingProgress,
-    create_accelerator,
-    optimizer_step,
-    parse_config_args,
-    plot_training_curves,
+    exit_if_interrupt_requested,
+    restore_checkpoint,
     resumable_batches,
+    save_checkpoint_if_due,
 )
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.optim import optimizer_step
+from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
     "text_tower": "lift",  # lift | clip
@@ -116,9 +122,9 @@ DEFAULTS = {
     "eval_batch_size": 256,
     # bookkeeping
     "output_dir": "runs/clip-lift",
-    "log_every": 10,
     "save_model": True,
-    "num_threads": 0,
+    **RUN_DEFAULTS,
+    "log_every": 10,
 }
 
 
@@ -336,11 +342,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     """Run training. ``data`` (tests) replaces Openclipart: ``{"train_images", "train_captions", "train_labels",
     "test_images", "test_captions", "test_labels", "class_names"}`` with uint8 ``(n, 3, H, W)`` images."""
     args = parse_args(argv)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    output_dir = Path(args["output_dir"])
-    accelerator = create_accelerator(output_dir, args["mixed_precision"])
-    set_seed(args["seed"])
+    accelerator, output_dir = start_run(args)
     wall_start = time.time()
 
     if data is None:
@@ -392,18 +394,25 @@ def main(argv=None, data: dict | None = None) -> dict:
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
     progress = TrainingProgress()
+    accelerator.register_for_checkpointing(progress)
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    if checkpoint is not None:
+        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
     trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
     accelerator.print(f"{args['text_tower']}: {trainable:,} trainable parameters, {total_steps} steps "
                       f"({steps_per_epoch}/epoch)")
 
-    generator = torch.Generator().manual_seed(args["seed"])
     trainable_parameters = [p for p in unwrapped.parameters() if p.requires_grad]
+    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    start_step, earlier_seconds = progress.step, progress.train_seconds
     sums, count = 0.0, 0
     train_start = time.time()
     model.train()
-    for batch in resumable_batches(accelerator, loader, progress.step, total_steps):
+    for batch in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
         index = batch["index"].cpu()
+        # The step's shifts depend on (seed, step) only, so a resumed run draws the ones it would have drawn.
+        generator = torch.Generator().manual_seed(args["seed"] * 1_000_003 + progress.step)
         pixel_values = normalise(random_shift(train_images[index], args["shift_pixels"], generator), mean, std)
         inputs = {"pixel_values": pixel_values.to(accelerator.device), "return_loss": True}
         if lift:
@@ -425,7 +434,11 @@ def main(argv=None, data: dict | None = None) -> dict:
                              "logit_scale": unwrapped.logit_scale.item(), "epoch": progress.step / steps_per_epoch,
                              "elapsed_s": time.time() - train_start}, step=progress.step)
             sums, count = 0.0, 0
+        progress.train_seconds = earlier_seconds + time.time() - train_start
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - train_start
+    progress.train_seconds = earlier_seconds + train_seconds
 
     def text_embed_fn(texts: list[str]) -> torch.Tensor:
         if lift and all(t in embedding_cache for t in texts):
@@ -440,8 +453,9 @@ def main(argv=None, data: dict | None = None) -> dict:
 
     results = {
         "text_tower": args["text_tower"], **evaluation,
-        "steps": progress.step, "epochs": progress.step / steps_per_epoch, "batch_size": args["batch_size"],
-        "train_seconds": train_seconds, "text_embedding_seconds": text_seconds, "eval_seconds": eval_seconds,
+        "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
+        "batch_size": args["batch_size"], "train_seconds": progress.train_seconds,
+        "train_seconds_this_run": train_seconds, "text_embedding_seconds": text_seconds, "eval_seconds": eval_seconds,
         "wall_seconds": time.time() - wall_start,
         "num_threads": torch.get_num_threads(),
         "trainable_parameters": trainable,

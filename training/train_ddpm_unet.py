@@ -11,14 +11,14 @@ num_classes + 1`` (the last id is the null class); labels are dropped to it with
 ``class_dropout_prob`` for classifier-free guidance (the U-Net never drops labels itself).
 
 Everything else — data, EMA, optimiser, LR schedule, checkpoints, resume, the final pipeline and sample grid —
-is the shared loop `run_training` of ``training/train_latent_flow.py``; the outputs are the same
+is the loop `whitebox_hf.training.generative.run_training` shared with ``training/train_latent_flow.py``; the
+outputs are the same
 (``pipeline/`` loads with ``WhiteboxDDPMPipeline.from_pretrained`` and has a model card ``README.md``).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -26,11 +26,10 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_latent_flow as shared  # noqa: E402  (the shared training loop)
-
-from whitebox_hf.pipelines import WhiteboxDDPMPipeline  # noqa: E402
-from whitebox_hf.training_utils import parse_config_args, start_run  # noqa: E402
+from whitebox_hf.pipelines import WhiteboxDDPMPipeline
+from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.generative import GENERATIVE_DEFAULTS, load_training_images, run_training, write_pipeline_card
+from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
     # U-Net: one level per entry of `block_out_channels`, halving the resolution between levels
@@ -42,7 +41,7 @@ DEFAULTS = {
     "num_train_timesteps": 1000,
     "beta_schedule": "linear",
     "sample_steps": 100,  # DDPM steps of the final sample grid (a subsequence of the 1000)
-    **shared.COMMON_DEFAULTS,
+    **GENERATIVE_DEFAULTS,
     "learning_rate": 2e-4,
     "output_dir": "runs/ddpm_unet",
 }
@@ -86,11 +85,12 @@ def ddpm_loss(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, schedule
 
 
 def main(argv=None, data: dict | None = None) -> dict:
-    """Run training; ``data`` (tests) replaces the data set (see `train_latent_flow.load_training_images`)."""
+    """Run training; ``data`` (tests) replaces the data set (see
+    `whitebox_hf.training.generative.load_training_images`)."""
     args = parse_config_args(DEFAULTS, argv, __doc__)
     accelerator, output_dir = start_run(args)
 
-    pixels, labels, class_names = shared.load_training_images(args, accelerator, data)
+    pixels, labels, class_names = load_training_images(args, accelerator, data)
     num_classes = len(class_names)
     model = build_unet(args, tuple(pixels.shape[1:]), num_classes)
     scheduler = DDPMScheduler(num_train_timesteps=args["num_train_timesteps"], beta_schedule=args["beta_schedule"])
@@ -101,7 +101,7 @@ def main(argv=None, data: dict | None = None) -> dict:
         pipeline.save_pretrained(folder)
         return pipeline
 
-    results = shared.run_training(
+    results = run_training(
         args, accelerator, pixels, labels, model,
         compute_loss=lambda m, x0, y, g: ddpm_loss(m, x0, y, scheduler, g),
         save_pipeline=save_pipeline, sample_kwargs={"num_inference_steps": args["sample_steps"]},
@@ -110,7 +110,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     results.update(denoiser="unet", autoencoder="none")
     if accelerator.is_main_process:
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-        shared.write_pipeline_card(args, results, class_names, "training/train_ddpm_unet.py", argv,
+        write_pipeline_card(args, results, class_names, "training/train_ddpm_unet.py", argv,
                                    real_dataset=data is None)
     return results
 

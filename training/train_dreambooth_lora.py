@@ -19,7 +19,11 @@ Recipe (diffusers' examples/dreambooth/train_dreambooth_lora.py, adapted to a cl
   Deviation: DreamBooth's instance prompt carries a rare identifier token ("a sks dog") that the class prompt
   lacks; a class-conditional model has no such token, so instance and prior batches share the class label and
   ``prior_loss_weight`` sets the trade-off between fitting the instances and keeping the class's diversity.
-* The same rectified-flow objective as ``train_latent_flow.py`` (`flow_matching_loss`), the scheduler's shift.
+* The same rectified-flow objective as ``train_latent_flow.py`` (`whitebox_hf.training.generative.flow_matching_loss`),
+  the scheduler's shift.
+* Checkpoints ``output_dir/checkpoints/checkpoint_<i>`` every ``checkpoint_every`` steps (adapter, optimiser, RNG,
+  step) and ``--resume_from_checkpoint latest``: a step's batches and noise are seeded by ``(seed, step)`` and the
+  class images are redrawn identically from the frozen base, so a resumed run continues the exact trajectory.
 
 Outputs in ``output_dir``: ``lora/`` (`WhiteboxFlowPipeline.save_lora_weights`: ``pytorch_lora_weights.safetensors``
 + ``adapter_config.json``; load with ``pipe.load_lora_weights(output_dir/"lora")``), ``comparison.png`` (row 1:
@@ -29,21 +33,24 @@ instance images, row 2: base samples, row 3: the same seeds with the adapter) an
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from peft import LoraConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_latent_flow as shared  # noqa: E402  (data loading and the flow-matching loss)
-
-import whitebox_hf  # noqa: E402,F401
-from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_builtin_label_dropout  # noqa: E402
-from whitebox_hf.pipelines import WhiteboxFlowPipeline  # noqa: E402
-from whitebox_hf.training_utils import parse_config_args  # noqa: E402
+import whitebox_hf  # noqa: F401
+from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_builtin_label_dropout
+from whitebox_hf.pipelines import WhiteboxFlowPipeline
+from whitebox_hf.training.checkpointing import (
+    TrainingProgress,
+    exit_if_interrupt_requested,
+    restore_checkpoint,
+    save_checkpoint_if_due,
+)
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.generative import flow_matching_loss, load_training_images
+from whitebox_hf.training.optim import optimizer_step
+from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
     "pipeline": "runs/flow_vae_dit/pipeline",  # the base WhiteboxFlowPipeline folder
@@ -76,9 +83,10 @@ DEFAULTS = {
     "comparison_samples": 8,
     "comparison_steps": 25,
     "output_dir": "runs/dreambooth_lora",
-    "log_every": 20,
+    "mixed_precision": "no",
     "seed": 0,
-    "num_threads": 0,
+    **RUN_DEFAULTS,
+    "checkpoint_every": 50,  # steps (no epochs here)
 }
 
 
@@ -104,12 +112,10 @@ def comparison_grid(rows: list[list]):
 
 
 def main(argv=None, data: dict | None = None) -> dict:
-    """Fine-tune; ``data`` (tests) replaces the data set (see `train_latent_flow.load_training_images`)."""
+    """Fine-tune; ``data`` (tests) replaces the data set (see
+    `whitebox_hf.training.generative.load_training_images`)."""
     args = parse_config_args(DEFAULTS, argv, __doc__)
-    if args["num_threads"] > 0:
-        torch.set_num_threads(args["num_threads"])
-    set_seed(args["seed"])
-    output_dir = Path(args["output_dir"])
+    accelerator, output_dir = start_run(args)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     pipe = WhiteboxFlowPipeline.from_pretrained(args["pipeline"])
@@ -122,7 +128,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     if not 0 <= c < num_classes:
         raise ValueError(f"`instance_class` must lie in [0, {num_classes - 1}], got {c}")
 
-    pixels, labels, _ = shared.load_training_images(args, None, data)
+    pixels, labels, _ = load_training_images(args, accelerator, data)
     instance_pixels = pixels[labels == c][args["instance_offset"]: args["instance_offset"] + args["num_instance_images"]]
     if len(instance_pixels) == 0:
         raise ValueError(f"no training image of class {c} at offset {args['instance_offset']}")
@@ -132,6 +138,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     start = time.time()
     class_latents = None
     if args["with_prior_preservation"]:
+        # Drawn from the frozen base with a fixed seed: a resumed run redraws exactly these.
         class_latents = pipe([c] * args["num_class_images"], num_inference_steps=args["class_sample_steps"],
                              guidance_scale=args["class_guidance_scale"], output_type="latent",
                              generator=torch.Generator().manual_seed(args["seed"] + 1)).images.float()
@@ -150,33 +157,39 @@ def main(argv=None, data: dict | None = None) -> dict:
                                      target_modules=lora_target_modules(transformer, args["target_modules"])))
     trainable = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args["learning_rate"], weight_decay=0.0)
+    # Not wrapped on one CPU process; prepared so that the checkpoint holds the adapter and the optimiser.
+    transformer, optimizer = accelerator.prepare(transformer, optimizer)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(progress)
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    if checkpoint is not None:
+        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     flow_args = {**args, "flow_shift": float(pipe.scheduler.config.get("shift", 1.0))}
-    data_generator = torch.Generator().manual_seed(args["seed"])
     transformer.train()
-    log, start = [], time.time()
-    for step in range(args["max_steps"]):
+    log, start, start_step = [], time.time(), progress.step
+    while progress.step < args["max_steps"]:
+        step = progress.step
+        # The step's batches and noise depend on (seed, step) only, so a resumed run draws what it would have.
         generator = torch.Generator().manual_seed(args["seed"] * 1_000_003 + step)
-        index = torch.randint(0, len(instance_latents), (args["batch_size"],), generator=data_generator)
+        index = torch.randint(0, len(instance_latents), (args["batch_size"],), generator=generator)
         y = torch.full((args["batch_size"],), c, dtype=torch.long)
-        instance_loss = shared.flow_matching_loss(transformer, instance_latents[index], y, flow_args, generator)
+        instance_loss = flow_matching_loss(transformer, instance_latents[index], y, flow_args, generator)
         loss = instance_loss
         prior_loss = torch.zeros(())
         if class_latents is not None:
-            index = torch.randint(0, len(class_latents), (args["batch_size"],), generator=data_generator)
-            prior_loss = shared.flow_matching_loss(transformer, class_latents[index], y, flow_args, generator)
+            index = torch.randint(0, len(class_latents), (args["batch_size"],), generator=generator)
+            prior_loss = flow_matching_loss(transformer, class_latents[index], y, flow_args, generator)
             loss = loss + args["prior_loss_weight"] * prior_loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if args["max_grad_norm"] > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, args["max_grad_norm"])
-        optimizer.step()
-        log.append({"step": step + 1, "loss": loss.item(), "instance_loss": instance_loss.item(),
+        optimizer_step(accelerator, loss, trainable, optimizer, None, args["max_grad_norm"], step)
+        progress.step += 1
+        log.append({"step": progress.step, "loss": loss.item(), "instance_loss": instance_loss.item(),
                     "prior_loss": prior_loss.item()})
-        if (step + 1) % args["log_every"] == 0 or step + 1 == args["max_steps"]:
-            print(f"step {step + 1}/{args['max_steps']} loss {loss.item():.4f} (instance {instance_loss.item():.4f}, "
-                  f"prior {prior_loss.item():.4f})")
+        if progress.step % args["log_every"] == 0 or progress.step == args["max_steps"]:
+            accelerator.print(f"step {progress.step}/{args['max_steps']} loss {loss.item():.4f} "
+                              f"(instance {instance_loss.item():.4f}, prior {prior_loss.item():.4f})")
+        save_checkpoint_if_due(accelerator, progress.step, args["checkpoint_every"] or args["max_steps"],
+                               args["max_steps"])
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start
     transformer.eval()
 
@@ -185,10 +198,11 @@ def main(argv=None, data: dict | None = None) -> dict:
         instance_images = pipe.image_processor.postprocess(instance_pixels, output_type="pil")
         comparison_grid([instance_images, base_images, comparison_samples()]).save(output_dir / "comparison.png")
     results = {
-        "steps": args["max_steps"], "instance_class": c, "num_instance_images": len(instance_latents),
+        "steps": progress.step, "start_step": start_step, "instance_class": c,
+        "num_instance_images": len(instance_latents),
         "num_class_images": 0 if class_latents is None else len(class_latents),
         "num_lora_parameters": sum(p.numel() for p in trainable), "lora_weights": str(lora_path),
-        "train_seconds": train_seconds, "seconds_per_step": train_seconds / max(args["max_steps"], 1),
+        "train_seconds": train_seconds, "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
         "class_image_seconds": class_seconds, "final_loss": log[-1]["loss"] if log else None, "log": log,
     }
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))

@@ -28,18 +28,20 @@ from transformers import get_cosine_schedule_with_warmup
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import AugmentedTensorDataset, EpochPermutationSampler, dataset_to_tensors
 from whitebox_hf.data import image_classification_transforms
+from whitebox_hf.data import load_image_dataset
 from whitebox_hf.hub import image_classification_model_card
-from whitebox_hf.training_setup import build_image_classifier, build_image_processor, load_image_dataset
-from whitebox_hf.training_utils import (
+from whitebox_hf.training.builders import build_image_classifier, build_image_processor
+from whitebox_hf.training.checkpointing import (
     TrainingProgress,
-    build_optimizer,
     exit_if_interrupt_requested,
-    parse_config_args,
-    plot_training_curves,
     restore_checkpoint,
     resumable_batches,
-    start_run,
+    save_checkpoint_if_due,
 )
+from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.optim import build_optimizer
+from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.run import start_run
 
 
 DEFAULTS = {
@@ -178,7 +180,7 @@ def main(argv=None) -> dict:
     running_loss, running_count = 0.0, 0
     last_accuracy = None
     model.train()
-    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps, seed=args["seed"]):
         logits = model(pixel_values=batch["pixel_values"]).logits
         loss = loss_fn(logits.float(), batch["labels"])
         accelerator.backward(loss)
@@ -203,8 +205,7 @@ def main(argv=None) -> dict:
             last_accuracy = evaluate(model, test_loader, accelerator)
             accelerator.log({"eval_accuracy": last_accuracy}, step=progress.step)
             accelerator.print(f"step {progress.step}: test accuracy {last_accuracy:.4f}")
-        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
-            accelerator.save_state()
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     bar.close()
     train_seconds = time.time() - start_time

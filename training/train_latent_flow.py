@@ -32,85 +32,33 @@ Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, 
 with a model card ``README.md`` of the training facts, `write_pipeline_card`) and ``samples.png`` (a class ×
 sample grid drawn with the saved pipeline).
 
-The generic loop below (`run_training`) is shared with ``training/train_ddpm_unet.py``.
+The generic loop (`whitebox_hf.training.generative.run_training`) is shared with ``training/train_ddpm_unet.py``.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel, compute_density_for_timestep_sampling
 from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 import whitebox_hf  # noqa: F401  (imports the component modules diffusers needs to reload the pipeline)
-from whitebox_hf.data import EpochPermutationSampler, dataset_to_tensors
-from whitebox_hf.hub.model_card import pipeline_model_card
 from whitebox_hf.models.denoisers import CrateDenoiserTransformer, build_dit_transformer
-from whitebox_hf.pipelines import (
-    WhiteboxFlowPipeline,
-    encode_to_latents,
-    load_autoencoder,
+from whitebox_hf.pipelines import WhiteboxFlowPipeline, encode_to_latents, load_autoencoder
+from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.generative import (
+    GENERATIVE_DEFAULTS,
+    flow_matching_loss,
+    load_training_images,
+    run_training,
+    write_pipeline_card,
 )
-from whitebox_hf.training_setup import DATASETS, load_image_dataset
-from whitebox_hf.training_utils import (
-    TrainingProgress,
-    exit_if_interrupt_requested,
-    optimizer_step,
-    parse_config_args,
-    plot_training_curves,
-    restore_checkpoint,
-    resumable_batches,
-    start_run,
-)
+from whitebox_hf.training.run import start_run
 
 DENOISERS = ("dit", "crate")
-
-# Keys shared by every generative training script (this one and train_ddpm_unet.py).
-COMMON_DEFAULTS = {
-    "class_dropout_prob": 0.1,  # CFG label dropout (to the null id = num_classes), applied once, here
-    # data
-    "dataset": "fashion-mnist",
-    "data_dir": "",
-    "train_subset": 0,  # >0: first n training images
-    # optimisation
-    "learning_rate": 2e-4,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.999,
-    "weight_decay": 0.0,
-    "lr_scheduler": "constant_with_warmup",  # any name of diffusers.optimization.get_scheduler
-    "lr_warmup_steps": 200,
-    "epochs": 10,
-    "max_steps": 0,
-    "batch_size": 128,
-    "max_grad_norm": 1.0,
-    "mixed_precision": "no",
-    "seed": 0,
-    # EMA (diffusers EMAModel; train_unconditional.py's warm-up defaults)
-    "ema_max_decay": 0.9999,
-    "ema_inv_gamma": 1.0,
-    "ema_power": 0.75,
-    # final samples (drawn with the saved pipeline; 0 disables)
-    "samples_per_class": 8,
-    "sample_guidance_scale": 2.0,
-    # bookkeeping
-    "output_dir": "runs/flow",
-    "log_every": 20,
-    "checkpoint_every": 0,  # steps; 0 = end of each epoch
-    "checkpoints_total_limit": 2,
-    "resume_from_checkpoint": "",
-    "num_threads": 0,
-    "interrupt_after_steps": 0,
-}
 
 DEFAULTS = {
     "denoiser": "dit",  # dit | crate
@@ -130,7 +78,7 @@ DEFAULTS = {
     "flow_shift": 1.0,  # static shift of σ, also stored in the pipeline's scheduler
     "sample_steps": 50,
     "encode_batch_size": 500,
-    **COMMON_DEFAULTS,
+    **GENERATIVE_DEFAULTS,
     "output_dir": "runs/flow",
 }
 
@@ -140,209 +88,6 @@ def parse_args(argv=None) -> dict:
     if args["denoiser"] not in DENOISERS:
         raise ValueError(f"`denoiser` must be one of {DENOISERS}, got {args['denoiser']!r}")
     return args
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Pieces shared with train_ddpm_unet.py
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def load_training_images(args: dict, accelerator, data: dict | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``(pixels float (n, C, H, W) in [-1, 1], labels (n,), class names)``. ``data`` (tests) replaces the data
-    set: ``{"train_images": uint8 (n, C, H, W), "train_labels": (n,), "class_names": [...]}``."""
-    if data is None:
-        dataset, info = load_image_dataset(args["dataset"], args["data_dir"] or None, accelerator)
-        images, labels = dataset_to_tensors(dataset["train"])
-        class_names = list(info["class_names"])
-    else:
-        images, labels = data["train_images"], data["train_labels"]
-        class_names = list(data.get("class_names") or [str(i) for i in range(int(labels.max()) + 1)])
-    if args["train_subset"]:
-        images, labels = images[: args["train_subset"]], labels[: args["train_subset"]]
-    return images.float() / 127.5 - 1.0, labels.long(), class_names
-
-
-def drop_class_labels(labels: torch.Tensor, probability: float, null_class_id: int,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by ``null_class_id`` with probability ``probability`` (classifier-free guidance)."""
-    if probability <= 0:
-        return labels
-    drop = torch.rand(labels.shape, device=labels.device, generator=generator) < probability
-    return torch.where(drop, torch.full_like(labels, null_class_id), labels)
-
-
-def run_training(
-    args: dict,
-    accelerator,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
-    model: nn.Module,
-    compute_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
-    save_pipeline: Callable[[nn.Module, Path], object],
-    sample_kwargs: dict,
-    num_classes: int,
-) -> dict:
-    """Train ``model`` on ``(inputs, labels)`` (pixels or precomputed latents) with ``compute_loss(model, x0,
-    labels_after_dropout, generator)``; keep an EMA; checkpoint and resume; at the end save the EMA weights with
-    ``save_pipeline(ema_model, folder)`` (which returns the pipeline) and sample a grid with it. Returns the
-    results written to ``results.json``."""
-    output_dir = Path(args["output_dir"])
-    train_set = TensorDataset(inputs, labels)
-    sampler = EpochPermutationSampler(len(train_set), seed=args["seed"])
-    loader = DataLoader(train_set, batch_size=args["batch_size"], sampler=sampler, drop_last=True)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training examples")
-    total_steps = steps_per_epoch * args["epochs"]
-    if args["max_steps"]:
-        total_steps = min(total_steps, args["max_steps"])
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"],
-                                  betas=(args["adam_beta1"], args["adam_beta2"]), weight_decay=args["weight_decay"])
-    lr_scheduler = get_scheduler(args["lr_scheduler"], optimizer, num_warmup_steps=args["lr_warmup_steps"],
-                                 num_training_steps=total_steps)
-    ema = EMAModel(model.parameters(), decay=args["ema_max_decay"], use_ema_warmup=True,
-                   inv_gamma=args["ema_inv_gamma"], power=args["ema_power"], model_cls=type(model),
-                   model_config=model.config)
-    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    ema.to(accelerator.device)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    accelerator.register_for_checkpointing(ema)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
-    accelerator.init_trackers("log", config=dict(args))
-
-    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    loss_sum, count = 0.0, 0
-    model.train()
-    for x0, y in resumable_batches(accelerator, loader, progress.step, total_steps):
-        # The step's randomness (label dropout, noise levels, noise) depends on (seed, step, rank) only, so a
-        # resumed run continues the exact trajectory (the global RNG is also drawn by the data-loader iterator).
-        generator = torch.Generator(device=x0.device).manual_seed(
-            (args["seed"] * 1_000_003 + progress.step) * 64 + accelerator.process_index)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                y = drop_class_labels(y, args["class_dropout_prob"], num_classes, generator)
-                loss = compute_loss(model, x0, y, generator)
-            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
-                           progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        loss_sum, count = loss_sum + loss.item(), count + 1
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            elapsed = time.time() - start_time
-            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
-                             "ema_decay": ema.cur_decay_value, "epoch": progress.step / steps_per_epoch,
-                             "elapsed_s": elapsed}, step=progress.step)
-            accelerator.print(f"step {progress.step}/{total_steps} loss {loss_sum / count:.4f} "
-                              f"({elapsed / (progress.step - start_step):.3f} s/step)")
-            loss_sum, count = 0.0, 0
-        if progress.step % checkpoint_every == 0 or progress.step == total_steps:
-            progress.train_seconds = earlier_seconds + time.time() - start_time
-            accelerator.save_state()
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
-
-    results = {
-        "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
-        "train_seconds_this_run": train_seconds, "train_seconds_total": earlier_seconds + train_seconds,
-        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
-        "num_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-        "num_train_examples": len(train_set), "input_shape": list(inputs.shape[1:]),
-        "batch_size": args["batch_size"],
-    }
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss")
-        unwrapped = accelerator.unwrap_model(model)
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights go into the pipeline
-        unwrapped.eval()
-        pipeline = save_pipeline(unwrapped, output_dir / "pipeline")
-        results["pipeline"] = str(output_dir / "pipeline")
-        if args["samples_per_class"] > 0:
-            start = time.time()
-            grid = sample_grid(pipeline, num_classes, args["samples_per_class"], args["sample_guidance_scale"],
-                               seed=args["seed"], **sample_kwargs)
-            grid.save(output_dir / "samples.png")
-            results["sample_seconds"] = time.time() - start
-        ema.restore(unwrapped.parameters())
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    else:
-        accelerator.end_training()
-    return results
-
-
-# Settings listed in the pipeline's model card (those a script has).
-CARD_HYPERPARAMETERS = ("hidden_size", "num_layers", "num_attention_heads", "patch_size", "block_out_channels",
-                        "layers_per_block", "attention_levels", "flow_shift", "weighting_scheme",
-                        "num_train_timesteps", "beta_schedule", "class_dropout_prob", "learning_rate", "lr_scheduler",
-                        "lr_warmup_steps", "batch_size", "epochs", "max_steps", "ema_max_decay", "mixed_precision",
-                        "seed")
-
-
-def write_pipeline_card(args: dict, results: dict, class_names: list[str], script: str, argv=None,
-                        autoencoder=None, real_dataset: bool = True) -> Path:
-    """``<output_dir>/pipeline/README.md``: `whitebox_hf.hub.model_card.pipeline_model_card` with the training facts
-    of ``results`` and the exact command (``python <script> <argv>``; default ``sys.argv``). Training measures no
-    sample quality, so the card points to ``docs/results/generation.md`` for FD-EffNet and class accuracy."""
-    info = DATASETS.get(args["dataset"], {}) if real_dataset else {}
-    card = pipeline_model_card(
-        results, info.get("name", "in-memory"), dataset_id=info.get("hub_id"),
-        autoencoder_class=type(autoencoder).__name__ if autoencoder is not None else None, class_names=class_names,
-        hyperparameters={k: args[k] for k in CARD_HYPERPARAMETERS if k in args},
-        command=shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)]),
-    )
-    path = Path(args["output_dir"]) / "pipeline" / "README.md"
-    card.save(str(path))
-    return path
-
-
-def sample_grid(pipeline, num_classes: int, per_class: int, guidance_scale: float, seed: int = 0, **kwargs):
-    """A PIL grid: one row per class, ``per_class`` samples per row."""
-    from PIL import Image
-
-    pipeline.set_progress_bar_config(disable=True)
-    labels = [c for c in range(num_classes) for _ in range(per_class)]
-    images = pipeline(labels, guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed),
-                      output_type="pil", **kwargs).images
-    width, height = images[0].size
-    grid = Image.new(images[0].mode, (per_class * width, num_classes * height))
-    for index, image in enumerate(images):
-        row, column = divmod(index, per_class)
-        grid.paste(image, (column * width, row * height))
-    return grid
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rectified flow
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
-    """The static time shift of `FlowMatchEulerDiscreteScheduler`: σ ← s·σ / (1 + (s − 1)·σ)."""
-    return sigmas if shift == 1.0 else shift * sigmas / (1 + (shift - 1) * sigmas)
-
-
-def flow_matching_loss(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, args: dict,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """MSE between the predicted and the true velocity noise − x₀ at σ from the configured density (labels are
-    used as given: dropout happens before)."""
-    u = compute_density_for_timestep_sampling(args["weighting_scheme"], x0.shape[0], logit_mean=args["logit_mean"],
-                                              logit_std=args["logit_std"], mode_scale=args["mode_scale"],
-                                              device=x0.device, generator=generator)
-    sigma = shift_sigmas(u, args["flow_shift"]).to(x0.dtype)
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    s = sigma.view(-1, *([1] * (x0.ndim - 1)))
-    noisy = (1 - s) * x0 + s * noise
-    prediction = model(noisy, sigma * 1000.0, class_labels=labels, return_dict=False)[0]
-    return F.mse_loss(prediction.float(), (noise - x0).float())
 
 
 def build_denoiser(args: dict, sample_shape: tuple[int, int, int], num_classes: int) -> nn.Module:

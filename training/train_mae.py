@@ -47,26 +47,23 @@ from transformers import (  # noqa: E402
 
 import whitebox_hf  # noqa: F401,E402  (registers the Auto classes)
 from whitebox_hf.data import AugmentedTensorDataset, EpochPermutationSampler  # noqa: E402
+from whitebox_hf.data import load_image_tensors, normalise_images  # noqa: E402
 from whitebox_hf.evaluation import knn_accuracy, linear_probe_accuracy  # noqa: E402
 from whitebox_hf.hub import write_model_card  # noqa: E402
 from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  # noqa: E402
 from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
-from whitebox_hf.training_setup import (  # noqa: E402
-    build_image_processor,
-    load_image_tensors,
-    normalise_images,
-)
-from whitebox_hf.training_utils import (  # noqa: E402
-    RUN_DEFAULTS,
+from whitebox_hf.training.builders import build_image_processor  # noqa: E402
+from whitebox_hf.training.checkpointing import (  # noqa: E402
     TrainingProgress,
     exit_if_interrupt_requested,
-    optimizer_step,
-    parse_config_args,
-    plot_training_curves,
     restore_checkpoint,
     resumable_batches,
-    start_run,
+    save_checkpoint_if_due,
 )
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args  # noqa: E402
+from whitebox_hf.training.optim import optimizer_step  # noqa: E402
+from whitebox_hf.training.plots import plot_training_curves  # noqa: E402
+from whitebox_hf.training.run import start_run  # noqa: E402
 
 MODELS = ("crate", "vit")
 
@@ -293,7 +290,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     start_time = time.time()
     running, count = 0.0, 0
     model.train()
-    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps, seed=args["seed"]):
         loss = model(pixel_values=batch["pixel_values"]).loss
         optimizer_step(accelerator, loss, model.parameters(), optimizer, scheduler, args["max_grad_norm"], progress.step)
         progress.step += 1
@@ -303,8 +300,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                              "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
                             step=progress.step)
             running, count = 0.0, 0
-        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
-            accelerator.save_state()
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
 

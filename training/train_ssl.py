@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from transformers import ViTConfig, ViTModel, get_cosine_schedule_with_warmup
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
+from whitebox_hf.data import load_image_tensors, normalise_images
 from whitebox_hf.hub import write_model_card
 from whitebox_hf.data import (
     AugmentedTensorDataset,
@@ -45,17 +46,17 @@ from whitebox_hf.data import (
 from whitebox_hf.evaluation import effective_rank, extract_features, feature_std, knn_accuracy, linear_probe_accuracy
 from whitebox_hf.models.crate import CrateConfig, CrateModel
 from whitebox_hf.objectives import DINOHead, DINOLoss, cosine_momentum, ema_update_, simdino_loss
-from whitebox_hf.training_setup import build_image_processor, load_image_tensors, normalise_images
-from whitebox_hf.training_utils import (
-    RUN_DEFAULTS,
+from whitebox_hf.training.builders import build_image_processor
+from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
-    parse_config_args,
-    plot_training_curves,
     restore_checkpoint,
     resumable_batches,
-    start_run,
+    save_checkpoint_if_due,
 )
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.run import start_run
 
 METHODS = ("simdino", "dino")
 BACKBONES = ("crate", "vit")
@@ -341,7 +342,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     evaluation = None
     student.train()
     teacher.train()  # no dropout/batch-norm here; keeps the two forward passes identical in kind
-    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps):
+    for batch in resumable_batches(accelerator, train_loader, progress.step, total_steps, seed=args["seed"]):
         out = training_step(args, accelerator, student, teacher, dino_loss, optimizer, scheduler, batch,
                             progress.step, total_steps, steps_per_epoch)
         progress.step += 1
@@ -361,8 +362,7 @@ def main(argv=None, data: dict | None = None) -> dict:
             evaluation = evaluate()
             accelerator.log({f"eval_{key}": value for key, value in evaluation.items()}, step=progress.step)
             accelerator.print(f"step {progress.step}: {evaluation}")
-        if progress.step % checkpoint_every == 0 and progress.step < total_steps:
-            accelerator.save_state()
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
     if evaluation is None:  # resumed at the very end: nothing trained, still report

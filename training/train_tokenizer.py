@@ -13,7 +13,6 @@ validation split (the ratio that turns a loss per token into a loss per characte
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -21,21 +20,34 @@ from pathlib import Path
 
 from whitebox_hf.data import DataUnavailableError, load_python_docs
 from whitebox_hf.tokenization import gpt2_tokenizer_from_whisper_asset, tokens_per_character, train_bpe_tokenizer
+from whitebox_hf.training.config import parse_config_args
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", required=True, help="where save_pretrained writes the tokenizer")
-    parser.add_argument("--vocab_size", type=int, default=8192)
-    parser.add_argument("--min_frequency", type=int, default=2)
-    parser.add_argument("--model_max_length", type=int, default=1024)
-    parser.add_argument("--cache_dir", default=None,
-                        help="data cache (default: $WHITEBOX_HF_CACHE or ~/.cache/whitebox_hf)")
-    parser.add_argument("--data_dir", default=None, help="a folder of *.rst.txt files instead of the cached docs")
-    parser.add_argument("--gpt2", action="store_true",
-                        help="save GPT-2's tokenizer (rebuilt from openai-whisper's gpt2.tiktoken) instead of training")
-    parser.add_argument("--tiktoken_path", default=None, help="with --gpt2: a gpt2.tiktoken file to use")
-    return parser.parse_args(argv)
+DEFAULTS = {
+    "output_dir": "",  # required: where save_pretrained writes the tokenizer
+    "vocab_size": 8192,
+    "min_frequency": 2,
+    "model_max_length": 1024,
+    "cache_dir": "",  # data cache ("" = $WHITEBOX_HF_CACHE or ~/.cache/whitebox_hf)
+    "data_dir": "",  # a folder of *.rst.txt files instead of the cached docs
+    "gpt2": False,  # save GPT-2's tokenizer (rebuilt from openai-whisper's gpt2.tiktoken) instead of training
+    "tiktoken_path": "",  # with --gpt2: a gpt2.tiktoken file to use
+}
+
+
+def parse_args(argv=None) -> dict:
+    """The settings (`whitebox_hf.training.config.parse_config_args`: defaults < ``--config`` YAML < flags).
+
+    Raises:
+        ValueError: no ``output_dir``, or a non-positive ``vocab_size`` / ``model_max_length``.
+    """
+    args = parse_config_args(DEFAULTS, argv, __doc__)
+    if not args["output_dir"]:
+        raise ValueError("`output_dir` is required (where the tokenizer is saved), got ''")
+    for key in ("vocab_size", "model_max_length"):
+        if args[key] <= 0:
+            raise ValueError(f"`{key}` must be positive, got {args[key]!r}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -43,22 +55,24 @@ def main(argv=None) -> int:
     stats: dict = {}
     try:
         # GPT-2's tokenizer needs no data; the corpus is then only used, when present, for the statistics.
-        dataset = load_python_docs(data_dir=args.data_dir, cache_dir=args.cache_dir, fetch=not args.gpt2)
+        dataset = load_python_docs(data_dir=args["data_dir"] or None, cache_dir=args["cache_dir"] or None,
+                                   fetch=not args["gpt2"])
     except DataUnavailableError as error:
-        if not args.gpt2:
+        if not args["gpt2"]:
             print(error, file=sys.stderr)
             return 1
         dataset = None
     start = time.perf_counter()
     try:
-        if args.gpt2:
-            tokenizer = gpt2_tokenizer_from_whisper_asset(args.tiktoken_path, model_max_length=args.model_max_length)
+        if args["gpt2"]:
+            tokenizer = gpt2_tokenizer_from_whisper_asset(args["tiktoken_path"] or None,
+                                                          model_max_length=args["model_max_length"])
             stats["source"] = "gpt2 (rebuilt from openai-whisper's gpt2.tiktoken)"
         else:
-            tokenizer = train_bpe_tokenizer(dataset["train"]["text"], vocab_size=args.vocab_size,
-                                            min_frequency=args.min_frequency, model_max_length=args.model_max_length,
-                                            show_progress=True)
-            stats.update(source="byte-level BPE trained on python-docs/train", min_frequency=args.min_frequency)
+            tokenizer = train_bpe_tokenizer(dataset["train"]["text"], vocab_size=args["vocab_size"],
+                                            min_frequency=args["min_frequency"],
+                                            model_max_length=args["model_max_length"], show_progress=True)
+            stats.update(source="byte-level BPE trained on python-docs/train", min_frequency=args["min_frequency"])
     except DataUnavailableError as error:
         print(error, file=sys.stderr)
         return 1
@@ -68,7 +82,7 @@ def main(argv=None) -> int:
         for split, part in dataset.items():
             stats[f"{split}_tokens_per_character"] = round(tokens_per_character(tokenizer, part["text"]), 4)
 
-    output_dir = Path(args.output_dir)
+    output_dir = Path(args["output_dir"])
     tokenizer.save_pretrained(str(output_dir))
     (output_dir / "tokenizer_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps(stats, indent=2))

@@ -2,7 +2,7 @@
 
 The model and its tokenizer are read from one local folder (``config.json``, ``model.safetensors``,
 ``tokenizer.json``), never from the network: ``build_demo(model_path)``, else ``$WHITEBOX_LM_PATH``, else
-``./model`` beside this file, else the repository's ``runs/lm-crate_alpha/model`` or ``runs/lm-tost/model``
+``./model`` beside this file, else the repository's ``runs/lm-causal-crate-alpha/model`` or ``runs/lm-tost/model``
 (small models trained on the Python documentation).
 
     python spaces/text-generation/app.py [--model PATH] [--port 7860]
@@ -23,7 +23,7 @@ from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (check
 
 HERE = Path(__file__).resolve().parent
 ENV_VAR = "WHITEBOX_LM_PATH"
-CANDIDATES = (HERE / "model", BUNDLED_DIR / "python-docs-crate-alpha", HERE.parents[1] / "runs" / "lm-crate_alpha" / "model",
+CANDIDATES = (HERE / "model", BUNDLED_DIR / "python-docs-crate-alpha", HERE.parents[1] / "runs" / "lm-causal-crate-alpha" / "model",
               HERE.parents[1] / "runs" / "lm-tost" / "model")
 DEFAULT_PROMPT = "The :mod:`os` module"
 

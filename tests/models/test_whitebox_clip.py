@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModel
@@ -161,7 +162,7 @@ def test_minilm_tower_equals_sentence_transformers():
 
 
 def _image_processor():
-    from whitebox_hf.training_setup import build_image_processor
+    from whitebox_hf.training.builders import build_image_processor
 
     return build_image_processor(8, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
 
@@ -226,7 +227,7 @@ def test_train_clip_three_steps(tmp_path, text_tower):
     assert f"value: {metrics['zero_shot_accuracy']}" in card
 
     # Weights moved from the initialisation (rebuilt with the same seed); LIFT's text tower did not.
-    train_clip.set_seed(0)
+    set_seed(0)
     initial = train_clip.build_model(train_clip.parse_args(argv), 8, 3).state_dict()
     trained = AutoModel.from_pretrained(out / "model")
     state = trained.state_dict()

@@ -2,7 +2,8 @@ import pytest
 from transformers import ViTForImageClassification
 
 from whitebox_hf import CrateForImageClassification
-from whitebox_hf.training_setup import build_image_classifier, build_image_processor, load_image_dataset
+from whitebox_hf.data import load_image_dataset
+from whitebox_hf.training.builders import build_image_classifier, build_image_processor
 
 SHAPE = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, patch_size=4)
 

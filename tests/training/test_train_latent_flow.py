@@ -1,30 +1,17 @@
 """training/train_latent_flow.py (rectified flow, DiT / CRATE denoiser, pixel or VAE latents) and
 training/train_ddpm_unet.py (pixel U-Net DDPM) on a small fake image set."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from tests.conftest import load_training_script
 from whitebox_hf import WhiteboxDDPMPipeline, WhiteboxFlowPipeline
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # train_ddpm_unet imports train_latent_flow by name
-    spec.loader.exec_module(module)
-    return module
-
-
-train_latent_flow = _load("train_latent_flow")
-train_ddpm_unet = _load("train_ddpm_unet")
+train_latent_flow = load_training_script("train_latent_flow")
+train_ddpm_unet = load_training_script("train_ddpm_unet")
 
 COMMON = ["--batch_size", "8", "--learning_rate", "0.003", "--lr_warmup_steps", "1", "--log_every", "1",
           "--num_threads", "1", "--samples_per_class", "1"]
@@ -123,7 +110,7 @@ def test_dreambooth_lora_adapter_saved_and_loaded_through_the_pipeline(tmp_path)
     # Enough base steps for the adaLN gates to open: with closed gates attention (and its LoRA) has no effect.
     train_latent_flow.main(FLOW + ["--max_steps", "4", "--lr_warmup_steps", "0", "--samples_per_class", "0",
                                    "--output_dir", str(tmp_path / "base")], data=fake_data())
-    dreambooth = _load("train_dreambooth_lora")
+    dreambooth = load_training_script("train_dreambooth_lora")
     results = dreambooth.main(["--pipeline", str(tmp_path / "base" / "pipeline"), "--instance_class", "1",
                                "--num_instance_images", "3", "--num_class_images", "4", "--class_sample_steps", "2",
                                "--max_steps", "3", "--batch_size", "2", "--learning_rate", "0.05",

@@ -10,7 +10,7 @@ from transformers import AutoModel
 
 from whitebox_hf.data import AugmentedTensorDataset, MultiCropTransform, multicrop_collate
 from tests.conftest import load_training_script
-from whitebox_hf.training_setup import normalise_images
+from whitebox_hf.data import normalise_images
 
 train_ssl = load_training_script("train_ssl")
 

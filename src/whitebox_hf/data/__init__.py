@@ -11,7 +11,7 @@ from .fashion_mnist import (
     read_idx_labels,
 )
 from .python_docs import fetch_python_docs, load_python_docs
-from .registry import DATASETS, dataset_hub_id, load_image_dataset
+from .image_datasets import DATASETS, dataset_hub_id, load_image_dataset, load_image_tensors, normalise_images
 from .tensors import dataset_to_tensors
 
 __all__ = [
@@ -25,8 +25,10 @@ __all__ = [
     "fetch_python_docs",
     "load_fashion_mnist",
     "load_image_dataset",
+    "load_image_tensors",
     "load_python_docs",
     "load_sklearn_digits",
+    "normalise_images",
     "read_idx_images",
     "read_idx_labels",
 ]

@@ -577,7 +577,7 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     from transformers import AutoConfig
 
     from .. import models  # noqa: F401  (registers the architectures)
-    from ..data.registry import dataset_hub_id
+    from ..data.image_datasets import dataset_hub_id
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

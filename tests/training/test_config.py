@@ -1,0 +1,101 @@
+"""whitebox_hf.training: configuration parsing, the model-family keys, the checkpoint helpers, and
+training/train_tokenizer.py (which takes no optimiser step, so it has no resume test)."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from tests.conftest import load_training_script
+from whitebox_hf.models.causal_crate import CAUSAL_CRATE_PRESETS
+from whitebox_hf.training.builders import CAUSAL_LM_MODELS, build_causal_lm, check_causal_lm_key
+from whitebox_hf.training.checkpointing import save_checkpoint_if_due, step_seed
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+
+DEFAULTS = {"learning_rate": 0.1, "steps": 3, "name": "a", "save_model": True, "gpt2": False}
+
+
+def test_defaults_yaml_and_flags_override_in_that_order(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rate: 0.5\nsteps: 7\n")
+    args = parse_config_args(DEFAULTS, ["--config", str(config), "--steps", "9"])
+    assert args == {"learning_rate": 0.5, "steps": 9, "name": "a", "save_model": True, "gpt2": False}
+
+
+def test_booleans_take_a_value_or_stand_alone():
+    assert parse_config_args(DEFAULTS, ["--gpt2"])["gpt2"] is True  # as argparse's store_true did
+    assert parse_config_args(DEFAULTS, ["--save_model", "false"])["save_model"] is False
+    with pytest.raises(SystemExit):  # a typo is an error, never a silent False
+        parse_config_args(DEFAULTS, ["--save_model", "ture"])
+
+
+def test_unknown_yaml_keys_are_errors(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rte: 0.5\n")
+    with pytest.raises(ValueError, match="learning_rte"):
+        parse_config_args(DEFAULTS, ["--config", str(config)])
+
+
+def test_run_defaults_are_the_resume_options():
+    assert {"checkpoint_every", "checkpoints_total_limit", "resume_from_checkpoint", "interrupt_after_steps"} <= set(
+        RUN_DEFAULTS)
+
+
+def test_family_keys_match_the_presets_and_old_spellings_name_the_new_key():
+    # A preset is "<family key>-<size>": the configuration presets and the training keys spell a family alike.
+    for preset in CAUSAL_CRATE_PRESETS:
+        assert preset.rsplit("-", 1)[0] in CAUSAL_LM_MODELS
+    assert "causal-crate-gpt2-init" in CAUSAL_LM_MODELS
+    with pytest.raises(ValueError, match="'crate_alpha' is now 'causal-crate-alpha'"):
+        check_causal_lm_key("crate_alpha")
+    with pytest.raises(ValueError, match="must be one of"):
+        build_causal_lm({"model": "lstm"}, vocab_size=10)
+
+
+def test_the_crate_alpha_family_builds_the_preset_layer():
+    shape = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, context_length=8)
+    model = build_causal_lm({"model": "causal-crate-alpha", **shape}, vocab_size=16,
+                            attn_implementation="eager")
+    preset = CAUSAL_CRATE_PRESETS["causal-crate-alpha-base"]
+    assert model.config.block_type == preset["block_type"] and model.config.final_layer_norm
+    assert model.config._attn_implementation == "eager"
+
+
+class _Recorder:
+    def __init__(self):
+        self.saved = 0
+
+    def save_state(self):
+        self.saved += 1
+
+
+def test_checkpoints_are_saved_on_the_period_and_at_the_end_only_when_asked():
+    accelerator = _Recorder()
+    saved = [step for step in range(1, 7) if save_checkpoint_if_due(accelerator, step, 2, 6)]
+    assert saved == [2, 4] and accelerator.saved == 2
+    assert save_checkpoint_if_due(accelerator, 6, 4, 6, at_end=True)
+    with pytest.raises(ValueError, match="every"):
+        save_checkpoint_if_due(accelerator, 1, 0, 6)
+
+
+def test_step_seeds_differ_across_steps_and_processes():
+    seeds = {step_seed(0, step, rank) for step in range(100) for rank in range(8)}
+    assert len(seeds) == 800
+    torch.manual_seed(step_seed(3, 5))
+    first = torch.rand(3)
+    torch.manual_seed(step_seed(3, 5))
+    assert torch.equal(torch.rand(3), first)
+
+
+def test_train_tokenizer_saves_a_loadable_tokenizer(tmp_path):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for d in range(6):
+        (corpus / f"doc{d}.rst.txt").write_text(f"Module {d}\n\n" + "Return the value of the object. " * 40)
+    script = load_training_script("train_tokenizer")
+    assert script.main(["--data_dir", str(corpus), "--output_dir", str(tmp_path / "tok"), "--vocab_size", "300",
+                        "--model_max_length", "64"]) == 0
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert len(tokenizer) <= 300 and tokenizer.model_max_length == 64
+    assert (tmp_path / "tok" / "tokenizer_stats.json").is_file()
+    with pytest.raises(ValueError, match="output_dir"):
+        script.parse_args(["--vocab_size", "300"])
