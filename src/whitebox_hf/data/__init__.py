@@ -1,44 +1,48 @@
-"""Real data sets, loaded offline as `datasets.DatasetDict`."""
+"""Real data sets, loaded offline as `datasets.DatasetDict`.
 
-from .digits import load_sklearn_digits
-from .fashion_mnist import (
-    FASHION_MNIST_CLASSES,
-    DataUnavailableError,
-    default_cache_dir,
-    fetch_fashion_mnist,
-    load_fashion_mnist,
-    read_idx_images,
-    read_idx_labels,
-)
-from .python_docs import fetch_python_docs, load_python_docs
-from .tensors import dataset_to_tensors
+Lazy (transformers' `_LazyModule`): `datasets` and scikit-learn are imported only by the loaders that use them."""
 
-__all__ = [
-    "FASHION_MNIST_CLASSES",
-    "DataUnavailableError",
-    "dataset_to_tensors",
-    "default_cache_dir",
-    "fetch_fashion_mnist",
-    "fetch_python_docs",
-    "load_fashion_mnist",
-    "load_python_docs",
-    "load_sklearn_digits",
-    "read_idx_images",
-    "read_idx_labels",
-]
+from typing import TYPE_CHECKING
 
-from .augmentation import AugmentedTensorDataset, EpochPermutationSampler, image_classification_transforms
+_import_structure = {
+    "augmentation": ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classification_transforms"],
+    "digits": ["load_sklearn_digits"],
+    "fashion_mnist": [
+        "FASHION_MNIST_CLASSES",
+        "DataUnavailableError",
+        "default_cache_dir",
+        "fetch_fashion_mnist",
+        "load_fashion_mnist",
+        "read_idx_images",
+        "read_idx_labels",
+    ],
+    "language_modeling": ["PackedTokenBlocks", "tokenize_and_concatenate"],
+    "multicrop": ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"],
+    "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
+    "python_docs": ["fetch_python_docs", "load_python_docs"],
+    "tensors": ["dataset_to_tensors"],
+}
 
-__all__ += ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classification_transforms"]
+if TYPE_CHECKING:
+    from .augmentation import AugmentedTensorDataset, EpochPermutationSampler, image_classification_transforms
+    from .digits import load_sklearn_digits
+    from .fashion_mnist import (
+        FASHION_MNIST_CLASSES,
+        DataUnavailableError,
+        default_cache_dir,
+        fetch_fashion_mnist,
+        load_fashion_mnist,
+        read_idx_images,
+        read_idx_labels,
+    )
+    from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
+    from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
+    from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
+    from .python_docs import fetch_python_docs, load_python_docs
+    from .tensors import dataset_to_tensors
+else:
+    import sys
 
-from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
+    from transformers.utils.import_utils import _LazyModule
 
-__all__ += ["PackedTokenBlocks", "tokenize_and_concatenate"]
-
-from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
-
-__all__ += ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"]
-
-from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
-
-__all__ += ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"]
+    sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__)

@@ -109,7 +109,8 @@ class _Vendor:
         if not _is_package(module_name):
             return module_name, name
         tree = ast.parse(Path(_spec(module_name).origin).read_text(encoding="utf-8"))
-        for node in tree.body:
+        # ast.walk, not tree.body: a lazy package __init__ states its re-exports under `if TYPE_CHECKING:`.
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 for alias in node.names:
                     if (alias.asname or alias.name) == name:

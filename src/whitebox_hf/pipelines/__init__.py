@@ -1,14 +1,17 @@
-"""Class-conditional image-generation pipelines (diffusers `DiffusionPipeline` subclasses)."""
+"""Class-conditional image-generation pipelines (diffusers `DiffusionPipeline` subclasses).
 
+Not lazy, unlike the other subpackages: every module here imports diffusers, and a saved pipeline names its
+components by module path (model_index.json), which diffusers resolves only from modules already in
+`sys.modules` (`diffusers.pipelines.pipeline_loading_utils._get_library_or_raise`). So importing the pipelines
+imports this package's component modules too, the CRATE denoiser and the RAE, and loading a saved pipeline needs
+nothing more than its pipeline class. `import whitebox_hf` does not import this subpackage;
+`whitebox_hf.WhiteboxFlowPipeline` does, on first access.
+"""
+
+from ..models.autoencoders import rae as _rae  # noqa: F401  (component module for saved pipelines)
+from ..models.denoisers import crate_denoiser as _crate_denoiser  # noqa: F401  (component module for saved pipelines)
 from .class_conditional import decode_latents, encode_to_latents, load_autoencoder
 from .pipeline_whitebox_ddpm import WhiteboxDDPMPipeline
 from .pipeline_whitebox_flow import WhiteboxFlowPipeline
-
-# A saved pipeline may hold this package's RAE; diffusers resolves such a component only if its module is already
-# imported (model_index.json names it by module path), so importing the pipelines imports the autoencoders too.
-try:
-    from ..models import autoencoders as _autoencoders  # noqa: F401
-except ImportError:  # pragma: no cover - the autoencoders are optional for pixel-space and VAE pipelines
-    _autoencoders = None
 
 __all__ = ["WhiteboxDDPMPipeline", "WhiteboxFlowPipeline", "decode_latents", "encode_to_latents", "load_autoencoder"]
