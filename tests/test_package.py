@@ -28,3 +28,23 @@ def test_sdist_and_wheel_install_and_pass_the_smoke_test_in_a_clean_environment(
         assert report["pipeline_images"] == [1, 1, 28, 28] and report["generated_tokens"] > 1
         assert "modeling_crate.py" in report["remote_code"]["files"]
         assert report["console_script"].startswith("whitebox-hf: error: unrecognized arguments: --no-such-flag")
+
+
+def test_space_requirements_install_this_version_of_the_wheel():
+    """Each Space names whitebox_hf as a PEP 508 direct reference to the wheel of the current version."""
+    from packaging.requirements import Requirement
+    from packaging.utils import parse_wheel_filename
+
+    import whitebox_hf
+
+    files = sorted((ROOT / "spaces").glob("*/requirements.txt"))
+    assert len(files) == 3
+    for path in files:
+        requirements = [Requirement(line) for line in path.read_text().splitlines()
+                        if line.strip() and not line.startswith("#")]
+        ours = [r for r in requirements if r.name == "whitebox_hf"]
+        assert len(ours) == 1, path
+        assert ours[0].url.startswith("https://huggingface.co/"), path
+        name, version, _, tags = parse_wheel_filename(ours[0].url.rsplit("/", 1)[1])
+        assert (name, str(version)) == ("whitebox-hf", whitebox_hf.__version__), path
+        assert {str(tag) for tag in tags} == {"py3-none-any"}, path
