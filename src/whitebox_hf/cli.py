@@ -247,9 +247,9 @@ def _add(commands, name: str, help_text: str, example: str, description: str | N
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="whitebox-hf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example:\n  whitebox-hf train image-classification --config "
-                                            "training/configs/fashion_mnist_crate.yaml")
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:\n  whitebox-hf train image-classification --config "
+                                   "training/configs/fashion_mnist_crate.yaml")
     # Not required=True: argparse would then report a missing COMMAND before an unknown option, so
     # `whitebox-hf --no-such-flag` would not name the flag; a missing COMMAND / ACTION is reported by `_missing`.
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -11,7 +11,9 @@ Auto modules, a post-import hook (``wrapt.register_post_import_hook``) gives eac
 `register_auto_classes` on its first read. Hooks only swap that dict, because a hook runs in the middle of
 transformers' own imports, where importing model code would be circular; the first read happens when an Auto class
 is used, after those imports. `register_auto_classes` calls transformers' public ``register`` methods with the
-classes of the tables below. Re-registering the same pair is harmless (``exist_ok=True``).
+classes of the tables below. Re-registering the same pair is harmless (``exist_ok=True``). ``_extra_content`` is
+transformers-internal (the ``transformers==5.23.*`` pin covers it); tests/test_import.py loads bundled folders
+through the Auto classes in fresh interpreters, in both import orders, so a change there fails loudly.
 
 To register a class: add one row to its table (the class must be exported by ``whitebox_hf``).
 """
@@ -23,7 +25,7 @@ from collections import OrderedDict
 
 import wrapt
 
-__all__ = ["CONFIGS", "IMAGE_PROCESSORS", "MODELS", "PROCESSORS", "register_auto_classes"]
+__all__ = ["AUTO_MODULES", "CONFIGS", "IMAGE_PROCESSORS", "MODELS", "PROCESSORS", "register_auto_classes"]
 
 # Config classes registered with AutoConfig under their own ``model_type``.
 CONFIGS = ("CrateConfig", "CausalCrateConfig", "AoTConfig", "ToSTConfig", "WhiteboxClipConfig")
