@@ -93,7 +93,8 @@ def package_name(path: Path) -> str:
 def test_every_subpackage_is_lazy_except_pipelines():
     lazy = {package_name(path) for path, _, _ in lazy_inits()}
     packages = {package_name(path) for path in SRC.rglob("__init__.py")}
-    assert packages - lazy == {"whitebox_hf.pipelines"}
+    assert packages - lazy == {"whitebox_hf.pipelines"}, (
+        "a package __init__ without `_import_structure`: make it lazy like whitebox_hf/nn/__init__.py")
 
 
 @pytest.mark.parametrize("path, tree, structure", list(lazy_inits()), ids=lambda v: package_name(v)
