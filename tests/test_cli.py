@@ -1,6 +1,9 @@
 import json
+import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -195,3 +198,63 @@ def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "whitebox_hf.cli", "export", "--help"], capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0 and "--remote-code" in result.stdout
+
+
+# ---- usage errors: one line on stderr, exit status 2, no traceback, and no torch import ------------------------
+
+USAGE_ERRORS = [  # (argv, what the one line must name)
+    (["--no-such-flag"], "--no-such-flag"),
+    (["frobnicate"], "'frobnicate'"),
+    ([], "COMMAND"),
+    (["data"], "ACTION"),
+    (["data", "fetch", "nope"], "'nope'"),
+    (["eval", "x", "--batch-size", "many"], "--batch-size"),
+    (["train", "image-classification", "--config", "/nonexistent.yaml"], "'/nonexistent.yaml'"),
+    (["train", "ssl", "--config=/nonexistent.yaml", "--epochs", "1"], "'/nonexistent.yaml'"),
+    (["train", "mae", "--config"], "--config"),
+]
+
+
+def test_usage_errors_are_one_line_exit_2_and_never_import_torch():
+    """Every case in one fresh interpreter, as `whitebox-hf ARGS` runs: argparse is built without torch."""
+    script = textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        from whitebox_hf.cli import main
+        results = []
+        for argv, _ in {USAGE_ERRORS!r}:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try:
+                    code = main(argv)
+                except SystemExit as exit_info:
+                    code = exit_info.code
+            results.append([code, err.getvalue()])
+        print(json.dumps({{"results": results, "torch": "torch" in sys.modules}}))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(whitebox_hf.__file__).parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    for (argv, needle), (code, err) in zip(USAGE_ERRORS, out["results"]):
+        assert code == 2, (argv, err)
+        assert err.count("\n") == 1 and err.endswith("\n"), (argv, err)
+        assert "error:" in err and needle in err and "Traceback" not in err, (argv, err)
+
+
+def test_console_script_usage_error_is_one_line():
+    result = subprocess.run([sys.executable, "-m", "whitebox_hf.cli", "--no-such-flag"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == ["whitebox-hf: error: unrecognized arguments: --no-such-flag "
+                                          "(see `whitebox-hf --help`)"]
+
+
+def test_library_errors_of_a_command_are_one_line(tmp_path, capsys):
+    """A handler's OSError / ValueError (bad input, named by the library) is reported like a usage error."""
+    (tmp_path / "config.json").write_text("{}")  # a folder that is not a saved classifier
+    assert main(["eval", str(tmp_path), "--dataset", "digits", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("whitebox-hf eval: error: ") and err.count("\n") == 1

@@ -11,6 +11,9 @@
     whitebox-hf demo NAME                                     launch the Gradio app spaces/NAME/app.py
 
 Run `whitebox-hf COMMAND --help` for the options and an example of each command.
+
+Building the parser imports nothing heavy (no torch): each command handler imports what it needs, so a usage
+error is reported at once. Every bad argument is one line on stderr and exit status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ TRAINING_SCRIPTS = {
 
 class CommandError(Exception):
     """A user error with a readable message (printed to stderr, exit status 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with a one-line usage error (argparse prints the whole usage first); the sub-command
+    parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _checkout_dir(kind: str, environment_variable: str, explicit: str | None) -> Path:
@@ -120,7 +131,24 @@ def _presets(args) -> int:
     return 0
 
 
+def _config_files(script_args: list[str]) -> list[str]:
+    """The values of every ``--config FILE`` / ``--config=FILE`` among the arguments passed to a training script."""
+    files = []
+    for index, argument in enumerate(script_args):
+        if argument == "--config":
+            if index + 1 == len(script_args):
+                raise CommandError("argument --config: expected a YAML file after it")
+            files.append(script_args[index + 1])
+        elif argument.startswith("--config="):
+            files.append(argument.removeprefix("--config="))
+    return files
+
+
 def _train(args) -> int:
+    # Checked before the script starts: the scripts read --config after importing torch and their models.
+    for config_file in _config_files(args.script_args):
+        if not Path(config_file).is_file():
+            raise CommandError(f"argument --config: {config_file!r} is not a file")
     folder = _checkout_dir("training", "WHITEBOX_HF_TRAINING_DIR", args.training_dir)
     script = folder / TRAINING_SCRIPTS[args.task]
     if not script.is_file():
@@ -205,6 +233,13 @@ def _export(args) -> int:
     return 0
 
 
+def _missing(parser: argparse.ArgumentParser, metavar: str):
+    """The handler of a parser whose sub-command is missing: argparse's usage error naming it."""
+    def handler(args):
+        parser.error(f"the following arguments are required: {metavar}")
+    return handler
+
+
 def _add(commands, name: str, help_text: str, example: str, description: str | None = None):
     return commands.add_parser(name, help=help_text, description=description or help_text,
                                epilog="example:\n  " + example.strip().replace("\n", "\n  "),
@@ -212,13 +247,17 @@ def _add(commands, name: str, help_text: str, example: str, description: str | N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="whitebox-hf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example:\n  whitebox-hf train image-classification --config "
-                                            "training/configs/fashion_mnist_crate.yaml")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = ArgumentParser(prog="whitebox-hf", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:\n  whitebox-hf train image-classification --config "
+                                   "training/configs/fashion_mnist_crate.yaml")
+    # Not required=True: argparse would then report a missing COMMAND before an unknown option, so
+    # `whitebox-hf --no-such-flag` would not name the flag; a missing COMMAND / ACTION is reported by `_missing`.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.set_defaults(handler=_missing(parser, "COMMAND"))
     data_parser = _add(commands, "data", "data sets", "whitebox-hf data fetch fashion-mnist")
-    data = data_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    data = data_parser.add_subparsers(dest="action", metavar="ACTION")
+    data_parser.set_defaults(handler=_missing(data_parser, "ACTION"))
     fetch = data.add_parser("fetch", help="fetch and prepare a data set",
                             description="fetch and prepare a data set (offline afterwards)",
                             epilog="example:\n  whitebox-hf data fetch fashion-mnist\n"
@@ -319,8 +358,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except CommandError as error:
-        print(f"whitebox-hf {args.command}: error: {error}", file=sys.stderr)
+    except (CommandError, OSError, ValueError) as error:
+        # OSError / ValueError: the library's bad-input errors (a missing file, a value out of range), which name
+        # the argument; one line like argparse's own errors rather than a traceback.
+        message = " ".join(str(error).split())
+        print(f"whitebox-hf {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

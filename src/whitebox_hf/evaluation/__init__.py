@@ -8,50 +8,50 @@ white-box diagnostics (sparsity and coding rate), and offline `evaluate` metrics
 >>> knn_accuracy(train, train_labels, test, test_labels, k=20)
 >>> linear_probe_accuracy(train, train_labels, test, test_labels)
 ```
+
+Lazy (transformers' `_LazyModule`): scikit-learn and matplotlib are imported only by the functions that use them.
 """
 
-from .collapse import effective_rank, feature_std
-from .diagnostics import diagnostics_table, layerwise_diagnostics, plot_diagnostics
-from .features import extract_features, get_backbone
-from .knn import knn_accuracy, knn_classify
-from .linear_probe import fit_linear_probe, linear_probe_accuracy
-from .saliency import attention_saliency, save_saliency_grid
-from .scoring import METRIC_NAMES, compute_accuracy, metric_path
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "METRIC_NAMES",
-    "attention_saliency",
-    "compute_accuracy",
-    "diagnostics_table",
-    "effective_rank",
-    "extract_features",
-    "feature_std",
-    "fit_linear_probe",
-    "get_backbone",
-    "knn_accuracy",
-    "knn_classify",
-    "layerwise_diagnostics",
-    "linear_probe_accuracy",
-    "metric_path",
-    "plot_diagnostics",
-    "save_saliency_grid",
-]
-from .efficientnet_lite import EfficientNetLite0, EffNetPerceptualLoss, load_efficientnet_lite0  # noqa: E402
-from .frechet import (  # noqa: E402
-    FrechetEffNetDistance,
-    fd_effnet,
-    feature_statistics,
-    frechet_distance,
-    frechet_distance_from_statistics,
-)
+_import_structure = {
+    "collapse": ["effective_rank", "feature_std"],
+    "diagnostics": ["diagnostics_table", "layerwise_diagnostics", "plot_diagnostics"],
+    "efficientnet_lite": ["EfficientNetLite0", "EffNetPerceptualLoss", "load_efficientnet_lite0"],
+    "features": ["extract_features", "get_backbone"],
+    "frechet": [
+        "FrechetEffNetDistance",
+        "fd_effnet",
+        "feature_statistics",
+        "frechet_distance",
+        "frechet_distance_from_statistics",
+    ],
+    "image_classifier": [],
+    "knn": ["knn_accuracy", "knn_classify"],
+    "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
+    "saliency": ["attention_saliency", "save_saliency_grid"],
+    "scoring": ["METRIC_NAMES", "compute_accuracy", "metric_path"],
+}
 
-__all__ += [
-    "EffNetPerceptualLoss",
-    "EfficientNetLite0",
-    "FrechetEffNetDistance",
-    "fd_effnet",
-    "feature_statistics",
-    "frechet_distance",
-    "frechet_distance_from_statistics",
-    "load_efficientnet_lite0",
-]
+if TYPE_CHECKING:
+    from .collapse import effective_rank, feature_std
+    from .diagnostics import diagnostics_table, layerwise_diagnostics, plot_diagnostics
+    from .efficientnet_lite import EfficientNetLite0, EffNetPerceptualLoss, load_efficientnet_lite0
+    from .features import extract_features, get_backbone
+    from .frechet import (
+        FrechetEffNetDistance,
+        fd_effnet,
+        feature_statistics,
+        frechet_distance,
+        frechet_distance_from_statistics,
+    )
+    from .knn import knn_accuracy, knn_classify
+    from .linear_probe import fit_linear_probe, linear_probe_accuracy
+    from .saliency import attention_saliency, save_saliency_grid
+    from .scoring import METRIC_NAMES, compute_accuracy, metric_path
+else:
+    import sys
+
+    from transformers.utils.import_utils import _LazyModule
+
+    sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__)

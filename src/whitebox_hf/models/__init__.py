@@ -1,0 +1,27 @@
+"""The architectures, one subpackage per family (transformers' layout). Lazy (transformers' `_LazyModule`):
+`import whitebox_hf.models.crate.configuration_crate` imports neither the modeling code nor torch's heavy parts."""
+
+from typing import TYPE_CHECKING
+
+_import_structure = {
+    "aot": [],
+    "auto": [],
+    "autoencoders": [],
+    "causal_crate": [],
+    "crate": [],
+    "denoisers": [],
+    "language_modeling": [],
+    "modeling_utils": [],
+    "tost": [],
+    "validation": [],
+    "whitebox_clip": [],
+}
+
+if TYPE_CHECKING:
+    from . import aot, auto, autoencoders, causal_crate, crate, denoisers, language_modeling, tost, whitebox_clip
+else:
+    import sys
+
+    from transformers.utils.import_utils import _LazyModule
+
+    sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__)

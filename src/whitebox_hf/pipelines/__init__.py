@@ -1,5 +1,13 @@
-"""Class-conditional image-generation pipelines (diffusers `DiffusionPipeline` subclasses)."""
+"""Class-conditional image-generation pipelines (diffusers `DiffusionPipeline` subclasses).
 
+Not lazy, unlike the other subpackages: every module here imports diffusers anyway. Importing the pipelines also
+imports this package's component modules (the CRATE denoiser and the RAE), so a saved pipeline's components are
+found whichever way it is loaded. `import whitebox_hf` does not import this subpackage;
+`whitebox_hf.WhiteboxFlowPipeline` does, on first access.
+"""
+
+from ..models.autoencoders import rae as _rae  # noqa: F401  (component module for saved pipelines)
+from ..models.denoisers import crate_denoiser as _crate_denoiser  # noqa: F401  (component module for saved pipelines)
 from .class_conditional import decode_latents, encode_to_latents
 from .loading import COMPONENT_CLASSES, load_autoencoder
 from .pipeline_whitebox_ddpm import WhiteboxDDPMPipeline

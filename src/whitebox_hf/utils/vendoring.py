@@ -81,7 +81,8 @@ def defining_module(module_name: str, name: str, seen=()) -> tuple[str, str]:
     if not _is_package(module_name):
         return module_name, name
     tree = ast.parse(source_of(module_name))
-    for node in tree.body:
+    # ast.walk, not tree.body: a lazy package __init__ states its re-exports under `if TYPE_CHECKING:`.
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 if (alias.asname or alias.name) == name:
