@@ -18,11 +18,9 @@ parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--guidance_scale", type=float, default=3.0)
 parser.add_argument("--out", help="PNG to write")
 args = parser.parse_args()
-try:
-    from whitebox_hf.pipelines import WhiteboxFlowPipeline
-except ImportError as error:  # skip, do not fail, where the generation pipelines are missing
-    parser.exit(0, f"skipped: WhiteboxFlowPipeline is not available ({error})\n")
-from tiny_models import tiny_flow_pipeline  # noqa: E402  (after the availability check)
+from tiny_models import tiny_flow_pipeline
+
+from whitebox_hf.pipelines import WhiteboxFlowPipeline
 
 pipe = WhiteboxFlowPipeline.from_pretrained(
     tiny_flow_pipeline() if args.tiny else args.model_dir or parser.error("give a pipeline folder or --tiny"))

@@ -90,9 +90,14 @@ def package_name(path: Path) -> str:
     return ".".join(("whitebox_hf", *path.parent.relative_to(SRC).parts))
 
 
+def imports_nothing(path: Path) -> bool:
+    """An __init__ with no import statement (whitebox_hf.training: its modules are imported directly)."""
+    return not any(isinstance(node, (ast.Import, ast.ImportFrom)) for node in ast.walk(ast.parse(path.read_text())))
+
+
 def test_every_subpackage_is_lazy_except_pipelines():
     lazy = {package_name(path) for path, _, _ in lazy_inits()}
-    packages = {package_name(path) for path in SRC.rglob("__init__.py")}
+    packages = {package_name(path) for path in SRC.rglob("__init__.py") if not imports_nothing(path)}
     assert packages - lazy == {"whitebox_hf.pipelines"}, (
         "a package __init__ without `_import_structure`: make it lazy like whitebox_hf/nn/__init__.py")
 

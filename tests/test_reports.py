@@ -62,7 +62,7 @@ def language_runs(tost_loss=5.2699):
         parameters=parameters, tokens_seen=2_048_000, wall_seconds=600.0, train_seconds=540.0,
         tokens_per_second=speed, val_loss=loss, val_perplexity=2.718281828**loss, config=config)
     return {"gpt2": run(6_836_224, 4.9478, 2744.0), "tost": run(6_048_048, tost_loss, 4186.0),
-            "aot_mssa": run(2_888_704, 5.4629, 3323.0)}
+            "aot-mssa": run(2_888_704, 5.4629, 3323.0)}
 
 
 def test_language_ranking_and_verdicts_follow_the_losses():
@@ -74,7 +74,7 @@ def test_language_ranking_and_verdicts_follow_the_losses():
     lines = report.ranking(language_runs(tost_loss=4.9))
     assert lines[0].startswith("Ordering by validation loss (lower is better): ToST (causal TSSA) 4.9000 < GPT-2")
     assert "- ToST (causal TSSA) beats GPT-2 (transformers) (4.9000 vs 4.9478 nats)." in lines
-    assert report.beats(language_runs(), "gpt2", "aot_mssa").startswith("GPT-2 (transformers) beats AoT-MSSA")
+    assert report.beats(language_runs(), "gpt2", "aot-mssa").startswith("GPT-2 (transformers) beats AoT-MSSA")
 
 
 def test_language_tables_hold_the_numbers_a_discussion_quotes():

@@ -18,6 +18,7 @@ from ..models.causal_crate import CausalCrateConfig, CausalCrateForCausalLM
 from ..models.crate import CrateConfig, CrateForImageClassification, CrateImageProcessor
 from ..models.language_modeling import nanogpt_parameter_count
 from ..models.tost import ToSTConfig, ToSTForCausalLM
+from ..utils.validation import check_positive_int
 
 __all__ = [
     "CAUSAL_LM_MODELS",
@@ -155,9 +156,7 @@ def build_causal_lm(args: dict, vocab_size: int, bos_token_id: int | None = None
     """
     name = check_causal_lm_key(args.get("model"))
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "context_length"):
-        value = args.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{key}` must be a positive integer, got {value!r}")
+        check_positive_int(key, args.get(key))
     family = CAUSAL_LM_MODELS[name]
     tokens = dict(bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
     if name == "gpt2":
