@@ -115,6 +115,17 @@ def settings_table(runs: dict[str, dict]) -> list[str]:
     return ["| shared setting | value |", "|---|---:|", *[f"| {name} | {value} |" for name, value in rows]]
 
 
+def renamed_keys_note(runs: dict[str, dict]) -> list[str]:
+    """Runs launched before the family keys took their current spelling record the key they were launched with
+    (``launched_with_key``); their commands above are shown with today's key, which builds the same model."""
+    renamed = {key: run["launched_with_key"] for key, run in runs.items() if run.get("launched_with_key")}
+    if not renamed:
+        return []
+    pairs = ", ".join(f"`{old}` → `{key}`" for key, old in renamed.items())
+    return [f"These runs were launched before the model-family keys were renamed ({pairs}); the commands show "
+            "today's keys, which build the same models.", ""]
+
+
 def beats(runs: dict[str, dict], first: str, second: str) -> str:
     """ "A beats B" or "A does not beat B" on validation loss (lower is better), with both values."""
     a, b = runs[first]["val_loss"], runs[second]["val_loss"]
@@ -189,8 +200,9 @@ def main(argv=None) -> int:
         "",
         f"Precision: {', '.join(sorted({run['mixed_precision'] for run in runs.values()}))} "
         "(`bf16` = bf16 autocast, float32 weights and loss). Wall time is that of the last invocation of each "
-        "run (tokenisation, training, evaluations, checkpoints, samples and saving), beside the other run of "
-        "its pair.",
+        "run (tokenisation, training, evaluations, checkpoints, samples and saving). Runs train side by side "
+        "(`PARALLEL` in run_language_comparison.sh) on a machine that may run other work, so wall time and "
+        "tokens/s compare the models only roughly; the losses do not depend on it.",
         "",
         "## Commands",
         "",
@@ -205,6 +217,7 @@ def main(argv=None) -> int:
         *[run["command"] for run in runs.values()],
         "```",
         "",
+        *renamed_keys_note(runs),
         "## Validation loss during training",
         "",
     ]

@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data.add_parser("fetch", help="fetch and prepare a data set",
                             description="fetch and prepare a data set (offline afterwards)",
                             epilog="example:\n  whitebox-hf data fetch fashion-mnist\n"
-                                   "  whitebox-hf data fetch python-docs --cache-dir /tmp/cache",
+                                   "  whitebox-hf data fetch python-docs --cache-dir ~/data-cache",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     fetch.add_argument("dataset", choices=list(DATASETS))
     fetch.add_argument("--cache-dir", default=None, help="default: $WHITEBOX_HF_CACHE or ~/.cache/whitebox_hf")
