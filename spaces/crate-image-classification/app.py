@@ -16,8 +16,10 @@ this file, else the repository's ``runs/fashion_mnist_crate/model``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -34,6 +36,52 @@ HERE = Path(__file__).resolve().parent
 ENV_VAR = "WHITEBOX_CLASSIFIER_PATH"
 CANDIDATES = (HERE / "model", BUNDLED_DIR / "fashion-mnist-crate", HERE.parents[1] / "runs" / "fashion_mnist_crate" / "model")
 DISPLAY_SIZE = 224
+
+# A request waits in Gradio's queue while others run; past QUEUE_SIZE waiting ones a new one is refused with
+# Gradio's "Queue is full" answer (HTTP 503) instead of piling up. Both can be set per deployment.
+QUEUE_SIZE_ENV = "WHITEBOX_SPACE_QUEUE_SIZE"
+CONCURRENCY_ENV = "WHITEBOX_SPACE_CONCURRENCY"
+QUEUE_SIZE = 16
+CONCURRENCY = 2  # the model is only read (always in eval mode), so two requests may share it: one per core of a free CPU Space
+
+
+def queue_setting(value: int | None, name: str, env_var: str, default: int) -> int:
+    """The queue setting ``name``: ``value`` if given, else ``$env_var`` if set, else ``default``; a positive
+    integer."""
+    if value is None:
+        raw = os.environ.get(env_var, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    return value
+
+
+OUTPUT_MAX_AGE_S = 600  # Gradio copies a returned file within the request; older ones are no longer needed
+
+
+def output_file(folder: Path, suffix: str = ".png") -> str:
+    """A new, empty file in ``folder`` for one output of one request, after removing the folder's files older than
+    `OUTPUT_MAX_AGE_S` (so a long-running Space does not fill its disk).
+
+    Outputs are returned as file paths, never as PIL images: Gradio 6.31 saves a returned PIL image under a name
+    derived from its bytes and rewrites that file in place, so when two requests produce the same image (same
+    input, same seed) one client can be reading the file while the other request truncates it; a returned file is
+    copied into Gradio's cache atomically instead."""
+    cutoff = time.time() - OUTPUT_MAX_AGE_S
+    for old in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another request may remove it first
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+    handle, path = tempfile.mkstemp(suffix=suffix, dir=folder)
+    os.close(handle)
+    return path
 
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
@@ -55,8 +103,15 @@ def overlay(pixel_values: torch.Tensor, saliency: torch.Tensor, alpha: float = 0
     return picture.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
 
 
-def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
-    """The Gradio `Blocks` of this Space, with the model loaded from a local folder."""
+def build_demo(model_path: str | os.PathLike | None = None, *, max_size: int | None = None,
+               concurrency_limit: int | None = None) -> gr.Blocks:
+    """The Gradio `Blocks` of this Space, with the model loaded from a local folder.
+
+    At most ``max_size`` requests (else ``$WHITEBOX_SPACE_QUEUE_SIZE``, else 16) wait while
+    ``concurrency_limit`` (else ``$WHITEBOX_SPACE_CONCURRENCY``, else `CONCURRENCY`) run; a request beyond them
+    gets Gradio's "Queue is full" answer."""
+    queue_size = queue_setting(max_size, "max_size", QUEUE_SIZE_ENV, QUEUE_SIZE)
+    concurrency = queue_setting(concurrency_limit, "concurrency_limit", CONCURRENCY_ENV, CONCURRENCY)
     folder = resolve_model_path(model_path)
     processor = AutoImageProcessor.from_pretrained(folder)
     model = AutoModelForImageClassification.from_pretrained(folder).eval()
@@ -72,8 +127,10 @@ def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
         scores = {id2label.get(i, str(i)): float(p) for i, p in enumerate(probabilities)}
         saliency = attention_saliency(model, pixel_values)[0]
         rows = layerwise_diagnostics(model, pixel_values)
-        plot = plot_diagnostics({"uploaded image": rows}, tempfile.mkstemp(suffix=".png", dir=plot_dir)[1])
-        return scores, overlay(pixel_values[0], saliency), str(plot), diagnostics_table(rows)
+        plot = plot_diagnostics({"uploaded image": rows}, output_file(plot_dir))
+        saliency_path = output_file(plot_dir)
+        overlay(pixel_values[0], saliency).save(saliency_path)
+        return scores, saliency_path, str(plot), diagnostics_table(rows)
 
     config = model.config
     with gr.Blocks(title="CRATE image classification") as demo:
@@ -94,14 +151,14 @@ def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
                     gr.Examples(examples=examples, inputs=image_input, label="Fashion-MNIST test images")
             prediction = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
         with gr.Row():
-            saliency_image = gr.Image(label="Class-token attention (last layer)", type="pil", height=280,
+            saliency_image = gr.Image(label="Class-token attention (last layer)", type="filepath", height=280,
                                       elem_id="saliency")
             sparsity_plot = gr.Image(label="Sparsity and coding rate per layer", type="filepath", height=280,
                                      elem_id="sparsity-plot")
         table = gr.Markdown(elem_id="diagnostics-table")
         button.click(analyse, inputs=image_input, outputs=[prediction, saliency_image, sparsity_plot, table],
                      api_name="classify")
-    return demo
+    return demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
 
 
 if __name__ == "__main__":

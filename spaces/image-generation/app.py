@@ -17,7 +17,10 @@ or ``runs/flow_demo/pipeline`` (written by ``training/train_latent_flow.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -35,6 +38,60 @@ CANDIDATES = (HERE / "model", BUNDLED_DIR / "fashion-mnist-flow-vae-dit", RUNS /
               RUNS / "flow_demo" / "pipeline")
 DISPLAY_SIZE = 128
 
+# A request waits in Gradio's queue while others run; past QUEUE_SIZE waiting ones a new one is refused with
+# Gradio's "Queue is full" answer (HTTP 503) instead of piling up. Both can be set per deployment.
+QUEUE_SIZE_ENV = "WHITEBOX_SPACE_QUEUE_SIZE"
+CONCURRENCY_ENV = "WHITEBOX_SPACE_CONCURRENCY"
+QUEUE_SIZE = 16
+CONCURRENCY = 1  # one request at a time: the pipeline's scheduler keeps the timesteps of the call in progress
+
+
+def queue_setting(value: int | None, name: str, env_var: str, default: int) -> int:
+    """The queue setting ``name``: ``value`` if given, else ``$env_var`` if set, else ``default``; a positive
+    integer."""
+    if value is None:
+        raw = os.environ.get(env_var, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    return value
+
+
+def whole_number(value: float | None, label: str) -> int:
+    """``value`` as an int, or a `gr.Error` the page and the API client show (Gradio already checks the slider's
+    range; a fraction or a missing value would otherwise be cut silently or raise a bare traceback)."""
+    if value is None or float(value) != int(value):
+        raise gr.Error(f"{label} must be a whole number, got {value!r}.")
+    return int(value)
+
+
+OUTPUT_MAX_AGE_S = 600  # Gradio copies a returned file within the request; older ones are no longer needed
+
+
+def output_file(folder: Path, suffix: str = ".png") -> str:
+    """A new, empty file in ``folder`` for one output of one request, after removing the folder's files older than
+    `OUTPUT_MAX_AGE_S` (so a long-running Space does not fill its disk).
+
+    Outputs are returned as file paths, never as PIL images: Gradio 6.31 saves a returned PIL image under a name
+    derived from its bytes and rewrites that file in place, so when two requests produce the same image (same
+    input, same seed) one client can be reading the file while the other request truncates it; a returned file is
+    copied into Gradio's cache atomically instead."""
+    cutoff = time.time() - OUTPUT_MAX_AGE_S
+    for old in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another request may remove it first
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+    handle, path = tempfile.mkstemp(suffix=suffix, dir=folder)
+    os.close(handle)
+    return path
+
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
     """The first of: ``model_path``, ``${ENV_VAR}``, the default folders; it must hold model_index.json."""
@@ -42,11 +99,19 @@ def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
                              hint="train one offline with `python training/train_latent_flow.py --config training/configs/flow_demo.yaml` (writes runs/flow_demo/pipeline).")
 
 
-def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
-    """The Gradio `Blocks` of this Space, with the pipeline loaded from a local folder."""
+def build_demo(model_path: str | os.PathLike | None = None, *, max_size: int | None = None,
+               concurrency_limit: int | None = None) -> gr.Blocks:
+    """The Gradio `Blocks` of this Space, with the pipeline loaded from a local folder.
+
+    At most ``max_size`` requests (else ``$WHITEBOX_SPACE_QUEUE_SIZE``, else 16) wait while
+    ``concurrency_limit`` (else ``$WHITEBOX_SPACE_CONCURRENCY``, else `CONCURRENCY`) run; a request beyond them
+    gets Gradio's "Queue is full" answer."""
+    queue_size = queue_setting(max_size, "max_size", QUEUE_SIZE_ENV, QUEUE_SIZE)
+    concurrency = queue_setting(concurrency_limit, "concurrency_limit", CONCURRENCY_ENV, CONCURRENCY)
     folder = resolve_model_path(model_path)
     pipe = WhiteboxFlowPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
+    output_dir = Path(tempfile.mkdtemp(prefix="flow_space_"))
     num_classes = int(pipe.config.num_classes)
     names = {int(k): str(v) for k, v in (pipe.config.id2label or {}).items()}
     choices = [(names.get(i, f"class {i}"), i) for i in range(num_classes)]
@@ -57,11 +122,15 @@ def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
     def generate(class_id, guidance_scale: float, steps: float, seed: float, num_images: float):
         if class_id is None:
             raise gr.Error("Pick a class first.")
-        generator = torch.Generator().manual_seed(int(seed))
-        images = pipe([int(class_id)] * int(num_images), num_inference_steps=int(steps),
+        steps, num_images, seed = whole_number(steps, "Steps"), whole_number(num_images, "Images"), whole_number(seed, "Seed")
+        generator = torch.Generator().manual_seed(seed)
+        images = pipe([int(class_id)] * num_images, num_inference_steps=steps,
                       guidance_scale=float(guidance_scale), generator=generator, output_type="pil").images
         label = names.get(int(class_id), f"class {class_id}")
-        return [(image.resize((DISPLAY_SIZE, DISPLAY_SIZE)), label) for image in images]
+        paths = [output_file(output_dir) for _ in images]
+        for image, path in zip(images, paths):
+            image.resize((DISPLAY_SIZE, DISPLAY_SIZE)).save(path)
+        return [(path, label) for path in paths]
 
     with gr.Blocks(title="White-box class-conditional generation") as demo:
         gr.Markdown(
@@ -74,13 +143,13 @@ def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
                 class_id = gr.Dropdown(choices=choices, value=0, label="Class", elem_id="class")
                 guidance = gr.Slider(0.0, 10.0, value=3.0, step=0.5, label="Guidance scale", elem_id="guidance")
                 steps = gr.Slider(1, 100, value=20, step=1, label="Steps", elem_id="steps")
-                seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**32 - 1, label="Seed", elem_id="seed")
                 num_images = gr.Slider(1, 8, value=4, step=1, label="Images", elem_id="num-images")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             gallery = gr.Gallery(label="Samples", columns=4, height=360, elem_id="gallery")
         button.click(generate, inputs=[class_id, guidance, steps, seed, num_images], outputs=gallery,
                      api_name="generate")
-    return demo
+    return demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
 
 
 if __name__ == "__main__":

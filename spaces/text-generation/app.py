@@ -27,6 +27,39 @@ CANDIDATES = (HERE / "model", BUNDLED_DIR / "python-docs-crate-alpha", HERE.pare
               HERE.parents[1] / "runs" / "lm-tost" / "model")
 DEFAULT_PROMPT = "The :mod:`os` module"
 
+# A request waits in Gradio's queue while others run; past QUEUE_SIZE waiting ones a new one is refused with
+# Gradio's "Queue is full" answer (HTTP 503) instead of piling up. Both can be set per deployment.
+QUEUE_SIZE_ENV = "WHITEBOX_SPACE_QUEUE_SIZE"
+CONCURRENCY_ENV = "WHITEBOX_SPACE_CONCURRENCY"
+QUEUE_SIZE = 16
+CONCURRENCY = 1  # one request at a time: sampling seeds torch's global generator, which concurrent requests would share
+
+
+def queue_setting(value: int | None, name: str, env_var: str, default: int) -> int:
+    """The queue setting ``name``: ``value`` if given, else ``$env_var`` if set, else ``default``; a positive
+    integer."""
+    if value is None:
+        raw = os.environ.get(env_var, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    return value
+
+
+def whole_number(value: float | None, label: str) -> int:
+    """``value`` as an int, or a `gr.Error` the page and the API client show (Gradio already checks the slider's
+    range; a fraction or a missing value would otherwise be cut silently or raise a bare traceback)."""
+    if value is None or float(value) != int(value):
+        raise gr.Error(f"{label} must be a whole number, got {value!r}.")
+    return int(value)
+
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
     """The first of: ``model_path``, ``${ENV_VAR}``, the default folders; it must hold config.json."""
@@ -34,8 +67,15 @@ def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
                              hint="point it at a folder holding a whitebox_hf causal LM and its tokenizer (e.g. written by training/train_causal_lm.py).")
 
 
-def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
-    """The Gradio `Blocks` of this Space, with the model and tokenizer loaded from a local folder."""
+def build_demo(model_path: str | os.PathLike | None = None, *, max_size: int | None = None,
+               concurrency_limit: int | None = None) -> gr.Blocks:
+    """The Gradio `Blocks` of this Space, with the model and tokenizer loaded from a local folder.
+
+    At most ``max_size`` requests (else ``$WHITEBOX_SPACE_QUEUE_SIZE``, else 16) wait while
+    ``concurrency_limit`` (else ``$WHITEBOX_SPACE_CONCURRENCY``, else `CONCURRENCY`) run; a request beyond them
+    gets Gradio's "Queue is full" answer."""
+    queue_size = queue_setting(max_size, "max_size", QUEUE_SIZE_ENV, QUEUE_SIZE)
+    concurrency = queue_setting(concurrency_limit, "concurrency_limit", CONCURRENCY_ENV, CONCURRENCY)
     folder = resolve_model_path(model_path)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -45,15 +85,16 @@ def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
     def generate(prompt: str, max_new_tokens: float, temperature: float, seed: float) -> str:
         if not prompt:
             raise gr.Error("Type a prompt first.")
+        max_new_tokens, seed = whole_number(max_new_tokens, "Max new tokens"), whole_number(seed, "Seed")
         input_ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
         if input_ids.shape[1] == 0:
             raise gr.Error("The prompt has no tokens.")
         input_ids = input_ids[:, -(context - 1):]
-        max_new_tokens = max(1, min(int(max_new_tokens), context - input_ids.shape[1]))
+        max_new_tokens = min(max_new_tokens, context - input_ids.shape[1])  # the prompt keeps >= 1 free position
         options = {"do_sample": False}  # temperature 0: greedy
         if float(temperature) > 0:
             options = {"do_sample": True, "temperature": float(temperature), "top_k": 50}
-        torch.manual_seed(int(seed))
+        torch.manual_seed(seed)
         with torch.no_grad():
             output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
                                     pad_token_id=tokenizer.pad_token_id, **options)
@@ -77,11 +118,11 @@ def build_demo(model_path: str | os.PathLike | None = None) -> gr.Blocks:
                 max_new_tokens = gr.Slider(1, min(256, context - 1), value=40, step=1, label="Max new tokens",
                                            elem_id="max-new-tokens")
                 temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature", elem_id="temperature")
-                seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**32 - 1, label="Seed", elem_id="seed")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             output = gr.Textbox(label="Generated text", lines=12, elem_id="output")
         button.click(generate, inputs=[prompt, max_new_tokens, temperature, seed], outputs=output, api_name="generate")
-    return demo
+    return demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
 
 
 if __name__ == "__main__":

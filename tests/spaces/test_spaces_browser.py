@@ -58,8 +58,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve(demo, timeout: float = 30.0):
     """Launch ``demo`` on a free loopback port without blocking; yield its URL; close it afterwards."""
-    port = free_port()
-    demo.queue()
+    port = free_port()  # the app set its own queue (build_demo): demo.queue() here would replace it
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 show_error=True, share=False)
     url = f"http://127.0.0.1:{port}/"

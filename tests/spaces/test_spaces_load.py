@@ -1,0 +1,112 @@
+"""The Gradio Spaces under a bounded load, through their API with `gradio_client` (no browser): concurrent clients get
+every answer, a burst beyond the queue gets Gradio's "Queue is full" answer and nothing else, and bad input gets a
+clear `gr.Error` message while the Space keeps serving. A small version of ``benchmarks/load_test_spaces.py`` (whose
+helpers it uses), with each Space served in this process on its bundled checkpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_spaces_browser import load_app, serve  # noqa: E402  (same folder; sets GRADIO_ANALYTICS_ENABLED)
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = ["crate-image-classification", "text-generation", "image-generation"]
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),  # gradio's queue and pandas 3
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+
+
+def load_benchmark():
+    path = ROOT / "benchmarks" / "load_test_spaces.py"
+    spec = importlib.util.spec_from_file_location("load_test_spaces", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_benchmark()
+
+
+@pytest.fixture(scope="module", params=SPACES)
+def space(request):
+    """(name, url) of a Space with its default queue (max_size 16), served for the whole module."""
+    app = load_app(request.param)
+    with serve(app.build_demo()) as url:
+        yield request.param, url
+
+
+def test_concurrent_clients_get_every_answer(space):
+    name, url = space
+    result = bench.drive(url, name, clients=4, requests=5, timeout=60)
+    assert result.failures == []
+    assert len(result.latencies_s) == 20 and all(latency > 0 for latency in result.latencies_s)
+    assert result.percentile(50) <= result.percentile(95) <= max(result.latencies_s)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_burst_beyond_the_queue_gets_the_busy_answer(name, monkeypatch):
+    monkeypatch.setenv(bench.QUEUE_SIZE_ENV, "1")  # read by build_demo
+    monkeypatch.setenv(bench.CONCURRENCY_ENV, "1")
+    demo = load_app(name).build_demo()
+    assert demo._queue.max_size == 1
+    with serve(demo) as url:
+        result = bench.burst(url, name, size=8, timeout=60)
+        assert result.other_errors == []
+        assert result.busy >= 1 and result.succeeded >= 1 and result.succeeded + result.busy == 8
+        assert all(bench.BUSY_MESSAGE in message for message in result.busy_messages), result.busy_messages
+        # the Space is still up and serving once the burst is over
+        assert bench.drive(url, name, clients=1, requests=1, timeout=60).failures == []
+
+
+def test_queue_settings_from_the_environment_are_checked(monkeypatch):
+    app = load_app("text-generation")
+    monkeypatch.setenv(app.QUEUE_SIZE_ENV, "0")
+    with pytest.raises(ValueError, match=r"\$WHITEBOX_SPACE_QUEUE_SIZE \(max_size\) must be a positive integer, got '0'"):
+        app.build_demo()
+    monkeypatch.setenv(app.QUEUE_SIZE_ENV, "many")
+    with pytest.raises(ValueError, match="got 'many'"):
+        app.build_demo()
+    monkeypatch.delenv(app.QUEUE_SIZE_ENV)
+    with pytest.raises(ValueError, match=r"`concurrency_limit` must be a positive integer, got 0"):
+        app.build_demo(concurrency_limit=0)
+
+
+BAD_INPUTS = {
+    "crate-image-classification": [((None,), "Upload an image first.")],
+    "text-generation": [
+        (("", 8, 0.8, 0), "Type a prompt first."),
+        (("The os module", 2.5, 0.8, 0), "Max new tokens must be a whole number, got 2.5."),
+        (("The os module", 10_000, 0.8, 0), "greater than maximum"),
+        (("The os module", 8, -1.0, 0), "less than minimum"),
+        (("The os module", 8, 0.8, None), "Seed must be a whole number, got None."),
+    ],
+    "image-generation": [
+        ((0, 3.0, 500, 0, 1), "greater than maximum"),
+        ((0, 3.0, 2.5, 0, 1), "Steps must be a whole number, got 2.5."),
+        ((0, 3.0, 4, 0, 0), "less than minimum"),
+        ((99, 3.0, 4, 0, 1), "not in the list of choices"),
+        ((0, 3.0, 4, -5, 1), "less than minimum"),
+    ],
+}
+
+
+def test_bad_input_gets_a_clear_error_and_the_space_keeps_serving(space):
+    from gradio_client.exceptions import AppError
+
+    name, url = space
+    client = bench.new_client(url)
+    try:
+        for arguments, message in BAD_INPUTS[name]:
+            with pytest.raises(AppError, match=message.replace(".", r"\.")):
+                client.predict(*arguments, api_name=bench.API_NAMES[name])
+        assert client.predict(*bench.request_args(name, 0), api_name=bench.API_NAMES[name])  # still serving
+    finally:
+        client.close()
+
