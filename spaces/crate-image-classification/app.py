@@ -16,10 +16,8 @@ this file, else the repository's ``runs/fashion_mnist_crate/model``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -30,6 +28,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import whitebox_hf  # noqa: F401  (registers CRATE with the Auto classes)
 from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (checkpoints shipped with the package)
+from whitebox_hf.hub.spaces import CONCURRENCY_ENV, QUEUE_SIZE_ENV, queue_setting, output_file  # noqa: E402
 from whitebox_hf.evaluation import attention_saliency, diagnostics_table, layerwise_diagnostics, plot_diagnostics
 
 HERE = Path(__file__).resolve().parent
@@ -39,49 +38,8 @@ DISPLAY_SIZE = 224
 
 # A request waits in Gradio's queue while others run; past QUEUE_SIZE waiting ones a new one is refused with
 # Gradio's "Queue is full" answer (HTTP 503) instead of piling up. Both can be set per deployment.
-QUEUE_SIZE_ENV = "WHITEBOX_SPACE_QUEUE_SIZE"
-CONCURRENCY_ENV = "WHITEBOX_SPACE_CONCURRENCY"
 QUEUE_SIZE = 16
 CONCURRENCY = 2  # the model is only read (always in eval mode), so two requests may share it: one per core of a free CPU Space
-
-
-def queue_setting(value: int | None, name: str, env_var: str, default: int) -> int:
-    """The queue setting ``name``: ``value`` if given, else ``$env_var`` if set, else ``default``; a positive
-    integer."""
-    if value is None:
-        raw = os.environ.get(env_var, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}") from None
-        if value < 1:
-            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
-
-
-OUTPUT_MAX_AGE_S = 600  # Gradio copies a returned file within the request; older ones are no longer needed
-
-
-def output_file(folder: Path, suffix: str = ".png") -> str:
-    """A new, empty file in ``folder`` for one output of one request, after removing the folder's files older than
-    `OUTPUT_MAX_AGE_S` (so a long-running Space does not fill its disk).
-
-    Outputs are returned as file paths, never as PIL images: Gradio 6.31 saves a returned PIL image under a name
-    derived from its bytes and rewrites that file in place, so when two requests produce the same image (same
-    input, same seed) one client can be reading the file while the other request truncates it; a returned file is
-    copied into Gradio's cache atomically instead."""
-    cutoff = time.time() - OUTPUT_MAX_AGE_S
-    for old in folder.iterdir():
-        with contextlib.suppress(FileNotFoundError):  # another request may remove it first
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-    handle, path = tempfile.mkstemp(suffix=suffix, dir=folder)
-    os.close(handle)
-    return path
 
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:

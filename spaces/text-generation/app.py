@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import whitebox_hf  # noqa: F401  (registers the causal LMs with the Auto classes)
 from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (checkpoints shipped with the package)
+from whitebox_hf.hub.spaces import CONCURRENCY_ENV, QUEUE_SIZE_ENV, queue_setting, whole_number  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENV_VAR = "WHITEBOX_LM_PATH"
@@ -29,36 +30,8 @@ DEFAULT_PROMPT = "The :mod:`os` module"
 
 # A request waits in Gradio's queue while others run; past QUEUE_SIZE waiting ones a new one is refused with
 # Gradio's "Queue is full" answer (HTTP 503) instead of piling up. Both can be set per deployment.
-QUEUE_SIZE_ENV = "WHITEBOX_SPACE_QUEUE_SIZE"
-CONCURRENCY_ENV = "WHITEBOX_SPACE_CONCURRENCY"
 QUEUE_SIZE = 16
 CONCURRENCY = 1  # one request at a time: sampling seeds torch's global generator, which concurrent requests would share
-
-
-def queue_setting(value: int | None, name: str, env_var: str, default: int) -> int:
-    """The queue setting ``name``: ``value`` if given, else ``$env_var`` if set, else ``default``; a positive
-    integer."""
-    if value is None:
-        raw = os.environ.get(env_var, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}") from None
-        if value < 1:
-            raise ValueError(f"${env_var} ({name}) must be a positive integer, got {raw!r}")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
-
-
-def whole_number(value: float | None, label: str) -> int:
-    """``value`` as an int, or a `gr.Error` the page and the API client show (Gradio already checks the slider's
-    range; a fraction or a missing value would otherwise be cut silently or raise a bare traceback)."""
-    if value is None or float(value) != int(value):
-        raise gr.Error(f"{label} must be a whole number, got {value!r}.")
-    return int(value)
 
 
 def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
