@@ -15,12 +15,9 @@ scale, TSSA temperatures and biases) keep it. CausalCRATE keeps `nn.Linear`'s ow
 (`CausalCrateConfig.projection_init`).
 """
 
-from __future__ import annotations
-
 import math
 
 import torch
-from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig
 from transformers import initialization as init
@@ -29,7 +26,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from ..nn import ISTA, OvercompleteDictionaryLearning, TokenStatisticsSelfAttention, causal_attention_mask
 from .modeling_utils import WhiteboxPreTrainedModel, run_layers
-from .validation import check_positive, check_positive_int, check_probability
+from .validation import check_positive, check_positive_int, check_probability, strict_config
 
 __all__ = [
     "WhiteboxCausalLMConfig",
@@ -40,7 +37,7 @@ __all__ = [
 ]
 
 
-@strict
+@strict_config
 class WhiteboxCausalLMConfig(PreTrainedConfig):
     r"""
     Fields shared by every white-box causal language model (nanoGPT scaffold). Family configurations
