@@ -123,6 +123,8 @@ def strict_config(cls):
     @functools.wraps(own_post_init)
     def __post_init__(self, **kwargs):
         check_config_kwargs(self, kwargs)
+        if kwargs.get("num_labels") is not None:  # before transformers builds ``id2label`` from it
+            _check_positive_int("num_labels", kwargs["num_labels"])
         for field in dataclasses.fields(self):
             check_finite_float(field.name, getattr(self, field.name, None))
         own_post_init(self, **kwargs)

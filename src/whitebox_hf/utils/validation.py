@@ -76,12 +76,17 @@ def check_finite_tensor(name: str, value) -> None:
         raise ValueError(f"`{name}` must be finite, got a tensor holding {bad}")
 
 
-def check_index_tensor(name: str, value, high: int, high_name: str, ignore_index: int | None = None) -> None:
-    """Integer ids in ``[0, high)`` (``ignore_index`` allowed too); the range is checked on CPU tensors only."""
+def check_index_tensor(name: str, value, high: int, high_name: str, ignore_index: int | None = None,
+                       long_only: bool = False) -> None:
+    """Integer ids in ``[0, high)`` (``ignore_index`` allowed too) of dtype int64 or int32 (what an embedding
+    lookup takes; ``long_only``: int64 alone, what a cross-entropy target takes); the range is checked on CPU tensors
+    only."""
     import torch
 
-    if value.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise TypeError(f"`{name}` must hold integer ids (torch.int64), got dtype {value.dtype}")
+    dtypes = (torch.int64,) if long_only else (torch.int64, torch.int32)
+    if value.dtype not in dtypes:
+        raise TypeError(f"`{name}` must hold integer ids of dtype {' or '.join(map(str, dtypes))}, got dtype "
+                        f"{value.dtype}")
     if not reads_values(value) or value.numel() == 0:
         return
     valid = (value >= 0) & (value < high)

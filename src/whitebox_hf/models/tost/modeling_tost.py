@@ -283,6 +283,8 @@ class ToSTVisionModel(ToSTVisionPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        # Checked before the cast to the model's dtype, which would hide integer, bool or complex images.
+        check_pixel_values(pixel_values, self.config.num_channels, self.config.patch_size)
         features = self.patch_embedding(pixel_values.to(self.cls_token.dtype))
         batch_size, _, height, width = features.shape
         features = features + self.position_encoding(batch_size, height, width)
