@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import re
 import tempfile
@@ -291,7 +290,3 @@ def all_cases():
     yield from config_cases()
     yield from forward_cases()
     yield from file_cases()
-
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

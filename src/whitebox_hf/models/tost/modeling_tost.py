@@ -317,7 +317,7 @@ class ToSTForImageClassification(ToSTVisionPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.tost = ToSTVisionModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # num_labels >= 1: the config checks it
         self.post_init()
 
     def forward(
