@@ -93,7 +93,9 @@ def page(before: dict, after: dict, before_label: str, command: str) -> str:
         "* Outcome (`tests/fuzz/_harness.py`): **clear** = `ValueError`, `TypeError` or `OSError` whose message names "
         "the argument; **unclear** = any other exception, or one not naming it; **silent** = accepted.",
         f"* before: `src/` of {before_label}; after: `src/` of this checkout at {git_head()}. The same cases run against "
-        "both, each in a fresh interpreter with only that tree on `PYTHONPATH`.",
+        "both, each in a fresh interpreter with only that tree on `PYTHONPATH`. The cases call "
+        "`register_auto_classes()` before anything else: without it the tree before cannot import `WhiteboxClipModel` "
+        "(a first import of `BertModel` read the Auto mappings mid-import, a circular import fixed in this issue).",
         "",
         "## Counts",
         "",
