@@ -61,6 +61,20 @@ def test_auto_classes_load_bundled_folders_right_after_import(first):
                    "CausalCrateForCausalLM"]
 
 
+@pytest.mark.parametrize("first", ["from whitebox_hf import WhiteboxClipModel", "from transformers import BertModel"])
+def test_a_model_module_whose_import_reads_autoconfig_imports_in_either_order(first):
+    """transformers' ``auto_docstring`` reads AutoConfig's mapping while ``modeling_bert`` is being imported; that read
+    registers the configurations only, since registering `WhiteboxClipModel` would import ``BertModel`` mid-import."""
+    imports = ["from whitebox_hf import WhiteboxClipModel", "from transformers import BertModel"]
+    if first != imports[0]:
+        imports.reverse()
+    out = run_python("\n".join(["import json", "import whitebox_hf", *imports,
+                                 "from transformers import AutoModel",
+                                 "config = whitebox_hf.WhiteboxClipConfig(text_tower='clip')",
+                                 "print(json.dumps(type(AutoModel.from_config(config)).__name__))"]))
+    assert out == "WhiteboxClipModel"
+
+
 def test_every_table_row_is_registered():
     import transformers
     from transformers.models.auto import modeling_auto

@@ -58,21 +58,41 @@ def _whitebox(name: str):
 
 
 _registered = False
+_configs_registered = False
 
 
-def register_auto_classes() -> None:
-    """Register every table with transformers' Auto classes (imports the registered classes). Idempotent."""
-    global _registered
-    if _registered:
+def _register_configs() -> None:
+    global _configs_registered
+    if _configs_registered:
         return
-    _registered = True  # first: ``register`` reads the mappings it writes, which would call this again
+    _configs_registered = True
     try:
-        from transformers import AutoConfig, AutoImageProcessor, AutoProcessor
-        from transformers.models.auto import modeling_auto
+        from transformers import AutoConfig
 
         for name in CONFIGS:
             config_class = _whitebox(name)
             AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    except BaseException:
+        _configs_registered = False
+        raise
+
+
+def register_auto_classes(configs_only: bool = False) -> None:
+    """Register every table with transformers' Auto classes (imports the registered classes). Idempotent.
+
+    ``configs_only`` registers the configurations alone: AutoConfig's mapping is read while transformers imports a
+    model module (``auto_docstring`` looks a model_type up when it decorates, e.g., ``BertModel``), and registering
+    the models then would import that same module mid-import (`WhiteboxClipModel` imports ``BertModel``).
+    """
+    global _registered
+    _register_configs()
+    if _registered or configs_only:
+        return
+    _registered = True  # first: ``register`` reads the mappings it writes, which would call this again
+    try:
+        from transformers import AutoImageProcessor, AutoProcessor
+        from transformers.models.auto import modeling_auto
+
         for auto_class, config_name, model_name in MODELS:
             getattr(modeling_auto, auto_class).register(_whitebox(config_name), _whitebox(model_name), exist_ok=True)
         for config_name, processor_name in IMAGE_PROCESSORS:
@@ -89,8 +109,10 @@ def register_auto_classes() -> None:
 class _RegisterOnFirstRead(dict):
     """An Auto mapping's ``_extra_content`` that runs `register_auto_classes` before its first read."""
 
+    configs_only = False
+
     def _after_registration(self):
-        register_auto_classes()
+        register_auto_classes(configs_only=self.configs_only)
         return self
 
     def __contains__(self, key):
@@ -127,6 +149,8 @@ def _defer_registration(module) -> None:
             extra_content = vars(value).get("_extra_content")
             if isinstance(extra_content, dict) and not isinstance(extra_content, _RegisterOnFirstRead):
                 value._extra_content = _RegisterOnFirstRead(extra_content)
+                # AutoConfig's mapping needs only the configurations (see `register_auto_classes`).
+                value._extra_content.configs_only = module.__name__.endswith(".configuration_auto")
 
 
 # The transformers modules whose mappings the tables register into (AutoConfig's holds every model_type, so any

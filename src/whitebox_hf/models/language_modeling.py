@@ -15,12 +15,9 @@ scale, TSSA temperatures and biases) keep it. CausalCRATE keeps `nn.Linear`'s ow
 (`CausalCrateConfig.projection_init`).
 """
 
-from __future__ import annotations
-
 import math
 
 import torch
-from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig
 from transformers import initialization as init
@@ -28,8 +25,9 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from ..nn import ISTA, OvercompleteDictionaryLearning, TokenStatisticsSelfAttention, causal_attention_mask
+from ..utils.validation import check_binary_mask, check_finite_tensor, check_floating_tensor, check_index_tensor
 from .modeling_utils import WhiteboxPreTrainedModel, run_layers
-from .validation import check_positive, check_positive_int, check_probability
+from .validation import check_positive, check_positive_int, check_probability, strict_config
 
 __all__ = [
     "WhiteboxCausalLMConfig",
@@ -40,7 +38,7 @@ __all__ = [
 ]
 
 
-@strict
+@strict_config
 class WhiteboxCausalLMConfig(PreTrainedConfig):
     r"""
     Fields shared by every white-box causal language model (nanoGPT scaffold). Family configurations
@@ -201,32 +199,37 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of `input_ids` and `inputs_embeds`")
         if input_ids is not None:
-            if input_ids.dtype not in (torch.int64, torch.int32):
-                raise TypeError(f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}")
+            if not isinstance(input_ids, torch.Tensor):
+                raise TypeError(f"`input_ids` must be a torch.Tensor, got {type(input_ids).__name__}")
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be (batch, sequence), got shape {tuple(input_ids.shape)}")
-            # A value check reads the ids back to the host: done on CPU tensors only, as on an accelerator it would
-            # stall the device at every forward (an out-of-range id then fails in the embedding lookup).
-            if (input_ids.device.type == "cpu" and input_ids.numel()
-                    and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size)):
-                raise ValueError(
-                    f"`input_ids` must lie in [0, vocab_size={self.config.vocab_size}), got values in "
-                    f"[{int(input_ids.min())}, {int(input_ids.max())}]"
-                )
+            # The range check reads the ids back to the host: done on CPU tensors only, as on an accelerator it
+            # would stall the device at every forward (an out-of-range id then fails in the embedding lookup).
+            check_index_tensor("input_ids", input_ids, self.config.vocab_size, "vocab_size")
             batch_size, num_tokens = input_ids.shape
         else:
+            if not isinstance(inputs_embeds, torch.Tensor):
+                raise TypeError(f"`inputs_embeds` must be a torch.Tensor, got {type(inputs_embeds).__name__}")
             if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
                 raise ValueError(
                     f"`inputs_embeds` must be (batch, sequence, {self.config.hidden_size}), got {tuple(inputs_embeds.shape)}"
                 )
+            check_floating_tensor("inputs_embeds", inputs_embeds)
+            check_finite_tensor("inputs_embeds", inputs_embeds)
             batch_size, num_tokens = inputs_embeds.shape[:2]
         if num_tokens == 0 or batch_size == 0:
-            raise ValueError("the input is empty: at least one sequence of at least one token is needed")
-        if attention_mask is not None and tuple(attention_mask.shape) != (batch_size, past_length + num_tokens):
-            raise ValueError(
-                f"`attention_mask` must have shape (batch, past + new tokens) = ({batch_size}, "
-                f"{past_length + num_tokens}), got {tuple(attention_mask.shape)}"
-            )
+            name = "input_ids" if input_ids is not None else "inputs_embeds"
+            raise ValueError(f"`{name}` is empty (shape {(batch_size, num_tokens)}): at least one sequence of at "
+                             f"least one token is needed")
+        if attention_mask is not None:
+            if not isinstance(attention_mask, torch.Tensor):
+                raise TypeError(f"`attention_mask` must be a torch.Tensor, got {type(attention_mask).__name__}")
+            if tuple(attention_mask.shape) != (batch_size, past_length + num_tokens):
+                raise ValueError(
+                    f"`attention_mask` must have shape (batch, past + new tokens) = ({batch_size}, "
+                    f"{past_length + num_tokens}), got {tuple(attention_mask.shape)}"
+                )
+            check_binary_mask("attention_mask", attention_mask)
         return batch_size, num_tokens
 
     def forward(
@@ -382,8 +385,13 @@ class WhiteboxForCausalLM(WhiteboxCausalLMPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
+            if not isinstance(labels, torch.Tensor):
+                raise TypeError(f"`labels` must be a torch.Tensor, got {type(labels).__name__}")
             if tuple(labels.shape) != tuple(logits.shape[:2]):
                 raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
+            # -100 marks positions without a target (transformers' ignore_index).
+            check_index_tensor("labels", labels, self.config.vocab_size, "vocab_size", ignore_index=-100,
+                               long_only=True)
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         if not return_dict:
             output = (logits,) + tuple(

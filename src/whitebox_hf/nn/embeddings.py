@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.validation import check_finite_tensor, check_floating_tensor, check_tensor
+
 __all__ = [
     "ConvPatchEmbedding",
     "LinearPatchEmbedding",
@@ -21,13 +23,12 @@ __all__ = [
 
 
 def check_pixel_values(pixel_values: torch.Tensor, num_channels: int, patch_size: int) -> None:
-    """Raise a clear error for input a patch embedding cannot take."""
-    if not isinstance(pixel_values, torch.Tensor):
-        raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
-    if pixel_values.ndim != 4:
-        raise ValueError(
-            f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"
-        )
+    """Raise a clear error for input a patch embedding cannot take: not a 4-D ``(batch, channels, height, width)``
+    tensor, empty, not floating point (integer 0-255, bool or complex images are refused, never cast), the wrong
+    number of channels, a side not divisible by the patch, or (CPU tensors only: see
+    `whitebox_hf.utils.validation`) a NaN or infinite pixel."""
+    check_tensor("pixel_values", pixel_values, ndim=4, shape_doc="(batch, channels, height, width)")
+    check_floating_tensor("pixel_values", pixel_values)
     channels, height, width = pixel_values.shape[1:]
     if channels != num_channels:
         raise ValueError(
@@ -37,6 +38,7 @@ def check_pixel_values(pixel_values: torch.Tensor, num_channels: int, patch_size
         raise ValueError(
             f"`pixel_values` spatial size {height}x{width} is not divisible by patch_size={patch_size}"
         )
+    check_finite_tensor("pixel_values", pixel_values)
 
 
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:

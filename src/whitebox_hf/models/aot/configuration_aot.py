@@ -1,11 +1,8 @@
 """AoT (attention-only transformer) language model configuration."""
 
-from __future__ import annotations
-
-from huggingface_hub.dataclasses import strict
 
 from ..language_modeling import WhiteboxCausalLMConfig
-from ..validation import check_choice, resolve_head_dim
+from ..validation import check_choice, resolve_head_dim, strict_config
 
 __all__ = ["AoTConfig", "AOT_PRESETS"]
 
@@ -21,7 +18,7 @@ AOT_PRESETS: dict[str, dict] = {
 }
 
 
-@strict
+@strict_config
 class AoTConfig(WhiteboxCausalLMConfig):
     r"""
     Configuration of AoT, the attention-only transformer (Wang et al., ICML 2025; book §8.4, Table 8.20).

@@ -1,12 +1,9 @@
 """Causal CRATE (and CRATE-α) language model configuration."""
 
-from __future__ import annotations
-
-from huggingface_hub.dataclasses import strict
 
 from ..crate.configuration_crate import check_sparse_coding_fields
 from ..language_modeling import WhiteboxCausalLMConfig
-from ..validation import resolve_head_dim
+from ..validation import resolve_head_dim, strict_config
 
 __all__ = ["CausalCrateConfig", "CAUSAL_CRATE_PRESETS"]
 
@@ -20,7 +17,7 @@ CAUSAL_CRATE_PRESETS: dict[str, dict] = {
 }
 
 
-@strict
+@strict_config
 class CausalCrateConfig(WhiteboxCausalLMConfig):
     r"""
     Configuration of the causal CRATE language model (spec ``crate_family.md`` §5; book §8.4, Table 8.18).

@@ -1,11 +1,8 @@
 """CRATE and CRATE-α model configuration."""
 
-from __future__ import annotations
-
-from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from ..validation import check_choice, check_positive, check_positive_int, check_probability, resolve_head_dim
+from ..validation import check_choice, check_positive, check_positive_int, check_probability, resolve_head_dim, strict_config
 
 __all__ = ["CrateConfig", "CRATE_PRESETS", "check_sparse_coding_fields"]
 
@@ -56,7 +53,7 @@ def check_sparse_coding_fields(config) -> None:
         raise ValueError(f"`ista_lambda` must be non-negative, got {config.ista_lambda!r}")
 
 
-@strict
+@strict_config
 class CrateConfig(PreTrainedConfig):
     r"""
     Configuration of a CRATE (*Coding RAte reduction TransformEr*) or CRATE-α image model.

@@ -35,6 +35,7 @@ from ...nn import (
     sincos_position_embedding_2d,
     unpatchify,
 )
+from ...utils.validation import check_binary_mask, check_tensor
 from .masked_modeling import masked_patch_loss, random_patch_mask
 from ..modeling_utils import WhiteboxPreTrainedModel, image_classifier_output, run_layers
 from .configuration_crate import CrateConfig
@@ -54,6 +55,12 @@ __all__ = [
     "CRATE_MAE_LEGACY_RENAMES",
 ]
 
+
+
+def check_patch_mask(bool_masked_pos) -> None:
+    """``bool_masked_pos`` must be a tensor of bools or of exact 0/1 values (values read on CPU only)."""
+    check_tensor("bool_masked_pos", bool_masked_pos)
+    check_binary_mask("bool_masked_pos", bool_masked_pos)
 
 class CrateEmbeddings(nn.Module):
     """f^emb: patch embedding, class token and positions.
@@ -280,6 +287,10 @@ class CrateModel(CratePreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         backend = self._attention_backend(output_attentions)
 
+        # Checked before the cast to the model's dtype, which would hide integer, bool or complex images.
+        check_pixel_values(pixel_values, self.config.num_channels, self.config.patch_size)
+        if bool_masked_pos is not None:
+            check_patch_mask(bool_masked_pos)
         expected_dtype = self.embeddings.cls_token.dtype
         hidden_states = self.embeddings(pixel_values.to(expected_dtype), bool_masked_pos=bool_masked_pos)
         hidden_states, all_hidden_states, all_attentions = run_layers(
@@ -305,7 +316,7 @@ class CrateForImageClassification(CratePreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.crate = CrateModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # num_labels >= 1: the config checks it
         self.post_init()
 
     def forward(
@@ -517,7 +528,7 @@ class CrateForMaskedImageModeling(CratePreTrainedModel):
                 batch_size, num_patches, self.config.mask_ratio, generator=generator, device=pixel_values.device
             )
             hides_a_patch = int(num_patches * self.config.mask_ratio) > 0
-        elif tuple(bool_masked_pos.shape) != (batch_size, num_patches):
+        elif check_patch_mask(bool_masked_pos) or tuple(bool_masked_pos.shape) != (batch_size, num_patches):
             raise ValueError(
                 f"`bool_masked_pos` must have shape (batch, num_patches) = {(batch_size, num_patches)}, "
                 f"got {tuple(bool_masked_pos.shape)}"

@@ -1,12 +1,9 @@
 """ToST (Token Statistics Transformer) configuration, for language and for vision."""
 
-from __future__ import annotations
-
-from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from ..language_modeling import WhiteboxCausalLMConfig
-from ..validation import check_positive, check_positive_int, check_probability
+from ..validation import check_positive, check_positive_int, check_probability, strict_config
 
 __all__ = ["ToSTConfig", "ToSTVisionConfig", "TOST_PRESETS", "TOST_VISION_PRESETS"]
 
@@ -28,7 +25,7 @@ TOST_VISION_PRESETS: dict[str, dict] = {
 }
 
 
-@strict
+@strict_config
 class ToSTConfig(WhiteboxCausalLMConfig):
     r"""
     Configuration of causal ToST, the Token Statistics Transformer (Wu et al., ICLR 2025; book §8.4, Table 8.24)
@@ -100,7 +97,7 @@ class ToSTConfig(WhiteboxCausalLMConfig):
             )
 
 
-@strict
+@strict_config
 class ToSTVisionConfig(PreTrainedConfig):
     r"""
     Configuration of vision ToST (`ToSTVisionModel`, `ToSTForImageClassification`): the authors' ``tost_vision``

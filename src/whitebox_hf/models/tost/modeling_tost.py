@@ -283,6 +283,8 @@ class ToSTVisionModel(ToSTVisionPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        # Checked before the cast to the model's dtype, which would hide integer, bool or complex images.
+        check_pixel_values(pixel_values, self.config.num_channels, self.config.patch_size)
         features = self.patch_embedding(pixel_values.to(self.cls_token.dtype))
         batch_size, _, height, width = features.shape
         features = features + self.position_encoding(batch_size, height, width)
@@ -315,7 +317,7 @@ class ToSTForImageClassification(ToSTVisionPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.tost = ToSTVisionModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)  # num_labels >= 1: the config checks it
         self.post_init()
 
     def forward(

@@ -1,12 +1,9 @@
 """Configuration of the dual-tower contrastive models (CLIP and LIFT) with a CRATE image tower."""
 
-from __future__ import annotations
-
-from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, PreTrainedConfig
 
 from ..crate import CrateConfig
-from ..validation import check_choice, check_positive, check_positive_int
+from ..validation import check_choice, check_positive, check_positive_int, strict_config
 
 __all__ = ["MINILM_TEXT_CONFIG", "SMALL_TEXT_CONFIG", "SMALL_VISION_CONFIG", "TEXT_TOWERS", "WhiteboxClipConfig"]
 
@@ -29,7 +26,7 @@ SMALL_VISION_CONFIG = dict(hidden_size=128, num_hidden_layers=4, num_attention_h
                            num_channels=3)
 
 
-@strict
+@strict_config
 class WhiteboxClipConfig(PreTrainedConfig):
     r"""
     Configuration of `WhiteboxClipModel`: a CRATE image tower and a BERT text tower trained with CLIP's

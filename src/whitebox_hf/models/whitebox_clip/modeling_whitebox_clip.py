@@ -15,6 +15,14 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
+from ...nn import check_pixel_values
+from ...utils.validation import (
+    check_binary_mask,
+    check_finite_tensor,
+    check_floating_tensor,
+    check_index_tensor,
+    check_tensor,
+)
 from .contrastive import clip_loss
 from ..crate import CrateModel
 from ..modeling_utils import WhiteboxPreTrainedModel
@@ -180,12 +188,8 @@ class WhiteboxClipModel(WhiteboxClipPreTrainedModel):
     # -- towers ----------------------------------------------------------------------------------------------
 
     def _check_pixel_values(self, pixel_values) -> None:
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if pixel_values.ndim != 4:
-            raise ValueError(
-                f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"
-            )
+        vision = self.config.vision_config
+        check_pixel_values(pixel_values, vision.num_channels, vision.patch_size)
 
     def _image_features(self, pixel_values: torch.Tensor):
         self._check_pixel_values(pixel_values)
@@ -195,16 +199,16 @@ class WhiteboxClipModel(WhiteboxClipPreTrainedModel):
         return features, vision_outputs
 
     def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
-        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
-            raise ValueError(
-                f"`input_ids` must be a (batch, sequence) tensor, got "
-                f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__}"
-            )
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, got "
-                f"{tuple(attention_mask.shape)}"
-            )
+        check_tensor("input_ids", input_ids, ndim=2, shape_doc="(batch, sequence)")
+        check_index_tensor("input_ids", input_ids, self.config.text_config.vocab_size, "vocab_size")
+        if attention_mask is not None:
+            check_tensor("attention_mask", attention_mask)
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, got "
+                    f"{tuple(attention_mask.shape)}"
+                )
+            check_binary_mask("attention_mask", attention_mask)
         text_outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         pooled = masked_mean_pool(text_outputs.last_hidden_state, attention_mask)
         features = self.text_projection(pooled) if self.text_projection is not None else pooled
@@ -261,6 +265,12 @@ class WhiteboxClipModel(WhiteboxClipPreTrainedModel):
         if (input_ids is None) == (text_embeds is None):
             raise ValueError("give exactly one of `input_ids` and `text_embeds`")
         self._check_pixel_values(pixel_values)
+        if input_ids is not None:
+            check_tensor("input_ids", input_ids, ndim=2, shape_doc="(batch, sequence)")
+        else:
+            check_tensor("text_embeds", text_embeds, ndim=2, shape_doc=f"(batch, {self.config.embedding_dim})")
+            check_floating_tensor("text_embeds", text_embeds)
+            check_finite_tensor("text_embeds", text_embeds)
         text_batch = input_ids.shape[0] if input_ids is not None else text_embeds.shape[0]
         if return_loss and pixel_values.shape[0] != text_batch:
             raise ValueError(
