@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import typing
 
 from huggingface_hub.dataclasses import strict
 from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
@@ -97,8 +98,14 @@ def strict_config(cls):
     """
     cls = strict(cls)
     strict_setattr, strict_validate = cls.__setattr__, cls.validate
+    float_fields = {field.name for field in dataclasses.fields(cls)
+                    if field.type is float or float in typing.get_args(field.type)}
 
     def __setattr__(self, name, value):
+        if name in float_fields and isinstance(value, int) and not isinstance(value, bool):
+            # An integer is a real number (`ista_lambda=1`, `1` in a YAML file): exact as a float, so taken as
+            # one; bool, str and other types still fail strict's check below.
+            value = float(value)
         try:
             strict_setattr(self, name, value)
         except StrictDataclassFieldValidationError as error:
