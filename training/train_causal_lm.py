@@ -284,7 +284,7 @@ def main(argv=None, dataset=None) -> dict:
     )
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config={**args, "parameters": parameters, "total_steps": total_steps,
@@ -329,7 +329,7 @@ def main(argv=None, dataset=None) -> dict:
             accelerator.log({"val_loss": val_loss, "val_perplexity": perplexity(val_loss), "tokens": progress.tokens},
                             step=progress.step)
             accelerator.print(f"step {progress.step}: validation loss {val_loss:.4f} ({subset_size} blocks)")
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
         # Evaluation and checkpointing above are not training time.
         step_started = time.perf_counter()

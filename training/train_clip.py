@@ -395,7 +395,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -435,7 +435,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                              "elapsed_s": time.time() - train_start}, step=progress.step)
             sums, count = 0.0, 0
         progress.train_seconds = earlier_seconds + time.time() - train_start
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - train_start
     progress.train_seconds = earlier_seconds + train_seconds

@@ -161,7 +161,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     flow_args = {**args, "flow_shift": float(pipe.scheduler.config.get("shift", 1.0))}
@@ -188,7 +188,7 @@ def main(argv=None, data: dict | None = None) -> dict:
             accelerator.print(f"step {progress.step}/{args['max_steps']} loss {loss.item():.4f} "
                               f"(instance {instance_loss.item():.4f}, prior {prior_loss.item():.4f})")
         save_checkpoint_if_due(accelerator, progress.step, args["checkpoint_every"] or args["max_steps"],
-                               args["max_steps"])
+                               args["max_steps"], config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start
     transformer.eval()

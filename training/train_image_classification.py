@@ -167,7 +167,7 @@ def main(argv=None) -> dict:
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
 
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config={k: v for k, v in args.items()})
@@ -205,7 +205,7 @@ def main(argv=None) -> dict:
             last_accuracy = evaluate(model, test_loader, accelerator)
             accelerator.log({"eval_accuracy": last_accuracy}, step=progress.step)
             accelerator.print(f"step {progress.step}: test accuracy {last_accuracy:.4f}")
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     bar.close()
     train_seconds = time.time() - start_time

@@ -320,7 +320,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     if dino_loss is not None:
         dino_loss.to(accelerator.device)
         accelerator.register_for_checkpointing(dino_loss)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -362,7 +362,7 @@ def main(argv=None, data: dict | None = None) -> dict:
             evaluation = evaluate()
             accelerator.log({f"eval_{key}": value for key, value in evaluation.items()}, step=progress.step)
             accelerator.print(f"step {progress.step}: {evaluation}")
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
     if evaluation is None:  # resumed at the very end: nothing trained, still report

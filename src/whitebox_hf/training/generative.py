@@ -139,7 +139,7 @@ def run_training(
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
     accelerator.register_for_checkpointing(ema)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -172,7 +172,7 @@ def run_training(
                               f"({elapsed / (progress.step - start_step):.3f} s/step)")
             loss_sum, count = 0.0, 0
         progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
     accelerator.wait_for_everyone()
