@@ -57,6 +57,7 @@ from whitebox_hf.evaluation import (
 )
 from whitebox_hf.hub.model_card import autoencoder_model_card
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -392,7 +393,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     }
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(output_dir / "autoencoder")
+        with atomic_directory(output_dir / "autoencoder") as folder:  # never a half-written model
+            model.save_pretrained(folder)
         save_grid(test_images, test_labels, reconstructions, output_dir / "reconstructions.png")
         accelerator.end_training()
         plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",

@@ -50,6 +50,7 @@ from whitebox_hf.data import EpochPermutationSampler, PackedTokenBlocks, load_py
 from whitebox_hf.hub import causal_lm_model_card
 from whitebox_hf.tokenization import train_bpe_tokenizer
 from whitebox_hf.training.builders import build_causal_lm, causal_lm_parameter_count, check_causal_lm_key
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -380,8 +381,9 @@ def main(argv=None, dataset=None) -> dict:
             eval_scope = ("the whole validation split" if not args["final_eval_blocks"]
                           else f"the first {len(validation_loader.dataset)} blocks of the validation split")
             model_dir = output_dir / "model"
-            unwrapped.save_pretrained(model_dir)
-            tokenizer.save_pretrained(model_dir)
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                tokenizer.save_pretrained(folder)
             card = causal_lm_model_card(
                 unwrapped.config,
                 {"loss": val_loss, "perplexity": perplexity(val_loss)},

@@ -67,6 +67,7 @@ from whitebox_hf.models.whitebox_clip import (
 )
 from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scale_
 from whitebox_hf.training.builders import build_image_processor
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -478,10 +479,11 @@ def main(argv=None, data: dict | None = None) -> dict:
                              train_label="InfoNCE loss", title=f"{args['text_tower'].upper()} on {results['dataset']}")
         if args["save_model"]:
             model_dir = output_dir / "model"
-            unwrapped.save_pretrained(model_dir)
             image_processor = build_image_processor(image_size, mean, std)
-            WhiteboxClipProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                  max_length=args["max_length"]).save_pretrained(model_dir)
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                WhiteboxClipProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                      max_length=args["max_length"]).save_pretrained(folder)
             # Card with the measured retrieval / zero-shot numbers (model-index) and the exact command.
             write_model_card(model_dir, metrics={**results, "config": {k: args[k] for k in CARD_HYPERPARAMETERS}},
                              command=shlex.join(["python", "training/train_clip.py",

@@ -41,6 +41,7 @@ from peft import LoraConfig
 import whitebox_hf  # noqa: F401
 from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_builtin_label_dropout
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -193,7 +194,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     train_seconds = time.time() - start
     transformer.eval()
 
-    lora_path = pipe.save_lora_weights(output_dir / "lora")
+    with atomic_directory(output_dir / "lora") as folder:  # never a half-written adapter
+        lora_path = output_dir / "lora" / pipe.save_lora_weights(folder).name
     if args["comparison_samples"]:
         instance_images = pipe.image_processor.postprocess(instance_pixels, output_type="pil")
         comparison_grid([instance_images, base_images, comparison_samples()]).save(output_dir / "comparison.png")

@@ -31,6 +31,7 @@ from whitebox_hf.data import image_classification_transforms
 from whitebox_hf.data import load_image_dataset
 from whitebox_hf.hub import image_classification_model_card
 from whitebox_hf.training.builders import build_image_classifier, build_image_processor
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -229,8 +230,9 @@ def main(argv=None) -> dict:
         if args["save_model"]:
             unwrapped = accelerator.unwrap_model(model)
             model_dir = output_dir / "model"
-            unwrapped.save_pretrained(model_dir)
-            image_processor.save_pretrained(model_dir)
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                image_processor.save_pretrained(folder)
             card = image_classification_model_card(
                 unwrapped.config,
                 {"accuracy": last_accuracy},

@@ -53,6 +53,7 @@ from whitebox_hf.hub import write_model_card  # noqa: E402
 from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  # noqa: E402
 from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
 from whitebox_hf.training.builders import build_image_processor  # noqa: E402
+from whitebox_hf.training.atomic import atomic_directory  # noqa: E402
 from whitebox_hf.training.checkpointing import (  # noqa: E402
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -328,8 +329,9 @@ def main(argv=None, data: dict | None = None) -> dict:
         save_reconstruction_grid(unwrapped, test_pixels[:10], grid_mask, mean, std, output_dir / "reconstructions.png",
                                  f"{name}: {int(grid_mask[0].sum())}/{num_patches} patches hidden (test images)")
         if args["save_model"]:
-            unwrapped.save_pretrained(output_dir / "model")
-            build_image_processor(image_size, mean, std).save_pretrained(output_dir / "model")
+            with atomic_directory(output_dir / "model") as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                build_image_processor(image_size, mean, std).save_pretrained(folder)
             # Card with the measured numbers of `results` (model-index) and the exact command.
             write_model_card(output_dir / "model", metrics={**results, "method": "mae"}, command=shlex.join(
                 ["python", "training/train_mae.py", *(sys.argv[1:] if argv is None else argv)]))

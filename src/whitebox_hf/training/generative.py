@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import DATASETS, EpochPermutationSampler, dataset_to_tensors, load_image_dataset
 from ..hub.model_card import pipeline_model_card
+from .atomic import atomic_directory
 from .checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -193,7 +194,8 @@ def run_training(
         ema.store(unwrapped.parameters())
         ema.copy_to(unwrapped.parameters())  # the EMA weights go into the pipeline
         unwrapped.eval()
-        pipeline = save_pipeline(unwrapped, output_dir / "pipeline")
+        with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
+            pipeline = save_pipeline(unwrapped, folder)
         results["pipeline"] = str(output_dir / "pipeline")
         if args["samples_per_class"] > 0:
             start = time.time()
