@@ -20,7 +20,7 @@ same way and never shuffled. Without `--tokenizer`, a byte-level BPE is trained 
 in output_dir/tokenizer (reused when the run resumes).
 
 Every key of the YAML file can be overridden on the command line (`--key value`). The run writes into
-`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (Accelerate state),
+`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (`whitebox_hf.training.checkpointing`),
 `evaluation.json` (validation loss and perplexity, nanoGPT parameter count, tokens, time, tokens/s),
 `samples.txt` (greedy and sampled generations) and `model/` (`save_pretrained` model + tokenizer + model
 card; `pipeline("text-generation", model="<output_dir>/model")` works after `import whitebox_hf`).

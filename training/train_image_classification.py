@@ -7,7 +7,7 @@
     python training/train_image_classification.py --config ... --resume_from_checkpoint latest
 
 Every key of the YAML file can be overridden on the command line (`--key value`). The run writes into
-`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (Accelerate state),
+`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (`whitebox_hf.training.checkpointing`),
 `metrics.json` and, at the end, `model/` (`save_pretrained` + image processor + model card).
 
 `batch_size` is the *global* batch: with several processes each one gets an equal share of every batch

@@ -227,4 +227,5 @@ def test_run_resumed_inside_a_later_epoch_ends_with_the_uninterrupted_weights(ca
     assert resumed.keys() == straight.keys()
     worst = {key: (straight[key].double() - resumed[key].double()).abs().max().item() for key in straight
              if not torch.equal(straight[key], resumed[key])}
-    assert not worst, f"resumed weights differ from the uninterrupted run's (max |difference|): {list(worst.items())[:3]}"
+    assert not worst, ("resumed weights differ from the uninterrupted run's (max |difference|): "
+                       f"{list(worst.items())[:3]}")

@@ -136,7 +136,7 @@ def checkpoint_problem(folder: str | os.PathLike, check_hashes: bool = True) -> 
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if not (folder / MANIFEST_NAME).is_file():
-        pickles = sorted(p.name for p in folder.glob("*.pkl")) + sorted(p.name for p in folder.glob("*.bin"))
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".pkl", ".bin", ".pt"))
         if pickles:
             return (f"{folder} has no {MANIFEST_NAME} and holds pickle files ({', '.join(pickles)}): an Accelerate "
                     f"checkpoint of an older whitebox_hf, which is not read since unpickling can run code")
@@ -306,7 +306,8 @@ def load_checkpoint(accelerator, folder: str | os.PathLike, config: dict | None 
         differences = config_differences(manifest["config"], _json_config(config))
         if differences:
             raise ValueError(f"cannot resume from {folder}: it was written with other settings: "
-                             f"{'; '.join(differences)} (use a fresh output_dir, or the checkpoint's settings)")
+                             f"{'; '.join(differences)} (start in a new output folder, or pass the checkpoint's "
+                             f"settings)")
     objects = _stateful_objects(accelerator)
     expected = {state_files(name)[0] for name in objects}
     held = {name for name in manifest["files"] if name.endswith(".json") and not name.startswith("random_states_")}
