@@ -113,6 +113,8 @@ def test_states_round_trip_through_json_and_safetensors_and_other_types_are_refu
     assert loaded["groups"] == [{"betas": (0.9, 0.99), "params": [0, 1], "foreach": None, "name": "__x"}]
     assert loaded["python"] == random.getstate() and np.isnan(loaded["nan"])
     np.random.set_state(loaded["numpy"])  # accepted as NumPy's own state
+    # The device of a process of a multi-process CPU run is "cpu:0", a name safetensors itself refuses.
+    assert torch.equal(read_state(tmp_path, "s", device=torch.device("cpu", 0))["view"], shared[2:4])
     with pytest.raises(TypeError, match="cannot store a builtin_function_or_method .at .callback."):
         write_state(tmp_path, "bad", {"callback": print})
 

@@ -245,6 +245,7 @@ def save_checkpoint(accelerator, step: int, config: dict) -> Path:
     Raises:
         TypeError: a state or ``config`` holds a value that cannot be stored without pickle.
     """
+    config = _json_config(config)  # refused before anything is written
     project = accelerator.project_configuration
     root = Path(project.project_dir, "checkpoints")
     index = project.iteration
@@ -265,7 +266,7 @@ def save_checkpoint(accelerator, step: int, config: dict) -> Path:
         files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(partial.iterdir())}
         manifest = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_FORMAT_VERSION, "step": step,
                     "num_processes": accelerator.num_processes, "accelerator_step": accelerator.step,
-                    "files": files, "config": _json_config(config)}
+                    "files": files, "config": config}
         # Written last: a folder with a manifest that matches its files is complete.
         (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
         publish_directory(partial, final)

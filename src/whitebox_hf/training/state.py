@@ -111,10 +111,14 @@ def read_state(folder: str | os.PathLike, name: str, device: str | torch.device 
     json_name, tensor_name = state_files(name)
     json_path, tensor_path = Path(folder, json_name), Path(folder, tensor_name)
     try:
-        tensors = load_file(str(tensor_path), device=str(device))
+        # Read on the CPU and moved after: safetensors names devices its own way (it refuses "cpu:0").
+        tensors = load_file(str(tensor_path), device="cpu")
         encoded = json.loads(json_path.read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read the checkpoint state {name!r} in {folder}: {error}") from error
     except Exception as error:  # safetensors raises its own SafetensorError on a malformed file
         raise ValueError(f"cannot read {tensor_path}: {error}") from error
+    device = torch.device(device)
+    if device.type != "cpu":
+        tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
     return _decode(encoded, tensors, str(json_path))
