@@ -57,6 +57,7 @@ from whitebox_hf.evaluation import (
 )
 from whitebox_hf.hub.model_card import autoencoder_model_card
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -322,7 +323,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -349,7 +350,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                           elapsed_s=time.time() - start_time)
             accelerator.log(record, step=progress.step)
             sums, count = {}, 0
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
         if args["max_train_seconds"] and time.time() - start_time > args["max_train_seconds"]:
             accelerator.print(f"stopping at step {progress.step}: max_train_seconds reached")
@@ -392,7 +393,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     }
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(output_dir / "autoencoder")
+        with atomic_directory(output_dir / "autoencoder") as folder:  # never a half-written model
+            model.save_pretrained(folder)
         save_grid(test_images, test_labels, reconstructions, output_dir / "reconstructions.png")
         accelerator.end_training()
         plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",

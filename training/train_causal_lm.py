@@ -20,7 +20,7 @@ same way and never shuffled. Without `--tokenizer`, a byte-level BPE is trained 
 in output_dir/tokenizer (reused when the run resumes).
 
 Every key of the YAML file can be overridden on the command line (`--key value`). The run writes into
-`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (Accelerate state),
+`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (`whitebox_hf.training.checkpointing`),
 `evaluation.json` (validation loss and perplexity, nanoGPT parameter count, tokens, time, tokens/s),
 `samples.txt` (greedy and sampled generations) and `model/` (`save_pretrained` model + tokenizer + model
 card; `pipeline("text-generation", model="<output_dir>/model")` works after `import whitebox_hf`).
@@ -50,6 +50,7 @@ from whitebox_hf.data import EpochPermutationSampler, PackedTokenBlocks, load_py
 from whitebox_hf.hub import causal_lm_model_card
 from whitebox_hf.tokenization import train_bpe_tokenizer
 from whitebox_hf.training.builders import build_causal_lm, causal_lm_parameter_count, check_causal_lm_key
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -284,7 +285,7 @@ def main(argv=None, dataset=None) -> dict:
     )
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config={**args, "parameters": parameters, "total_steps": total_steps,
@@ -329,7 +330,7 @@ def main(argv=None, dataset=None) -> dict:
             accelerator.log({"val_loss": val_loss, "val_perplexity": perplexity(val_loss), "tokens": progress.tokens},
                             step=progress.step)
             accelerator.print(f"step {progress.step}: validation loss {val_loss:.4f} ({subset_size} blocks)")
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
         # Evaluation and checkpointing above are not training time.
         step_started = time.perf_counter()
@@ -380,8 +381,9 @@ def main(argv=None, dataset=None) -> dict:
             eval_scope = ("the whole validation split" if not args["final_eval_blocks"]
                           else f"the first {len(validation_loader.dataset)} blocks of the validation split")
             model_dir = output_dir / "model"
-            unwrapped.save_pretrained(model_dir)
-            tokenizer.save_pretrained(model_dir)
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                tokenizer.save_pretrained(folder)
             card = causal_lm_model_card(
                 unwrapped.config,
                 {"loss": val_loss, "perplexity": perplexity(val_loss)},

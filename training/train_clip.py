@@ -67,6 +67,7 @@ from whitebox_hf.models.whitebox_clip import (
 )
 from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scale_
 from whitebox_hf.training.builders import build_image_processor
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -395,7 +396,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     unwrapped = accelerator.unwrap_model(model)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -435,7 +436,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                              "elapsed_s": time.time() - train_start}, step=progress.step)
             sums, count = 0.0, 0
         progress.train_seconds = earlier_seconds + time.time() - train_start
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - train_start
     progress.train_seconds = earlier_seconds + train_seconds
@@ -478,10 +479,11 @@ def main(argv=None, data: dict | None = None) -> dict:
                              train_label="InfoNCE loss", title=f"{args['text_tower'].upper()} on {results['dataset']}")
         if args["save_model"]:
             model_dir = output_dir / "model"
-            unwrapped.save_pretrained(model_dir)
             image_processor = build_image_processor(image_size, mean, std)
-            WhiteboxClipProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                  max_length=args["max_length"]).save_pretrained(model_dir)
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                WhiteboxClipProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                      max_length=args["max_length"]).save_pretrained(folder)
             # Card with the measured retrieval / zero-shot numbers (model-index) and the exact command.
             write_model_card(model_dir, metrics={**results, "config": {k: args[k] for k in CARD_HYPERPARAMETERS}},
                              command=shlex.join(["python", "training/train_clip.py",

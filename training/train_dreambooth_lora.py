@@ -41,6 +41,7 @@ from peft import LoraConfig
 import whitebox_hf  # noqa: F401
 from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_builtin_label_dropout
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -161,7 +162,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     flow_args = {**args, "flow_shift": float(pipe.scheduler.config.get("shift", 1.0))}
@@ -188,12 +189,13 @@ def main(argv=None, data: dict | None = None) -> dict:
             accelerator.print(f"step {progress.step}/{args['max_steps']} loss {loss.item():.4f} "
                               f"(instance {instance_loss.item():.4f}, prior {prior_loss.item():.4f})")
         save_checkpoint_if_due(accelerator, progress.step, args["checkpoint_every"] or args["max_steps"],
-                               args["max_steps"])
+                               args["max_steps"], config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start
     transformer.eval()
 
-    lora_path = pipe.save_lora_weights(output_dir / "lora")
+    with atomic_directory(output_dir / "lora") as folder:  # never a half-written adapter
+        lora_path = output_dir / "lora" / pipe.save_lora_weights(folder).name
     if args["comparison_samples"]:
         instance_images = pipe.image_processor.postprocess(instance_pixels, output_type="pil")
         comparison_grid([instance_images, base_images, comparison_samples()]).save(output_dir / "comparison.png")

@@ -7,7 +7,7 @@
     python training/train_image_classification.py --config ... --resume_from_checkpoint latest
 
 Every key of the YAML file can be overridden on the command line (`--key value`). The run writes into
-`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (Accelerate state),
+`output_dir`: `log.jsonl` (metrics), `loss_curve.png`, `checkpoints/checkpoint_<i>/` (`whitebox_hf.training.checkpointing`),
 `metrics.json` and, at the end, `model/` (`save_pretrained` + image processor + model card).
 
 `batch_size` is the *global* batch: with several processes each one gets an equal share of every batch
@@ -31,6 +31,7 @@ from whitebox_hf.data import image_classification_transforms
 from whitebox_hf.data import load_image_dataset
 from whitebox_hf.hub import image_classification_model_card
 from whitebox_hf.training.builders import build_image_classifier, build_image_processor
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -167,7 +168,7 @@ def main(argv=None) -> dict:
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
 
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config={k: v for k, v in args.items()})
@@ -205,7 +206,7 @@ def main(argv=None) -> dict:
             last_accuracy = evaluate(model, test_loader, accelerator)
             accelerator.log({"eval_accuracy": last_accuracy}, step=progress.step)
             accelerator.print(f"step {progress.step}: test accuracy {last_accuracy:.4f}")
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     bar.close()
     train_seconds = time.time() - start_time
@@ -229,8 +230,9 @@ def main(argv=None) -> dict:
         if args["save_model"]:
             unwrapped = accelerator.unwrap_model(model)
             model_dir = output_dir / "model"
-            unwrapped.save_pretrained(model_dir)
-            image_processor.save_pretrained(model_dir)
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                image_processor.save_pretrained(folder)
             card = image_classification_model_card(
                 unwrapped.config,
                 {"accuracy": last_accuracy},

@@ -19,7 +19,7 @@ in training mode, independently in each DiT block; `build_dit_transformer` switc
 (`disable_builtin_label_dropout`) and the CRATE denoiser has no built-in dropout.
 
 diffusers training conventions: `EMAModel` (warm-up ``inv_gamma``/``power``), `diffusers.optimization.get_scheduler`,
-Accelerate checkpoints ``output_dir/checkpoints/checkpoint_<i>`` (model, optimiser, LR schedule, EMA, RNG, step
+checkpoints ``output_dir/checkpoints/checkpoint_<i>`` (model, optimiser, LR schedule, EMA, RNG, step
 counter; at most ``checkpoints_total_limit``) and ``--resume_from_checkpoint latest``.
 
 With an autoencoder, the latents of the whole training set are computed once (posterior mode, normalised as the

