@@ -358,9 +358,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (CommandError, OSError, ValueError) as error:
-        # OSError / ValueError: the library's bad-input errors (a missing file, a value out of range), which name
-        # the argument; one line like argparse's own errors rather than a traceback.
+    except (CommandError, OSError, ValueError, TypeError) as error:
+        # OSError / ValueError / TypeError: the library's bad-input errors (a missing or damaged file, a value out
+        # of range, a wrong type), which name the argument or the file; one line like argparse's own errors rather
+        # than a traceback.
         message = " ".join(str(error).split())
         print(f"whitebox-hf {args.command}: error: {message}", file=sys.stderr)
         return 2
