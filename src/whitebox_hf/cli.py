@@ -56,6 +56,7 @@ class ArgumentParser(argparse.ArgumentParser):
     parsers are of this class too (``add_subparsers`` uses the parent's class)."""
 
     def error(self, message: str):
+        message = " ".join(str(message).split())  # a value holding a newline must not break the one line
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import yaml
 
@@ -38,6 +39,17 @@ class _OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)  # ValueError: argparse reports "invalid _parse_float value"; named below instead
+    if not math.isfinite(value):
+        # `--learning_rate nan` would otherwise train on NaN without a word.
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_parse_float.__name__ = "float"  # argparse names the type in "invalid float value: 'abc'"
+
+
 def _check_file_value(path: str, key: str, value, default):
     """A YAML value must have the type of the script's default (an int is accepted for a float), as a
     command-line value is converted to it: `learning_rate: abc` is an error, never a string in the run."""
@@ -52,6 +64,8 @@ def _check_file_value(path: str, key: str, value, default):
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, expected)
+    if ok and expected is float and not math.isfinite(value):
+        ok = False
     if not ok:
         raise ValueError(f"{path}: `{key}` must be a {expected.__name__} (like its default {default!r}), "
                          f"got {value!r}")
@@ -117,7 +131,8 @@ def parse_config_args(defaults: dict, argv=None, description: str | None = None)
             parser.add_argument(f"--{key}", type=_parse_bool, nargs="?", const=True, default=config[key],
                                 help=f"(default: {config[key]!r})")
         else:
-            parser.add_argument(f"--{key}", type=type(default), default=config[key], help=f"(default: {config[key]!r})")
+            kind = _parse_float if isinstance(default, float) else type(default)
+            parser.add_argument(f"--{key}", type=kind, default=config[key], help=f"(default: {config[key]!r})")
     args = vars(parser.parse_args(rest))
     args.pop("config")
     return args

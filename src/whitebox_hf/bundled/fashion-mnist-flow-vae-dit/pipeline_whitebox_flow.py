@@ -208,7 +208,8 @@ class ClassConditionalPipelineMixin:
         lookup = self.labels
         missing = [name for name in names if name not in lookup]
         if missing:
-            raise ValueError(f"unknown class names {missing}; known: {sorted(lookup, key=lookup.get)}")
+            known = sorted(lookup, key=lookup.get) or "none (the pipeline has no id2label: pass class ids)"
+            raise ValueError(f"`class_labels`: unknown class names {missing}; known: {known}")
         return [lookup[name] for name in names]
 
     def _prepare_class_labels(self, class_labels) -> torch.Tensor:
