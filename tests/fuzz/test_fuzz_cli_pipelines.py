@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import whitebox_hf
-from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 from whitebox_hf.cli import TRAINING_SCRIPTS, build_parser, main
+from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 3
@@ -95,7 +95,7 @@ def minimal_argv(name: str, parser, folder: str) -> list[str]:
     """A sub-command with every positional filled (choices: the first one; anything else: ``folder``)."""
     argv = [*name.split(), *NEEDED_OPTIONS.get(name, [])]
     for action in positionals(parser):
-        argv.append(str(list(action.choices)[0]) if action.choices else folder)
+        argv.append(str(next(iter(action.choices))) if action.choices else folder)
     return argv
 
 
@@ -143,7 +143,7 @@ def test_integer_options_of_every_command_refuse_non_integers(name, value, data,
 def test_a_missing_folder_or_name_of_every_command_is_named(name, missing, tmp_path):
     target = "zz" + missing.replace("/", "_")
     argv = [*name.split(), *NEEDED_OPTIONS.get(name, []),
-            *(target if a.dest in ("folder", "name") else (list(a.choices)[0] if a.choices else str(tmp_path / "out"))
+            *(target if a.dest in ("folder", "name") else (next(iter(a.choices)) if a.choices else str(tmp_path / "out"))
               for a in positionals(LEAVES[name]))]
     assert_clear(lambda: run_cli(argv), target)
 
@@ -500,6 +500,35 @@ def test_a_damaged_saved_file_raises_oserror_naming_it(kind, data, how, cut, sav
     assert outcome == CLEAR and detail.startswith("OSError"), f"{target.relative_to(folder)} ({how}): {detail}"
 
 
+@FUZZ
+@given(target=st.sampled_from(["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]),
+       how=st.sampled_from(["truncate", "garbage", "wrong"]), cut=st.integers(0, 10 ** 6))
+def test_a_damaged_bundled_checkpoint_is_named_by_bundled_checkpoint(target, how, cut, tmp_path):
+    """`bundled_checkpoint` checks the folder it hands out: a broken installation is one `OSError` naming the file,
+    not an error deep inside whatever loads it. A copy of a bundled checkpoint (its small files, and a small valid
+    safetensors file), damaged, in a stand-in for the bundled folder."""
+    import shutil
+    from unittest import mock
+
+    from safetensors.torch import save_file
+
+    from whitebox_hf.hub import bundled
+
+    source = bundled.BUNDLED_DIR / "python-docs-crate-alpha"
+    copy = tmp_path / "bundled" / "checkpoint"  # tmp_path is shared by the examples: refreshed each time
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and path.suffix in (".json", ".md", ".txt"):
+            shutil.copy(path, copy / path.name)
+    save_file({"weight": torch.zeros(4, 4)}, copy / "model.safetensors")
+    with mock.patch.object(bundled, "BUNDLED_DIR", tmp_path / "bundled"):
+        assert bundled.bundled_checkpoint("checkpoint") == copy  # intact: handed out
+        damage(copy / target, how, cut)
+        outcome, detail = describe(lambda: bundled.bundled_checkpoint("checkpoint"), target)
+        assert outcome == CLEAR and detail.startswith("OSError"), f"{target} ({how}): {detail}"
+
+
 # ---- one deterministic case per kind, for benchmarks/fuzz_report_cli.py -------------------------------------------
 
 def fixed_cases(workdir: Path):
@@ -538,7 +567,7 @@ def fixed_cases(workdir: Path):
     for pipeline, pipe in sorted(PIPELINES.items()):
         for kwargs, argument in pipeline_cases:
             call = {"class_labels": [0, 1], "num_inference_steps": 1, "output_type": "pt", **kwargs}
-            yield f"pipeline {pipeline} {sorted(kwargs)[0]}", (lambda p=pipe, c=call: p(**c)), argument
+            yield f"pipeline {pipeline} {min(kwargs)}", (lambda p=pipe, c=call: p(**c)), argument
     good = (torch.zeros(2, 1, 8, 8), torch.tensor([10.0, 500.0]), torch.tensor([0, 1]))
     denoiser_cases = [((torch.zeros(2, 1, 7, 7), *good[1:]), "hidden_states"),
                       ((torch.full((2, 1, 8, 8), NAN), *good[1:]), "hidden_states"),

@@ -50,7 +50,7 @@ def test_the_planted_pickle_does_run_code_when_unpickled(tmp_path):
     marker = tmp_path / "marker"
     plant_pickle(tmp_path, marker)
     with open(tmp_path / "diffusion_pytorch_model.bin", "rb") as handle:
-        pickle.load(handle)  # noqa: S301 - the point of the fixture
+        pickle.load(handle)
     assert marker.read_text() == "pickle code ran"
 
 

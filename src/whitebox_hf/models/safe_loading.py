@@ -66,7 +66,7 @@ def first_broken_file(folder: str | os.PathLike) -> tuple[Path, str] | None:
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():  # a truncated file fails here or when the tensor is read
+                for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict; a truncated file fails here or when the tensor is read
                     handle.get_slice(key)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own SafetensorError, and OSError
             return path, f"not a readable safetensors file ({' '.join(str(error).split())})"

@@ -11,8 +11,8 @@ _import_structure = {
 
 if TYPE_CHECKING:
     from .crate_denoiser import CrateDenoiserTransformer
-    from .inputs import check_denoiser_inputs
     from .dit import add_input_checks, build_dit_transformer, disable_builtin_label_dropout, initialize_dit_weights
+    from .inputs import check_denoiser_inputs
 else:
     import sys
 
