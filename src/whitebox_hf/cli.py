@@ -60,6 +60,18 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of a count (``--limit``, ``--batch-size``): checked while parsing, so that ``--limit -1`` is a
+    usage error at once (before torch is imported), never an accuracy "on -1 images"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _checkout_dir(kind: str, environment_variable: str, explicit: str | None) -> Path:
     """training/ or spaces/: ``explicit``, else $ENV, else the checkout's folder, else ./kind."""
     for candidate in (explicit, os.environ.get(environment_variable)):
@@ -291,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("folder", help="a folder written by save_pretrained, with preprocessor_config.json")
     evaluate.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "digits"])
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--batch-size", type=int, default=500)
-    evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=500)
+    evaluate.add_argument("--limit", type=_positive_int, default=None, help="only the first N images")
     evaluate.add_argument("--data-dir", default=None, help="a folder with the original Fashion-MNIST *-ubyte.gz files")
     evaluate.add_argument("--json", default=None, help="also write the result to this JSON file")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")

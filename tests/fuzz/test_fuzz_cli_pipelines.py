@@ -77,8 +77,10 @@ def subcommands() -> dict:
     return found
 
 
-def typed_options(parser, kind) -> list[str]:
-    return [action.option_strings[-1] for action in parser._actions if action.option_strings and action.type is kind]
+def numeric_options(parser) -> list[str]:
+    """The options whose value argparse converts (``type=int``, a positive count, ...): a word must be refused."""
+    return [action.option_strings[-1] for action in parser._actions
+            if action.option_strings and action.type not in (None, str)]
 
 
 def positionals(parser) -> list:
@@ -127,11 +129,11 @@ def test_a_missing_positional_of_every_command_is_named(name):
     assert_clear(lambda: run_cli(name.split()), (required[0].metavar or required[0].dest))
 
 
-@pytest.mark.parametrize("name", sorted(name for name, parser in LEAVES.items() if typed_options(parser, int)))
+@pytest.mark.parametrize("name", sorted(name for name, parser in LEAVES.items() if numeric_options(parser)))
 @FUZZ
 @given(value=TOKEN.filter(lambda text: not text.lstrip("-").isdigit()), data=st.data())
 def test_integer_options_of_every_command_refuse_non_integers(name, value, data, tmp_path):
-    option = data.draw(st.sampled_from(typed_options(LEAVES[name], int)))
+    option = data.draw(st.sampled_from(numeric_options(LEAVES[name])))
     argv = minimal_argv(name, LEAVES[name], str(tmp_path))
     assert_clear(lambda: run_cli([*argv, option, value]), option)
 
@@ -527,6 +529,23 @@ def test_a_damaged_bundled_checkpoint_is_named_by_bundled_checkpoint(target, how
         damage(copy / target, how, cut)
         outcome, detail = describe(lambda: bundled.bundled_checkpoint("checkpoint"), target)
         assert outcome == CLEAR and detail.startswith("OSError"), f"{target} ({how}): {detail}"
+
+
+def test_value_checks_never_read_accelerator_tensors():
+    """NaN / range checks read the data, which on an accelerator would synchronise the host at every call: they run
+    on CPU tensors only. Meta tensors hold no data at all (reading one raises), so they stand in for any device."""
+    from whitebox_hf.evaluation._utils import as_feature_tensor
+    from whitebox_hf.models.denoisers import check_denoiser_inputs
+
+    meta = torch.device("meta")
+    check_denoiser_inputs(torch.empty(2, 1, 8, 8, device=meta), torch.empty(2, device=meta),
+                          torch.empty(2, dtype=torch.long, device=meta), in_channels=1, patch_size=2, num_classes=3)
+    RAE._check_tensor("latents", torch.empty(2, 16, 4, 4, device=meta), (16, 4, 4))
+    PIPELINES["flow-crate"]._check_latents(torch.empty(2, 1, 8, 8, device=meta), (2, 1, 8, 8))
+    as_feature_tensor(torch.empty(3, 4, device=meta), "features")
+    with pytest.raises(ValueError, match="hidden_states"):  # shape checks still run off the CPU
+        check_denoiser_inputs(torch.empty(2, 1, 7, 7, device=meta), 1.0, torch.empty(2, dtype=torch.long, device=meta),
+                              in_channels=1, patch_size=2, num_classes=3)
 
 
 # ---- one deterministic case per kind, for benchmarks/fuzz_report_cli.py -------------------------------------------
