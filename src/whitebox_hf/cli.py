@@ -191,12 +191,23 @@ def _eval(args) -> int:
 
     if not Path(args.folder).is_dir():
         raise CommandError(f"{args.folder} is not a folder; pass a saved model folder (e.g. runs/<run>/model)")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        # Checked before the evaluation, which may take minutes, rather than when writing its result.
+        raise CommandError(f"argument --json: the folder of {args.json!r} does not exist")
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if args.quiet:
+        hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: nothing but the result, or the error
     try:
         result = evaluate_saved_image_classifier(args.folder, args.dataset, split=args.split,
                                                  batch_size=args.batch_size, limit=args.limit,
                                                  data_dir=args.data_dir, progress=not args.quiet)
     except FileNotFoundError as error:
         raise CommandError(str(error)) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     print(f"{result['model_class']} from {args.folder}: {result['split']} accuracy {result['accuracy']:.4f} on "
           f"{result['num_examples']} {result['dataset']} images")
     if args.json:

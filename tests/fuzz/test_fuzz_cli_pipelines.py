@@ -503,6 +503,22 @@ def test_a_damaged_saved_file_raises_oserror_naming_it(kind, data, how, cut, sav
 
 
 @FUZZ
+@given(how=st.sampled_from(["truncate", "garbage", "wrong"]), cut=st.integers(0, 10 ** 6),
+       command=st.sampled_from(["card", "eval"]))
+def test_cli_commands_name_a_damaged_file_or_a_missing_output_folder(how, cut, command, saved, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"accuracy": 0.5, "dataset": "digits"}))
+    if command == "card":
+        damage(metrics, how, cut)
+        argv, needle = ["card", str(saved / "classifier"), "--metrics", str(metrics),
+                        "--output", str(tmp_path / "README.md")], "metrics.json"
+    else:  # the result's folder is checked before the evaluation runs
+        argv, needle = ["eval", str(saved / "classifier"), "--dataset", "digits", "--quiet",
+                        "--json", str(tmp_path / f"zz{cut}" / "result.json")], f"zz{cut}"
+    assert_clear(lambda: run_cli(argv), needle)
+
+
+@FUZZ
 @given(target=st.sampled_from(["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]),
        how=st.sampled_from(["truncate", "garbage", "wrong"]), cut=st.integers(0, 10 ** 6))
 def test_a_damaged_bundled_checkpoint_is_named_by_bundled_checkpoint(target, how, cut, tmp_path):
@@ -563,6 +579,18 @@ def fixed_cases(workdir: Path):
     yield "cli eval --limit 0", lambda: run_cli(["eval", str(workdir), "--limit", "0"]), "limit"
     yield "cli eval missing folder", lambda: run_cli(["eval", str(workdir / "zz")]), "zz"
     yield "cli card missing folder", lambda: run_cli(["card", str(workdir / "zz")]), "zz"
+    classifier = workdir / "classifier"
+    SALIENCY_MODEL.save_pretrained(classifier)
+    from whitebox_hf.training.builders import build_image_processor
+
+    build_image_processor(8, [0.5], [0.25]).save_pretrained(classifier)
+    (workdir / "list.json").write_text("[1]")
+    yield "cli card metrics a list", lambda: run_cli(["card", str(classifier), "--metrics", str(workdir / "list.json"),
+                                                      "--output", str(workdir / "README.md")]), "list.json"
+    yield "cli eval --split nope", lambda: run_cli(["eval", str(classifier), "--dataset", "digits", "--quiet",
+                                                    "--split", "nope"]), "split"
+    yield "cli eval --json no folder", lambda: run_cli(["eval", str(classifier), "--dataset", "digits", "--quiet",
+                                                        "--json", str(workdir / "zz" / "r.json")]), "zz"
     for task in sorted(TRAINING_SCRIPTS):
         numeric = next(key for key, value in script_defaults(task).items() if type(value) in (int, float))
         yield f"script {task} --{numeric} abc", (lambda t=task, k=numeric: parse_script_args(t, [f"--{k}", "abc"])), \

@@ -80,11 +80,12 @@ def evaluate_saved_image_classifier(model_dir, dataset: str = "fashion-mnist", s
         check_positive_int("limit", limit)
     if not isinstance(split, str):
         raise TypeError(f"`split` must be a split name (str), got {type(split).__name__}")
-    if model is None or processor is None:
-        model, processor = load_saved_image_classifier(model_dir)
+    # The data first: a bad `dataset` or `split` is reported before the model is loaded.
     data, info = load_image_dataset(dataset, data_dir)
     if split not in data:
         raise ValueError(f"`split` must be one of {sorted(data)}, got {split!r}")
+    if model is None or processor is None:
+        model, processor = load_saved_image_classifier(model_dir)
     part = data[split]
     total = len(part) if limit is None else min(limit, len(part))
     if total == 0:
