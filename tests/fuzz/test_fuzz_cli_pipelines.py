@@ -255,6 +255,19 @@ def test_every_script_refuses_a_bad_config_file_in_one_line(task, case, data, tm
     assert_clear(lambda: parse_script_args(task, ["--config", str(tmp_path / "absent.yaml")]), "absent.yaml")
 
 
+def test_the_shipped_config_files_pass_the_strict_reading():
+    """The other side of the YAML checks: every config of training/configs/ is read without an error by the script
+    whose keys it uses (no false alarm from the type check)."""
+    import yaml
+
+    for path in sorted((REPO / "training" / "configs").glob("*.yaml")):
+        keys = set(yaml.safe_load(path.read_text()) or {})
+        tasks = [task for task in sorted(TRAINING_SCRIPTS) if keys <= set(script_defaults(task))]
+        assert tasks, f"{path.name}: no training script knows all of its keys"
+        for task in tasks:
+            parse_script_args(task, ["--config", str(path)])
+
+
 # ---- pipelines --------------------------------------------------------------------------------------------------
 
 def tiny_crate_denoiser():
