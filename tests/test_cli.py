@@ -50,7 +50,8 @@ def test_top_level_help_lists_every_command(capsys):
     (["push", "only-a-folder"], "required: repo_id"),
     (["train", "no-such-task"], "invalid choice"),
     (["eval"], "required: folder"),
-    (["eval", "x", "--batch-size", "many"], "invalid int value"),
+    (["eval", "x", "--batch-size", "many"], "expected a positive integer"),
+    (["eval", "x", "--limit", "-1"], "argument --limit: expected a positive integer, got '-1'"),
 ])
 def test_bad_arguments_exit_non_zero_with_a_readable_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -209,6 +210,7 @@ USAGE_ERRORS = [  # (argv, what the one line must name)
     (["data"], "ACTION"),
     (["data", "fetch", "nope"], "'nope'"),
     (["eval", "x", "--batch-size", "many"], "--batch-size"),
+    (["eval", "x", "--limit", "-1"], "--limit"),  # refused while parsing: no accuracy "on -1 images"
     (["train", "image-classification", "--config", "/nonexistent.yaml"], "'/nonexistent.yaml'"),
     (["train", "ssl", "--config=/nonexistent.yaml", "--epochs", "1"], "'/nonexistent.yaml'"),
     (["train", "mae", "--config"], "--config"),

@@ -56,7 +56,20 @@ class ArgumentParser(argparse.ArgumentParser):
     parsers are of this class too (``add_subparsers`` uses the parent's class)."""
 
     def error(self, message: str):
+        message = " ".join(str(message).split())  # a value holding a newline must not break the one line
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count (``--limit``, ``--batch-size``): checked while parsing, so that ``--limit -1`` is a
+    usage error at once (before torch is imported), never an accuracy "on -1 images"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _checkout_dir(kind: str, environment_variable: str, explicit: str | None) -> Path:
@@ -178,12 +191,23 @@ def _eval(args) -> int:
 
     if not Path(args.folder).is_dir():
         raise CommandError(f"{args.folder} is not a folder; pass a saved model folder (e.g. runs/<run>/model)")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        # Checked before the evaluation, which may take minutes, rather than when writing its result.
+        raise CommandError(f"argument --json: the folder of {args.json!r} does not exist")
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if args.quiet:
+        hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: nothing but the result, or the error
     try:
         result = evaluate_saved_image_classifier(args.folder, args.dataset, split=args.split,
                                                  batch_size=args.batch_size, limit=args.limit,
                                                  data_dir=args.data_dir, progress=not args.quiet)
     except FileNotFoundError as error:
         raise CommandError(str(error)) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     print(f"{result['model_class']} from {args.folder}: {result['split']} accuracy {result['accuracy']:.4f} on "
           f"{result['num_examples']} {result['dataset']} images")
     if args.json:
@@ -290,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("folder", help="a folder written by save_pretrained, with preprocessor_config.json")
     evaluate.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "digits"])
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--batch-size", type=int, default=500)
-    evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=500)
+    evaluate.add_argument("--limit", type=_positive_int, default=None, help="only the first N images")
     evaluate.add_argument("--data-dir", default=None, help="a folder with the original Fashion-MNIST *-ubyte.gz files")
     evaluate.add_argument("--json", default=None, help="also write the result to this JSON file")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -358,9 +382,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (CommandError, OSError, ValueError) as error:
-        # OSError / ValueError: the library's bad-input errors (a missing file, a value out of range), which name
-        # the argument; one line like argparse's own errors rather than a traceback.
+    except (CommandError, OSError, ValueError, TypeError) as error:
+        # OSError / ValueError / TypeError: the library's bad-input errors (a missing or damaged file, a value out
+        # of range, a wrong type), which name the argument or the file; one line like argparse's own errors rather
+        # than a traceback.
         message = " ".join(str(error).split())
         print(f"whitebox-hf {args.command}: error: {message}", file=sys.stderr)
         return 2

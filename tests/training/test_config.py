@@ -28,11 +28,13 @@ def test_booleans_take_a_value_or_stand_alone():
         parse_config_args(DEFAULTS, ["--save_model", "ture"])
 
 
-def test_unknown_yaml_keys_are_errors(tmp_path):
+def test_unknown_yaml_keys_are_errors(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text("learning_rte: 0.5\n")
-    with pytest.raises(ValueError, match="learning_rte"):
+    with pytest.raises(SystemExit) as exit_info:  # one line on stderr and status 2, as any usage error
         parse_config_args(DEFAULTS, ["--config", str(config)])
+    assert exit_info.value.code == 2
+    assert "learning_rte" in capsys.readouterr().err
 
 
 def test_run_defaults_are_the_resume_options():

@@ -15,6 +15,8 @@ __all__ = ["as_feature_tensor", "as_label_tensor", "check_pixel_batch", "evaluat
 def as_feature_tensor(value, name: str) -> torch.Tensor:
     """``value`` (tensor or array of shape ``(n, d)``) as a float32 tensor; errors name the argument."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"`{name}` must be a numeric array, got dtype {value.dtype}")
         value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor or numpy.ndarray, got {type(value).__name__}")
@@ -24,6 +26,9 @@ def as_feature_tensor(value, name: str) -> torch.Tensor:
         raise ValueError(f"`{name}` must hold at least one row")
     if value.is_complex() or value.dtype == torch.bool:
         raise TypeError(f"`{name}` must be real-valued, got dtype {value.dtype}")
+    # A value check reads the data: on CPU tensors only (no host synchronisation with an accelerator).
+    if value.device.type == "cpu" and value.is_floating_point() and not torch.isfinite(value).all():
+        raise ValueError(f"`{name}` must be finite, got NaN or infinite values")
     return value.to(torch.float32)
 
 
@@ -40,7 +45,7 @@ def as_label_tensor(value, name: str) -> torch.Tensor:
         raise TypeError(f"`{name}` must hold integer class labels, got dtype {tensor.dtype}")
     if tensor.ndim != 1:
         raise ValueError(f"`{name}` must have shape (n,), got {tuple(tensor.shape)}")
-    if tensor.numel() and int(tensor.min()) < 0:
+    if tensor.device.type == "cpu" and tensor.numel() and int(tensor.min()) < 0:
         raise ValueError(f"`{name}` must hold non-negative class labels, got minimum {int(tensor.min())}")
     return tensor.to(torch.long)
 
@@ -53,6 +58,9 @@ def check_pixel_batch(pixel_values, name: str = "pixel_values") -> torch.Tensor:
         raise ValueError(f"`{name}` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
     if pixel_values.shape[0] == 0:
         raise ValueError(f"`{name}` must hold at least one image")
+    if pixel_values.is_floating_point() and pixel_values.device.type == "cpu" \
+            and not torch.isfinite(pixel_values).all():
+        raise ValueError(f"`{name}` must be finite, got NaN or infinite values")
     return pixel_values
 
 

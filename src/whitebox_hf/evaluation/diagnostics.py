@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..nn import coding_rate
+# From its module: once `whitebox_hf.nn.coding_rate` (the submodule) is imported, `from ..nn import coding_rate`
+# returns that module, not the function.
+from ..nn.coding_rate import coding_rate
 from ..utils.validation import check_positive_int
 from ._utils import check_pixel_batch, evaluation_mode, model_device
 from .features import get_backbone

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..utils.validation import check_positive_int
+
 __all__ = [
     "FrechetEffNetDistance",
     "fd_effnet",
@@ -27,16 +29,22 @@ __all__ = [
 ]
 
 
-def _as_float64(features) -> np.ndarray:
+def _as_float64(features, name: str = "features") -> np.ndarray:
     if isinstance(features, torch.Tensor):
+        if features.is_complex() or features.dtype == torch.bool:
+            raise TypeError(f"`{name}` must be a real-valued (num_samples, dim) array, got dtype {features.dtype}")
         features = features.detach().cpu().double().numpy()
-    array = np.asarray(features, dtype=np.float64)
+    try:
+        array = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a numeric (num_samples, dim) array or tensor, "
+                        f"got {type(features).__name__}") from None
     if array.ndim != 2:
-        raise ValueError(f"features must be a 2-D (num_samples, dim) array, got shape {array.shape}")
+        raise ValueError(f"`{name}` must be a 2-D (num_samples, dim) array, got shape {array.shape}")
     if array.shape[0] < 2:
-        raise ValueError(f"a Fréchet distance needs at least 2 samples per set, got {array.shape[0]}")
+        raise ValueError(f"`{name}`: a Fréchet distance needs at least 2 samples per set, got {array.shape[0]}")
     if not np.all(np.isfinite(array)):
-        raise ValueError("features contain NaN or infinity")
+        raise ValueError(f"`{name}` must be finite, got NaN or infinity")
     return array
 
 
@@ -46,7 +54,7 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ValueError: fewer than 2 samples, not 2-D, or non-finite values.
     """
-    array = _as_float64(features)
+    array = _as_float64(features, "features")
     return array.mean(axis=0), np.cov(array, rowvar=False).reshape(array.shape[1], array.shape[1])
 
 
@@ -67,11 +75,20 @@ def frechet_distance_from_statistics(mean_a, cov_a, mean_b, cov_b) -> float:
     Raises:
         ValueError: mismatched dimensions.
     """
-    mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
-    cov_a, cov_b = np.atleast_2d(np.asarray(cov_a, np.float64)), np.atleast_2d(np.asarray(cov_b, np.float64))
-    if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != (mean_a.size, mean_a.size):
-        raise ValueError(f"dimension mismatch: means {mean_a.shape} / {mean_b.shape}, "
-                         f"covariances {cov_a.shape} / {cov_b.shape}")
+    arrays = {}
+    for name, value in (("mean_a", mean_a), ("cov_a", cov_a), ("mean_b", mean_b), ("cov_b", cov_b)):
+        try:
+            array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"`{name}` must be a numeric array, got {type(value).__name__}") from None
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"`{name}` must be finite, got NaN or infinity")
+        arrays[name] = array if name.startswith("mean") else np.atleast_2d(array)
+    mean_a, cov_a, mean_b, cov_b = (arrays[name] for name in ("mean_a", "cov_a", "mean_b", "cov_b"))
+    if mean_a.ndim != 1 or mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape \
+            or cov_a.shape != (mean_a.size, mean_a.size):
+        raise ValueError(f"`mean_a`, `mean_b` must be (D,) and `cov_a`, `cov_b` (D, D) alike, got means "
+                         f"{mean_a.shape} / {mean_b.shape}, covariances {cov_a.shape} / {cov_b.shape}")
     root_a = _sqrt_psd(cov_a)
     middle = root_a @ cov_b @ root_a
     cross = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
@@ -86,9 +103,9 @@ def frechet_distance(features_a, features_b) -> float:
     Raises:
         ValueError: fewer than 2 samples in a set, different feature dimensions, not 2-D, or non-finite values.
     """
-    a, b = _as_float64(features_a), _as_float64(features_b)
+    a, b = _as_float64(features_a, "features_a"), _as_float64(features_b, "features_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+        raise ValueError(f"`features_b` must have the width of `features_a` ({a.shape[1]}), got {b.shape[1]}")
     return frechet_distance_from_statistics(*feature_statistics(a), *feature_statistics(b))
 
 
@@ -121,11 +138,19 @@ class FrechetEffNetDistance:
         """``(N, 1280)`` float32 features of ``(N, 1|3, H, W)`` images in [-1, 1] (or uint8), in batches.
 
         Raises:
-            ValueError: wrong image shape.
+            TypeError: not a tensor, or not real-valued.
+            ValueError: wrong image shape, a ``batch_size`` that is not a positive integer, or (CPU) NaN/inf.
         """
-        if images.ndim != 4:
-            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-        batch_size = batch_size or self.batch_size
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"`images` must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"`images` must have shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
+        if images.is_complex() or images.dtype == torch.bool:
+            raise TypeError(f"`images` must be floating point in [-1, 1] or uint8, got dtype {images.dtype}")
+        if images.is_floating_point() and images.device.type == "cpu" and not torch.isfinite(images).all():
+            raise ValueError("`images` must be finite, got NaN or infinite values")
+        batch_size = self.batch_size if batch_size is None else batch_size
+        check_positive_int("batch_size", batch_size)
         chunks = []
         for start in range(0, images.shape[0], batch_size):
             batch = self.model.preprocess(images[start:start + batch_size].to(self.device), self.image_size)

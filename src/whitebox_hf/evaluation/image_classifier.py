@@ -14,11 +14,18 @@ from pathlib import Path
 
 import torch
 
+from ..utils.validation import check_positive_int
+
 __all__ = ["evaluate_saved_image_classifier", "load_saved_image_classifier"]
 
 
 def load_saved_image_classifier(model_dir, trust_remote_code: bool = False):
-    """``(model in eval mode, image processor)`` from a folder written by the training script."""
+    """``(model in eval mode, image processor)`` from a folder written by the training script.
+
+    Raises:
+        FileNotFoundError: no ``config.json`` or ``preprocessor_config.json`` in ``model_dir``.
+        OSError: weights only as pickles (``.bin``, refused), or a damaged file (naming it).
+    """
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from .. import models  # noqa: F401  (registers the architectures with the Auto classes)
@@ -30,8 +37,13 @@ def load_saved_image_classifier(model_dir, trust_remote_code: bool = False):
     if not (model_dir / "preprocessor_config.json").is_file():
         raise FileNotFoundError(f"{model_dir} holds no preprocessor_config.json: save the image processor with the "
                                 "model so that images are prepared as in training")
-    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code).eval()
-    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    from ..models.safe_loading import check_no_pickle_only, file_errors
+
+    check_no_pickle_only(model_dir, "model_dir")
+    with file_errors(model_dir, f"the image classifier in {model_dir}"):
+        model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code,
+                                                                use_safetensors=True).eval()
+        processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     return model, processor
 
 
@@ -47,25 +59,37 @@ def evaluate_saved_image_classifier(model_dir, dataset: str = "fashion-mnist", s
         dataset: a name of `whitebox_hf.data.DATASETS` (``fashion-mnist``, ``digits``).
         split: the split to measure (default ``test``).
         batch_size: images per forward pass.
-        limit: measure only the first ``limit`` images (None: all).
+        limit: measure only the first ``limit`` images (a positive integer; None: all).
         data_dir: a folder holding the original data files (Fashion-MNIST ``*-ubyte.gz``).
         progress: show a progress bar.
         model, processor: already loaded objects (skip loading ``model_dir``).
 
     Returns:
         ``{"accuracy", "num_examples", "dataset", "split", "model_class"}``.
+
+    Raises:
+        ValueError: ``batch_size`` or ``limit`` not a positive integer, an unknown ``dataset`` or ``split``.
+        TypeError: ``split`` not a string.
+        OSError: see `load_saved_image_classifier`.
     """
     from ..data import load_image_dataset
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if model is None or processor is None:
-        model, processor = load_saved_image_classifier(model_dir)
+    check_positive_int("batch_size", batch_size)
+    if limit is not None:
+        # `--limit -1` must not measure "-1 images", nor `--limit 0` report an accuracy of nothing.
+        check_positive_int("limit", limit)
+    if not isinstance(split, str):
+        raise TypeError(f"`split` must be a split name (str), got {type(split).__name__}")
+    # The data first: a bad `dataset` or `split` is reported before the model is loaded.
     data, info = load_image_dataset(dataset, data_dir)
     if split not in data:
-        raise ValueError(f"split must be one of {sorted(data)}, got {split!r}")
+        raise ValueError(f"`split` must be one of {sorted(data)}, got {split!r}")
+    if model is None or processor is None:
+        model, processor = load_saved_image_classifier(model_dir)
     part = data[split]
     total = len(part) if limit is None else min(limit, len(part))
+    if total == 0:
+        raise ValueError(f"`split` {split!r} of {info['name']} holds no images")
     starts = range(0, total, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -78,5 +102,5 @@ def evaluate_saved_image_classifier(model_dir, dataset: str = "fashion-mnist", s
             pixels = processor(images=batch["image"], return_tensors="pt")["pixel_values"]
             predictions = model(pixel_values=pixels).logits.argmax(-1)
             correct += (predictions == torch.tensor(batch["label"])).sum().item()
-    return {"accuracy": correct / max(total, 1), "num_examples": total, "dataset": info["name"], "split": split,
+    return {"accuracy": correct / total, "num_examples": total, "dataset": info["name"], "split": split,
             "model_class": type(model).__name__}

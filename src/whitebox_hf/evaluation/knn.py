@@ -33,8 +33,9 @@ def _check_knn_arguments(train_features, train_labels, test_features, k, tempera
     check_positive_int("k", k)
     if k > train.shape[0]:
         raise ValueError(f"`k` ({k}) must not exceed the number of training features ({train.shape[0]})")
-    if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0):
-        raise ValueError(f"`temperature` must be a positive number, got {temperature!r}")
+    if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            and 0 < temperature < float("inf")):
+        raise ValueError(f"`temperature` must be a finite positive number, got {temperature!r}")
     check_positive_int("chunk_size", chunk_size)
     max_label = int(labels.max())
     if num_classes is None:

@@ -40,11 +40,11 @@ def fit_linear_probe(
     x, y = _features_and_labels(train_features, train_labels, "train_features", "train_labels")
     if np.unique(y).size < 2:
         raise ValueError("`train_labels` must contain at least two classes")
-    if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 0:
-        raise ValueError(f"`C` must be a positive number, got {C!r}")
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not 0 < C < float("inf"):
+        raise ValueError(f"`C` must be a finite positive number, got {C!r}")
     check_positive_int("max_iter", max_iter)
-    if not tol > 0:
-        raise ValueError(f"`tol` must be positive, got {tol!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < float("inf"):
+        raise ValueError(f"`tol` must be a finite positive number, got {tol!r}")
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, tol=tol))
     return probe.fit(x, y)
 

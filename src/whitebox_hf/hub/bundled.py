@@ -25,13 +25,37 @@ def list_bundled_checkpoints() -> list[str]:
 
 
 def bundled_checkpoint(name: str) -> Path:
-    """The folder of the bundled checkpoint ``name``, to pass to any ``from_pretrained``."""
+    """The folder of the bundled checkpoint ``name``, to pass to any ``from_pretrained``.
+
+    Raises:
+        TypeError: ``name`` not a string.
+        ValueError: no bundled checkpoint of that name.
+        OSError: a damaged file in the checkpoint (naming it).
+    """
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a string, got {type(name).__name__}")
     available = list_bundled_checkpoints()
     if name not in available:
         raise ValueError(f"`name` must be one of the bundled checkpoints {available}, got {name!r}")
-    return BUNDLED_DIR / name
+    folder = BUNDLED_DIR / name
+    _check_intact(folder)
+    return folder
+
+
+def _check_intact(folder: Path) -> None:
+    """`OSError` naming the first damaged file of a bundled checkpoint (a JSON file that does not parse, a
+    safetensors file whose header cannot be read; the folder and its component subfolders), so that a broken
+    installation is reported here rather than as some error deep inside ``from_pretrained``."""
+    from ..models.safe_loading import first_broken_file
+
+    if not (folder / "config.json").is_file() and not (folder / "model_index.json").is_file():
+        raise OSError(f"the bundled checkpoint {folder} holds neither config.json nor model_index.json: the "
+                      "installation is damaged")
+    for part in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+        broken = first_broken_file(part)
+        if broken is not None:
+            path, reason = broken
+            raise OSError(f"the bundled checkpoint {folder.name} is damaged: {path} is {reason}")
 
 
 def find_model_folder(model_path, env_var: str, candidates, marker: str = "config.json", hint: str = "") -> Path:

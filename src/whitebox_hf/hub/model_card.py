@@ -585,7 +585,12 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     source = None
     if metrics is None:
         metrics_path = Path(metrics_file) if metrics_file else _find_metrics_file(model_dir)
-        metrics = json.loads(metrics_path.read_text())
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise OSError(f"the metrics file {metrics_path} is not valid JSON ({error})") from None
+        if not isinstance(metrics, dict):
+            raise OSError(f"the metrics file {metrics_path} must hold a JSON object, got a {type(metrics).__name__}")
         source = metrics_path.name if metrics_path.parent in (model_dir, model_dir.parent) else _portable(metrics_path)
     config = AutoConfig.from_pretrained(model_dir)
     task = _task_of(list(getattr(config, "architectures", None) or []))

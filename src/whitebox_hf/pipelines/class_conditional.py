@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -212,21 +213,36 @@ class ClassConditionalPipelineMixin:
         lookup = self.labels
         missing = [name for name in names if name not in lookup]
         if missing:
-            raise ValueError(f"unknown class names {missing}; known: {sorted(lookup, key=lookup.get)}")
+            known = sorted(lookup, key=lookup.get) or "none (the pipeline has no id2label: pass class ids)"
+            raise ValueError(f"`class_labels`: unknown class names {missing}; known: {known}")
         return [lookup[name] for name in names]
 
     def _prepare_class_labels(self, class_labels) -> torch.Tensor:
-        """``class_labels`` (an id, a name, a list of ids/names, or a 1-D tensor) as a long tensor on the device."""
+        """``class_labels`` (an id, a name, a list of ids/names, or a 1-D tensor) as a long tensor on the device.
+
+        The range check reads the values, so it runs on CPU tensors only (a label tensor already on an accelerator
+        is not synchronised with the host)."""
         if isinstance(class_labels, (int, str)) and not isinstance(class_labels, bool):
             class_labels = [class_labels]
-        if isinstance(class_labels, (list, tuple)) and any(isinstance(label, str) for label in class_labels):
+        if isinstance(class_labels, (list, tuple)):
+            bad = [label for label in class_labels
+                   if isinstance(label, bool) or not isinstance(label, (int, str, torch.Tensor))
+                   and not hasattr(label, "__index__")]
+            if bad:
+                raise TypeError(f"`class_labels` must hold class ids (int) or names (str), got {class_labels!r}")
             class_labels = [self.get_label_ids(label)[0] if isinstance(label, str) else label
                             for label in class_labels]
-        labels = torch.as_tensor(class_labels)
-        if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+        try:
+            labels = torch.as_tensor(class_labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"`class_labels` must be a class id, a name, or a sequence or 1-D tensor of them, "
+                            f"got {type(class_labels).__name__} {class_labels!r}") from None
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"`class_labels` must be integer class ids, got dtype {labels.dtype} ({class_labels!r})")
+        if labels.ndim != 1 or labels.numel() == 0:
             raise ValueError(f"`class_labels` must be a non-empty 1-D sequence of class ids, got {class_labels!r}")
         num_classes = self.null_class_id
-        if labels.min() < 0 or labels.max() >= num_classes:
+        if labels.device.type == "cpu" and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}] (num_classes = {num_classes}; "
                              f"the null id {num_classes} is reserved for guidance), got {labels.tolist()}")
         return labels.to(device=self._execution_device, dtype=torch.long)
@@ -235,15 +251,39 @@ class ClassConditionalPipelineMixin:
     def _check_call_arguments(num_inference_steps, guidance_scale, output_type) -> None:
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be an integer ≥ 1, got {num_inference_steps!r}")
-        if not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
-            raise ValueError(f"`guidance_scale` must be a non-negative number, got {guidance_scale!r}")
-        if output_type not in OUTPUT_TYPES:
+        if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
+                or not math.isfinite(guidance_scale) or guidance_scale < 0):
+            raise ValueError(f"`guidance_scale` must be a finite non-negative number, got {guidance_scale!r}")
+        if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
 
+    @staticmethod
+    def _check_generator(generator, batch_size: int) -> None:
+        """None, one `torch.Generator`, or a list of exactly ``batch_size`` of them (diffusers' `randn_tensor` would
+        fail with an IndexError on a short list and ignore the surplus of a long one)."""
+        if generator is None or isinstance(generator, torch.Generator):
+            return
+        if isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator):
+            if len(generator) != batch_size:
+                raise ValueError(f"`generator` as a list must hold one torch.Generator per image ({batch_size}), "
+                                 f"got {len(generator)}")
+            return
+        raise TypeError(f"`generator` must be a torch.Generator, a list of {batch_size} of them, or None, "
+                        f"got {type(generator).__name__}")
+
     def _check_latents(self, latents: torch.Tensor | None, shape: tuple[int, ...]) -> None:
-        if latents is not None and tuple(latents.shape) != tuple(shape):
+        """``latents`` (if given) must be a floating-point tensor of ``shape``, finite (checked on CPU only)."""
+        if latents is None:
+            return
+        if not isinstance(latents, torch.Tensor):
+            raise TypeError(f"`latents` must be a torch.Tensor of shape {tuple(shape)}, got {type(latents).__name__}")
+        if not latents.is_floating_point():
+            raise TypeError(f"`latents` must be a floating-point tensor, got dtype {latents.dtype}")
+        if tuple(latents.shape) != tuple(shape):
             raise ValueError(f"`latents` must have shape {tuple(shape)} (batch, channels, height, width), got "
                              f"{tuple(latents.shape)}")
+        if latents.device.type == "cpu" and not torch.isfinite(latents).all():
+            raise ValueError("`latents` must be finite, got NaN or infinite values")
 
     def _guided_prediction(self, model, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor,
                            guidance_scale: float) -> torch.Tensor:

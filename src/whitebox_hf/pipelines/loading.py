@@ -16,10 +16,12 @@ import json
 import os
 from pathlib import Path
 
-from diffusers import ModelMixin
+from diffusers import DiTTransformer2DModel, ModelMixin
+from transformers import PreTrainedModel
 
 from ..models.autoencoders import CrateRepresentationAutoencoder
-from ..models.denoisers import CrateDenoiserTransformer
+from ..models.denoisers import CrateDenoiserTransformer, add_input_checks
+from ..models.safe_loading import CONVERSION_HINT, check_no_pickle_only, file_errors
 from .class_conditional import NAMED_LIBRARIES
 
 __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pipeline"]
@@ -59,6 +61,17 @@ def _folder(pretrained_model_name_or_path, download: dict) -> Path:
     return Path(snapshot_download(path, **download))
 
 
+def _read_index(index_path: Path) -> dict:
+    """``model_index.json`` as a dict; `OSError` naming the file when it is not a JSON object."""
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise OSError(f"{index_path} is not valid JSON ({error}): the saved pipeline is damaged") from None
+    if not isinstance(index, dict):
+        raise OSError(f"{index_path} must hold a JSON object, got a {type(index).__name__}")
+    return index
+
+
 def load_pipeline(cls, pretrained_model_name_or_path, **kwargs):
     """``cls.from_pretrained`` for the package's pipeline classes (see the module docstring).
 
@@ -71,14 +84,21 @@ def load_pipeline(cls, pretrained_model_name_or_path, **kwargs):
             ``variant``, ``use_safetensors``, ``low_cpu_mem_usage``); ``trust_remote_code`` is accepted and
             unused (no code of the folder runs).
 
+    Weights load from safetensors only: a component folder holding only pickled weights (``.bin``) is refused before
+    anything reads it, and ``use_safetensors=False`` is refused.
+
     Raises:
-        OSError: no such folder or repo, or no ``model_index.json`` there.
+        OSError: no such folder or repo, no ``model_index.json`` there, a component whose weights are only
+            pickles, or a damaged file (naming it: ``model_index.json``, a ``config.json``, a ``.safetensors``).
         ValueError: the folder holds another pipeline class, an unknown component class, or lacks a required
             component.
         TypeError: an unknown keyword argument.
     """
     kwargs = dict(kwargs)
     kwargs.pop("trust_remote_code", None)
+    if kwargs.get("use_safetensors") is False:
+        raise ValueError(f"`use_safetensors` must be True or unset: pickled weights are refused on purpose "
+                         f"(unpickling can run code), got False; {CONVERSION_HINT}")
     download = {key: kwargs.pop(key) for key in DOWNLOAD_OPTIONS if key in kwargs}
     model_options = {key: kwargs.pop(key) for key in MODEL_OPTIONS if key in kwargs}
     expected, optional = cls._get_signature_keys(cls)
@@ -91,7 +111,7 @@ def load_pipeline(cls, pretrained_model_name_or_path, **kwargs):
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise OSError(f"no model_index.json in {folder}: not a saved pipeline")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index = _read_index(index_path)
     saved_class = index.get("_class_name")
     saved_class = saved_class[1] if isinstance(saved_class, list) else saved_class
     if saved_class != cls.__name__:
@@ -109,8 +129,16 @@ def load_pipeline(cls, pretrained_model_name_or_path, **kwargs):
             components[name] = None
             continue
         component = component_class(library, class_name)
-        options = model_options if issubclass(component, ModelMixin) else {}
-        components[name] = component.from_pretrained(str(folder), subfolder=name, **options)
+        options = {}
+        if issubclass(component, (ModelMixin, PreTrainedModel)):
+            # Weights: safetensors only, for diffusers' and transformers' classes as for the package's own.
+            options = {**model_options, "use_safetensors": True}
+        check_no_pickle_only(folder / name)
+        with file_errors(folder / name, f"the `{name}` component ({class_name}) of {folder}"):
+            loaded = component.from_pretrained(str(folder), subfolder=name, **options)
+        if isinstance(loaded, DiTTransformer2DModel) and getattr(loaded.config, "num_embeds_ada_norm", None):
+            add_input_checks(loaded)
+        components[name] = loaded
     values = {key: index[key] for key in optional if key in index and key not in cls._optional_components}
     pipeline = cls(**components, **{**values, **config_values})
     pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))

@@ -63,6 +63,7 @@ class WhiteboxDDPMPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         shape = (labels.shape[0], config.in_channels, height, width)
         self._check_latents(latents, shape)
+        self._check_generator(generator, shape[0])
         device, dtype = self._execution_device, self.unet.dtype
         if latents is None:
             image = randn_tensor(shape, generator=generator, device=device, dtype=dtype)

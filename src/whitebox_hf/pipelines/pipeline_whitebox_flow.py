@@ -109,14 +109,19 @@ class WhiteboxFlowPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
             return_dict: return an `ImagePipelineOutput` (else a 1-tuple).
 
         Raises:
-            ValueError: a class id out of range, ``num_inference_steps < 1``, a negative ``guidance_scale``, an
-                unknown ``output_type`` or ``latents`` of the wrong shape.
+            ValueError: a class id out of range (checked for CPU labels) or an empty ``class_labels``,
+                ``num_inference_steps`` not an integer ≥ 1, a negative or non-finite ``guidance_scale``, an unknown
+                ``output_type``, ``latents`` of the wrong shape or (CPU) not finite, a list of generators whose
+                length is not the batch size.
+            TypeError: ``class_labels`` that are not integer ids or names, ``latents`` not a floating-point tensor,
+                ``generator`` not a `torch.Generator` (or a list of them).
         """
         self._check_call_arguments(num_inference_steps, guidance_scale, output_type)
         labels = self._prepare_class_labels(class_labels)
         device, dtype = self._execution_device, self.transformer.dtype
         shape = (labels.shape[0], *self.latent_shape)
         self._check_latents(latents, shape)
+        self._check_generator(generator, shape[0])
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         else:

@@ -43,6 +43,7 @@ from torch import nn
 
 from ...nn import sincos_position_embedding_2d, unpatchify
 from ..crate import CrateConfig, CrateModel
+from ..safe_loading import SafetensorsOnlyModelMixin
 
 __all__ = ["CrateRepresentationAutoencoder", "RAEOutput"]
 
@@ -56,8 +57,9 @@ class RAEOutput(BaseOutput):
     latents: torch.Tensor | None = None
 
 
-class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
-    """RAE with a frozen CRATE encoder; see the module docstring.
+class CrateRepresentationAutoencoder(SafetensorsOnlyModelMixin, ModelMixin, ConfigMixin):
+    """RAE with a frozen CRATE encoder; see the module docstring. ``from_pretrained`` loads safetensors weights
+    only (a pickled ``.bin`` is refused: `SafetensorsOnlyModelMixin`).
 
     Args:
         encoder_config: the `CrateConfig` of the encoder as a dict (``config.to_dict()``).
@@ -179,11 +181,22 @@ class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.latent_channels, self.grid_size, self.grid_size)
 
+    @staticmethod
+    def _check_tensor(name: str, value, expected: tuple[int, ...]) -> None:
+        """``value`` must be a floating-point ``(B ≥ 1, *expected)`` tensor, finite (checked on CPU only: reading
+        the values of an accelerator tensor would synchronise the host)."""
+        shape = f"(B, {', '.join(map(str, expected))})"
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor of shape {shape}, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {value.dtype}")
+        if value.ndim != 4 or tuple(value.shape[1:]) != expected or value.shape[0] == 0:
+            raise ValueError(f"`{name}` must have shape {shape} with B ≥ 1, got {tuple(value.shape)}")
+        if value.device.type == "cpu" and not torch.isfinite(value).all():
+            raise ValueError(f"`{name}` must be finite, got NaN or infinite values")
+
     def _check_pixels(self, pixel_values: torch.Tensor) -> None:
-        expected = (self.num_channels, self.image_size, self.image_size)
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(f"expected pixel_values of shape (B, {', '.join(map(str, expected))}), "
-                             f"got {tuple(pixel_values.shape)}")
+        self._check_tensor("pixel_values", pixel_values, (self.num_channels, self.image_size, self.image_size))
 
     @torch.no_grad()
     def encode_raw(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -220,11 +233,10 @@ class CrateRepresentationAutoencoder(ModelMixin, ConfigMixin):
         """Pixels ``(B, channels, H, W)`` (in the [-1, 1] scale, unclamped) of normalised latents.
 
         Raises:
-            ValueError: latents not of shape ``(B, *latent_shape)``.
+            TypeError: latents not a floating-point tensor.
+            ValueError: latents not of shape ``(B, *latent_shape)``, or (CPU) not finite.
         """
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
-            raise ValueError(f"expected latents of shape (B, {', '.join(map(str, self.latent_shape))}), "
-                             f"got {tuple(latents.shape)}")
+        self._check_tensor("latents", latents, self.latent_shape)
         return self._decode_raw(self.denormalize_latents(latents.to(self.decoder_embed.weight.dtype)))
 
     def forward(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None,

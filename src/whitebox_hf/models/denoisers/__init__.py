@@ -5,12 +5,14 @@ from typing import TYPE_CHECKING
 
 _import_structure = {
     "crate_denoiser": ["CrateDenoiserTransformer"],
-    "dit": ["build_dit_transformer", "disable_builtin_label_dropout", "initialize_dit_weights"],
+    "inputs": ["check_denoiser_inputs"],
+    "dit": ["add_input_checks", "build_dit_transformer", "disable_builtin_label_dropout", "initialize_dit_weights"],
 }
 
 if TYPE_CHECKING:
     from .crate_denoiser import CrateDenoiserTransformer
-    from .dit import build_dit_transformer, disable_builtin_label_dropout, initialize_dit_weights
+    from .dit import add_input_checks, build_dit_transformer, disable_builtin_label_dropout, initialize_dit_weights
+    from .inputs import check_denoiser_inputs
 else:
     import sys
 

@@ -36,6 +36,8 @@ from torch import nn
 
 from ...nn import ISTA, MultiHeadSubspaceSelfAttention, unpatchify
 from ...utils.validation import check_positive_int
+from ..safe_loading import SafetensorsOnlyModelMixin
+from .inputs import check_denoiser_inputs
 
 __all__ = ["CrateDenoiserBlock", "CrateDenoiserTransformer"]
 
@@ -64,8 +66,10 @@ class CrateDenoiserBlock(nn.Module):
         return hidden_states + gate_s * sparse
 
 
-class CrateDenoiserTransformer(ModelMixin, ConfigMixin):
+class CrateDenoiserTransformer(SafetensorsOnlyModelMixin, ModelMixin, ConfigMixin):
     """Class-conditional CRATE denoiser for flow matching or diffusion on square inputs.
+
+    ``from_pretrained`` loads safetensors weights only (a pickled ``.bin`` is refused: `SafetensorsOnlyModelMixin`).
 
     Args:
         sample_size (`int`, defaults to 28): side of the square input (pixels or latents).
@@ -159,9 +163,15 @@ class CrateDenoiserTransformer(ModelMixin, ConfigMixin):
     ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
         """Predict the velocity (or noise) for ``hidden_states`` ``(B, C, H, W)`` at ``timestep`` (``(B,)`` or a
         scalar, in the scheduler's units, e.g. σ·1000) and ``class_labels`` ``(B,)`` (``num_classes`` = null).
-        ``cross_attention_kwargs`` is accepted for signature compatibility with DiT and ignored."""
-        if timestep is None or class_labels is None:
-            raise ValueError("`timestep` and `class_labels` are required")
+        ``cross_attention_kwargs`` is accepted for signature compatibility with DiT and ignored.
+
+        Raises:
+            TypeError, ValueError: a bad input (`whitebox_hf.models.denoisers.inputs.check_denoiser_inputs`): the
+                wrong dtype, channels, a side that is not a multiple of ``patch_size``, timesteps or labels of the
+                wrong shape, and (CPU tensors) NaN/inf values, negative timesteps, labels out of range.
+        """
+        check_denoiser_inputs(hidden_states, timestep, class_labels, in_channels=self.config.in_channels,
+                              patch_size=self.patch_size, num_classes=self.config.num_classes)
         batch_size, _, height, width = hidden_states.shape
         timestep = torch.as_tensor(timestep, device=hidden_states.device)
         if timestep.ndim == 0:

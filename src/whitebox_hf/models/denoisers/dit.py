@@ -26,8 +26,30 @@ from diffusers.models.normalization import AdaLayerNormZero
 from torch import nn
 
 from ...utils.validation import check_positive_int
+from .inputs import check_denoiser_inputs
 
-__all__ = ["build_dit_transformer", "disable_builtin_label_dropout", "initialize_dit_weights"]
+__all__ = ["add_input_checks", "build_dit_transformer", "disable_builtin_label_dropout", "initialize_dit_weights"]
+
+
+def _check_dit_call(module: DiTTransformer2DModel, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook: the checks of `check_denoiser_inputs` on DiT's ``(hidden_states, timestep,
+    class_labels)``, positional or keyword (a module-level function, so that a deep copy -- an EMA -- keeps it)."""
+    names = ("hidden_states", "timestep", "class_labels")
+    values = {name: args[index] if index < len(args) else kwargs.get(name) for index, name in enumerate(names)}
+    config = module.config
+    check_denoiser_inputs(values["hidden_states"], values["timestep"], values["class_labels"],
+                          in_channels=config.in_channels, patch_size=config.patch_size,
+                          num_classes=config.num_embeds_ada_norm)
+
+
+def add_input_checks(model: DiTTransformer2DModel) -> DiTTransformer2DModel:
+    """Check every call of a class-conditional ``model`` before it runs (`check_denoiser_inputs`): diffusers' DiT
+    itself crops a 7×7 input of a patch-2 model to 6×6 and takes NaN timesteps silently. `build_dit_transformer`
+    does it; call it after ``DiTTransformer2DModel.from_pretrained`` (hooks are not saved). Returns ``model``."""
+    if not getattr(model, "_whitebox_input_checks", False):
+        model.register_forward_pre_hook(_check_dit_call, with_kwargs=True)
+        model._whitebox_input_checks = True
+    return model
 
 
 def disable_builtin_label_dropout(model: nn.Module) -> nn.Module:
@@ -115,4 +137,4 @@ def build_dit_transformer(
         norm_eps=norm_eps,
     )
     initialize_dit_weights(model)
-    return disable_builtin_label_dropout(model)
+    return add_input_checks(disable_builtin_label_dropout(model))
