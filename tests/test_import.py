@@ -134,3 +134,15 @@ def test_lazy_structure_matches_type_checking_imports_and_resolves(path, tree, s
             assert getattr(module, name) is getattr(importlib.import_module(f"{package}.{key}"), name), name
     with pytest.raises(AttributeError):
         getattr(module, "NoSuchName")
+
+
+@pytest.mark.parametrize("path, tree, structure", list(lazy_inits()), ids=lambda v: package_name(v)
+                         if isinstance(v, Path) else "")
+def test_no_exported_name_is_also_a_submodule(path, tree, structure):
+    """Importing a submodule sets it as an attribute of its package: a submodule named like an exported name
+    (the old ``nn/coding_rate.py`` beside the function ``coding_rate``) makes ``from package import name`` return
+    the module once anything has imported it."""
+    submodules = {child.stem for child in path.parent.iterdir()
+                  if (child.suffix == ".py" and child.stem != "__init__") or (child / "__init__.py").is_file()}
+    exported = {name for names in structure.values() for name in names}
+    assert not exported & submodules, f"{package_name(path)}: rename the submodule(s) {sorted(exported & submodules)}"

@@ -14,9 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# From its module: once `whitebox_hf.nn.coding_rate` (the submodule) is imported, `from ..nn import coding_rate`
-# returns that module, not the function.
-from ..nn.coding_rate import coding_rate
+from ..nn import coding_rate
 from ..utils.validation import check_positive_int
 from ._utils import check_pixel_batch, evaluation_mode, model_device
 from .features import get_backbone
@@ -36,7 +34,7 @@ def layerwise_diagnostics(
       codes; residual-stream models (CRATE-α, ViT) are almost never exactly zero.
     - ``coding_rate``: ``R_ε(Z^ℓ_i) = ½ logdet(I + d/(n ε²) Z^ℓ_iᵀ Z^ℓ_i)`` of each image's raw tokens
       ``Z^ℓ_i ∈ R^{n×d}`` (rows are the ``n = 1 + h·w`` tokens, class token included; no normalisation, so
-      the value also grows with the token scale), averaged over the images (`whitebox_hf.nn.coding_rate`).
+      the value also grows with the token scale), averaged over the images (`whitebox_hf.nn.rate_distortion`).
 
     Args:
         model (`nn.Module`): a CRATE or ViT model (base or image-classification), run in eval mode under

@@ -14,7 +14,7 @@ _import_structure = {
         "causal_attention_mask",
         "eager_attention_forward",
     ],
-    "coding_rate": ["coding_rate"],
+    "rate_distortion": ["coding_rate"],
     "embeddings": [
         "ConvPatchEmbedding",
         "LinearPatchEmbedding",
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         causal_attention_mask,
         eager_attention_forward,
     )
-    from .coding_rate import coding_rate
+    from .rate_distortion import coding_rate
     from .embeddings import (
         ConvPatchEmbedding,
         LinearPatchEmbedding,

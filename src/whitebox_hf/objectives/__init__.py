@@ -9,13 +9,13 @@ _import_structure = {
     "contrastive": ["clamp_logit_scale_", "clip_loss"],
     "dino": ["DINOHead", "DINOLoss"],
     "masked_modeling": ["masked_patch_loss", "random_patch_mask"],
-    # coding_rate is nn's (whitebox_hf.nn.coding_rate); it is re-exported here through simdino, its user.
+    # coding_rate is nn's (whitebox_hf.nn.rate_distortion); it is re-exported here through simdino, its user.
     "simdino": ["SimDINOLossOutput", "coding_rate", "simdino_loss"],
     "teacher": ["cosine_momentum", "ema_update_"],
 }
 
 if TYPE_CHECKING:
-    from ..nn.coding_rate import coding_rate
+    from ..nn.rate_distortion import coding_rate
     from .contrastive import clamp_logit_scale_, clip_loss
     from .dino import DINOHead, DINOLoss
     from .masked_modeling import masked_patch_loss, random_patch_mask

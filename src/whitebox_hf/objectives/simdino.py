@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..nn.coding_rate import coding_rate
+from ..nn.rate_distortion import coding_rate
 
 __all__ = ["SimDINOLossOutput", "simdino_loss"]
 
