@@ -34,11 +34,14 @@ def tiny_crate_config():
 
 
 def load_training_script(name: str):
-    """Import ``training/<name>.py`` as a module (the training scripts are not part of the package)."""
+    """Import ``training/<name>.py`` as a module (the training scripts are not part of the package).
+    ``$WHITEBOX_HF_TRAINING_DIR`` points elsewhere: benchmarks/fuzz_report.py measures an older tree's scripts."""
     import importlib.util
+    import os
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "training" / f"{name}.py"
+    folder = os.environ.get("WHITEBOX_HF_TRAINING_DIR") or Path(__file__).resolve().parents[1] / "training"
+    path = Path(folder) / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

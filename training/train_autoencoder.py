@@ -65,7 +65,7 @@ from whitebox_hf.training.checkpointing import (
     resumable_batches,
     save_checkpoint_if_due,
 )
-from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
 from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
@@ -430,4 +430,4 @@ def write_card(args: dict, results: dict, model, real_dataset: bool) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -58,7 +58,7 @@ from whitebox_hf.training.checkpointing import (
     resumable_batches,
     save_checkpoint_if_due,
 )
-from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.config import parse_config_args, run_script
 from whitebox_hf.training.optim import build_optimizer, causal_lm_parameter_groups
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
@@ -417,4 +417,4 @@ def main(argv=None, dataset=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

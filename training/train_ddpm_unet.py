@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from whitebox_hf.pipelines import WhiteboxDDPMPipeline
-from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.config import parse_config_args, run_script
 from whitebox_hf.training.generative import GENERATIVE_DEFAULTS, load_training_images, run_training, write_pipeline_card
 from whitebox_hf.training.run import start_run
 
@@ -116,4 +116,4 @@ def main(argv=None, data: dict | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,7 +48,7 @@ from whitebox_hf.training.checkpointing import (
     restore_checkpoint,
     save_checkpoint_if_due,
 )
-from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
 from whitebox_hf.training.generative import flow_matching_loss, load_training_images
 from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.run import start_run
@@ -212,4 +212,4 @@ def main(argv=None, data: dict | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -39,7 +39,7 @@ from whitebox_hf.training.checkpointing import (
     resumable_batches,
     save_checkpoint_if_due,
 )
-from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.config import parse_config_args, run_script
 from whitebox_hf.training.optim import build_optimizer
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
@@ -255,4 +255,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

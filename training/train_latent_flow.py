@@ -48,7 +48,7 @@ from torch import nn
 import whitebox_hf  # noqa: F401  (imports the component modules diffusers needs to reload the pipeline)
 from whitebox_hf.models.denoisers import CrateDenoiserTransformer, build_dit_transformer
 from whitebox_hf.pipelines import WhiteboxFlowPipeline, encode_to_latents, load_autoencoder
-from whitebox_hf.training.config import parse_config_args
+from whitebox_hf.training.config import parse_config_args, run_script
 from whitebox_hf.training.generative import (
     GENERATIVE_DEFAULTS,
     flow_matching_loss,
@@ -158,4 +158,4 @@ def main(argv=None, data: dict | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

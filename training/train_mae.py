@@ -61,7 +61,7 @@ from whitebox_hf.training.checkpointing import (  # noqa: E402
     resumable_batches,
     save_checkpoint_if_due,
 )
-from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args  # noqa: E402
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script  # noqa: E402
 from whitebox_hf.training.optim import optimizer_step  # noqa: E402
 from whitebox_hf.training.plots import plot_training_curves  # noqa: E402
 from whitebox_hf.training.run import start_run  # noqa: E402
@@ -339,4 +339,4 @@ def main(argv=None, data: dict | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -55,7 +55,7 @@ from whitebox_hf.training.checkpointing import (
     resumable_batches,
     save_checkpoint_if_due,
 )
-from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
 
@@ -405,4 +405,4 @@ def main(argv=None, data: dict | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

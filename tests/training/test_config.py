@@ -84,3 +84,22 @@ def test_train_tokenizer_saves_a_loadable_tokenizer(tmp_path):
     assert (tmp_path / "tok" / "tokenizer_stats.json").is_file()
     with pytest.raises(ValueError, match="output_dir"):
         script.parse_args(["--vocab_size", "300"])
+
+
+def test_run_script_reports_a_settings_error_in_one_line(capsys):
+    from whitebox_hf.training.config import RunSettingsError, run_script
+
+    def main():
+        raise RunSettingsError("cannot resume from x: it was written with other settings:\n seed (checkpoint 0, this run 1)")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: cannot resume from x" in err and "seed (checkpoint 0, this run 1)" in err
+
+    def buggy():
+        raise KeyError("a bug keeps its traceback")
+
+    with pytest.raises(KeyError):
+        run_script(buggy)

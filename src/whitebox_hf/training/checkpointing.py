@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .config import RunSettingsError
 from .atomic import fsync_directory, partial_path, publish_directory
 from .state import read_state, state_files, write_state
 
@@ -301,19 +302,19 @@ def load_checkpoint(accelerator, folder: str | os.PathLike, config: dict | None 
     folder = Path(folder)
     problem = checkpoint_problem(folder)
     if problem is not None:
-        raise ValueError(f"cannot resume from {folder}: {problem}")
+        raise RunSettingsError(f"cannot resume from {folder}: {problem}")
     manifest = _read_manifest(folder)
     if config is not None:
         differences = config_differences(manifest["config"], _json_config(config))
         if differences:
-            raise ValueError(f"cannot resume from {folder}: it was written with other settings: "
+            raise RunSettingsError(f"cannot resume from {folder}: it was written with other settings: "
                              f"{'; '.join(differences)} (start in a new output folder, or pass the checkpoint's "
                              f"settings)")
     objects = _stateful_objects(accelerator)
     expected = {state_files(name)[0] for name in objects}
     held = {name for name in manifest["files"] if name.endswith(".json") and not name.startswith("random_states_")}
     if expected != held:
-        raise ValueError(f"cannot resume from {folder}: it holds the states {sorted(held)}, this run has "
+        raise RunSettingsError(f"cannot resume from {folder}: it holds the states {sorted(held)}, this run has "
                          f"{sorted(expected)}")
     for name, obj in objects.items():
         # Module weights are copied into the parameters wherever they are; other states (EMA shadows, the

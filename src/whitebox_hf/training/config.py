@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -136,3 +138,19 @@ def parse_config_args(defaults: dict, argv=None, description: str | None = None)
     args = vars(parser.parse_args(rest))
     args.pop("config")
     return args
+
+
+class RunSettingsError(ValueError):
+    """A run's settings or folders do not fit (e.g. resuming from checkpoints written with other settings): the
+    user's error, not a bug, so `run_script` reports it in one line with exit status 2 instead of a traceback."""
+
+
+def run_script(main) -> None:
+    """Call a training script's ``main()``; a `RunSettingsError` becomes ``<script>: error: <message>`` on stderr
+    and exit status 2, like an argument error."""
+    try:
+        main()
+    except RunSettingsError as error:
+        message = " ".join(str(error).split())
+        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
