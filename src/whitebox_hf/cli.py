@@ -141,6 +141,10 @@ def _presets(args) -> int:
             model = model_class(config_class.from_preset(name))
         count = model.num_parameters() if vision else nanogpt_parameter_count(model)
         print(f"{name:24s} {count:>12,d} parameters ({'all' if vision else 'nanoGPT'})")
+    for name in models.sita_vae.SITA_VAE_PRESETS:
+        with torch.device("meta"):
+            model = models.sita_vae.SitaVaeModel(models.sita_vae.SitaVaeConfig.from_preset(name))
+        print(f"{name:24s} {model.num_parameters():>12,d} parameters (all)")
     return 0
 
 

@@ -12,13 +12,15 @@ _import_structure = {
     "denoisers": [],
     "language_modeling": [],
     "modeling_utils": [],
+    "sita_vae": [],
     "tost": [],
     "validation": [],
     "whitebox_clip": [],
 }
 
 if TYPE_CHECKING:
-    from . import aot, auto, autoencoders, causal_crate, crate, denoisers, language_modeling, tost, whitebox_clip
+    from . import (aot, auto, autoencoders, causal_crate, crate, denoisers, language_modeling, sita_vae, tost,
+                   whitebox_clip)
 else:
     import sys
 

@@ -28,7 +28,8 @@ import wrapt
 __all__ = ["AUTO_MODULES", "CONFIGS", "IMAGE_PROCESSORS", "MODELS", "PROCESSORS", "register_auto_classes"]
 
 # Config classes registered with AutoConfig under their own ``model_type``.
-CONFIGS = ("CrateConfig", "CausalCrateConfig", "AoTConfig", "ToSTConfig", "ToSTVisionConfig", "WhiteboxClipConfig")
+CONFIGS = ("CrateConfig", "CausalCrateConfig", "AoTConfig", "ToSTConfig", "ToSTVisionConfig", "WhiteboxClipConfig",
+           "SitaVaeConfig")
 
 # (transformers Auto model class, config class, model class)
 MODELS = (
@@ -44,6 +45,7 @@ MODELS = (
     ("AutoModel", "ToSTVisionConfig", "ToSTVisionModel"),
     ("AutoModelForImageClassification", "ToSTVisionConfig", "ToSTForImageClassification"),
     ("AutoModel", "WhiteboxClipConfig", "WhiteboxClipModel"),
+    ("AutoModel", "SitaVaeConfig", "SitaVaeModel"),
 )
 
 # (config class, image processor class), registered as the "torchvision" backend

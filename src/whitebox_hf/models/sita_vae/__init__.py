@@ -1,0 +1,28 @@
+from typing import TYPE_CHECKING
+
+_import_structure = {
+    "configuration_sita_vae": ["SITA_VAE_PRESETS", "SitaVaeConfig"],
+    "modeling_sita_vae": [
+        "FourierPointEmbedding",
+        "SitaVaeEncoderOutput",
+        "SitaVaeModel",
+        "SitaVaeOutput",
+        "SitaVaePreTrainedModel",
+    ],
+}
+
+if TYPE_CHECKING:
+    from .configuration_sita_vae import SITA_VAE_PRESETS, SitaVaeConfig
+    from .modeling_sita_vae import (
+        FourierPointEmbedding,
+        SitaVaeEncoderOutput,
+        SitaVaeModel,
+        SitaVaeOutput,
+        SitaVaePreTrainedModel,
+    )
+else:
+    import sys
+
+    from transformers.utils.import_utils import _LazyModule
+
+    sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__)
