@@ -45,8 +45,11 @@ TINY: dict[str, dict] = {
         text_config=dict(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32, max_position_embeddings=16),
     ),
+    "SitaVaeConfig": dict(num_latents=4, hidden_size=16, num_attention_heads=2, num_encoder_layers=1,
+                          num_decoder_layers=1, latent_channels=3, alignment_dim=8),
 }
 BATCH, SEQUENCE = 2, 5
+POINTS, QUERIES = 12, 6  # surface points and query points of a shape model
 NAN, INF = float("nan"), float("inf")
 
 
@@ -120,6 +123,8 @@ def tiny_model(model_name: str):
 def _kind(model) -> str:
     if model.config.model_type == "whitebox_clip":
         return "clip"
+    if model.main_input_name == "surface_points":
+        return "shape"
     return "text" if "input_ids" == model.main_input_name else "vision"
 
 
@@ -127,6 +132,12 @@ def valid_inputs(model) -> dict:
     """A valid batch for ``model`` (fixed seed)."""
     generator = torch.Generator().manual_seed(0)
     config, kind, inputs = model.config, _kind(model), {}
+    if kind == "shape":
+        # Surface points (xyz + normals) and occupancy query points, with 0/1 labels (first half volume points).
+        inputs["surface_points"] = torch.randn(BATCH, POINTS, 6, generator=generator)
+        inputs["query_points"] = torch.randn(BATCH, QUERIES, 3, generator=generator)
+        inputs["occupancy_labels"] = (torch.rand(BATCH, QUERIES, generator=generator) > 0.5).float()
+        return inputs
     if kind in ("vision", "clip"):
         vision = config.vision_config if kind == "clip" else config
         side = vision.image_size
@@ -165,6 +176,29 @@ def bad_inputs(model):
         yield "pixel_values", "3-D", pixels[0]
         yield "pixel_values", "a list", pixels.tolist()
         yield "pixel_values", "side not divisible by the patch", pixels[..., : patch + 1, : patch + 1]
+    if "surface_points" in valid:
+        points, queries, labels = valid["surface_points"], valid["query_points"], valid["occupancy_labels"]
+        yield "surface_points", "xyz without normals", points[..., :3]
+        yield "surface_points", "2-D", points[0]
+        yield "surface_points", "int64 points", points.long()
+        yield "surface_points", "a NaN coordinate", _with_value_at_first(points, NAN)
+        yield "surface_points", "an inf coordinate", _with_value_at_first(points, INF)
+        yield "surface_points", "empty batch", points[:0]
+        yield "surface_points", "a list", points.tolist()
+        yield "query_points", "2-D", queries[0]
+        yield "query_points", "4-D", queries[..., None]
+        yield "query_points", "4 columns", torch.cat([queries, queries[..., :1]], dim=-1)
+        yield "query_points", "another batch size", queries[:1]
+        yield "query_points", "a NaN coordinate", _with_value_at_first(queries, NAN)
+        yield "query_points", "a list", queries.tolist()
+        yield "occupancy_labels", "wrong shape", labels[:, :-1]
+        yield "occupancy_labels", "label of 2", _with_value_at_first(labels, 2.0)
+        yield "occupancy_labels", "a NaN label", _with_value_at_first(labels, NAN)
+        yield "occupancy_labels", "bool labels", labels > 0
+        for name in ("image_embeds", "text_embeds"):
+            yield name, "wrong width", torch.randn(BATCH, config.alignment_dim + 1)
+            yield name, "1-D", torch.randn(config.alignment_dim)
+            yield name, "a NaN", _with_value_at_first(torch.randn(BATCH, config.alignment_dim), NAN)
     if "input_ids" in valid:
         ids = valid["input_ids"]
         vocab = config.text_config.vocab_size if kind == "clip" else config.vocab_size

@@ -32,6 +32,8 @@ from whitebox_hf import (
     CrateForImageClassification,
     CrateForMaskedImageModeling,
     CrateModel,
+    SitaVaeConfig,
+    SitaVaeModel,
     ToSTConfig,
     ToSTForCausalLM,
     ToSTForImageClassification,
@@ -88,6 +90,17 @@ def masked_pixels():
     return dict(**pixels(), bool_masked_pos=mask)
 
 
+def sita_vae():
+    return SitaVaeConfig(num_latents=4, hidden_size=16, num_attention_heads=2, num_encoder_layers=1,
+                         num_decoder_layers=1, latent_channels=3, alignment_dim=8)
+
+
+def shape_points():
+    generator = torch.Generator().manual_seed(4)
+    return dict(surface_points=torch.randn(2, 12, 6, generator=generator),
+                query_points=torch.randn(2, 6, 3, generator=generator))
+
+
 def image_text():
     generator = torch.Generator().manual_seed(3)
     attention_mask = torch.ones(2, 6, dtype=torch.long)
@@ -116,6 +129,7 @@ CASES = {
     "tost-vision-classification": (ToSTForImageClassification, tost_vision, pixels, pixels),
     "whitebox-clip": (WhiteboxClipModel, clip("clip"), image_text, image_text),
     "whitebox-lift": (WhiteboxClipModel, clip("lift"), image_text, image_text),
+    "sita-vae": (SitaVaeModel, sita_vae, shape_points, shape_points),
 }
 
 
