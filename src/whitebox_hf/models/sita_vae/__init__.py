@@ -2,6 +2,7 @@ from typing import TYPE_CHECKING
 
 _import_structure = {
     "configuration_sita_vae": ["SITA_VAE_PRESETS", "SitaVaeConfig"],
+    "mesh_extraction": ["dense_query_grid", "meshes_from_occupancy_grid"],
     "modeling_sita_vae": [
         "FourierPointEmbedding",
         "SitaVaeEncoderOutput",
@@ -13,6 +14,7 @@ _import_structure = {
 
 if TYPE_CHECKING:
     from .configuration_sita_vae import SITA_VAE_PRESETS, SitaVaeConfig
+    from .mesh_extraction import dense_query_grid, meshes_from_occupancy_grid
     from .modeling_sita_vae import (
         FourierPointEmbedding,
         SitaVaeEncoderOutput,

@@ -25,9 +25,16 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ...nn import ISTA, MultiHeadSubspaceSelfAttention, attend
-from ...utils.validation import check_finite_tensor, check_floating_tensor, check_tensor, reads_values
+from ...utils.validation import (
+    check_finite_tensor,
+    check_floating_tensor,
+    check_positive_int,
+    check_tensor,
+    reads_values,
+)
 from ..modeling_utils import WhiteboxPreTrainedModel
 from .configuration_sita_vae import SitaVaeConfig
+from .mesh_extraction import dense_query_grid, meshes_from_occupancy_grid
 
 __all__ = ["FourierPointEmbedding", "SitaVaeEncoderOutput", "SitaVaeModel", "SitaVaeOutput", "SitaVaePreTrainedModel"]
 
@@ -314,6 +321,25 @@ class SitaVaeModel(SitaVaePreTrainedModel):
         queries = self.query_projection(self.fourier(query_points))
         queries, _ = self.decoder_cross_attention(queries, tokens, attn_implementation=attn_implementation)
         return self.occupancy_head(self.decoder_norm(queries)).squeeze(-1)
+
+    def occupancy_grid(self, latents: torch.Tensor, octree_depth: int = 7, bound: float = 1.25,
+                       chunk_size: int = 10_000) -> torch.Tensor:
+        """Occupancy logits ``(B, G, G, G)`` on `dense_query_grid` (``G = 2^octree_depth + 1``, spanning
+        ``[−bound, bound]³``: the authors use depth 7, ±1.25 to reconstruct and ±1.1 for generated shapes), decoded
+        ``chunk_size`` query points at a time."""
+        check_positive_int("chunk_size", chunk_size)
+        grid = dense_query_grid(octree_depth, bound, device=latents.device, dtype=latents.dtype)
+        points = grid.reshape(1, -1, 3).expand(latents.shape[0], -1, -1)
+        logits = torch.cat([self.decode(latents, points[:, start:start + chunk_size])
+                            for start in range(0, points.shape[1], chunk_size)], dim=1)
+        return logits.view(latents.shape[0], *grid.shape[:3])
+
+    def extract_meshes(self, latents: torch.Tensor, octree_depth: int = 7, bound: float = 1.25,
+                       chunk_size: int = 10_000, level: float = 0.0):
+        """Marching-cubes meshes of the shapes ``latents`` ``(B, L, d₀)``: `occupancy_grid`, then
+        `meshes_from_occupancy_grid` (one ``(vertices, faces)`` NumPy pair per shape, ``None`` where the decoded
+        field has no surface)."""
+        return meshes_from_occupancy_grid(self.occupancy_grid(latents, octree_depth, bound, chunk_size), bound, level)
 
     def forward(
         self,
