@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ def test_presets_lists_book_sizes(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "crate-tiny" in out and "6,090,856" in out and "crate-alpha-base" in out and "72,328,936" in out
+    assert re.search(r"sita-vae-256 +185,249,409 parameters", out) and "sita-vae-cpu" in out
 
 
 def test_fetch_from_a_folder_without_the_files_fails_clearly(tmp_path, capsys):
