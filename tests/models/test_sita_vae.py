@@ -9,7 +9,10 @@ from torch.nn import functional as F
 from transformers import AutoModel
 
 from whitebox_hf import SITA_VAE_PRESETS, SitaVaeConfig, SitaVaeModel
-from whitebox_hf.models.sita_vae.modeling_sita_vae import FourierPointEmbedding, symmetric_info_nce
+from whitebox_hf.models.sita_vae.modeling_sita_vae import (
+    FourierPointEmbedding,
+    symmetric_info_nce,
+)
 
 TINY = dict(num_latents=4, hidden_size=16, num_attention_heads=2, num_encoder_layers=1, num_decoder_layers=2,
             latent_channels=3, alignment_dim=8)

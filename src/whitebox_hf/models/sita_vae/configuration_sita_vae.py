@@ -2,7 +2,13 @@
 
 from transformers import PreTrainedConfig
 
-from ..validation import check_choice, check_positive, check_positive_int, resolve_head_dim, strict_config
+from ..validation import (
+    check_choice,
+    check_positive,
+    check_positive_int,
+    resolve_head_dim,
+    strict_config,
+)
 
 __all__ = ["SITA_VAE_PRESETS", "SitaVaeConfig"]
 

@@ -13,7 +13,6 @@ then `whitebox_hf.nn.ISTA`) and the cross-attention blocks sparsify with ISTA in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
