@@ -22,6 +22,10 @@ _import_structure = {
     "language_modeling": ["PackedTokenBlocks", "tokenize_and_concatenate"],
     "multicrop": ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"],
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
+    "cgal_meshes": ["cgal_mesh_names", "fetch_cgal_meshes", "load_cgal_mesh", "load_cgal_meshes"],
+    "shapes": ["SHAPE_CATEGORIES", "Shape", "load_procedural_shapes", "make_shape", "sample_shape", "shape_split_of"],
+    "shape_families": ["SHAPE_FAMILIES", "ShapeFamily"],
+    "shape_primitives": ["Box", "Capsule", "Cone", "Cylinder", "Primitive", "Sphere", "Torus"],
 }
 
 if TYPE_CHECKING:
@@ -42,6 +46,10 @@ if TYPE_CHECKING:
     from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
     from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
+    from .cgal_meshes import cgal_mesh_names, fetch_cgal_meshes, load_cgal_mesh, load_cgal_meshes
+    from .shape_families import SHAPE_FAMILIES, ShapeFamily
+    from .shape_primitives import Box, Capsule, Cone, Cylinder, Primitive, Sphere, Torus
+    from .shapes import SHAPE_CATEGORIES, Shape, load_procedural_shapes, make_shape, sample_shape, shape_split_of
 else:
     import sys
 
