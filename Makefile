@@ -18,6 +18,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	bash tools/install_system_packages.sh
+	# The CGAL sample meshes (apt-get download libcgal-demo into the cache; evaluation-only shapes, tests/data).
+	$(PY) -c "from whitebox_hf.data import fetch_cgal_meshes; fetch_cgal_meshes()" >/dev/null \
+		|| echo "warning: could not fetch the CGAL meshes; tests/data/test_cgal_meshes.py will skip its real-mesh test" >&2
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:
