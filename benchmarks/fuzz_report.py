@@ -97,6 +97,16 @@ def git_head() -> str:
                           text=True).stdout.strip() or "unknown"
 
 
+def _case_count_note(before: dict, after: dict) -> list[str]:
+    """The model cases are enumerated from each tree's own Auto tables, so a family added since has cases only
+    after; the page says how many."""
+    extra = total(after)["cases"] - total(before)["cases"]
+    if extra == 0:
+        return []
+    return [f"The tree after has {extra:+d} cases: the model cases come from each tree's own Auto tables, so "
+            "families registered since the tree before (e.g. SITA-VAE) have cases only after.", ""]
+
+
 def page(before: dict, after: dict, before_label: str, command: str) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -119,6 +129,7 @@ def page(before: dict, after: dict, before_label: str, command: str) -> str:
         "`register_auto_classes()` before anything else: without it the tree before cannot import `WhiteboxClipModel` "
         "(a first import of `BertModel` read the Auto mappings mid-import, a circular import fixed in this issue).",
         "",
+        *_case_count_note(before, after),
         "## Counts",
         "",
         "| tree | group | cases | clear | unclear | silent |",
