@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
-from whitebox_hf.data.shapes import sample_shape  # noqa: E402
-from whitebox_hf.evaluation import chamfer_distance, sample_mesh_surface, volumetric_iou  # noqa: E402
-from whitebox_hf.models.sita_vae import SitaVaeConfig, SitaVaeModel  # noqa: E402
-from whitebox_hf.models.sita_vae.mesh_extraction import (  # noqa: E402
+from whitebox_hf.data.shapes import sample_shape
+from whitebox_hf.evaluation import chamfer_distance, sample_mesh_surface, volumetric_iou
+from whitebox_hf.models.sita_vae import SitaVaeConfig, SitaVaeModel
+from whitebox_hf.models.sita_vae.mesh_extraction import (
     coarse_to_fine_occupancy,
     meshes_from_occupancy_grid,
 )

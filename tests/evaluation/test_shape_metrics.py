@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from whitebox_hf.evaluation import chamfer_distance, f_score, sample_mesh_surface, volumetric_iou
-from whitebox_hf.models.sita_vae.mesh_extraction import dense_query_grid, meshes_from_occupancy_grid
+from whitebox_hf.evaluation import (
+    chamfer_distance,
+    f_score,
+    sample_mesh_surface,
+    volumetric_iou,
+)
+from whitebox_hf.models.sita_vae.mesh_extraction import (
+    dense_query_grid,
+    meshes_from_occupancy_grid,
+)
 
 
 def cloud(n=200, seed=0):
