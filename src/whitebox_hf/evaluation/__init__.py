@@ -1,5 +1,6 @@
 """Evaluation of frozen representations: features, k-NN and linear probes, attention saliency, layer-wise
-white-box diagnostics (sparsity and coding rate), and offline `evaluate` metrics.
+white-box diagnostics (sparsity and coding rate), offline `evaluate` metrics, and 3D-shape metrics (volumetric
+IoU, Chamfer distance, F-score).
 
 ```python
 >>> from whitebox_hf.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
@@ -31,6 +32,7 @@ _import_structure = {
     "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
     "saliency": ["attention_saliency", "save_saliency_grid"],
     "scoring": ["METRIC_NAMES", "compute_accuracy", "metric_path"],
+    "shapes": ["chamfer_distance", "f_score", "sample_mesh_surface", "volumetric_iou"],
 }
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .linear_probe import fit_linear_probe, linear_probe_accuracy
     from .saliency import attention_saliency, save_saliency_grid
     from .scoring import METRIC_NAMES, compute_accuracy, metric_path
+    from .shapes import chamfer_distance, f_score, sample_mesh_surface, volumetric_iou
 else:
     import sys
 

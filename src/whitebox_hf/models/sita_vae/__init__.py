@@ -2,7 +2,13 @@ from typing import TYPE_CHECKING
 
 _import_structure = {
     "configuration_sita_vae": ["SITA_VAE_PRESETS", "SitaVaeConfig"],
-    "mesh_extraction": ["dense_query_grid", "meshes_from_occupancy_grid"],
+    "mesh_extraction": [
+        "MESH_SUFFIXES",
+        "coarse_to_fine_occupancy",
+        "dense_query_grid",
+        "export_mesh",
+        "meshes_from_occupancy_grid",
+    ],
     "modeling_sita_vae": [
         "FourierPointEmbedding",
         "SitaVaeEncoderOutput",
@@ -14,7 +20,13 @@ _import_structure = {
 
 if TYPE_CHECKING:
     from .configuration_sita_vae import SITA_VAE_PRESETS, SitaVaeConfig
-    from .mesh_extraction import dense_query_grid, meshes_from_occupancy_grid
+    from .mesh_extraction import (
+        MESH_SUFFIXES,
+        coarse_to_fine_occupancy,
+        dense_query_grid,
+        export_mesh,
+        meshes_from_occupancy_grid,
+    )
     from .modeling_sita_vae import (
         FourierPointEmbedding,
         SitaVaeEncoderOutput,
