@@ -134,9 +134,11 @@ def command_line(argv, entry_point: str) -> str:
     and ``sys.argv`` for a script run, or ``entry_point`` and the arguments for a call of ``main(argv)``."""
     exe = sys.executable
     try:
-        exe = os.path.relpath(exe) if not os.path.relpath(exe).startswith("..") else exe
-    except ValueError:
-        pass
+        relative = os.path.relpath(exe)
+    except ValueError:  # another drive
+        relative = ".."
+    # An interpreter outside the working tree is named, not located: a results page shows no local path.
+    exe = relative if not relative.startswith("..") else "python"
     return shlex.join([exe] + sys.argv) if argv is None else shlex.join([entry_point] + list(argv))
 
 
