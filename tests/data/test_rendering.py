@@ -92,11 +92,11 @@ def test_render_views_stores_each_camera():
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    (dict(elevation=90.0), "elevation"), (dict(distance=0.0), "distance"), (dict(fov=180.0), "fov"),
-    (dict(fov=float("nan")), "fov"), (dict(size=4), "size"), (dict(size=64.0), "size"), (dict(size=True), "size"),
+    ({"elevation": 90.0}, "elevation"), ({"distance": 0.0}, "distance"), ({"fov": 180.0}, "fov"),
+    ({"fov": float("nan")}, "fov"), ({"size": 4}, "size"), ({"size": 64.0}, "size"), ({"size": True}, "size"),
 ])
 def test_bad_camera_raises_naming_the_argument(kwargs, name):
-    arguments = dict(azimuth=0.0, elevation=0.0, distance=3.0, fov=40.0, size=32) | kwargs
+    arguments = {"azimuth": 0.0, "elevation": 0.0, "distance": 3.0, "fov": 40.0, "size": 32} | kwargs
     with pytest.raises(ValueError, match=f"`{name}`"):
         look_at_camera(**arguments)
 
