@@ -56,7 +56,7 @@ def read_mesh(path: str | os.PathLike):
     try:
         mesh = trimesh.load(path, file_type=suffix, force="mesh", process=True)
     except Exception as error:  # trimesh's parsers raise anything from ValueError to KeyError
-        raise OSError(f"{path} could not be read as a {suffix.upper()} mesh: {type(error).__name__}: {error}") \
+        raise OSError(f"{path} could not be read as a mesh ({suffix.upper()}): {type(error).__name__}: {error}") \
             from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise OSError(f"{path} holds no triangles")
