@@ -9,6 +9,8 @@
     whitebox-hf push FOLDER REPO_ID [--endpoint URL]          upload a folder to a Hub ($HF_ENDPOINT)
     whitebox-hf export --remote-code FOLDER OUT               a folder loadable with trust_remote_code=True
     whitebox-hf demo NAME                                     launch the Gradio app spaces/NAME/app.py
+    whitebox-hf shapes prepare MESH --out DIR                 your own mesh as a SITA-VAE item (points, occupancy)
+    whitebox-hf shapes reconstruct DIR --model M --out F.glb  encode it with a SITA-VAE, write the decoded mesh
 
 Run `whitebox-hf COMMAND --help` for the options and an example of each command.
 
@@ -19,6 +21,7 @@ error is reported at once. Every bad argument is one line on stderr and exit sta
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -262,6 +265,64 @@ def _export(args) -> int:
     return 0
 
 
+def _shapes_prepare(args) -> int:
+    if not Path(args.mesh).is_file():
+        raise CommandError(f"mesh file {args.mesh!r} does not exist")
+    if args.out is None:
+        raise CommandError("argument --out: the folder to write the prepared shape to is required")
+    from .hub.shapes_cli import prepare_mesh
+
+    summary = prepare_mesh(args.mesh, args.out, num_surface_points=args.num_surface_points,
+                           num_volume_queries=args.num_volume_queries, num_near_queries=args.num_near_queries,
+                           seed=args.seed)
+    print(f"wrote {args.out}: {summary['num_surface_points']} surface points, {summary['num_volume_queries']} volume "
+          f"queries ({summary['volume_inside_fraction']:.1%} inside), {summary['num_near_queries']} near queries; "
+          f"mesh {summary['num_faces']} faces{', holes filled' if summary['holes_filled'] else ''}")
+    return 0
+
+
+def _shapes_reconstruct(args) -> int:
+    if not Path(args.prepared).is_dir():
+        raise CommandError(f"{args.prepared!r} is not a folder; pass the --out folder of `whitebox-hf shapes prepare`")
+    for option, value in (("--model", args.model), ("--out", args.out)):
+        if value is None:
+            raise CommandError(f"argument {option}: required")
+    from .hub.shapes_cli import reconstruct
+
+    result = reconstruct(args.prepared, args.model, args.out, octree_depth=args.octree_depth, bound=args.bound,
+                         level=args.level)
+    iou = "undefined (no inside point)" if result["iou"] != result["iou"] else f"{result['iou']:.4f}"
+    print(f"volume IoU {iou} on {result['num_volume_queries']} prepared queries")
+    if result["mesh_path"] is None:
+        print(f"whitebox-hf shapes: error: the decoded occupancy never crosses level {args.level} inside "
+              f"[-{args.bound}, {args.bound}]^3: the field has no surface (an untrained model?), no mesh written",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {result['mesh_path']}: {result['num_vertices']} vertices, {result['num_faces']} faces")
+    return 0
+
+
+def _float(text: str) -> float:
+    """argparse type of a finite number (``--bound``, ``--level``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _missing(parser: argparse.ArgumentParser, metavar: str):
     """The handler of a parser whose sub-command is missing: argparse's usage error naming it."""
     def handler(args):
@@ -379,6 +440,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("name")
     demo.add_argument("app_args", nargs=argparse.REMAINDER, metavar="ARGS", help="passed to the app")
     demo.set_defaults(handler=_demo)
+
+    shapes_parser = _add(commands, "shapes", "your own 3D mesh in and out of a SITA-VAE",
+                         "whitebox-hf shapes prepare bunny.obj --out prepared/bunny\n"
+                         "whitebox-hf shapes reconstruct prepared/bunny --model runs/sita_vae/model --out bunny.glb")
+    shapes = shapes_parser.add_subparsers(dest="action", metavar="ACTION")
+    shapes_parser.set_defaults(handler=_missing(shapes_parser, "ACTION"))
+    # --out / --model are checked by the handlers, not with required=True: argparse would report a missing option
+    # before an unknown one, which would then go unnamed.
+    prepare = _add(shapes, "prepare", "normalise a mesh and sample points and occupancy from it",
+                   "whitebox-hf shapes prepare bunny.obj --out prepared/bunny",
+                   description="Read MESH (OBJ, PLY, GLB, OFF, STL), fill its holes if needed (it must be watertight), "
+                               "centre and scale it into [-0.9, 0.9]^3, sample surface points with normals and "
+                               "uniform / near-surface queries labelled by the winding number, and write "
+                               "DIR/shape.safetensors and DIR/summary.json.")
+    prepare.add_argument("mesh", metavar="MESH", help="a mesh file")
+    prepare.add_argument("--out", default=None, metavar="DIR", help="the folder to write (required)")
+    prepare.add_argument("--num-surface-points", type=_positive_int, default=4096)
+    prepare.add_argument("--num-volume-queries", type=_positive_int, default=1024)
+    prepare.add_argument("--num-near-queries", type=_positive_int, default=1024)
+    prepare.add_argument("--seed", type=_non_negative_int, default=0)
+    prepare.set_defaults(handler=_shapes_prepare)
+    rebuild = _add(shapes, "reconstruct", "encode a prepared shape with a SITA-VAE and write the decoded mesh",
+                   "whitebox-hf shapes reconstruct prepared/bunny --model runs/sita_vae/model --out bunny.glb",
+                   description="Load --model with AutoModel (a saved SitaVaeModel), encode DIR's surface points, "
+                               "print the IoU of the decoded occupancy on DIR's volume queries and write the "
+                               "marching-cubes mesh of the decoded field to --out (format from the suffix: .glb, "
+                               ".obj, .ply, .off, .stl).")
+    rebuild.add_argument("prepared", metavar="DIR", help="a folder written by `whitebox-hf shapes prepare`")
+    rebuild.add_argument("--model", default=None, metavar="FOLDER", help="a saved SitaVaeModel (required)")
+    rebuild.add_argument("--out", default=None, metavar="MESH", help="the mesh file to write (required)")
+    rebuild.add_argument("--octree-depth", type=_positive_int, default=7,
+                         help="the grid has 2^depth + 1 points a side (default 7, as Michelangelo)")
+    rebuild.add_argument("--bound", type=_float, default=1.25, help="the grid spans [-bound, bound]^3")
+    rebuild.add_argument("--level", type=_float, default=0.0, help="the occupancy logit of the surface")
+    rebuild.set_defaults(handler=_shapes_reconstruct)
     return parser
 
 

@@ -22,6 +22,7 @@ _import_structure = {
     "language_modeling": ["PackedTokenBlocks", "tokenize_and_concatenate"],
     "multicrop": ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"],
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
+    "rendering": ["Camera", "look_at_camera", "render_sdf", "render_views"],
     "cgal_meshes": ["cgal_mesh_names", "fetch_cgal_meshes", "load_cgal_mesh", "load_cgal_meshes"],
     "shapes": ["SHAPE_CATEGORIES", "Shape", "load_procedural_shapes", "make_shape", "sample_shape", "shape_split_of"],
     "shape_families": ["SHAPE_FAMILIES", "ShapeFamily"],
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
     from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
+    from .rendering import Camera, look_at_camera, render_sdf, render_views
     from .cgal_meshes import cgal_mesh_names, fetch_cgal_meshes, load_cgal_mesh, load_cgal_meshes
     from .shape_families import SHAPE_FAMILIES, ShapeFamily
     from .shape_primitives import Box, Capsule, Cone, Cylinder, Primitive, Sphere, Torus
