@@ -59,9 +59,8 @@ from whitebox_hf.hub.model_card import autoencoder_model_card
 from whitebox_hf.models.autoencoders import CrateRepresentationAutoencoder
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -321,11 +320,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                                   weight_decay=args["weight_decay"])
     scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     accelerator.init_trackers("log", config=dict(args))
 
     checkpoint_every = args["checkpoint_every"] or steps_per_epoch

@@ -52,9 +52,8 @@ from whitebox_hf.tokenization import train_bpe_tokenizer
 from whitebox_hf.training.builders import build_causal_lm, causal_lm_parameter_count, check_causal_lm_key
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -283,11 +282,7 @@ def main(argv=None, dataset=None) -> dict:
     model, optimizer, train_loader, validation_loader, periodic_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, validation_loader, periodic_loader, scheduler
     )
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     accelerator.init_trackers("log", config={**args, "parameters": parameters, "total_steps": total_steps,
                                              "train_blocks": len(train_set), "validation_blocks": len(validation_set)})
 

@@ -69,9 +69,8 @@ from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scal
 from whitebox_hf.training.builders import build_image_processor
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -394,11 +393,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(args["warmup_steps"], total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     accelerator.init_trackers("log", config=dict(args))
     trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
     accelerator.print(f"{args['text_tower']}: {trainable:,} trainable parameters, {total_steps} steps "

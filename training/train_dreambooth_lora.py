@@ -43,9 +43,8 @@ from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_built
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
@@ -160,11 +159,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     optimizer = torch.optim.AdamW(trainable, lr=args["learning_rate"], weight_decay=0.0)
     # Not wrapped on one CPU process; prepared so that the checkpoint holds the adapter and the optimiser.
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     flow_args = {**args, "flow_shift": float(pipe.scheduler.config.get("shift", 1.0))}
     transformer.train()
     log, start, start_step = [], time.time(), progress.step

@@ -33,9 +33,8 @@ from whitebox_hf.hub import image_classification_model_card
 from whitebox_hf.training.builders import build_image_classifier, build_image_processor
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -165,12 +164,7 @@ def main(argv=None) -> dict:
     model, optimizer, train_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, test_loader, scheduler
     )
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     accelerator.init_trackers("log", config={k: v for k, v in args.items()})
 
     eval_every = args["eval_every"] or steps_per_epoch

@@ -55,9 +55,8 @@ from whitebox_hf.objectives import masked_patch_loss  # noqa: E402
 from whitebox_hf.training.builders import build_image_processor  # noqa: E402
 from whitebox_hf.training.atomic import atomic_directory  # noqa: E402
 from whitebox_hf.training.checkpointing import (  # noqa: E402
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -273,11 +272,7 @@ def main(argv=None, data: dict | None = None) -> dict:
                                   betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     accelerator.init_trackers("log", config=dict(args))
 
     eval_train = train_images[: args["eval_train_subset"]] if args["eval_train_subset"] else train_images

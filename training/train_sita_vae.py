@@ -47,9 +47,8 @@ from whitebox_hf.data.shapes import load_procedural_shapes  # noqa: E402
 from whitebox_hf.models.sita_vae import SITA_VAE_PRESETS, SitaVaeConfig, SitaVaeModel  # noqa: E402
 from whitebox_hf.training.atomic import atomic_directory  # noqa: E402
 from whitebox_hf.training.checkpointing import (  # noqa: E402
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -220,11 +219,7 @@ def main(argv=None, data=None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
     scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args)
     accelerator.init_trackers("log", config=dict(args))
     unwrapped = accelerator.unwrap_model(model)
 

@@ -49,9 +49,8 @@ from whitebox_hf.objectives import DINOHead, DINOLoss, cosine_momentum, ema_upda
 from whitebox_hf.training.builders import build_image_processor
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -314,16 +313,10 @@ def main(argv=None, data: dict | None = None) -> dict:
     scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
     student, optimizer, train_loader, scheduler = accelerator.prepare(student, optimizer, train_loader, scheduler)
     teacher.to(accelerator.device)
-    progress = TrainingProgress()
-    # The teacher and DINO's centre are state outside the optimiser: a resumed run must restore them too.
-    accelerator.register_for_checkpointing(progress)
-    accelerator.register_for_checkpointing(teacher)
     if dino_loss is not None:
         dino_loss.to(accelerator.device)
-        accelerator.register_for_checkpointing(dino_loss)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    # The teacher and DINO's centre are state outside the optimiser: a resumed run must restore them too.
+    progress = resume_run(accelerator, output_dir, args, teacher, *([dino_loss] if dino_loss is not None else []))
     accelerator.init_trackers("log", config=dict(args))
 
     eval_train = train_images[: args["eval_train_subset"]] if args["eval_train_subset"] else train_images

@@ -440,3 +440,21 @@ def exit_if_interrupt_requested(accelerator, step: int, interrupt_after_steps: i
     if interrupt_after_steps and step == interrupt_after_steps:
         accelerator.print(f"simulated crash after step {step}")
         raise SystemExit(INTERRUPT_EXIT_CODE)
+
+
+def resume_run(accelerator, output_dir, args: dict, *states) -> TrainingProgress:
+    """Open a run's checkpointed state: a `TrainingProgress` and ``states`` (objects with ``state_dict`` /
+    ``load_state_dict`` outside the prepared model and optimiser: an EMA, a teacher, DINO's centre) registered for
+    checkpointing, then the checkpoint ``args["resume_from_checkpoint"]`` (``""``, ``latest`` or a path) of
+    ``output_dir`` restored into everything prepared and registered. Call it after ``accelerator.prepare``.
+
+    Returns:
+        The run's `TrainingProgress` (step 0 when nothing was restored).
+    """
+    progress = TrainingProgress()
+    for state in (progress, *states):
+        accelerator.register_for_checkpointing(state)
+    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
+    if checkpoint is not None:
+        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    return progress

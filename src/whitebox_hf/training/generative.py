@@ -23,9 +23,8 @@ from ..data import DATASETS, EpochPermutationSampler, dataset_to_tensors, load_i
 from ..hub.model_card import pipeline_model_card
 from .atomic import atomic_directory
 from .checkpointing import (
-    TrainingProgress,
     exit_if_interrupt_requested,
-    restore_checkpoint,
+    resume_run,
     resumable_batches,
     save_checkpoint_if_due,
 )
@@ -137,12 +136,7 @@ def run_training(
                    model_config=model.config)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
     ema.to(accelerator.device)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    accelerator.register_for_checkpointing(ema)
-    checkpoint = restore_checkpoint(accelerator, output_dir, args["resume_from_checkpoint"], config=args)
-    if checkpoint is not None:
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    progress = resume_run(accelerator, output_dir, args, ema)
     accelerator.init_trackers("log", config=dict(args))
 
     checkpoint_every = args["checkpoint_every"] or steps_per_epoch
