@@ -43,6 +43,7 @@ from transformers import get_cosine_schedule_with_warmup  # noqa: E402
 
 import whitebox_hf  # noqa: F401,E402  (registers the Auto classes)
 from whitebox_hf.data import EpochPermutationSampler  # noqa: E402
+from whitebox_hf.evaluation import volumetric_iou  # noqa: E402
 from whitebox_hf.data.shapes import load_procedural_shapes  # noqa: E402
 from whitebox_hf.models.sita_vae import SITA_VAE_PRESETS, SitaVaeConfig, SitaVaeModel  # noqa: E402
 from whitebox_hf.training.atomic import atomic_directory  # noqa: E402
@@ -137,13 +138,13 @@ def split_tensors(split) -> dict:
     return {"surface": surface, "queries": queries, "labels": labels, "categories": list(split["category"])}
 
 
-def volumetric_iou(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def per_shape_iou(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-shape IoU ``(n,)`` of the occupied sets ``logits > 0`` and ``labels > 0.5`` over the same query points
-    ``(n, M)``; a shape whose prediction and labels are both empty scores 1 (they agree everywhere)."""
-    predicted, occupied = logits > 0, labels > 0.5
-    intersection = (predicted & occupied).sum(dim=1).double()
-    union = (predicted | occupied).sum(dim=1).double()
-    return torch.where(union > 0, intersection / union.clamp_min(1), torch.ones_like(union))
+    ``(n, M)``, by `whitebox_hf.evaluation.volumetric_iou`; a shape whose prediction and labels are both empty
+    (where that IoU is undefined) scores 1: the two agree at every query."""
+    predicted, occupied = (logits > 0).cpu(), (labels > 0.5).cpu()
+    scores = [volumetric_iou(p, t) if bool((p | t).any()) else 1.0 for p, t in zip(predicted, occupied)]
+    return torch.tensor(scores, dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -163,7 +164,7 @@ def evaluate(model: SitaVaeModel, tensors: dict, batch_size: int) -> dict:
                        sample_posterior=False)
         for term in LOSS_TERMS:
             totals[term] += getattr(output, term).item() * len(labels)
-        ious.append(volumetric_iou(output.logits[:, :half], labels[:, :half]).cpu())
+        ious.append(per_shape_iou(output.logits[:, :half], labels[:, :half]))
     model.train(was_training)
     ious = torch.cat(ious)
     count = len(ious)

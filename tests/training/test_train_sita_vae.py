@@ -60,7 +60,7 @@ def test_kl_weight_zero_drops_the_kl_term_from_the_loss(tmp_path):
 def test_volumetric_iou_counts_the_occupied_sets():
     logits = torch.tensor([[1.0, 1.0, -1.0, -1.0], [-1.0, -1.0, -1.0, -1.0], [-1.0, 2.0, -1.0, -1.0]])
     labels = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
-    assert train_sita_vae.volumetric_iou(logits, labels).tolist() == [1 / 3, 1.0, 0.0]
+    assert train_sita_vae.per_shape_iou(logits, labels).tolist() == [1 / 3, 1.0, 0.0]
 
 
 @pytest.mark.parametrize("argv, needle", [
