@@ -11,7 +11,7 @@ occupancy labels (`whitebox_hf.data.shapes.load_procedural_shapes`). The loss is
 ``BCE_vol + near_loss_weight·BCE_near + kl_weight·KL + contrastive_weight·L_con``; each term is logged separately.
 
 Ablations of the issue:
-  * ``--kl_weight 0``: no KL bottleneck (a plain autoencoder on the local latents);
+  * ``--kl_weight 0``: no KL bottleneck (a plain autoencoder on the local latents: the posterior mean is decoded);
   * ``--block_type crate``: every self-attention block a CRATE layer (MSSA then ISTA) in place of the transformer's;
   * ``--contrastive_weight``: the weight of L_con. The procedural shapes come without image or text embeddings yet,
     so no L_con term can be computed: the script refuses a positive weight rather than train without it silently.
@@ -68,13 +68,23 @@ DEFAULTS = {
     "block_type": "transformer",  # transformer | crate
     "kl_weight": 0.001,  # 0 = no KL bottleneck
     "near_weight": 0.1,
-    "contrastive_weight": 0.0,  # L_con needs image/text embeddings, which the procedural shapes do not have yet
-    # data (load_procedural_shapes)
-    "num_per_category": 64,
+    "contrastive_weight": 0.0,  # > 0 needs `alignment_model`
+    # the alignment space: a LIFT model trained on the shape renders (train_clip.py --dataset shape_renders); its
+    # image embeddings of the renders and the frozen MiniLM's of the captions are the L_con targets, and the
+    # retrieval evaluation's galleries (also with contrastive_weight 0: the no-alignment ablation)
+    "alignment_model": "",
+    "num_views": 4,
+    "render_size": 64,
+    # data (load_procedural_shapes): per shape, a pool of surface points and of labelled queries stored once ...
+    "num_per_category": 128,
     "data_seed": 0,
-    "num_surface_points": 1024,
-    "num_volume_queries": 512,
-    "num_near_queries": 512,
+    "num_surface_points": 4096,
+    "query_pool_size": 8192,  # volume queries, and as many near-surface queries, stored per shape
+    "near_noise_std": 0.015,
+    # ... from which every step draws afresh (Michelangelo samples its queries from a larger pool per iteration)
+    "num_input_points": 2048,
+    "num_volume_queries": 1024,
+    "num_near_queries": 1024,
     "eval_split": "validation",
     # optimisation (AdamW, warm-up + cosine)
     "learning_rate": 1e-4,
@@ -105,37 +115,76 @@ def parse_args(argv=None) -> dict:
     for key in ("kl_weight", "near_weight", "contrastive_weight"):
         if args[key] < 0:
             raise ValueError(f"`{key}` must be non-negative, got {args[key]!r}")
-    if args["contrastive_weight"] > 0:
-        raise ValueError(f"`contrastive_weight` must be 0: the procedural shapes have no image or text embeddings "
-                         f"for the contrastive term yet, got {args['contrastive_weight']!r}")
-    for key in ("batch_size", "eval_batch_size", "num_per_category", "num_surface_points", "num_volume_queries"):
+    if args["contrastive_weight"] > 0 and not args["alignment_model"]:
+        raise ValueError(f"`contrastive_weight` > 0 needs `alignment_model` (the LIFT model whose embeddings L_con "
+                         f"aligns to), got contrastive_weight {args['contrastive_weight']!r} and no alignment_model")
+    for key in ("batch_size", "eval_batch_size", "num_per_category", "num_surface_points", "query_pool_size",
+                "num_input_points", "num_volume_queries", "num_views", "render_size"):
         if args[key] <= 0:
             raise ValueError(f"`{key}` must be a positive integer, got {args[key]!r}")
     if args["num_near_queries"] != args["num_volume_queries"]:
         # The model splits its query points in two equal halves: volume, then near-surface.
         raise ValueError(f"`num_near_queries` must equal `num_volume_queries` ({args['num_volume_queries']}), got "
                          f"{args['num_near_queries']!r}")
+    if args["num_input_points"] > args["num_surface_points"]:
+        raise ValueError(f"`num_input_points` must be at most `num_surface_points` ({args['num_surface_points']}), "
+                         f"got {args['num_input_points']!r}")
+    if args["num_volume_queries"] > args["query_pool_size"]:
+        raise ValueError(f"`num_volume_queries` must be at most `query_pool_size` ({args['query_pool_size']}), got "
+                         f"{args['num_volume_queries']!r}")
     return args
 
 
-def build_model(args: dict) -> SitaVaeModel:
+def build_model(args: dict, alignment_dim: int | None = None) -> SitaVaeModel:
+    """The preset with the run's block type and loss weights; ``alignment_dim``: the width of the alignment model's
+    embeddings, when there is one."""
+    overrides = {} if alignment_dim is None else {"alignment_dim": alignment_dim}
     return SitaVaeModel(SitaVaeConfig.from_preset(
         args["preset"], block_type=args["block_type"], kl_loss_weight=args["kl_weight"],
-        near_loss_weight=args["near_weight"], contrastive_loss_weight=args["contrastive_weight"]))
+        near_loss_weight=args["near_weight"], contrastive_loss_weight=args["contrastive_weight"], **overrides))
 
 
 def split_tensors(split) -> dict:
-    """One split of `load_procedural_shapes` as tensors: ``surface (n, N, 6)``, ``queries (n, V + Q, 3)`` (volume
-    first), ``labels (n, V + Q)`` and the ``categories`` list."""
+    """One split of `load_procedural_shapes` as tensors: ``surface (n, N, 6)`` (xyz, normals), the pools
+    ``volume_queries``/``near_queries (n, P, 3)`` with their ``volume_labels``/``near_labels (n, P)``, and the
+    ``categories`` and ``captions`` lists."""
     split = split.with_format("numpy")
 
     def column(name):
         return torch.from_numpy(np.asarray(split[name]))
 
-    surface = torch.cat([column("surface_points"), column("surface_normals")], dim=-1).float()
-    queries = torch.cat([column("volume_queries"), column("near_queries")], dim=1).float()
-    labels = torch.cat([column("volume_occupancy"), column("near_occupancy")], dim=1).float()
-    return {"surface": surface, "queries": queries, "labels": labels, "categories": list(split["category"])}
+    return {
+        "surface": torch.cat([column("surface_points"), column("surface_normals")], dim=-1).float(),
+        "volume_queries": column("volume_queries").float(), "volume_labels": column("volume_occupancy").float(),
+        "near_queries": column("near_queries").float(), "near_labels": column("near_occupancy").float(),
+        "categories": list(split["category"]), "captions": list(split["caption"]),
+    }
+
+
+def _draw_rows(count: int, size: int, batch_size: int) -> torch.Tensor:
+    """``(batch_size, count)`` indices into ``size`` items, without replacement within a row, from the global RNG
+    (which `resumable_batches` seeds per step, so a resumed run draws the same)."""
+    return torch.rand(batch_size, size).argsort(dim=1)[:, :count]
+
+
+def _gather(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    index = rows if values.ndim == 2 else rows[..., None].expand(-1, -1, values.shape[-1])
+    return torch.gather(values, 1, index)
+
+
+def step_inputs(tensors: dict, index: torch.Tensor, args: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The encoder input ``(B, num_input_points, 6)``, the query points ``(B, V + Q, 3)`` (volume first) and their
+    labels of one step, each drawn afresh from the shapes' stored pools."""
+    batch_size = len(index)
+    surface = tensors["surface"][index]
+    surface = _gather(surface, _draw_rows(args["num_input_points"], surface.shape[1], batch_size))
+    queries, labels = [], []
+    for kind in ("volume", "near"):
+        pool, pool_labels = tensors[f"{kind}_queries"][index], tensors[f"{kind}_labels"][index]
+        rows = _draw_rows(args[f"num_{kind}_queries"], pool.shape[1], batch_size)
+        queries.append(_gather(pool, rows))
+        labels.append(_gather(pool_labels, rows))
+    return surface, torch.cat(queries, dim=1), torch.cat(labels, dim=1)
 
 
 def per_shape_iou(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -148,23 +197,27 @@ def per_shape_iou(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: SitaVaeModel, tensors: dict, batch_size: int) -> dict:
-    """The loss terms (posterior mean) and the volumetric IoU on the uniform volume queries, per category."""
+def evaluate(model: SitaVaeModel, tensors: dict, batch_size: int, num_input_points: int) -> dict:
+    """With the posterior mean of the first ``num_input_points`` stored surface points (stored in random order, so a
+    uniform subset): the loss terms and the volumetric IoU on every stored uniform volume query, per category, and
+    the shape embeddings (``shape_embeds``, for the retrieval evaluation)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    half = tensors["queries"].shape[1] // 2
     totals = dict.fromkeys(LOSS_TERMS, 0.0)
-    ious = []
+    ious, embeds = [], []
     for start in range(0, len(tensors["surface"]), batch_size):
-        stop = start + batch_size
-        labels = tensors["labels"][start:stop].to(device)
-        output = model(surface_points=tensors["surface"][start:stop].to(device),
-                       query_points=tensors["queries"][start:stop].to(device), occupancy_labels=labels,
+        window = slice(start, start + batch_size)
+        volume_labels = tensors["volume_labels"][window].to(device)
+        output = model(surface_points=tensors["surface"][window, :num_input_points].to(device),
+                       query_points=torch.cat([tensors["volume_queries"][window], tensors["near_queries"][window]],
+                                              dim=1).to(device),
+                       occupancy_labels=torch.cat([volume_labels, tensors["near_labels"][window].to(device)], dim=1),
                        sample_posterior=False)
         for term in LOSS_TERMS:
-            totals[term] += getattr(output, term).item() * len(labels)
-        ious.append(per_shape_iou(output.logits[:, :half], labels[:, :half]))
+            totals[term] += getattr(output, term).item() * len(volume_labels)
+        ious.append(per_shape_iou(output.logits[:, :volume_labels.shape[1]], volume_labels))
+        embeds.append(output.shape_embeds.float().cpu())
     model.train(was_training)
     ious = torch.cat(ious)
     count = len(ious)
@@ -173,7 +226,53 @@ def evaluate(model: SitaVaeModel, tensors: dict, batch_size: int) -> dict:
         picks = torch.tensor([c == category for c in tensors["categories"]])
         by_category[category] = {"volumetric_iou": ious[picks].mean().item(), "num_shapes": int(picks.sum())}
     return {"volumetric_iou": ious.mean().item(), "volumetric_iou_per_category": by_category,
-            **{f"{term}": totals[term] / count for term in LOSS_TERMS}, "num_shapes": count}
+            **{f"{term}": totals[term] / count for term in LOSS_TERMS}, "num_shapes": count,
+            "shape_embeds": torch.cat(embeds)}
+
+
+def alignment_targets(args: dict, data, splits) -> dict:
+    """Per split, the L_con targets of its shapes: ``text (n, d)``, the frozen MiniLM embeddings of the captions
+    (LIFT's text side), and ``image (n, V, d)``, the `alignment_model`'s embeddings of the V renders of each shape
+    (`whitebox_hf.data.shape_renders`, matched to the rows by instance seed)."""
+    from transformers import AutoModel
+
+    from whitebox_hf.data.shape_renders import load_shape_renders
+    from whitebox_hf.evaluation.alignment import embed_images, embed_texts
+
+    clip = AutoModel.from_pretrained(args["alignment_model"])
+    renders = load_shape_renders(num_per_category=args["num_per_category"], seed=args["data_seed"],
+                                 num_views=args["num_views"], size=args["render_size"])
+    rows = {seed: (split, row) for split in renders for row, seed in enumerate(renders[split]["instance_seed"])}
+    targets = {}
+    for split in splits:
+        seeds = list(data[split]["instance_seed"])
+        missing = [seed for seed in seeds if seed not in rows]
+        if missing:
+            raise ValueError(f"the renders of `num_per_category` {args['num_per_category']} and `data_seed` "
+                             f"{args['data_seed']} hold no view of {len(missing)} `{split}` shapes (instance seeds "
+                             f"{missing[:3]}...): train on the same shapes the renders were made of")
+        images = torch.stack([torch.as_tensor(np.asarray(renders[rows[seed][0]][rows[seed][1]]["images"]))
+                              for seed in seeds])  # (n, V, H, W, 3)
+        image = embed_images(clip, images.flatten(0, 1)).view(len(seeds), images.shape[1], -1)
+        targets[split] = {"image": image.float(), "text": embed_texts(list(data[split]["caption"])).float()}
+    return targets
+
+
+def retrieval_scores(shape_embeds: torch.Tensor, targets: dict, captions: list[str]) -> dict:
+    """Shape→text retrieval among the split's distinct captions (a shape's caption is the positive; shapes with
+    equal captions share it) and shape→image retrieval among the first render of every shape, with the mean
+    cosine similarity of the true pairs (ST-S, SI-S), by `whitebox_hf.evaluation.alignment.retrieval_metrics`."""
+    from whitebox_hf.evaluation.alignment import retrieval_metrics
+
+    distinct = sorted(set(captions))
+    first = {caption: captions.index(caption) for caption in distinct}
+    text_gallery = targets["text"][[first[caption] for caption in distinct]]
+    text_positives = torch.tensor([[caption == other for other in distinct] for caption in captions])
+    image_gallery = targets["image"][:, 0]
+    return {
+        "shape_to_text": retrieval_metrics(shape_embeds, text_gallery, text_positives),
+        "shape_to_image": retrieval_metrics(shape_embeds, image_gallery, torch.eye(len(captions), dtype=torch.bool)),
+    }
 
 
 def plot_loss_terms(log_path: Path, png_path: Path) -> None:
@@ -200,13 +299,23 @@ def main(argv=None, data=None) -> dict:
     if data is None:
         data = load_procedural_shapes(num_per_category=args["num_per_category"], seed=args["data_seed"],
                                       num_surface_points=args["num_surface_points"],
-                                      num_volume_queries=args["num_volume_queries"],
-                                      num_near_queries=args["num_near_queries"])
+                                      num_volume_queries=args["query_pool_size"],
+                                      num_near_queries=args["query_pool_size"], near_noise_std=args["near_noise_std"])
     train, held_out = split_tensors(data["train"]), split_tensors(data[args["eval_split"]])
     if len(held_out["surface"]) == 0:
         raise ValueError(f"the `{args['eval_split']}` split holds no shapes: raise `num_per_category` "
                          f"(got {args['num_per_category']})")
-    train_set = TensorDataset(train["surface"], train["queries"], train["labels"])
+    for name, stored, wanted in (("num_input_points", train["surface"].shape[1], args["num_input_points"]),
+                                 ("num_volume_queries", train["volume_queries"].shape[1], args["num_volume_queries"]),
+                                 ("num_near_queries", train["near_queries"].shape[1], args["num_near_queries"])):
+        if wanted > stored:
+            raise ValueError(f"`{name}` must be at most the {stored} stored per shape, got {wanted}")
+    alignment = None
+    if args["alignment_model"]:
+        alignment = {split: alignment_targets(args, data[split], data_split=split)
+                     for split in ("train", args["eval_split"])}
+    # Steps draw their points from the stored pools by index, so the loader hands out shape indices.
+    train_set = TensorDataset(torch.arange(len(train["surface"])))
     train_loader = DataLoader(train_set, batch_size=args["batch_size"],
                               sampler=EpochPermutationSampler(len(train_set), seed=args["seed"]), drop_last=True)
     steps_per_epoch = len(train_loader)
@@ -216,7 +325,7 @@ def main(argv=None, data=None) -> dict:
     if args["max_steps"]:
         total_steps = min(total_steps, args["max_steps"])
 
-    model = build_model(args)
+    model = build_model(args, None if alignment is None else alignment["train"]["text"].shape[1])
     optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
     scheduler = get_cosine_schedule_with_warmup(optimizer, args["warmup_steps"], total_steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
@@ -231,16 +340,28 @@ def main(argv=None, data=None) -> dict:
     bar = tqdm(total=total_steps, initial=progress.step, unit="step", desc="sita-vae",
                disable=not accelerator.is_local_main_process)
     model.train()
-    for surface, queries, labels in resumable_batches(accelerator, train_loader, progress.step, total_steps,
-                                                      seed=args["seed"]):
-        output = model(surface_points=surface, query_points=queries, occupancy_labels=labels)
+    for (index,) in resumable_batches(accelerator, train_loader, progress.step, total_steps, seed=args["seed"]):
+        index = index.cpu()
+        surface, queries, labels = step_inputs(train, index, args)
+        targets = {}
+        if alignment is not None and args["contrastive_weight"] > 0:
+            # One random view of each shape per step (the global RNG, seeded per step).
+            views = torch.randint(alignment["train"]["image"].shape[1], (len(index),))
+            targets = {"image_embeds": alignment["train"]["image"][index, views].to(accelerator.device),
+                       "text_embeds": alignment["train"]["text"][index].to(accelerator.device)}
+        device = accelerator.device
+        # Without the KL term nothing keeps the posterior's variance up: decode its mean, a plain autoencoder.
+        output = model(surface_points=surface.to(device), query_points=queries.to(device),
+                       occupancy_labels=labels.to(device), sample_posterior=args["kl_weight"] > 0, **targets)
         optimizer_step(accelerator, output.loss, model.parameters(), optimizer, scheduler, args["max_grad_norm"],
                        progress.step)
         progress.step += 1
         bar.update(1)
         values = {"train_loss": output.loss, **{term: getattr(output, term) for term in LOSS_TERMS}}
+        if output.contrastive_loss is not None:
+            values["contrastive_loss"] = output.contrastive_loss
         for key, value in values.items():
-            running[key] += value.item()
+            running[key] = running.get(key, 0.0) + value.item()
         count += 1
         if progress.step % args["log_every"] == 0 or progress.step == total_steps:
             means = {key: total / count for key, total in running.items()}
@@ -254,7 +375,10 @@ def main(argv=None, data=None) -> dict:
     bar.close()
     train_seconds = time.time() - start_time
 
-    evaluation = evaluate(unwrapped, held_out, args["eval_batch_size"])
+    evaluation = evaluate(unwrapped, held_out, args["eval_batch_size"], args["num_input_points"])
+    shape_embeds = evaluation.pop("shape_embeds")
+    if alignment is not None:
+        evaluation["retrieval"] = retrieval_scores(shape_embeds, alignment[args["eval_split"]], held_out["captions"])
     accelerator.log({f"eval_{key}": value for key, value in evaluation.items() if isinstance(value, float)},
                     step=progress.step)
     accelerator.print(f"step {progress.step}: {args['eval_split']} volumetric IoU {evaluation['volumetric_iou']:.4f}")

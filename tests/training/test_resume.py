@@ -132,7 +132,8 @@ CASES = {
         "--num_class_images", "4", "--class_sample_steps", "2", "--batch_size", "2", "--learning_rate", "0.05",
         "--comparison_samples", "0"], classification_data()),
     "sita_vae": ("train_sita_vae", lambda tmp: [
-        "--batch_size", "2", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001"],
+        "--batch_size", "2", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001",
+        "--num_input_points", "24", "--num_volume_queries", "8", "--num_near_queries", "8"],
         shape_data()),
 }
 

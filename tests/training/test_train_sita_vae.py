@@ -12,7 +12,8 @@ from whitebox_hf.data.shapes import load_procedural_shapes
 train_sita_vae = load_training_script("train_sita_vae")
 
 TINY = ["--batch_size", "4", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001",
-        "--num_threads", "1", "--log_every", "1"]
+        "--num_threads", "1", "--log_every", "1", "--num_input_points", "48", "--num_volume_queries", "16",
+        "--num_near_queries", "16"]
 
 
 def tiny_shapes(num_per_category=3):
@@ -44,7 +45,8 @@ def test_a_few_steps_log_each_term_and_save_a_model_autoModel_loads(tmp_path, bl
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert type(reloaded).__name__ == "SitaVaeModel" and reloaded.config.block_type == block_type
     # The saved model reproduces the evaluation it was scored with.
-    again = train_sita_vae.evaluate(reloaded, train_sita_vae.split_tensors(data["validation"]), batch_size=4)
+    again = train_sita_vae.evaluate(reloaded, train_sita_vae.split_tensors(data["validation"]), batch_size=4,
+                                    num_input_points=48)
     assert again["volumetric_iou"] == pytest.approx(evaluation["volumetric_iou"])
 
 
@@ -64,7 +66,9 @@ def test_volumetric_iou_counts_the_occupied_sets():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--contrastive_weight", "0.1"], "contrastive_weight"),
+    (["--contrastive_weight", "0.1"], "alignment_model"),
+    (["--num_input_points", "5000"], "num_input_points"),
+    (["--num_volume_queries", "9000", "--num_near_queries", "9000"], "num_volume_queries"),
     (["--block_type", "mlp"], "block_type"),
     (["--kl_weight", "-1"], "kl_weight"),
     (["--num_near_queries", "7"], "num_near_queries"),
