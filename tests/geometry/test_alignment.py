@@ -5,9 +5,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whitebox_hf.geometry import apply_similarity, rotation_error_degrees, similarity_alignment
-
 from tests.geometry._synthetic import random_rotation
+from whitebox_hf.geometry import (
+    apply_similarity,
+    rotation_error_degrees,
+    similarity_alignment,
+)
 
 
 def known_similarity(seed):

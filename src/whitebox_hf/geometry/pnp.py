@@ -164,7 +164,7 @@ def solve_pnp_dlt(points: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor 
     rows_v = torch.cat([zeros, Xh, -v[:, None] * Xh], dim=1)
     root_w = w.sqrt()[:, None]
     A = torch.cat([root_w * rows_u, root_w * rows_v], dim=0)
-    _, singular, Vh = torch.linalg.svd(A, full_matrices=False)
+    Vh = torch.linalg.svd(A, full_matrices=False).Vh
     P = Vh[-1].reshape(3, 4)
     if normalize:
         P = torch.linalg.solve(T2, P @ T3)
