@@ -20,6 +20,7 @@ _import_structure = {
     "data": [],
     "evaluation": [],
     "finetuning": [],
+    "geometry": [],
     "hub": [],
     "models": [],
     "objectives": [],
