@@ -75,12 +75,12 @@ from whitebox_hf.models.whitebox_clip import (
     minilm_path,
 )
 from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scale_
-from whitebox_hf.training.builders import build_image_processor
 from whitebox_hf.training.atomic import atomic_directory
+from whitebox_hf.training.builders import build_image_processor
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
-    resume_run,
     resumable_batches,
+    resume_run,
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
@@ -350,7 +350,7 @@ def evaluate_views(model: WhiteboxClipModel, args: dict, test_pixels: torch.Tens
     """`evaluate` for several views per item (``test_pixels`` ``(n, V, C, H, W)``): every view is a query against
     the distinct test captions, each caption equal to the item's counting as correct; text→image the reverse;
     zero-shot classification of every view."""
-    n, views = test_pixels.shape[:2]
+    views = test_pixels.shape[1]
     model.eval()
     flat = test_pixels.flatten(0, 1)
     image_embeds = F.normalize(torch.cat([model.get_image_features(flat[i : i + args["eval_batch_size"]])

@@ -1,11 +1,19 @@
 """load_shape_renders: the instances and splits of load_procedural_shapes, rendered with their cameras, cached on
 disk so a second call returns the same data, and bad arguments refused naming the argument."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from whitebox_hf.data import load_procedural_shapes, load_shape_renders, look_at_camera, render_seed_of, render_views
+from whitebox_hf.data import (
+    load_procedural_shapes,
+    load_shape_renders,
+    look_at_camera,
+    render_seed_of,
+    render_views,
+)
 from whitebox_hf.data.shapes import make_shape
 
 ARGS = dict(num_per_category=2, seed=3, num_views=2, size=16)
@@ -41,8 +49,6 @@ def test_views_and_cameras(renders):
     camera = look_at_camera(float(row["azimuth"][0]), float(row["elevation"][0]), 2.5, 40.0, 16)
     np.testing.assert_allclose(row["poses"][0], camera.pose.numpy(), atol=1e-6)
     np.testing.assert_allclose(row["intrinsics"][0], camera.intrinsics.numpy(), atol=1e-6)
-    import json
-
     shape = make_shape(first["category"], json.loads(first["parameters"]))
     views = render_views(shape, 2, size=16, seed=render_seed_of(first["instance_seed"]))
     expected = (views["rgb"].numpy() * 255).round().astype(np.uint8)

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from whitebox_hf.evaluation import embed_images, embed_texts, retrieval_metrics
-from whitebox_hf.models.whitebox_clip import MINILM_TEXT_CONFIG, WhiteboxClipConfig, WhiteboxClipModel
+from whitebox_hf.models.whitebox_clip import (
+    MINILM_TEXT_CONFIG,
+    WhiteboxClipConfig,
+    WhiteboxClipModel,
+)
 
 AXES = torch.eye(4)
 
@@ -48,7 +52,6 @@ def test_chance_r5_formula():
     (torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), "positives"),
     (torch.ones(2, 3), torch.ones(2, 3), torch.tensor([0, 2]), "positives"),
     (torch.ones(2, 3), torch.ones(2, 3), torch.tensor([[True, False], [False, False]]), "positives"),
-    (torch.ones(2, 3), torch.ones(2, 3), [0, 1], "positives"),
     (torch.tensor([[float("nan"), 1.0, 0.0]]), torch.ones(2, 3), torch.tensor([0]), "query_embeds"),
     (torch.zeros(1, 3), torch.ones(2, 3), torch.tensor([0]), "query_embeds"),
     (torch.ones(1, 3, dtype=torch.long), torch.ones(2, 3), torch.tensor([0]), "query_embeds"),
@@ -58,9 +61,14 @@ def test_retrieval_metrics_bad_inputs(query, gallery, positives, match):
         retrieval_metrics(query, gallery, positives)
 
 
+def test_retrieval_metrics_positives_must_be_a_tensor():
+    with pytest.raises(TypeError, match="positives"):
+        retrieval_metrics(torch.ones(2, 3), torch.ones(2, 3), [0, 1])
+
+
 def test_embed_texts_unit_vectors_equal_texts_equal_vectors(tmp_path):
-    texts = ["a round table with a single pedestal leg", "a tall narrow bottle", "a round table with a single "
-             "pedestal leg"]
+    texts = ["a round table with a single pedestal leg", "a tall narrow bottle",
+             "a round table with a single pedestal leg"]
     embeds = embed_texts(texts, cache_dir=tmp_path)
     assert embeds.shape == (3, 384) and embeds.dtype == torch.float32
     torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(3))

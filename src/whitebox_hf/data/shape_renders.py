@@ -23,7 +23,15 @@ import numpy as np
 
 from .fashion_mnist import default_cache_dir
 from .rendering import render_views
-from .shapes import SHAPE_CATEGORIES, SPLITS, _check_count, _check_seed, _instance_seed, sample_shape, shape_split_of
+from .shapes import (
+    SHAPE_CATEGORIES,
+    SPLITS,
+    _check_count,
+    _check_seed,
+    _instance_seed,
+    sample_shape,
+    shape_split_of,
+)
 
 __all__ = ["load_shape_renders", "render_seed_of"]
 

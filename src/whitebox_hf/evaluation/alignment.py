@@ -34,7 +34,12 @@ def lift_text_tower():
     matters here (its image tower is a minimal placeholder, never run), and the MiniLM tokenizer. Built once."""
     from transformers import AutoTokenizer
 
-    from ..models.whitebox_clip import MINILM_TEXT_CONFIG, WhiteboxClipConfig, WhiteboxClipModel, minilm_path
+    from ..models.whitebox_clip import (
+        MINILM_TEXT_CONFIG,
+        WhiteboxClipConfig,
+        WhiteboxClipModel,
+        minilm_path,
+    )
 
     config = WhiteboxClipConfig(
         vision_config=dict(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, image_size=8, patch_size=8),
@@ -161,7 +166,7 @@ def retrieval_metrics(query_embeds: torch.Tensor, gallery_embeds: torch.Tensor, 
         raise ValueError(f"`gallery_embeds` must have the width of `query_embeds` ({query_embeds.shape[1]}), got "
                          f"{gallery_embeds.shape[1]}")
     if not isinstance(positives, torch.Tensor):
-        raise ValueError(f"`positives` must be a bool (n, m) or integer (n,) tensor, got {type(positives).__name__}")
+        raise TypeError(f"`positives` must be a bool (n, m) or integer (n,) tensor, got {type(positives).__name__}")
     if positives.dtype == torch.bool:
         if tuple(positives.shape) != (n, m):
             raise ValueError(f"bool `positives` must have shape (n, m) = {(n, m)}, got {tuple(positives.shape)}")
