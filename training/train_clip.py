@@ -19,6 +19,14 @@ InfoNCE loss and a learnable temperature (init ln(1/0.07), clamped to [0, ln 100
 Optimiser as LIFT/open_clip: AdamW (betas 0.9/0.98, eps 1e-6, weight decay 0.2 on matrices only), linear
 warm-up then cosine. Augmentation: a random shift of up to ``shift_pixels`` with white fill.
 
+``--dataset shape_renders`` trains on the rendered views of the procedural 3D shapes instead
+(`whitebox_hf.data.load_shape_renders` with ``num_per_category``, ``shape_seed``, ``num_views``, ``render_size``;
+config ``training/configs/shape_lift.yaml``): each step pairs every sampled shape with ONE of its views, drawn
+from ``(seed, step)`` like the shifts, and its caption. The model is the image side of the shape alignment space.
+Its evaluation uses every view of every test shape as a query against the distinct test captions (a caption
+shared by several shapes is correct for all of them), text→image the reverse, and zero-shot classification over
+the 8 shape categories (every view).
+
 Evaluation on the held-out test files (split by file-path hash): image→text and text→image retrieval R@1/R@5
 over one test pair per distinct caption (the first ``retrieval_pairs`` of them; many drawings of a series
 share their caption), and zero-shot classification over the Openclipart categories with prompts
@@ -34,7 +42,6 @@ retrieval and zero-shot numbers; loads with ``AutoModel`` / ``AutoProcessor``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import sys
@@ -43,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
@@ -55,6 +61,7 @@ from whitebox_hf.data import (
     load_openclipart,
 )
 from whitebox_hf.data.fashion_mnist import default_cache_dir
+from whitebox_hf.evaluation import retrieval_metrics
 from whitebox_hf.hub import write_model_card
 from whitebox_hf.models.whitebox_clip import (
     MINILM_TEXT_CONFIG,
@@ -62,16 +69,18 @@ from whitebox_hf.models.whitebox_clip import (
     WhiteboxClipConfig,
     WhiteboxClipModel,
     WhiteboxClipProcessor,
+    cached_text_features,
+    compute_text_features,
     load_minilm_text_tower_,
     minilm_path,
 )
 from whitebox_hf.objectives.contrastive import MAX_LOGIT_SCALE, clamp_logit_scale_
-from whitebox_hf.training.builders import build_image_processor
 from whitebox_hf.training.atomic import atomic_directory
+from whitebox_hf.training.builders import build_image_processor
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
-    resume_run,
     resumable_batches,
+    resume_run,
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
@@ -98,11 +107,17 @@ DEFAULTS = {
     "text_embedding_cache_dir": "",  # "" = ~/.cache/whitebox_hf/lift_text_embeddings
     "logit_scale_init_value": 2.6592,
     # data
+    "dataset": "openclipart",  # openclipart | shape_renders
     "data_root": "",  # "" = /usr/share/openclipart/svg
     "image_size": 32,
     "test_fraction": 0.1,
     "train_subset": 0,
     "shift_pixels": 2,
+    # shape_renders: the views of load_shape_renders (`image_size` is then `render_size`)
+    "num_per_category": 128,
+    "shape_seed": 0,
+    "num_views": 4,
+    "render_size": 64,
     # optimisation
     "learning_rate": 1e-3,
     "weight_decay": 0.2,
@@ -128,8 +143,10 @@ DEFAULTS = {
 }
 
 
+DATASETS = ("openclipart", "shape_renders")
+
 # Settings listed in the model card.
-CARD_HYPERPARAMETERS = ("text_tower", "learning_rate", "weight_decay", "warmup_steps", "epochs", "max_steps",
+CARD_HYPERPARAMETERS = ("text_tower", "dataset", "learning_rate", "weight_decay", "warmup_steps", "epochs", "max_steps",
                         "batch_size", "max_length", "shift_pixels", "mixed_precision", "seed")
 
 
@@ -139,7 +156,10 @@ def parse_args(argv=None) -> dict:
         raise ValueError(f"`text_tower` must be one of {TEXT_TOWERS}, got {args['text_tower']!r}")
     if "{}" not in args["prompt_template"]:
         raise ValueError(f"`prompt_template` must contain '{{}}', got {args['prompt_template']!r}")
-    for key in ("batch_size", "epochs", "retrieval_pairs", "max_length", "image_size"):
+    if args["dataset"] not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {DATASETS}, got {args['dataset']!r}")
+    for key in ("batch_size", "epochs", "retrieval_pairs", "max_length", "image_size", "num_per_category",
+                "num_views", "render_size"):
         if args[key] <= 0:
             raise ValueError(f"`{key}` must be positive, got {args[key]!r}")
     return args
@@ -190,38 +210,9 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def embed_texts(model: WhiteboxClipModel, tokenizer, texts: list[str], max_length: int,
-                batch_size: int = 256) -> torch.Tensor:
-    """`get_text_features` of every text, in batches: ``(len(texts), embedding_dim)`` float32."""
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt", return_token_type_ids=False)
-        chunks.append(model.get_text_features(batch["input_ids"], batch["attention_mask"]).float())
-    model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.config.embedding_dim)
-
-
-def cached_text_embeddings(model: WhiteboxClipModel, tokenizer, texts: list[str], max_length: int,
-                           cache_dir: Path, batch_size: int = 256) -> tuple[torch.Tensor, bool]:
-    """The frozen tower's embeddings of ``texts``, read from ``cache_dir`` when a previous run stored them.
-
-    The key hashes the texts, ``max_length`` and the tower's weights (a sample of them), so a change of any
-    of the three never reuses stale embeddings. Returns ``(embeddings, was_cached)``.
-    """
-    weights = torch.cat([p.detach().flatten()[:1024].float() for p in model.text_model.parameters()])
-    key = hashlib.sha256(json.dumps({"texts": texts, "max_length": max_length}).encode("utf-8"))
-    key.update(weights.numpy().tobytes())
-    path = Path(cache_dir) / f"{key.hexdigest()[:24]}.safetensors"
-    if path.is_file():
-        return load_file(str(path))["embeddings"], True
-    embeddings = embed_texts(model, tokenizer, texts, max_length, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"embeddings": embeddings.contiguous()}, str(path))
-    return embeddings, False
+# LIFT's frozen tower runs once per text, cached on disk: `whitebox_hf.models.whitebox_clip.text_embeddings`.
+embed_texts = compute_text_features
+cached_text_embeddings = cached_text_features
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -262,8 +253,28 @@ def random_shift(images: torch.Tensor, pixels: int, generator: torch.Generator) 
     return torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets)])
 
 
+def load_shape_render_data(args: dict) -> dict:
+    """The shape renders as tensors: uint8 views ``(n, V, 3, H, W)``, captions, category labels and names."""
+    from whitebox_hf.data import SHAPE_CATEGORIES, load_shape_renders
+
+    dataset = load_shape_renders(num_per_category=args["num_per_category"], seed=args["shape_seed"],
+                                 num_views=args["num_views"], size=args["render_size"])
+    data = {"class_names": list(SHAPE_CATEGORIES),
+            "dataset": f"procedural shape renders ({args['num_views']} views of {args['render_size']} px)"}
+    for split in ("train", "test"):
+        # Stored as uint8; the numpy formatter would widen it to int64 unless told the dtype.
+        views = dataset[split].select_columns(["images"]).with_format("numpy", dtype=np.uint8)[:]["images"]
+        data[f"{split}_images"] = torch.from_numpy(views).permute(0, 1, 4, 2, 3).contiguous()
+        data[f"{split}_labels"] = torch.tensor([SHAPE_CATEGORIES.index(c) for c in dataset[split]["category"]])
+        data[f"{split}_captions"] = list(dataset[split]["caption"])
+    return data
+
+
 def load_data(args: dict) -> dict:
-    """Openclipart as tensors: uint8 images ``(n, 3, H, W)``, captions, category labels and names."""
+    """Openclipart (or the shape renders) as tensors: uint8 images ``(n, 3, H, W)`` (views ``(n, V, 3, H, W)``),
+    captions, category labels and names."""
+    if args["dataset"] == "shape_renders":
+        return load_shape_render_data(args)
     dataset = load_openclipart(root=args["data_root"] or None, image_size=args["image_size"],
                                test_fraction=args["test_fraction"])
     data = {"class_names": dataset["train"].features["label"].names, "dataset": "Openclipart (Debian openclipart-svg)"}
@@ -333,14 +344,53 @@ def evaluate(model: WhiteboxClipModel, tokenizer, args: dict, test_pixels: torch
     }
 
 
+@torch.no_grad()
+def evaluate_views(model: WhiteboxClipModel, args: dict, test_pixels: torch.Tensor, test_captions: list[str],
+                   test_labels: torch.Tensor, class_names: list[str], text_embed_fn) -> dict:
+    """`evaluate` for several views per item (``test_pixels`` ``(n, V, C, H, W)``): every view is a query against
+    the distinct test captions, each caption equal to the item's counting as correct; text→image the reverse;
+    zero-shot classification of every view."""
+    views = test_pixels.shape[1]
+    model.eval()
+    flat = test_pixels.flatten(0, 1)
+    image_embeds = F.normalize(torch.cat([model.get_image_features(flat[i : i + args["eval_batch_size"]])
+                                          for i in range(0, len(flat), args["eval_batch_size"])]).float(), dim=-1)
+    captions = [c for c in test_captions for _ in range(views)]
+    distinct = list(dict.fromkeys(test_captions))
+    text_embeds = F.normalize(text_embed_fn(distinct).float(), dim=-1)
+    relevant = torch.tensor([[c == d for d in distinct] for c in captions], dtype=torch.bool)
+    image_to_text = retrieval_metrics(image_embeds.cpu(), text_embeds.cpu(), relevant)
+    text_to_image = retrieval_metrics(text_embeds.cpu(), image_embeds.cpu(), relevant.T.contiguous())
+    prompts = [args["prompt_template"].format(name) for name in class_names]
+    prompt_embeds = F.normalize(text_embed_fn(prompts).float(), dim=-1)
+    labels = test_labels.repeat_interleave(views)
+    correct = ((image_embeds @ prompt_embeds.T).argmax(dim=1).cpu() == labels).float()
+    per_class = [float(correct[labels == c].mean()) for c in range(len(class_names)) if (labels == c).any()]
+    counts = torch.bincount(labels, minlength=len(class_names))
+    model.train()
+    return {
+        "retrieval_pairs": len(distinct), "retrieval_queries": len(captions), "num_views": int(views),
+        "image_to_text_R@1": image_to_text["r@1"], "image_to_text_R@5": image_to_text["r@5"],
+        "text_to_image_R@1": text_to_image["r@1"], "text_to_image_R@5": text_to_image["r@5"],
+        "retrieval_chance_R@1": image_to_text["chance_r@1"], "retrieval_chance_R@5": image_to_text["chance_r@5"],
+        "image_text_mean_similarity": image_to_text["mean_similarity"],
+        "zero_shot_accuracy": float(correct.mean()),
+        "zero_shot_balanced_accuracy": float(np.mean(per_class)),
+        "zero_shot_classes": len(class_names), "zero_shot_test_images": len(labels),
+        "zero_shot_chance_uniform": 1.0 / len(class_names),
+        "zero_shot_majority_class_rate": float(counts.max()) / len(labels),
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def main(argv=None, data: dict | None = None) -> dict:
-    """Run training. ``data`` (tests) replaces Openclipart: ``{"train_images", "train_captions", "train_labels",
-    "test_images", "test_captions", "test_labels", "class_names"}`` with uint8 ``(n, 3, H, W)`` images."""
+    """Run training. ``data`` (tests) replaces the data set: ``{"train_images", "train_captions", "train_labels",
+    "test_images", "test_captions", "test_labels", "class_names"}`` with uint8 ``(n, 3, H, W)`` images, or
+    ``(n, V, 3, H, W)`` views of which each step uses one per item."""
     args = parse_args(argv)
     accelerator, output_dir = start_run(args)
     wall_start = time.time()
@@ -355,8 +405,11 @@ def main(argv=None, data: dict | None = None) -> dict:
     class_names = list(data["class_names"])
     if len(train_images) != len(train_captions) or len(test_images) != len(test_captions):
         raise ValueError("`data` must hold one caption per image in each split")
-    image_size, num_channels = train_images.shape[-1], train_images.shape[1]
-    pixels = train_images.float().div(255.0)
+    if train_images.ndim not in (4, 5) or test_images.ndim != train_images.ndim:
+        raise ValueError(f"`data` images must be (n, C, H, W) or (n, V, C, H, W) in both splits, got "
+                         f"{tuple(train_images.shape)} and {tuple(test_images.shape)}")
+    image_size, num_channels = train_images.shape[-1], train_images.shape[-3]
+    pixels = train_images.reshape(-1, *train_images.shape[-3:]).float().div(255.0)
     mean = pixels.mean(dim=(0, 2, 3)).tolist()
     std = pixels.std(dim=(0, 2, 3)).clamp(min=1e-3).tolist()
     del pixels
@@ -409,7 +462,12 @@ def main(argv=None, data: dict | None = None) -> dict:
         index = batch["index"].cpu()
         # The step's shifts depend on (seed, step) only, so a resumed run draws the ones it would have drawn.
         generator = torch.Generator().manual_seed(args["seed"] * 1_000_003 + progress.step)
-        pixel_values = normalise(random_shift(train_images[index], args["shift_pixels"], generator), mean, std)
+        if train_images.ndim == 5:  # one view per item, drawn from the same (seed, step) stream
+            views = torch.randint(0, train_images.shape[1], (len(index),), generator=generator)
+            batch_images = train_images[index, views]
+        else:
+            batch_images = train_images[index]
+        pixel_values = normalise(random_shift(batch_images, args["shift_pixels"], generator), mean, std)
         inputs = {"pixel_values": pixel_values.to(accelerator.device), "return_loss": True}
         if lift:
             inputs["text_embeds"] = train_text_embeds[index].to(accelerator.device)
@@ -442,8 +500,13 @@ def main(argv=None, data: dict | None = None) -> dict:
         return embed_texts(unwrapped, tokenizer, texts, args["max_length"], args["eval_batch_size"])
 
     eval_start = time.time()
-    evaluation = evaluate(unwrapped, tokenizer, args, normalise(test_images, mean, std).to(accelerator.device),
-                          test_captions, test_labels, class_names, text_embed_fn)
+    if test_images.ndim == 5:
+        test_pixels = normalise(test_images.flatten(0, 1), mean, std).unflatten(0, test_images.shape[:2])
+        evaluation = evaluate_views(unwrapped, args, test_pixels.to(accelerator.device), test_captions, test_labels,
+                                    class_names, text_embed_fn)
+    else:
+        evaluation = evaluate(unwrapped, tokenizer, args, normalise(test_images, mean, std).to(accelerator.device),
+                              test_captions, test_labels, class_names, text_embed_fn)
     eval_seconds = time.time() - eval_start
     accelerator.print(json.dumps(evaluation, indent=1))
 
@@ -462,6 +525,8 @@ def main(argv=None, data: dict | None = None) -> dict:
         "num_train_pairs": len(train_images), "num_test_pairs": len(test_images), "image_size": image_size,
         "dataset": data.get("dataset", "in-memory"), "image_mean": mean, "image_std": std,
     }
+    if args["dataset"] == "shape_renders":  # what the lead's shape scripts need to rebuild the same data
+        results.update({k: args[k] for k in ("num_per_category", "shape_seed", "num_views", "render_size")})
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.end_training()

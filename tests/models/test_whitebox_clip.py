@@ -244,3 +244,32 @@ def test_train_clip_three_steps(tmp_path, text_tower):
 def test_train_clip_rejects_unknown_tower():
     with pytest.raises(ValueError, match="text_tower"):
         train_clip.parse_args(["--text_tower", "siglip"])
+
+
+def test_train_clip_on_shape_renders(tmp_path, monkeypatch):
+    """``--dataset shape_renders``: real (tiny) renders, one view per item a step, multi-view evaluation."""
+    monkeypatch.setenv("WHITEBOX_HF_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "renders"
+    argv = TINY_ARGS + ["--text_tower", "lift", "--dataset", "shape_renders", "--num_per_category", "2",
+                        "--shape_seed", "1", "--num_views", "2", "--render_size", "16", "--patch_size", "8",
+                        "--prompt_template", "a 3D render of a {}", "--output_dir", str(out)]
+    results = train_clip.main(argv)
+    assert results["steps"] == 3 and results["num_train_pairs"] == 13 and results["image_size"] == 16
+    assert results["num_views"] == 2 and results["zero_shot_test_images"] == 2 * results["num_test_pairs"]
+    assert results["retrieval_queries"] == 2 * results["num_test_pairs"]
+    assert 0.0 <= results["image_to_text_R@1"] <= results["image_to_text_R@5"] <= 1.0
+    assert results["num_per_category"] == 2 and results["shape_seed"] == 1
+    assert (tmp_path / "cache" / "shape-renders").is_dir()
+    model = AutoModel.from_pretrained(out / "model")
+    from whitebox_hf.data import load_shape_renders
+    from whitebox_hf.evaluation import embed_images
+
+    views = load_shape_renders(2, 1, 2, 16)["test"].with_format("torch", dtype=torch.uint8)[:]["images"]
+    embeds = embed_images(model, views.flatten(0, 1))  # the processor saved with the model
+    assert embeds.shape == (2 * results["num_test_pairs"], model.config.embedding_dim)
+    torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(len(embeds)))
+
+
+def test_train_clip_rejects_unknown_dataset():
+    with pytest.raises(ValueError, match="dataset"):
+        train_clip.parse_args(["--dataset", "shapenet"])

@@ -43,6 +43,15 @@ def clip_data(n_train=16, n_test=6):
             "class_names": ["food", "signs", "plants"]}
 
 
+def clip_view_data(n_train=16, n_test=6, views=3):
+    """`clip_data` with several views per item (as the shape renders): each step draws one view per item."""
+    data = clip_data(n_train, n_test)
+    for split, n in (("train", n_train), ("test", n_test)):
+        data[f"{split}_images"] = images(n * views, channels=3, seed=2 if split == "train" else 3).unflatten(
+            0, (n, views))
+    return data
+
+
 def write_corpus(folder: Path, documents: int = 8, functions: int = 20) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     words = "module function class method return value object string list the a of to is in".split()
@@ -116,6 +125,11 @@ CASES = {
         "--num_attention_heads", "2", "--patch_size", "4", "--text_hidden_size", "16", "--text_num_hidden_layers",
         "1", "--text_num_attention_heads", "2", "--projection_dim", "8", "--max_length", "12", "--batch_size", "4",
         "--warmup_steps", "1", "--eval_batch_size", "8"], clip_data()),
+    "clip_views": ("train_clip", lambda tmp: [
+        "--text_tower", "lift", "--text_pretrained", "false", "--hidden_size", "16", "--num_hidden_layers", "1",
+        "--num_attention_heads", "2", "--patch_size", "4", "--text_hidden_size", "16", "--text_num_hidden_layers",
+        "1", "--text_num_attention_heads", "2", "--max_length", "12", "--batch_size", "4", "--warmup_steps", "1",
+        "--eval_batch_size", "8", "--text_embedding_cache_dir", str(tmp / "text_cache")], clip_view_data()),
     "autoencoder_vae": ("train_autoencoder", lambda tmp: [
         "--autoencoder", "vae", "--vae_block_out_channels", "8,8", "--vae_norm_num_groups", "4", *AUTOENCODER],
         classification_data()),
@@ -148,6 +162,7 @@ LATE = {
     "ssl": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "mae": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "clip": (lambda tmp: ["--epochs", "10"], lambda: clip_data(n_train=12)),
+    "clip_views": (lambda tmp: ["--epochs", "10"], lambda: clip_view_data(n_train=12)),
     "autoencoder_vae": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "latent_flow": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "ddpm_unet": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),

@@ -1,6 +1,6 @@
 """Evaluation of frozen representations: features, k-NN and linear probes, attention saliency, layer-wise
 white-box diagnostics (sparsity and coding rate), offline `evaluate` metrics, and 3D-shape metrics (volumetric
-IoU, Chamfer distance, F-score).
+IoU, Chamfer distance, F-score), and retrieval in LIFT's image-text alignment space.
 
 ```python
 >>> from whitebox_hf.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
@@ -16,6 +16,7 @@ Lazy (transformers' `_LazyModule`): scikit-learn and matplotlib are imported onl
 from typing import TYPE_CHECKING
 
 _import_structure = {
+    "alignment": ["LIFT_MAX_LENGTH", "embed_images", "embed_texts", "lift_text_tower", "retrieval_metrics"],
     "collapse": ["effective_rank", "feature_std"],
     "diagnostics": ["diagnostics_table", "layerwise_diagnostics", "plot_diagnostics"],
     "efficientnet_lite": ["EfficientNetLite0", "EffNetPerceptualLoss", "load_efficientnet_lite0"],
@@ -36,6 +37,7 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
+    from .alignment import LIFT_MAX_LENGTH, embed_images, embed_texts, lift_text_tower, retrieval_metrics
     from .collapse import effective_rank, feature_std
     from .diagnostics import diagnostics_table, layerwise_diagnostics, plot_diagnostics
     from .efficientnet_lite import EfficientNetLite0, EffNetPerceptualLoss, load_efficientnet_lite0

@@ -17,6 +17,7 @@ _import_structure = {
         "minilm_path",
     ],
     "processing_whitebox_clip": ["WhiteboxClipProcessor"],
+    "text_embeddings": ["cached_text_features", "compute_text_features"],
 }
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         minilm_path,
     )
     from .processing_whitebox_clip import WhiteboxClipProcessor
+    from .text_embeddings import cached_text_features, compute_text_features
 else:
     import sys
 
