@@ -312,8 +312,7 @@ def main(argv=None, data=None) -> dict:
             raise ValueError(f"`{name}` must be at most the {stored} stored per shape, got {wanted}")
     alignment = None
     if args["alignment_model"]:
-        alignment = {split: alignment_targets(args, data[split], data_split=split)
-                     for split in ("train", args["eval_split"])}
+        alignment = alignment_targets(args, data, ("train", args["eval_split"]))
     # Steps draw their points from the stored pools by index, so the loader hands out shape indices.
     train_set = TensorDataset(torch.arange(len(train["surface"])))
     train_loader = DataLoader(train_set, batch_size=args["batch_size"],
