@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 # The mesh pieces live in the data layer (evaluation uses them too); re-exported here for `whitebox-hf shapes`.
-from ..data.meshes import MESH_FORMATS, _suffix, normalise_mesh, read_mesh, winding_number
+from ..data.meshes import (
+    MESH_FORMATS,
+    _suffix,
+    normalise_mesh,
+    read_mesh,
+    winding_number,
+)
 
 __all__ = ["MESH_FORMATS", "normalise_mesh", "prepare_mesh", "read_mesh", "reconstruct", "winding_number"]
 ITEM_FILE, SUMMARY_FILE = "shape.safetensors", "summary.json"
