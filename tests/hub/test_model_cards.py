@@ -211,6 +211,7 @@ REQUIRED_METADATA = {
     "contrastive": {"white_box", "tags", "pipeline_tag", "book_section", "description", "text_towers"},
     "autoencoder": {"white_box", "short_name", "tags", "book_section", "description", "usage"},
     "denoiser": {"white_box", "pipeline_class", "tags", "book_section", "description"},
+    "shape_autoencoder": {"white_box", "short_name", "tags", "book_section", "description"},
 }
 
 
@@ -233,3 +234,34 @@ def test_family_card_metadata_is_complete_and_lives_beside_the_models():
         assert (TEMPLATES_DIR / "intended_use" / f"{task}.md").read_text().strip()
     for entry in metadata["autoencoder"].values():
         assert (TEMPLATES_DIR / "usage" / f"{entry['usage']}.md").is_file()
+
+
+@pytest.mark.parametrize("block_type, white_box", [("transformer", False), ("crate", True)])
+def test_shape_autoencoder_card_from_a_saved_sita_vae_folder(tmp_path, block_type, white_box):
+    import json
+
+    from whitebox_hf.hub.model_card import model_card_from_folder
+    from whitebox_hf.models.sita_vae import SitaVaeConfig, SitaVaeModel
+
+    model = SitaVaeModel(SitaVaeConfig(num_latents=4, hidden_size=16, num_attention_heads=2, num_encoder_layers=1,
+                                       num_decoder_layers=1, latent_channels=4, num_fourier_frequencies=2,
+                                       alignment_dim=8, block_type=block_type))
+    model.save_pretrained(tmp_path / "model")
+    retrieval = {"shape_to_text": {"r@1": 0.25, "r@5": 0.5, "mean_similarity": 0.3, "chance_r@1": 0.05,
+                                   "num_queries": 40}}
+    (tmp_path / "evaluation.json").write_text(json.dumps({
+        "volumetric_iou": 0.9312, "dataset": "procedural-shapes", "steps": 100, "epochs": 2.0,
+        "retrieval": retrieval, "command": f"python training/train_sita_vae.py --output_dir {tmp_path}/run"}))
+    card = model_card_from_folder(tmp_path / "model")
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"volumetric_iou": 0.9312, "shape_to_text_R@1": 0.25, "shape_to_text_R@5": 0.5,
+                       "shape_to_text_mean_similarity": 0.3}
+    assert card.data.eval_results[0].task_type == "shape-reconstruction"
+    text = str(card)
+    assert "| volumetric_iou | 0.9312 |" in text and "| block_type | " + block_type in text
+    assert ("white-box" in card.data.tags) == white_box and "3d" in card.data.tags
+    assert "model.encode(surface_points" in text and "Intended use" in text
+    assert str(tmp_path) not in text  # the command's absolute path is made portable
+    (tmp_path / "evaluation.json").write_text(json.dumps({"dataset": "procedural-shapes", "steps": 1}))
+    with pytest.raises(ValueError, match="volumetric_iou"):
+        model_card_from_folder(tmp_path / "model")

@@ -24,6 +24,7 @@ _import_structure = {
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
     "rendering": ["Camera", "look_at_camera", "render_sdf", "render_views"],
     "cgal_meshes": ["cgal_mesh_names", "fetch_cgal_meshes", "load_cgal_mesh", "load_cgal_meshes"],
+    "meshes": ["MESH_FORMATS", "grid_occupancy", "normalise_mesh", "read_mesh", "winding_number"],
     "shape_renders": ["load_shape_renders", "render_seed_of"],
     "shapes": ["SHAPE_CATEGORIES", "Shape", "load_procedural_shapes", "make_shape", "sample_shape", "shape_split_of"],
     "shape_families": ["SHAPE_FAMILIES", "ShapeFamily"],
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
     from .rendering import Camera, look_at_camera, render_sdf, render_views
     from .cgal_meshes import cgal_mesh_names, fetch_cgal_meshes, load_cgal_mesh, load_cgal_meshes
+    from .meshes import MESH_FORMATS, grid_occupancy, normalise_mesh, read_mesh, winding_number
     from .shape_families import SHAPE_FAMILIES, ShapeFamily
     from .shape_primitives import Box, Capsule, Cone, Cylinder, Primitive, Sphere, Torus
     from .shape_renders import load_shape_renders, render_seed_of

@@ -33,6 +33,13 @@ _import_structure = {
     "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
     "saliency": ["attention_saliency", "save_saliency_grid"],
     "scoring": ["METRIC_NAMES", "compute_accuracy", "metric_path"],
+    "shape_reconstruction": [
+        "cgal_reconstruction_scores",
+        "procedural_reconstruction_scores",
+        "reconstruction_scores",
+        "render_reconstructions",
+        "summarise_scores",
+    ],
     "shapes": ["chamfer_distance", "f_score", "sample_mesh_surface", "volumetric_iou"],
 }
 
@@ -53,6 +60,13 @@ if TYPE_CHECKING:
     from .linear_probe import fit_linear_probe, linear_probe_accuracy
     from .saliency import attention_saliency, save_saliency_grid
     from .scoring import METRIC_NAMES, compute_accuracy, metric_path
+    from .shape_reconstruction import (
+        cgal_reconstruction_scores,
+        procedural_reconstruction_scores,
+        reconstruction_scores,
+        render_reconstructions,
+        summarise_scores,
+    )
     from .shapes import chamfer_distance, f_score, sample_mesh_surface, volumetric_iou
 else:
     import sys

@@ -15,6 +15,7 @@ _import_structure = {
         "model_card_from_folder",
         "pipeline_model_card",
         "representation_model_card",
+        "shape_autoencoder_model_card",
         "write_model_card",
     ],
     "push": ["HubOfflineError", "hub_is_offline", "push_folder"],
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         model_card_from_folder,
         pipeline_model_card,
         representation_model_card,
+        shape_autoencoder_model_card,
         write_model_card,
     )
     from .push import HubOfflineError, hub_is_offline, push_folder

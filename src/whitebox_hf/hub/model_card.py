@@ -49,6 +49,7 @@ __all__ = [
     "model_card_from_folder",
     "pipeline_model_card",
     "representation_model_card",
+    "shape_autoencoder_model_card",
     "template_for_task",
     "write_model_card",
 ]
@@ -66,6 +67,8 @@ BOOK_CITATION = """@book{buchanan2025learning,
 
 BOOK_SOURCE = "The architecture follows *Learning Deep Representations of Data Distributions*, Chapter 8."
 BASELINE_SOURCE = "The architecture is the transformers baseline, trained with the same recipe as the white-box models."
+MICHELANGELO_SOURCE = ("The architecture is Michelangelo's SITA-VAE (Zhao et al. 2023), as the book describes it "
+                       "(§8.8), trained with the whitebox_hf training scripts.")
 DIFFUSERS_SOURCE = "Built from diffusers components and trained with the whitebox_hf training scripts."
 DEFAULT_REPO_PATH = "path/to/this/folder"
 
@@ -98,17 +101,35 @@ AUTOENCODER_FIELDS = ("in_channels", "block_out_channels", "layers_per_block", "
                       "decoder_num_heads", "noise_tau")
 
 GENERATION_RESULTS = "docs/results/generation.md"
+SHAPES_RESULTS = "docs/results/shapes.md"
+SHAPE_TASK = "shape-reconstruction"  # the model-index task of a shape autoencoder (no Hub pipeline tag fits)
+SHAPE_AUTOENCODER_FIELDS = ("block_type", "num_latents", "latent_channels", "hidden_size", "num_attention_heads",
+                            "num_encoder_layers", "num_decoder_layers", "num_fourier_frequencies", "alignment_dim")
+# Card metric name -> where training/train_sita_vae.py or training/report_shapes.py put it (a nested key is
+# "outer.inner").
+SHAPE_METRIC_KEYS = {
+    "volumetric_iou": ("volumetric_iou", "iou"),
+    "chamfer_l1": ("chamfer_l1",),
+    "f_score": ("f_score",),
+    "shape_to_text_R@1": ("retrieval.shape_to_text.r@1",),
+    "shape_to_text_R@5": ("retrieval.shape_to_text.r@5",),
+    "shape_to_text_mean_similarity": ("retrieval.shape_to_text.mean_similarity",),
+    "shape_to_image_R@1": ("retrieval.shape_to_image.r@1",),
+    "shape_to_image_R@5": ("retrieval.shape_to_image.r@5",),
+    "shape_to_image_mean_similarity": ("retrieval.shape_to_image.mean_similarity",),
+}
 
 
 @functools.cache
 def card_metadata() -> dict[str, dict]:
     """Every family's ``CARD_METADATA`` (the ``models/<family>/card.py`` files) and `BASELINE_METADATA`, by
-    kind: ``language``, ``image``, ``contrastive``, ``autoencoder`` and ``denoiser``."""
+    kind: ``language``, ``image``, ``contrastive``, ``autoencoder``, ``denoiser`` and ``shape_autoencoder``."""
     from ..models.aot.card import CARD_METADATA as aot
     from ..models.autoencoders.card import CARD_METADATA as autoencoders
     from ..models.causal_crate.card import CARD_METADATA as causal_crate
     from ..models.crate.card import CARD_METADATA as crate
     from ..models.denoisers.card import CARD_METADATA as denoisers
+    from ..models.sita_vae.card import CARD_METADATA as sita_vae
     from ..models.tost.card import CARD_METADATA as tost
     from ..models.whitebox_clip.card import CARD_METADATA as whitebox_clip
 
@@ -119,6 +140,7 @@ def card_metadata() -> dict[str, dict]:
         "contrastive": whitebox_clip,
         "autoencoder": {**autoencoders, "AutoencoderKL": baselines["AutoencoderKL"]},
         "denoiser": {**denoisers, "unet": baselines["unet"]},
+        "shape_autoencoder": sita_vae,
     }
 
 
@@ -451,6 +473,43 @@ def autoencoder_model_card(
     )
 
 
+def shape_autoencoder_model_card(
+    config,
+    metrics: dict[str, float],
+    dataset_name: str = "procedural-shapes",
+    dataset_id: str | None = None,
+    hyperparameters: dict | None = None,
+    training_summary: str = "",
+    model_name: str | None = None,
+    repo_path: str = DEFAULT_REPO_PATH,
+    eval_split: str = "test",
+    command: str | None = None,
+    template_path=None,
+    metrics_source: str | None = None,
+) -> ModelCard:
+    """A card for a `SitaVaeModel` (Michelangelo's shape autoencoder; the CRATE-block variant when
+    ``config.block_type == "crate"``), its `model-index` holding the measured reconstruction (and, for an aligned
+    run, retrieval) metrics, e.g. ``{"volumetric_iou": 0.93, "chamfer_l1": 0.012, "shape_to_text_R@1": 0.2}``.
+
+    Raises:
+        ValueError: ``metrics`` is empty.
+    """
+    families = card_metadata()["shape_autoencoder"]
+    key = f"{config.model_type}/{config.block_type}"
+    metadata = families.get(key) or families[config.model_type]
+    model_name = model_name or _slug(metadata["short_name"], dataset_name)
+    return _build_card(
+        metadata["short_name"], metrics, SHAPE_TASK, dataset_name, dataset_id, eval_split, model_name,
+        metadata["description"].format(dataset=dataset_name),
+        {"class": "SitaVaeModel", **_fields(config, SHAPE_AUTOENCODER_FIELDS)}, hyperparameters, training_summary,
+        _usage("sita-vae", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BOOK_SOURCE if metadata["white_box"] else MICHELANGELO_SOURCE,
+        extra_tags=metadata["tags"], command=command, template_path=template_path,
+        metrics_source=metrics_source, template="shape-autoencoder", pipeline_tag=False,
+        book_section=metadata["book_section"],
+    )
+
+
 def pipeline_model_card(
     results: dict,
     dataset_name: str,
@@ -532,11 +591,24 @@ METRIC_KEYS = {
                                  "linear_probe_accuracy": ("linear_probe_accuracy", "eval_linear_probe_accuracy"),
                                  "reconstruction_loss": ("reconstruction_loss",)},
     "zero-shot-image-classification": {name: (name,) for name in CONTRASTIVE_METRICS},
+    SHAPE_TASK: SHAPE_METRIC_KEYS,
 }
+
+
+def _lookup(metrics: dict, key: str):
+    """``metrics[key]``, a dotted key going into nested dicts (``retrieval.shape_to_text.r@1``); None if absent."""
+    value = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def _task_of(architectures: list[str]) -> str:
     name = architectures[0] if architectures else ""
+    if name == "SitaVaeModel":
+        return SHAPE_TASK
     if name == "WhiteboxClipModel":
         return "zero-shot-image-classification"
     if name.endswith("ForImageClassification"):
@@ -597,8 +669,9 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     measured = {}
     for card_name, keys in METRIC_KEYS[task].items():
         for key in keys:
-            if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool):
-                measured[card_name] = float(metrics[key])
+            value = _lookup(metrics, key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                measured[card_name] = float(value)
                 break
     if not measured:
         raise ValueError(f"the metrics hold none of {sorted(k for keys in METRIC_KEYS[task].values() for k in keys)} "
@@ -623,6 +696,8 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
         return causal_lm_model_card(config, measured, dataset_name, **common)
     if task == "zero-shot-image-classification":
         return contrastive_model_card(config, measured, dataset_name, **common)
+    if task == SHAPE_TASK:
+        return shape_autoencoder_model_card(config, measured, dataset_name, **common)
     method = metrics.get("method") or ("mae" if "reconstruction_loss" in measured else "self-supervised")
     return representation_model_card(config, measured, dataset_name, method, **common)
 

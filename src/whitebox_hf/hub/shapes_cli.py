@@ -23,92 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MESH_FORMATS", "prepare_mesh", "read_mesh", "reconstruct", "winding_number"]
+# The mesh pieces live in the data layer (evaluation uses them too); re-exported here for `whitebox-hf shapes`.
+from ..data.meshes import (
+    MESH_FORMATS,
+    _suffix,
+    normalise_mesh,
+    read_mesh,
+    winding_number,
+)
 
-# The suffixes trimesh 5.2 reads and writes as triangle meshes without extra packages.
-MESH_FORMATS = ("obj", "ply", "glb", "gltf", "off", "stl")
-_HALF_EXTENT = 0.9  # as data.shapes and data.cgal_meshes
-# The solid-angle arrays of one chunk hold about this many (point, face) pairs: bounded memory for large meshes.
-_PAIRS_PER_CHUNK = 500_000
+__all__ = ["MESH_FORMATS", "normalise_mesh", "prepare_mesh", "read_mesh", "reconstruct", "winding_number"]
 ITEM_FILE, SUMMARY_FILE = "shape.safetensors", "summary.json"
-
-
-def _suffix(path: Path, name: str) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in MESH_FORMATS:
-        raise ValueError(f"`{name}` must end in one of {', '.join('.' + f for f in MESH_FORMATS)}, got {str(path)!r}")
-    return suffix
-
-
-def read_mesh(path: str | os.PathLike):
-    """The triangle mesh in ``path`` as a `trimesh.Trimesh` (a scene's geometries are concatenated).
-
-    Raises:
-        ValueError: the suffix is not one of `MESH_FORMATS`.
-        OSError: the file is missing, cannot be parsed, or holds no triangles.
-    """
-    import trimesh
-
-    path = Path(path)
-    suffix = _suffix(path, "mesh")
-    if not path.is_file():
-        raise FileNotFoundError(f"mesh file {str(path)!r} does not exist")
-    try:
-        mesh = trimesh.load(path, file_type=suffix, force="mesh", process=True)
-    except Exception as error:  # trimesh's parsers raise anything from ValueError to KeyError
-        raise OSError(f"{path} could not be read as a mesh ({suffix.upper()}): {type(error).__name__}: {error}") \
-            from error
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise OSError(f"{path} holds no triangles")
-    return mesh
-
-
-def normalise_mesh(mesh):
-    """Centre ``mesh``'s bounding box at the origin and scale its longest side to 1.8, in place; returns the
-    ``(offset, scale)`` applied (normalised = (original - offset) · scale)."""
-    low, high = mesh.bounds
-    extent = float(np.max(high - low))
-    if not extent > 0:
-        raise OSError("the mesh is degenerate: its bounding box has no extent")
-    offset, scale = (low + high) / 2, 2 * _HALF_EXTENT / extent
-    mesh.apply_translation(-offset)
-    mesh.apply_scale(scale)
-    return offset, scale
-
-
-def winding_number(vertices, faces, points, chunk_size: int | None = None) -> np.ndarray:
-    """The generalised winding number of the triangle mesh (``vertices`` ``(V, 3)``, ``faces`` ``(F, 3)``) at
-    ``points`` ``(M, 3)``, float64 ``(M,)``: Σ Ω_f / 4π, with each triangle's signed solid angle Ω_f by Van
-    Oosterom and Strackee's formula, tan(Ω/2) = a·(b×c) / (|a||b||c| + (a·b)|c| + (b·c)|a| + (c·a)|b|) for the
-    corners a, b, c relative to the point. ``chunk_size`` points are done at a time (default: as many as keep
-    about half a million point-face pairs in memory)."""
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces)
-    points = np.asarray(points, dtype=np.float64)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise ValueError(f"`vertices` must have shape (V, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"`faces` must be integer indices of shape (F, 3), got {faces.dtype} {faces.shape}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"`faces` must index the {len(vertices)} vertices, got indices in "
-                         f"[{faces.min()}, {faces.max()}]")
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"`points` must have shape (M, 3), got {points.shape}")
-    if chunk_size is None:
-        chunk_size = max(1, _PAIRS_PER_CHUNK // max(len(faces), 1))
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
-    triangles = vertices[faces]  # (F, 3 corners, 3)
-    result = np.empty(len(points))
-    for start in range(0, len(points), chunk_size):
-        corners = triangles[None] - points[start:start + chunk_size, None, None]  # (m, F, 3, 3)
-        a, b, c = corners[:, :, 0], corners[:, :, 1], corners[:, :, 2]
-        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
-        numerator = np.einsum("mfi,mfi->mf", a, np.cross(b, c))
-        denominator = (la * lb * lc + np.einsum("mfi,mfi->mf", a, b) * lc + np.einsum("mfi,mfi->mf", b, c) * la
-                       + np.einsum("mfi,mfi->mf", c, a) * lb)
-        result[start:start + chunk_size] = 2 * np.arctan2(numerator, denominator).sum(axis=1) / (4 * math.pi)
-    return result
 
 
 def _check_count(name: str, value) -> None:
