@@ -106,6 +106,30 @@ def _truth_mesh(shape, grid_depth: int):
     return meshes_from_occupancy_grid(torch.from_numpy(field)[None], 1.0)[0]
 
 
+def cgal_grid_labels(mesh, grid_depth: int, bound: float, cache_dir: Path):
+    """`grid_occupancy` of one CGAL mesh, kept in ``cache_dir`` as safetensors (the winding numbers of the large
+    meshes take minutes; the labels depend on the mesh and the grid alone), under a digest of the mesh's vertices
+    and faces: the mesh labelled may be a hole-filled copy, and an edited mesh is labelled afresh."""
+    import hashlib
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from whitebox_hf.data.meshes import grid_occupancy
+
+    digest = hashlib.sha256(np.ascontiguousarray(mesh.vertices, dtype=np.float64).tobytes()
+                            + np.ascontiguousarray(mesh.faces, dtype=np.int64).tobytes()).hexdigest()[:16]
+    path = cache_dir / f"{digest}_depth{grid_depth}_bound{bound:g}.safetensors"
+    if path.is_file():
+        return load_file(path)["occupancy"].astype(bool)
+    labels = grid_occupancy(mesh, grid_depth, bound)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file({"occupancy": labels.astype(np.uint8)}, partial)
+    partial.replace(path)  # never a half-written file under the final name
+    return labels
+
+
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs_dir", default=str(ROOT / "runs" / "shapes"))
@@ -137,7 +161,6 @@ def main(argv=None) -> Path:
         render_reconstructions,
     )
 
-    torch.set_grad_enabled(False)
     reference_points = args.num_reference_points or REFERENCE_POINTS
     runs_dir, output = Path(args.runs_dir), Path(args.output)
     runs, notes = {}, []
@@ -163,13 +186,8 @@ def main(argv=None) -> Path:
                 continue
             if args.cgal_meshes or len(mesh.faces) >= 500:  # as load_cgal_meshes: no tiny test primitives
                 meshes[name] = mesh
-    labels_cache: dict = {}
-
-    def cached_labels(mesh, depth, bound):  # the exact labels do not depend on the model: once per mesh
-        key = (id(mesh), depth, bound)
-        if key not in labels_cache:
-            labels_cache[key] = grid_occupancy(mesh, depth, bound)
-        return labels_cache[key]
+    def cached_labels(mesh, depth, bound):  # the exact labels do not depend on the model: once per mesh, on disk
+        return cgal_grid_labels(mesh, depth, bound, runs_dir / "cgal_labels")
 
     datasets_cache, results, timings = {}, {}, {}
     for variant, run in runs.items():

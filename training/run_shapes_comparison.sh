@@ -5,6 +5,7 @@
 #
 #   bash training/run_shapes_comparison.sh                         # LIFT, the four variants two at a time, the report
 #   VARIANTS="sita_vae crate" bash training/run_shapes_comparison.sh --max_steps 500   # extra args → every SITA-VAE run
+#   PARALLEL=4 REPORT_ARGS="--grid_depth 5" bash training/run_shapes_comparison.sh       # as for docs/results/shapes.md
 #
 # Variants (each changes one thing from sita_vae): sita_vae (L_con on, KL on, transformer blocks), no_alignment
 # (contrastive_weight 0; the alignment model still scores its retrieval), no_kl (kl_weight 0 and the posterior mean
@@ -62,4 +63,5 @@ done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 [ "$status" -eq 0 ] || { echo "a run failed: see $RUNS/*.log" >&2; exit 1; }
-"$PYTHON" training/report_shapes.py --runs "$RUNS" --output docs/results/shapes.md
+# shellcheck disable=SC2086
+"$PYTHON" training/report_shapes.py --runs_dir "$RUNS" --output docs/results/shapes.md ${REPORT_ARGS:-}

@@ -13,21 +13,32 @@ occupancy labels (`whitebox_hf.data.shapes.load_procedural_shapes`). The loss is
 Ablations of the issue:
   * ``--kl_weight 0``: no KL bottleneck (a plain autoencoder on the local latents: the posterior mean is decoded);
   * ``--block_type crate``: every self-attention block a CRATE layer (MSSA then ISTA) in place of the transformer's;
-  * ``--contrastive_weight``: the weight of L_con. The procedural shapes come without image or text embeddings yet,
-    so no L_con term can be computed: the script refuses a positive weight rather than train without it silently.
+  * ``--contrastive_weight``: the weight of L_con (spec: 0.1), against the ``--alignment_model``'s embeddings: a LIFT
+    model trained on the shapes' renders (``train_clip.py --dataset shape_renders``) gives the image side (one random
+    view per shape and step), the frozen MiniLM it was trained against gives the text side (the captions). With
+    an alignment model and weight 0 (the no-alignment ablation) the embeddings score the retrieval only.
 
-Evaluation on ``eval_split`` (validation by default) with the posterior mean: the three loss terms, and the volumetric
-IoU of ``occupancy logit > 0`` against the labels of the uniform volume queries, per shape, averaged per category
-and over all shapes.
+Each step draws, per shape, ``num_input_points`` of the stored surface points and ``num_volume_queries`` +
+``num_near_queries`` of the stored labelled queries (pools of ``query_pool_size``), from the global RNG that
+`resumable_batches` seeds per step: fresh queries every epoch, and a resumed run draws exactly what the
+uninterrupted one drew.
+
+Evaluation on ``eval_split`` (validation by default) with the posterior mean: the loss terms; the reported
+``volumetric_iou``, ``chamfer_l1`` and ``f_score`` by `whitebox_hf.evaluation.procedural_reconstruction_scores`
+(occupancy logit > 0 on the (2^eval_grid_depth + 1)³ grid against the exact SDF; marching-cubes mesh against the exact
+surface), per category and overall; ``volume_query_iou``, the IoU on the stored volume queries (cheap, logged to
+compare runs); with an alignment model, shape→text and shape→image retrieval (R@1, R@5) and the mean similarity of
+the true pairs (ST-S, SI-S) under ``retrieval``.
 
 Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png`` (the total), ``loss_terms.png`` (each term),
-``checkpoints/``, ``evaluation.json`` and ``model/`` (``save_pretrained``; loads with ``AutoModel``). No model card:
-the card builder (`whitebox_hf.hub.model_card`) does not know the shape-autoencoder family yet.
+``checkpoints/``, ``evaluation.json`` and ``model/`` (``save_pretrained``, with a model card ``README.md`` holding
+the measured results; loads with ``AutoModel``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -43,8 +54,9 @@ from transformers import get_cosine_schedule_with_warmup  # noqa: E402
 
 import whitebox_hf  # noqa: F401,E402  (registers the Auto classes)
 from whitebox_hf.data import EpochPermutationSampler  # noqa: E402
-from whitebox_hf.evaluation import volumetric_iou  # noqa: E402
+from whitebox_hf.evaluation import procedural_reconstruction_scores, volumetric_iou  # noqa: E402
 from whitebox_hf.data.shapes import load_procedural_shapes  # noqa: E402
+from whitebox_hf.hub.model_card import write_model_card  # noqa: E402
 from whitebox_hf.models.sita_vae import SITA_VAE_PRESETS, SitaVaeConfig, SitaVaeModel  # noqa: E402
 from whitebox_hf.training.atomic import atomic_directory  # noqa: E402
 from whitebox_hf.training.checkpointing import (  # noqa: E402
@@ -86,6 +98,7 @@ DEFAULTS = {
     "num_volume_queries": 1024,
     "num_near_queries": 1024,
     "eval_split": "validation",
+    "eval_grid_depth": 5,  # the reported IoU: on the (2^d + 1)³ grid over [-1, 1]³ (spec §4: 33³ or 65³)
     # optimisation (AdamW, warm-up + cosine)
     "learning_rate": 1e-4,
     "weight_decay": 0.0,
@@ -199,8 +212,9 @@ def per_shape_iou(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: SitaVaeModel, tensors: dict, batch_size: int, num_input_points: int) -> dict:
     """With the posterior mean of the first ``num_input_points`` stored surface points (stored in random order, so a
-    uniform subset): the loss terms and the volumetric IoU on every stored uniform volume query, per category, and
-    the shape embeddings (``shape_embeds``, for the retrieval evaluation)."""
+    uniform subset): the loss terms and the IoU on every stored uniform volume query (``volume_query_iou``, a quick
+    measure: the reported IoU is `whitebox_hf.evaluation.procedural_reconstruction_scores`' on a grid), per
+    category, and the shape embeddings (``shape_embeds``, for the retrieval evaluation)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -224,8 +238,8 @@ def evaluate(model: SitaVaeModel, tensors: dict, batch_size: int, num_input_poin
     by_category = {}
     for category in sorted(set(tensors["categories"])):
         picks = torch.tensor([c == category for c in tensors["categories"]])
-        by_category[category] = {"volumetric_iou": ious[picks].mean().item(), "num_shapes": int(picks.sum())}
-    return {"volumetric_iou": ious.mean().item(), "volumetric_iou_per_category": by_category,
+        by_category[category] = {"volume_query_iou": ious[picks].mean().item(), "num_shapes": int(picks.sum())}
+    return {"volume_query_iou": ious.mean().item(), "volume_query_iou_per_category": by_category,
             **{f"{term}": totals[term] / count for term in LOSS_TERMS}, "num_shapes": count,
             "shape_embeds": torch.cat(embeds)}
 
@@ -243,6 +257,9 @@ def alignment_targets(args: dict, data, splits) -> dict:
     renders = load_shape_renders(num_per_category=args["num_per_category"], seed=args["data_seed"],
                                  num_views=args["num_views"], size=args["render_size"])
     rows = {seed: (split, row) for split in renders for row, seed in enumerate(renders[split]["instance_seed"])}
+    # The column is stored as uint8; datasets' NumPy formatting hands 4-D arrays back widened to int64.
+    pixels = {split: torch.from_numpy(np.asarray(renders[split].with_format("numpy")["images"], dtype=np.uint8))
+              for split in renders}  # (n, V, H, W, 3)
     targets = {}
     for split in splits:
         seeds = list(data[split]["instance_seed"])
@@ -251,8 +268,7 @@ def alignment_targets(args: dict, data, splits) -> dict:
             raise ValueError(f"the renders of `num_per_category` {args['num_per_category']} and `data_seed` "
                              f"{args['data_seed']} hold no view of {len(missing)} `{split}` shapes (instance seeds "
                              f"{missing[:3]}...): train on the same shapes the renders were made of")
-        images = torch.stack([torch.as_tensor(np.asarray(renders[rows[seed][0]][rows[seed][1]]["images"]))
-                              for seed in seeds])  # (n, V, H, W, 3)
+        images = torch.stack([pixels[rows[seed][0]][rows[seed][1]] for seed in seeds])  # (n, V, H, W, 3)
         image = embed_images(clip, images.flatten(0, 1)).view(len(seeds), images.shape[1], -1)
         targets[split] = {"image": image.float(), "text": embed_texts(list(data[split]["caption"])).float()}
     return targets
@@ -376,6 +392,17 @@ def main(argv=None, data=None) -> dict:
 
     evaluation = evaluate(unwrapped, held_out, args["eval_batch_size"], args["num_input_points"])
     shape_embeds = evaluation.pop("shape_embeds")
+    reconstruction = procedural_reconstruction_scores(unwrapped, data[args["eval_split"]],
+                                                      grid_depth=args["eval_grid_depth"], keep_meshes=0)
+    evaluation.update({
+        "volumetric_iou": reconstruction["overall"]["iou"], "chamfer_l1": reconstruction["overall"]["chamfer_l1"],
+        "f_score": reconstruction["overall"]["f_score"],
+        "num_without_surface": reconstruction["overall"]["num_without_surface"],
+        "volumetric_iou_per_category": {
+            category: {"volumetric_iou": summary["iou"], "chamfer_l1": summary["chamfer_l1"],
+                       "f_score": summary["f_score"], "num_shapes": summary["num_shapes"]}
+            for category, summary in sorted(reconstruction["per_category"].items())},
+    })
     if alignment is not None:
         evaluation["retrieval"] = retrieval_scores(shape_embeds, alignment[args["eval_split"]], held_out["captions"])
     accelerator.log({f"eval_{key}": value for key, value in evaluation.items() if isinstance(value, float)},
@@ -389,7 +416,9 @@ def main(argv=None, data=None) -> dict:
         "seconds_per_epoch": train_seconds / max(progress.step - start_step, 1) * steps_per_epoch,
         "num_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
         "dataset": "procedural-shapes", "num_train_shapes": len(train_set), "batch_size": args["batch_size"],
-        "contrastive_loss": "off (no image/text embeddings)",
+        "num_per_category": args["num_per_category"], "data_seed": args["data_seed"],
+        "eval_grid_depth": args["eval_grid_depth"], "contrastive_weight": args["contrastive_weight"],
+        "kl_weight": args["kl_weight"], "alignment_model": args["alignment_model"] or None,
     }
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -401,6 +430,9 @@ def main(argv=None, data=None) -> dict:
         if args["save_model"]:
             with atomic_directory(output_dir / "model") as folder:  # never a half-written model
                 unwrapped.save_pretrained(folder)
+            write_model_card(output_dir / "model", metrics_file=output_dir / "evaluation.json",
+                             dataset_name="procedural-shapes",
+                             command=" ".join(["python", "training/train_sita_vae.py", *sys.argv[1:]]))
     return results
 
 

@@ -11,7 +11,7 @@ from whitebox_hf.data.shapes import load_procedural_shapes
 
 train_sita_vae = load_training_script("train_sita_vae")
 
-TINY = ["--batch_size", "4", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001",
+TINY = ["--eval_grid_depth", "3", "--num_per_category", "3", "--batch_size", "4", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001",
         "--num_threads", "1", "--log_every", "1", "--num_input_points", "48", "--num_volume_queries", "16",
         "--num_near_queries", "16"]
 
@@ -47,7 +47,9 @@ def test_a_few_steps_log_each_term_and_save_a_model_autoModel_loads(tmp_path, bl
     # The saved model reproduces the evaluation it was scored with.
     again = train_sita_vae.evaluate(reloaded, train_sita_vae.split_tensors(data["validation"]), batch_size=4,
                                     num_input_points=48)
-    assert again["volumetric_iou"] == pytest.approx(evaluation["volumetric_iou"])
+    assert again["volume_query_iou"] == pytest.approx(evaluation["volume_query_iou"])
+    assert 0.0 <= evaluation["f_score"] <= 1.0 and evaluation["num_per_category"] == 3
+    assert (tmp_path / "model" / "README.md").read_text().count("sita_vae") >= 1
 
 
 def test_kl_weight_zero_drops_the_kl_term_from_the_loss(tmp_path):

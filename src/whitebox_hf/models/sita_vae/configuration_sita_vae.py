@@ -22,9 +22,12 @@ SITA_VAE_PRESETS: dict[str, dict] = {
         latent_channels=64, num_fourier_frequencies=8, alignment_dim=768, qkv_bias=False, init_scale=0.25,
     ),
     # Spec §4's tiny SITA-VAE, sized for a 2-core CPU: 1 + 32 latents, width 128, 4 heads, 2 + 4 layers, d0 = 16.
+    # init_scale 1 (std width^-½), not the authors' 0.25: with 0.25 the attention logits start near zero, every
+    # query reads the same average of the points, and in a CPU budget the decoder stays on the average shape (64
+    # shapes, 500 steps: training-shape IoU 0.10 with 0.25, 0.42 with 1; single shapes fit either way).
     "sita-vae-cpu": dict(
         num_latents=32, hidden_size=128, num_attention_heads=4, num_encoder_layers=2, num_decoder_layers=4,
-        latent_channels=16, num_fourier_frequencies=8, alignment_dim=128, qkv_bias=False, init_scale=0.25,
+        latent_channels=16, num_fourier_frequencies=8, alignment_dim=128, qkv_bias=False, init_scale=1.0,
     ),
 }
 
