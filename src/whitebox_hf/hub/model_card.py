@@ -697,7 +697,9 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
     if task == "zero-shot-image-classification":
         return contrastive_model_card(config, measured, dataset_name, **common)
     if task == SHAPE_TASK:
-        return shape_autoencoder_model_card(config, measured, dataset_name, **common)
+        # The training script scores its validation split; the results page the test split.
+        return shape_autoencoder_model_card(config, measured, dataset_name, eval_split=metrics.get("eval_split") or "test",
+                                            **common)
     method = metrics.get("method") or ("mae" if "reconstruction_loss" in measured else "self-supervised")
     return representation_model_card(config, measured, dataset_name, method, **common)
 
