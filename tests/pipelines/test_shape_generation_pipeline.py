@@ -59,8 +59,7 @@ def tokenizer():
 
 def text_pipeline(tokenizer, **overrides):
     torch.manual_seed(0)
-    encoder = perturb(BertModel(BertConfig(**{**TEXT, "vocab_size": tokenizer.vocab_size}), add_pooling_layer=False),
-                      3)
+    encoder = perturb(BertModel(BertConfig(**{**TEXT, "vocab_size": tokenizer.vocab_size})), 3)
     pipe = ShapeGenerationPipeline(denoiser=tiny_denoiser(TEXT["hidden_size"], **overrides),
                                    scheduler=default_shape_scheduler(), vae=tiny_vae(), text_encoder=encoder,
                                    tokenizer=tokenizer, max_text_length=8)

