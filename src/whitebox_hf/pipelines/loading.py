@@ -21,7 +21,11 @@ from transformers import PreTrainedModel
 
 from ..models.autoencoders import CrateRepresentationAutoencoder
 from ..models.crate import CrateModel
-from ..models.denoisers import AlignedShapeLatentDenoiser, CrateDenoiserTransformer, add_input_checks
+from ..models.denoisers import (
+    AlignedShapeLatentDenoiser,
+    CrateDenoiserTransformer,
+    add_input_checks,
+)
 from ..models.safe_loading import CONVERSION_HINT, check_no_pickle_only, file_errors
 from ..models.sita_vae import SitaVaeModel
 from ..models.whitebox_clip import WhiteboxClipModel
@@ -81,7 +85,7 @@ def load_pipeline(cls, pretrained_model_name_or_path, **kwargs):
     """``cls.from_pretrained`` for the package's pipeline classes (see the module docstring).
 
     Args:
-        cls: the pipeline class (`WhiteboxFlowPipeline`, `WhiteboxDDPMPipeline`).
+        cls: the pipeline class (`WhiteboxFlowPipeline`, `WhiteboxDDPMPipeline`, `ShapeGenerationPipeline`).
         pretrained_model_name_or_path: a saved folder or a Hub repo id (downloaded with ``cache_dir``,
             ``force_download``, ``local_files_only``, ``token``, ``revision``).
         kwargs: components to use instead of the saved ones (``transformer=...``), configuration values

@@ -39,11 +39,16 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ...nn import ISTA, MultiHeadSubspaceSelfAttention, attend
-from ...utils.validation import check_binary_mask, check_finite_tensor, check_floating_tensor, check_positive_int, \
-    check_tensor
+from ...utils.validation import (
+    check_binary_mask,
+    check_finite_tensor,
+    check_floating_tensor,
+    check_positive_int,
+    check_tensor,
+)
 from ..safe_loading import SafetensorsOnlyModelMixin
 
-__all__ = ["AlignedShapeLatentDenoiser", "CONDITIONING_MODES", "DENOISER_BLOCK_TYPES"]
+__all__ = ["CONDITIONING_MODES", "DENOISER_BLOCK_TYPES", "AlignedShapeLatentDenoiser"]
 
 CONDITIONING_MODES = ("in_context", "cross_attention")
 DENOISER_BLOCK_TYPES = ("transformer", "crate")
