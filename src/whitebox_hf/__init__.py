@@ -24,7 +24,7 @@ _import_structure = {
     "hub": [],
     "models": [],
     "objectives": [],
-    "pipelines": ["WhiteboxDDPMPipeline", "WhiteboxFlowPipeline"],
+    "pipelines": ["ShapeGenerationPipeline", "WhiteboxDDPMPipeline", "WhiteboxFlowPipeline"],
     "tokenization": [],
     "training": [],
     "utils": [],
@@ -40,7 +40,7 @@ _import_structure = {
         "CrateModel",
         "CratePreTrainedModel",
     ],
-    "models.denoisers": ["CrateDenoiserTransformer", "build_dit_transformer"],
+    "models.denoisers": ["AlignedShapeLatentDenoiser", "CrateDenoiserTransformer", "build_dit_transformer"],
     "models.language_modeling": ["nanogpt_parameter_count"],
     "models.tost": [
         "TOST_PRESETS",
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
         CrateModel,
         CratePreTrainedModel,
     )
-    from .models.denoisers import CrateDenoiserTransformer, build_dit_transformer
+    from .models.denoisers import AlignedShapeLatentDenoiser, CrateDenoiserTransformer, build_dit_transformer
     from .models.language_modeling import nanogpt_parameter_count
     from .models.tost import (
         TOST_PRESETS,
@@ -97,7 +97,7 @@ if TYPE_CHECKING:
         TokenStatisticsSelfAttention,
         coding_rate,
     )
-    from .pipelines import WhiteboxDDPMPipeline, WhiteboxFlowPipeline
+    from .pipelines import ShapeGenerationPipeline, WhiteboxDDPMPipeline, WhiteboxFlowPipeline
 else:
     sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__,
                                         extra_objects={"__version__": __version__})

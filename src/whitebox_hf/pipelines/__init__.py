@@ -7,17 +7,28 @@ found whichever way it is loaded. `import whitebox_hf` does not import this subp
 """
 
 from ..models.autoencoders import rae as _rae  # noqa: F401  (component module for saved pipelines)
+from ..models.denoisers import aligned_shape_latent as _aligned_shape_latent  # noqa: F401  (component module)
 from ..models.denoisers import crate_denoiser as _crate_denoiser  # noqa: F401  (component module for saved pipelines)
 from .class_conditional import decode_latents, encode_to_latents
 from .loading import COMPONENT_CLASSES, load_autoencoder
+from .pipeline_shape_generation import (
+    ShapeGenerationPipeline,
+    ShapeGenerationPipelineOutput,
+    default_shape_scheduler,
+    training_noise_scheduler,
+)
 from .pipeline_whitebox_ddpm import WhiteboxDDPMPipeline
 from .pipeline_whitebox_flow import WhiteboxFlowPipeline
 
 __all__ = [
     "COMPONENT_CLASSES",
+    "ShapeGenerationPipeline",
+    "ShapeGenerationPipelineOutput",
     "WhiteboxDDPMPipeline",
     "WhiteboxFlowPipeline",
     "decode_latents",
+    "default_shape_scheduler",
     "encode_to_latents",
     "load_autoencoder",
+    "training_noise_scheduler",
 ]

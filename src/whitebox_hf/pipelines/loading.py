@@ -20,14 +20,23 @@ from diffusers import DiTTransformer2DModel, ModelMixin
 from transformers import PreTrainedModel
 
 from ..models.autoencoders import CrateRepresentationAutoencoder
-from ..models.denoisers import CrateDenoiserTransformer, add_input_checks
+from ..models.crate import CrateModel
+from ..models.denoisers import (
+    AlignedShapeLatentDenoiser,
+    CrateDenoiserTransformer,
+    add_input_checks,
+)
 from ..models.safe_loading import CONVERSION_HINT, check_no_pickle_only, file_errors
+from ..models.sita_vae import SitaVaeModel
+from ..models.whitebox_clip import WhiteboxClipModel
 from .class_conditional import NAMED_LIBRARIES
 
 __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pipeline"]
 
 # The package's pipeline component classes, by class name (what ``model_index.json`` and ``config.json`` record).
-COMPONENT_CLASSES = {cls.__name__: cls for cls in (CrateDenoiserTransformer, CrateRepresentationAutoencoder)}
+COMPONENT_CLASSES = {cls.__name__: cls for cls in (AlignedShapeLatentDenoiser, CrateDenoiserTransformer,
+                                                   CrateModel, CrateRepresentationAutoencoder, SitaVaeModel,
+                                                   WhiteboxClipModel)}
 
 # `from_pretrained` options: where to download from, and how to load each model component.
 DOWNLOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "token", "revision")
@@ -76,7 +85,7 @@ def load_pipeline(cls, pretrained_model_name_or_path, **kwargs):
     """``cls.from_pretrained`` for the package's pipeline classes (see the module docstring).
 
     Args:
-        cls: the pipeline class (`WhiteboxFlowPipeline`, `WhiteboxDDPMPipeline`).
+        cls: the pipeline class (`WhiteboxFlowPipeline`, `WhiteboxDDPMPipeline`, `ShapeGenerationPipeline`).
         pretrained_model_name_or_path: a saved folder or a Hub repo id (downloaded with ``cache_dir``,
             ``force_download``, ``local_files_only``, ``token``, ``revision``).
         kwargs: components to use instead of the saved ones (``transformer=...``), configuration values
