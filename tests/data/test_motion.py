@@ -19,7 +19,12 @@ from whitebox_hf.data import (
     read_bvh,
     resample_motion,
 )
-from whitebox_hf.data.motion import FOOT_JOINTS, JOINT_NAMES, _check_splits, bvh_local_motion
+from whitebox_hf.data.motion import (
+    FOOT_JOINTS,
+    JOINT_NAMES,
+    _check_splits,
+    bvh_local_motion,
+)
 from whitebox_hf.data.motion_kinematics import check_rigid_poses
 
 # The boxing clip's skeleton (names, parent, offset in cm, Y up, facing +Z), with its ZXY channel order.
@@ -158,8 +163,10 @@ def test_resampling_keeps_duration_and_is_identity_at_the_native_rate():
         resample_motion(rotations, translation, 100, 0)
     with pytest.raises(ValueError, match="`root_translation`"):
         resample_motion(rotations, translation[:-1], 100, 30)
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="`local_rotations` must be a finite"):
         resample_motion(rotations * float("nan"), translation, 100, 30)
+    with pytest.raises(ValueError, match="`local_rotations` must be a"):
+        resample_motion(rotations[:, :, :2], translation, 100, 30)
 
 
 def test_clip_is_on_the_floor_with_a_rigid_head_frame(bvh_dir):
@@ -228,3 +235,12 @@ def test_real_clips_when_cached():
         # An adult's eyes: between 1.3 and 1.8 m above the floor most of the time.
         assert 1.3 < float(clip.head_poses[:, 2, 3].median()) < 1.8
         assert 0.05 < float(clip.contacts.float().mean()) < 0.95
+
+
+def test_fetch_without_apt_says_how_to_get_the_clips(tmp_path, monkeypatch):
+    from whitebox_hf.data import debian_packages, motion
+
+    monkeypatch.setattr(motion, "INSTALLED_FOLDER", tmp_path / "not-installed")
+    monkeypatch.setattr(debian_packages.shutil, "which", lambda name: None)
+    with pytest.raises(DataUnavailableError, match="apt-get download assimp-testmodels"):
+        motion.fetch_motion_bvh(cache_dir=tmp_path / "cache")

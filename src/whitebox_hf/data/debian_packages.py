@@ -22,11 +22,11 @@ def download_debian_package(package: str, workdir: str | os.PathLike, how_to_get
     """
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         raise DataUnavailableError(f"apt-get and dpkg are needed to fetch `{package}`.\n{how_to_get_it}")
-    result = subprocess.run(["apt-get", "download", package], cwd=workdir, capture_output=True, text=True)
+    result = subprocess.run(["apt-get", "download", package], cwd=workdir, capture_output=True, text=True, check=False)
     if result.returncode != 0 and os.geteuid() == 0:
         # A fresh machine may have empty package lists: refresh them once, then retry.
-        subprocess.run(["apt-get", "update", "-qq"], cwd=workdir, capture_output=True)
-        result = subprocess.run(["apt-get", "download", package], cwd=workdir, capture_output=True, text=True)
+        subprocess.run(["apt-get", "update", "-qq"], cwd=workdir, capture_output=True, check=False)
+        result = subprocess.run(["apt-get", "download", package], cwd=workdir, capture_output=True, text=True, check=False)
     debs = sorted(Path(workdir).glob(f"{package}_*.deb"))
     if result.returncode != 0 or not debs:
         raise DataUnavailableError(f"`apt-get download {package}` failed: {result.stderr.strip()}\n{how_to_get_it}")

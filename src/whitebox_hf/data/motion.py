@@ -30,8 +30,8 @@ Pipeline, per clip:
    relative to the mapped parent and bone offsets are the rest-pose offsets. This is exact where the skipped BVH
    joints do not rotate. Measured mean distance between forward kinematics of the 22-joint skeleton and the mapped
    BVH joint positions (`MotionClip.fk_residual`): 1.9 cm (01_01) and 2.7 cm (01_03), from the CMU joints left out
-   (LHipJoint/RHipJoint, LowerBack and Neck rotate a little); 0 for the boxing clip. ``positions`` keeps the BVH's
-   own joint positions, the ground truth.
+   (LHipJoint/RHipJoint, LowerBack and Neck rotate a little); 0 for the boxing clip. ``MotionClip.positions`` are
+   the 22-joint skeleton's own forward kinematics, so local rotations and positions always agree.
 4. Per-clip normalisation: the floor (the lowest ankle/toe height of the clip) is put at z = 0, the first
    frame's pelvis at the horizontal origin, and the first frame's head forward direction along +x.
 5. The head frame is CPF-like (spec §3.7: a fixed offset from the head joint, chosen by hand, `CPF_OFFSET`):
@@ -50,24 +50,28 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .debian_packages import download_debian_package
 from .fashion_mnist import DataUnavailableError, default_cache_dir
 
+if TYPE_CHECKING:
+    import torch  # imported lazily by the functions: reading a BVH file needs only numpy
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BVHParseError",
-    "BVHSkeleton",
     "CPF_OFFSET",
     "DEFAULT_SPLITS",
     "FOOT_JOINTS",
     "JOINT_NAMES",
     "JOINT_PARENTS",
-    "MotionClip",
     "TARGET_FPS",
+    "BVHParseError",
+    "BVHSkeleton",
+    "MotionClip",
     "fetch_motion_bvh",
     "load_motion",
     "load_motion_clip",
@@ -353,13 +357,15 @@ def resample_motion(local_rotations, root_translation, source_fps: float, target
     if not isinstance(root_translation, torch.Tensor) or tuple(root_translation.shape) != (num_frames, 3):
         raise ValueError(f"`root_translation` must be a ({num_frames}, 3) tensor, got "
                          f"{getattr(root_translation, 'shape', type(root_translation).__name__)}")
-    if not (torch.isfinite(local_rotations).all() and torch.isfinite(root_translation).all()):
-        raise ValueError("`local_rotations` and `root_translation` must be finite")
+    for name, value in (("local_rotations", local_rotations), ("root_translation", root_translation)):
+        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+            raise ValueError(f"`{name}` must be a finite floating-point tensor, got dtype {value.dtype} holding "
+                             f"{'non-finite values' if value.is_floating_point() else 'integers'}")
     if num_frames < 2:
         raise ValueError(f"`local_rotations` must hold at least 2 frames to resample, got {num_frames}")
     ratio = source_fps / target_fps
     # A small tolerance keeps the last frame when the duration is a whole number of target frames up to rounding.
-    count = int(math.floor((num_frames - 1) / ratio + 1e-9)) + 1
+    count = math.floor((num_frames - 1) / ratio + 1e-9) + 1
     position = torch.arange(count, dtype=torch.float64) * ratio
     lower = position.floor().long().clamp(max=num_frames - 2)
     weight = (position - lower).to(local_rotations.dtype)
@@ -385,22 +391,22 @@ class MotionClip:
         local_rotations: (T, 22, 3, 3) rotations relative to the parent (joint 0's: the pelvis's world orientation).
         root_translation: (T, 3) pelvis position.
         offsets: (22, 3) rest-pose bone offsets in the parent's frame (this person's skeleton).
-        positions: (T, 22, 3) the mapped BVH joint positions (the ground truth).
+        positions: (T, 22, 3) joint positions, the forward kinematics of the above (the ground truth).
         head_poses: (T, 4, 4) CPF-like head poses in the world.
         contacts: (T, 4) foot contacts of `FOOT_JOINTS`.
-        fk_residual: mean distance (m) between forward kinematics of the 22-joint skeleton and ``positions``.
+        fk_residual: mean distance (m) between ``positions`` and the BVH's own positions of the mapped joints.
         source_fps, source_frames: the BVH's rate and frame count.
     """
 
     name: str
     skeleton: str
     fps: int
-    local_rotations: "torch.Tensor"  # noqa: F821 (torch is imported lazily)
-    root_translation: "torch.Tensor"  # noqa: F821
-    offsets: "torch.Tensor"  # noqa: F821
-    positions: "torch.Tensor"  # noqa: F821
-    head_poses: "torch.Tensor"  # noqa: F821
-    contacts: "torch.Tensor"  # noqa: F821
+    local_rotations: torch.Tensor
+    root_translation: torch.Tensor
+    offsets: torch.Tensor
+    positions: torch.Tensor
+    head_poses: torch.Tensor
+    contacts: torch.Tensor
     fk_residual: float
     source_fps: float
     source_frames: int
@@ -464,29 +470,31 @@ def bvh_to_clip(bvh: BVHSkeleton, name: str | None = None) -> MotionClip:
     unified_offsets = torch.zeros_like(rest)
     unified_offsets[1:] = rest[1:] - rest[parents]
     root = positions[:, 0].clone()
+    world, fk_positions = forward_kinematics(local, unified_offsets, JOINT_PARENTS, root)
+    # The clip's joints are those of the 22-joint skeleton's forward kinematics, so a model that predicts local
+    # rotations can reproduce its ground truth exactly; the distance to the BVH's own joints is kept as a number.
+    fk_residual = float((fk_positions - positions).norm(dim=-1).mean())
 
     # Per-clip normalisation: floor at z = 0, first pelvis at the horizontal origin, first head forward along +x.
+    # A rigid motion of the root moves the whole skeleton rigidly, so it is applied to the root alone.
     feet = [JOINT_NAMES.index(j) for j in FOOT_JOINTS]
-    shift = torch.stack([root[0, 0], root[0, 1], positions[:, feet, 2].min()])
+    shift = torch.stack([root[0, 0], root[0, 1], fk_positions[:, feet, 2].min()])
     cpf_offset = torch.tensor(CPF_OFFSET, dtype=torch.float64)
     cpf_rotation = torch.tensor(CPF_ROTATION, dtype=torch.float64)
-    forward = (unified_world[0, HEAD_INDEX] @ cpf_rotation)[:, 2]
+    forward = (world[0, HEAD_INDEX] @ cpf_rotation)[:, 2]
     yaw = math.atan2(float(forward[1]), float(forward[0]))
     cos, sin = math.cos(-yaw), math.sin(-yaw)
     turn = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    positions = (positions - shift) @ turn.T
     root = (root - shift) @ turn.T
     local[:, 0] = turn @ local[:, 0]
-    world_check, fk_positions = forward_kinematics(local, unified_offsets.expand(local.shape[0], -1, -1), JOINT_PARENTS,
-                                                   root)
-    fk_residual = float((fk_positions - positions).norm(dim=-1).mean())
-    heads = head_poses(world_check, positions, HEAD_INDEX, cpf_offset, cpf_rotation)
+    world, positions = forward_kinematics(local, unified_offsets, JOINT_PARENTS, root)
+    heads = head_poses(world, positions, HEAD_INDEX, cpf_offset, cpf_rotation)
     contacts = foot_contacts(positions[:, feet], TARGET_FPS, CONTACT_SPEED,
                              torch.tensor(CONTACT_HEIGHTS, dtype=torch.float64))
     return MotionClip(name=name or Path(bvh.path).stem, skeleton=kind, fps=TARGET_FPS,
                       local_rotations=local.float(), root_translation=root.float(), offsets=unified_offsets.float(),
                       positions=positions.float(), head_poses=heads.float(), contacts=contacts,
-                      fk_residual=fk_residual, source_fps=bvh.fps, source_frames=int(bvh.motion.shape[0]))
+                      fk_residual=fk_residual, source_fps=bvh.fps, source_frames=bvh.motion.shape[0])
 
 
 def _cache_folder(cache_dir) -> Path:

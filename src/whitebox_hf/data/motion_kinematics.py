@@ -22,7 +22,11 @@ from collections.abc import Sequence
 import roma
 import torch
 
-from whitebox_hf.utils.validation import check_finite_tensor, check_floating_tensor, check_tensor
+from whitebox_hf.utils.validation import (
+    check_finite_tensor,
+    check_floating_tensor,
+    check_tensor,
+)
 
 __all__ = [
     "canonical_head_features",
