@@ -18,20 +18,22 @@ split holds out one CMU clip and the boxing clip (`DEFAULT_SPLITS`); any other d
 
 Pipeline, per clip:
 
-1. `read_bvh` parses the file (a small reader: it names the file and line of anything it cannot parse, which
-   the PyPI BVH readers do not; the boxing file has one data row more than its ``Frames:`` header and the header is
-   trusted). Euler channels become rotation matrices through roma in the file's own channel order.
+1. `read_bvh` parses the file: a small reader that needs only numpy and names the file and line of anything it
+   cannot parse (PyPI's ``bvhio`` pulls in the compiled ``pyglm`` and computes in float32, so it serves only as the
+   tests' independent reference for world positions). The boxing file has one data row more than its ``Frames:``
+   header; the header is trusted and the extra row dropped with a warning. Euler channels become rotation matrices
+   through roma in the file's own channel order.
 2. The clip is resampled to 30 fps (`resample_motion`: root translation linearly, every joint's local rotation by
    slerp) and converted to metres (CMU: 1 unit = 1/0.45 inch = 0.056444 m, the CMU ASF scale; boxing:
    centimetres) and to a +Z-up world (x, y, z)_BVH -> (x, -z, y): the rest pose faces -y with its left along +x.
 3. Both skeletons are mapped onto `JOINT_NAMES`, the 22-joint SMPL topology of spec §3.7 (the CMU and boxing
    joints used are in `SKELETON_MAPS`; the boxing skeleton has two spine joints, so ``spine2`` is a virtual joint
-   half-way along its ``Ab -> Chest`` bone). The mapped joints keep their BVH world rotations; local rotations are
-   relative to the mapped parent and bone offsets are the rest-pose offsets. This is exact where the skipped BVH
-   joints do not rotate. Measured mean distance between forward kinematics of the 22-joint skeleton and the mapped
-   BVH joint positions (`MotionClip.fk_residual`): 1.9 cm (01_01) and 2.7 cm (01_03), from the CMU joints left out
-   (LHipJoint/RHipJoint, LowerBack and Neck rotate a little); 0 for the boxing clip. ``MotionClip.positions`` are
-   the 22-joint skeleton's own forward kinematics, so local rotations and positions always agree.
+   half-way along its ``Ab -> Chest`` bone; CMU's ``spine1`` is its LowerBack, which sits on the hips). The mapped
+   joints keep their BVH world rotations (with one exception, `ROTATION_SOURCES`); local rotations are relative to
+   the mapped parent and bone offsets are the rest-pose offsets. The joints left out (CMU's LHipJoint/RHipJoint,
+   which never rotate in these files, Neck, Neck1's parent, and the fingers) are absorbed so that forward kinematics
+   of the 22-joint skeleton reproduces the BVH's own positions of the mapped joints: measured
+   `MotionClip.fk_residual` below 1e-6 m on all three clips (``tests/data/test_motion.py``).
 4. Per-clip normalisation: the floor (the lowest ankle/toe height of the clip) is put at z = 0, the first
    frame's pelvis at the horizontal origin, and the first frame's head forward direction along +x.
 5. The head frame is CPF-like (spec §3.7: a fixed offset from the head joint, chosen by hand, `CPF_OFFSET`):
@@ -115,8 +117,8 @@ Y_UP_TO_Z_UP = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
 # Unified joint -> BVH joint, or (BVH joint, BVH child, fraction): a virtual joint that far along that bone.
 SKELETON_MAPS = {
     "cmu": {
-        "pelvis": "Hips", "left_hip": "LeftUpLeg", "right_hip": "RightUpLeg", "spine1": "Spine",
-        "left_knee": "LeftLeg", "right_knee": "RightLeg", "spine2": ("Spine", "Spine1", 0.5),
+        "pelvis": "Hips", "left_hip": "LeftUpLeg", "right_hip": "RightUpLeg", "spine1": "LowerBack",
+        "left_knee": "LeftLeg", "right_knee": "RightLeg", "spine2": "Spine",
         "left_ankle": "LeftFoot", "right_ankle": "RightFoot", "spine3": "Spine1", "left_foot": "LeftToeBase",
         "right_foot": "RightToeBase", "neck": "Neck1", "left_collar": "LeftShoulder", "right_collar": "RightShoulder",
         "head": "Head", "left_shoulder": "LeftArm", "right_shoulder": "RightArm", "left_elbow": "LeftForeArm",
@@ -131,6 +133,10 @@ SKELETON_MAPS = {
         "right_elbow": "RightElbow", "left_wrist": "LeftWrist", "right_wrist": "RightWrist",
     },
 }
+# Unified joint -> the BVH joint whose world rotation it takes, where that is not its own. CMU's Neck sits at Spine1
+# (offset 0) and rotates: taking its rotation for spine3 places the neck exactly, and the collars, also at offset 0
+# from Spine1, do not depend on spine3's rotation.
+ROTATION_SOURCES = {"cmu": {"spine3": "Neck"}, "boxing": {}}
 # Metres per BVH unit: CMU's ASF/BVH conversion uses (1/0.45) inch; the boxing clip is in centimetres.
 SKELETON_SCALES = {"cmu": 0.0254 / 0.45, "boxing": 0.01}
 DEFAULT_SPLITS = {"train": ("01_03",), "test": ("01_01", "Boxing_Toes")}
@@ -452,15 +458,20 @@ def bvh_to_clip(bvh: BVHSkeleton, name: str | None = None) -> MotionClip:
     _, rest_positions = forward_kinematics(identity, offsets, bvh.parents, torch.zeros(1, 3, dtype=torch.float64))
     index = {joint: i for i, joint in enumerate(bvh.names)}
 
-    def place(entry, rotations_, positions_):
+    def place(unified, rotations_, positions_):
+        entry = mapping[unified]
+        rotation_source = ROTATION_SOURCES[kind].get(unified)
         if isinstance(entry, str):
-            return rotations_[:, index[entry]], positions_[:, index[entry]]
-        joint, child, fraction = entry
-        along = fraction * offsets[index[child]]
-        return rotations_[:, index[joint]], positions_[:, index[joint]] + (rotations_[:, index[joint]] @ along)
+            joint = entry
+            position = positions_[:, index[joint]]
+        else:
+            joint, child, fraction = entry
+            along = fraction * offsets[index[child]]
+            position = positions_[:, index[joint]] + (rotations_[:, index[joint]] @ along)
+        return rotations_[:, index[rotation_source or joint]], position
 
-    placed = [place(mapping[joint], world_rotations, world_positions) for joint in JOINT_NAMES]
-    rest = [place(mapping[joint], identity, rest_positions)[1] for joint in JOINT_NAMES]
+    placed = [place(joint, world_rotations, world_positions) for joint in JOINT_NAMES]
+    rest = [place(joint, identity, rest_positions)[1] for joint in JOINT_NAMES]
     unified_world = torch.stack([r for r, _ in placed], dim=1)
     positions = torch.stack([p for _, p in placed], dim=1)
     rest = torch.cat(rest, dim=0)
