@@ -207,6 +207,9 @@ def test_splits_hold_each_clip_once_and_windows_have_the_right_shape(bvh_dir):
         load_motion(window=32, splits={"train": ["clip_a"], "test": ["clip_a", "clip_c"]}, bvh_dir=bvh_dir)
     with pytest.raises(ValueError, match="`window`"):
         load_motion(window=16, splits=splits, bvh_dir=bvh_dir)
+    (bvh_dir / "short.bvh").write_text(bvh_text(boxing_frames(60), 0.01))  # 0.59 s: 18 frames at 30 fps
+    with pytest.raises(ValueError, match="`window` \\(32 frames\\) must not exceed the length of clip 'short'"):
+        load_motion(window=32, splits={"test": ["short"]}, bvh_dir=bvh_dir)
     with pytest.raises(ValueError, match="not an available clip"):
         _check_splits({"train": ["nope"]}, ["clip_a"])
     with pytest.raises(DataUnavailableError, match="assimp-testmodels"):
@@ -245,3 +248,12 @@ def test_fetch_without_apt_says_how_to_get_the_clips(tmp_path, monkeypatch):
     monkeypatch.setattr(debian_packages.shutil, "which", lambda name: None)
     with pytest.raises(DataUnavailableError, match="apt-get download assimp-testmodels"):
         motion.fetch_motion_bvh(cache_dir=tmp_path / "cache")
+
+
+def test_default_split_holds_out_the_boxing_clip_and_a_cmu_clip():
+    real_clips_or_skip()
+    data = load_motion(window=128, stride=64)
+    clips = {split: set(data[split]["clip"]) for split in data}
+    assert clips == {"train": {"01_03"}, "test": {"01_01", "Boxing_Toes"}}
+    # 1128 frames -> starts 0, 64, ..., 960 and the flush-right 1000; 688 -> 0..512 + 560; 921 -> 0..768 + 793.
+    assert (len(data["train"]), len(data["test"])) == (17, 10 + 14)

@@ -38,6 +38,7 @@ _import_structure = {
     ],
     "motion_kinematics": [
         "canonical_head_features",
+        "check_rigid_poses",
         "foot_contacts",
         "forward_kinematics",
         "head_poses",
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
     )
     from .motion_kinematics import (
         canonical_head_features,
+        check_rigid_poses,
         foot_contacts,
         forward_kinematics,
         head_poses,

@@ -659,7 +659,12 @@ def load_motion(window: int = 64, stride: int | None = None, splits=None, bvh_di
     })
     result = {}
     for split, names in splits.items():
-        rows = [row for name in names
-                for row in clip_windows(load_motion_clip(name, bvh_dir, cache_dir, fetch=False), window, stride)]
+        rows = []
+        for name in names:
+            clip = load_motion_clip(name, bvh_dir, cache_dir, fetch=False)
+            if clip.num_frames < window:
+                raise ValueError(f"`window` ({window} frames) must not exceed the length of clip {name!r} in split "
+                                 f"{split!r}, {clip.num_frames} frames at {clip.fps} fps")
+            rows += clip_windows(clip, window, stride)
         result[split] = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in features}, features=features)
     return datasets.DatasetDict(result)

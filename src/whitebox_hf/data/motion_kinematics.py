@@ -31,6 +31,7 @@ from whitebox_hf.utils.validation import (
 __all__ = [
     "canonical_head_features",
     "check_parents",
+    "check_rigid_poses",
     "foot_contacts",
     "forward_kinematics",
     "head_poses",
