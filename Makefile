@@ -21,6 +21,9 @@ test: $(VENV)/.installed
 	# The CGAL sample meshes (apt-get download libcgal-demo into the cache; evaluation-only shapes, tests/data).
 	$(PY) -c "from whitebox_hf.data import fetch_cgal_meshes; fetch_cgal_meshes()" >/dev/null \
 		|| echo "warning: could not fetch the CGAL meshes; tests/data/test_cgal_meshes.py will skip its real-mesh test" >&2
+	# The assimp BVH motion clips (apt-get download assimp-testmodels into the cache; the motion prior's real data).
+	$(PY) -c "from whitebox_hf.data import fetch_motion_bvh; fetch_motion_bvh()" >/dev/null \
+		|| echo "warning: could not fetch the assimp BVH clips; tests/data/test_motion.py will skip its real-clip tests" >&2
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:

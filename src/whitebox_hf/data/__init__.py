@@ -24,6 +24,27 @@ _import_structure = {
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
     "rendering": ["Camera", "look_at_camera", "render_sdf", "render_views"],
     "cgal_meshes": ["cgal_mesh_names", "fetch_cgal_meshes", "load_cgal_mesh", "load_cgal_meshes"],
+    "debian_packages": ["download_debian_package"],
+    "motion": [
+        "BVHParseError",
+        "MotionClip",
+        "fetch_motion_bvh",
+        "load_motion",
+        "load_motion_clip",
+        "load_motion_clips",
+        "motion_clip_names",
+        "read_bvh",
+        "resample_motion",
+    ],
+    "motion_kinematics": [
+        "canonical_head_features",
+        "check_rigid_poses",
+        "foot_contacts",
+        "forward_kinematics",
+        "head_poses",
+        "project_to_so3",
+        "slerp_rotations",
+    ],
     "meshes": ["MESH_FORMATS", "grid_occupancy", "normalise_mesh", "read_mesh", "winding_number"],
     "shape_renders": ["load_shape_renders", "render_seed_of"],
     "shapes": ["SHAPE_CATEGORIES", "Shape", "load_procedural_shapes", "make_shape", "sample_shape", "shape_split_of"],
@@ -51,6 +72,27 @@ if TYPE_CHECKING:
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
     from .rendering import Camera, look_at_camera, render_sdf, render_views
     from .cgal_meshes import cgal_mesh_names, fetch_cgal_meshes, load_cgal_mesh, load_cgal_meshes
+    from .debian_packages import download_debian_package
+    from .motion import (
+        BVHParseError,
+        MotionClip,
+        fetch_motion_bvh,
+        load_motion,
+        load_motion_clip,
+        load_motion_clips,
+        motion_clip_names,
+        read_bvh,
+        resample_motion,
+    )
+    from .motion_kinematics import (
+        canonical_head_features,
+        check_rigid_poses,
+        foot_contacts,
+        forward_kinematics,
+        head_poses,
+        project_to_so3,
+        slerp_rotations,
+    )
     from .meshes import MESH_FORMATS, grid_occupancy, normalise_mesh, read_mesh, winding_number
     from .shape_families import SHAPE_FAMILIES, ShapeFamily
     from .shape_primitives import Box, Capsule, Cone, Cylinder, Primitive, Sphere, Torus

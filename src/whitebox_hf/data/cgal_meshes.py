@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .debian_packages import download_debian_package
 from .fashion_mnist import DataUnavailableError, default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -77,24 +77,11 @@ def fetch_cgal_meshes(cache_dir: str | os.PathLike | None = None) -> Path:
     if INSTALLED_TARBALL.is_file():
         _extract_meshes(INSTALLED_TARBALL, folder)
         return folder
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise DataUnavailableError(HOW_TO_GET_IT)
     with tempfile.TemporaryDirectory() as workdir:
-        result = subprocess.run(["apt-get", "download", DEBIAN_PACKAGE], cwd=workdir, capture_output=True, text=True)
-        if result.returncode != 0 and os.geteuid() == 0:
-            # A fresh machine may have empty package lists: refresh them once, then retry.
-            subprocess.run(["apt-get", "update", "-qq"], cwd=workdir, capture_output=True)
-            result = subprocess.run(["apt-get", "download", DEBIAN_PACKAGE], cwd=workdir, capture_output=True,
-                                    text=True)
-        debs = list(Path(workdir).glob(f"{DEBIAN_PACKAGE}_*.deb"))
-        if result.returncode != 0 or not debs:
-            raise DataUnavailableError(f"`apt-get download {DEBIAN_PACKAGE}` failed: {result.stderr.strip()}\n"
-                                       + HOW_TO_GET_IT)
-        extracted = Path(workdir) / "extracted"
-        subprocess.run(["dpkg", "-x", str(debs[0]), str(extracted)], check=True)
+        extracted = download_debian_package(DEBIAN_PACKAGE, workdir, HOW_TO_GET_IT)
         tarball = extracted / INSTALLED_TARBALL.relative_to("/")
         if not tarball.is_file():
-            raise DataUnavailableError(f"{debs[0].name} holds no {INSTALLED_TARBALL}.\n{HOW_TO_GET_IT}")
+            raise DataUnavailableError(f"{DEBIAN_PACKAGE} holds no {INSTALLED_TARBALL}.\n{HOW_TO_GET_IT}")
         count = _extract_meshes(tarball, folder)
     logger.info("%d CGAL sample meshes cached in %s", count, folder)
     return folder
