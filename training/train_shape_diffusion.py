@@ -57,7 +57,10 @@ import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline's
 from whitebox_hf.data import EpochPermutationSampler
 from whitebox_hf.hub.model_card import pipeline_model_card
 from whitebox_hf.models.denoisers import AlignedShapeLatentDenoiser
-from whitebox_hf.models.denoisers.aligned_shape_latent import CONDITIONING_MODES, DENOISER_BLOCK_TYPES
+from whitebox_hf.models.denoisers.aligned_shape_latent import (
+    CONDITIONING_MODES,
+    DENOISER_BLOCK_TYPES,
+)
 from whitebox_hf.models.denoisers.shape_conditions import (
     encode_image_condition,
     encode_text_condition,
@@ -72,8 +75,8 @@ from whitebox_hf.pipelines.pipeline_shape_generation import (
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
-    resume_run,
     resumable_batches,
+    resume_run,
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
@@ -353,7 +356,8 @@ def main(argv=None, data=None, renders=None) -> dict:
         conditions = TextConditions(text_encoder.to(device), tokenizer, captions, args["max_text_length"],
                                     args["encode_batch_size"])
         condition_dim = text_encoder.config.hidden_size
-        encoders = dict(text_encoder=text_encoder.cpu(), tokenizer=tokenizer, max_text_length=args["max_text_length"])
+        encoders = {"text_encoder": text_encoder.cpu(), "tokenizer": tokenizer,
+                    "max_text_length": args["max_text_length"]}
         views = None
     else:
         from transformers import AutoImageProcessor
@@ -367,7 +371,7 @@ def main(argv=None, data=None, renders=None) -> dict:
         views = render_views(args, data, ("train", eval_split), renders)
         conditions = ImageConditions(tower, views, image_mean, image_std, args["encode_batch_size"], device)
         condition_dim = tower.config.hidden_size
-        encoders = dict(image_encoder=tower.cpu(), image_mean=image_mean, image_std=image_std)
+        encoders = {"image_encoder": tower.cpu(), "image_mean": image_mean, "image_std": image_std}
     accelerator.print(f"encoded {len(latents['train'])} training shapes to latents "
                       f"{tuple(latents['train'].shape[1:])} (scaling factor {scaling_factor:.4f}) and their "
                       f"{args['condition']} conditions in {time.time() - start:.1f} s")
@@ -487,13 +491,16 @@ def evaluate_generation(args: dict, pipeline, vae, alignment, data, views) -> di
     """ST-S (and SI-S with an alignment model) of shapes sampled for the first ``eval_num_shapes`` held-out
     conditions (`whitebox_hf.evaluation.shape_generation`)."""
     from whitebox_hf.evaluation.alignment import embed_images, embed_texts
-    from whitebox_hf.evaluation.shape_generation import generated_shape_embeddings, shape_alignment_scores
+    from whitebox_hf.evaluation.shape_generation import (
+        generated_shape_embeddings,
+        shape_alignment_scores,
+    )
 
     split = args["eval_split"]
     count = min(args["eval_num_shapes"], len(data[split]))
     captions = list(data[split]["caption"])[:count]
-    call = dict(num_inference_steps=args["sample_steps"], guidance_scale=args["sample_guidance_scale"],
-                octree_depth=args["sample_octree_depth"])
+    call = {"num_inference_steps": args["sample_steps"], "guidance_scale": args["sample_guidance_scale"],
+                "octree_depth": args["sample_octree_depth"]}
     pipeline.set_progress_bar_config(disable=True)
     first_views = None
     if views is None and alignment is not None:

@@ -11,7 +11,13 @@ from diffusers import DiffusionPipeline
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from tests.conftest import load_training_script
-from whitebox_hf import ShapeGenerationPipeline, SitaVaeConfig, SitaVaeModel, WhiteboxClipConfig, WhiteboxClipModel
+from whitebox_hf import (
+    ShapeGenerationPipeline,
+    SitaVaeConfig,
+    SitaVaeModel,
+    WhiteboxClipConfig,
+    WhiteboxClipModel,
+)
 from whitebox_hf.data.shapes import load_procedural_shapes
 from whitebox_hf.evaluation.shape_generation import shape_alignment_scores
 from whitebox_hf.training.builders import build_image_processor
@@ -42,10 +48,10 @@ def tiny_vae_folder(tmp_path):
 def tiny_lift_folder(tmp_path):
     """A saved random LIFT `WhiteboxClipModel` on 8×8 RGB images, with its image processor (mean 0.5, std 0.25)."""
     torch.manual_seed(0)
-    text = dict(vocab_size=100, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
-                max_position_embeddings=16)
-    vision = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=SIZE, patch_size=4,
-                  num_channels=3)
+    text = {"vocab_size": 100, "hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 48,
+                "max_position_embeddings": 16}
+    vision = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": SIZE, "patch_size": 4,
+                  "num_channels": 3}
     WhiteboxClipModel(WhiteboxClipConfig(vision_config=vision, text_config=text, text_tower="lift")).save_pretrained(
         tmp_path / "lift")
     build_image_processor(SIZE, [0.5] * 3, [0.25] * 3).save_pretrained(tmp_path / "lift")

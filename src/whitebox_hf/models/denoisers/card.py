@@ -26,7 +26,7 @@ CARD_METADATA = {
         "white_box": False,
         "pipeline_class": "ShapeGenerationPipeline",
         "tags": ("3d", "text-to-3d", "image-to-3d", "michelangelo"),
-        "book_section": "§8.8 (Michelangelo: aligned shape latent diffusion)",
+        "book_section": None,  # the convention: only white-box entries name a book section (the baseline)
         "description": ("an aligned shape latent diffusion model (`AlignedShapeLatentDenoiser`, transformer blocks "
                         "with long skips) trained with DDPM ε-prediction"),
         "call_hint": "Give it a caption (or a render) and it draws 3D shapes as meshes, with classifier-free guidance.",
