@@ -476,7 +476,8 @@ def main(argv=None, data=None, renders=None) -> dict:
             pipeline.save_pretrained(folder)
         results["pipeline"] = str(output_dir / "pipeline")
         if args["eval_num_shapes"]:
-            results["generation"] = evaluate_generation(args, pipeline.to(device), vae, alignment, data, views)
+            results["generation"] = evaluate_generation(args, pipeline.to(device), vae, alignment, data, views,
+                                                        renders)
         ema.restore(unwrapped.parameters())
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         write_card(args, results, argv, real_dataset=real_dataset)
@@ -487,7 +488,7 @@ def main(argv=None, data=None, renders=None) -> dict:
     return results
 
 
-def evaluate_generation(args: dict, pipeline, vae, alignment, data, views) -> dict:
+def evaluate_generation(args: dict, pipeline, vae, alignment, data, views, renders=None) -> dict:
     """ST-S (and SI-S with an alignment model) of shapes sampled for the first ``eval_num_shapes`` held-out
     conditions (`whitebox_hf.evaluation.shape_generation`)."""
     from whitebox_hf.evaluation.alignment import embed_images, embed_texts
@@ -504,7 +505,7 @@ def evaluate_generation(args: dict, pipeline, vae, alignment, data, views) -> di
     pipeline.set_progress_bar_config(disable=True)
     first_views = None
     if views is None and alignment is not None:
-        views = render_views(args, data, (split,))
+        views = render_views(args, data, (split,), renders)
     if views is not None:
         first_views = views[split][:count, 0]  # uint8 (n, H, W, 3)
     if args["condition"] == "text":

@@ -19,7 +19,8 @@ __all__ = ["generated_shape_embeddings", "mesh_surface_samples", "shape_alignmen
 
 def mesh_surface_samples(mesh, num_points: int, seed: int = 0) -> torch.Tensor:
     """``(num_points, 6)`` float32: points drawn uniformly by area on a `trimesh.Trimesh`, then the unit normals of
-    the faces they lie on (the SITA-VAE's input layout: xyz then normals).
+    the faces they lie on (the SITA-VAE's input layout: xyz then normals; `whitebox_hf.evaluation.shapes.
+    sample_mesh_surface` gives the points only).
 
     Raises:
         ValueError: ``num_points`` is not a positive integer, or the mesh has no faces.
