@@ -109,9 +109,11 @@ def test_image_condition_with_cross_attention_crate_blocks(tmp_path):
     out = tmp_path / "run"
     results = train_shape_diffusion.main(TINY + [
         "--condition", "image", "--alignment_model", tiny_lift_folder(tmp_path), "--conditioning", "cross_attention",
-        "--block_type", "crate", "--vae_model", tiny_vae_folder(tmp_path), "--max_steps", "2", "--output_dir",
+        "--block_type", "crate", "--vae_model", tiny_vae_folder(tmp_path), "--max_steps", "2", "--eval_num_shapes",
+        "1", "--sample_steps", "2", "--sample_octree_depth", "3", "--eval_surface_points", "16", "--output_dir",
         str(out)], data=shapes, renders=fake_renders(shapes))
     assert results["steps"] == 2 and results["denoiser"] == "asldm_crate"
+    assert results["generation"]["num_shapes"] == 1  # sampled from a held-out render
     pipe = ShapeGenerationPipeline.from_pretrained(out / "pipeline")
     assert pipe.condition_kind == "image"
     assert pipe.config.image_mean == [0.5] * 3 and pipe.config.image_std == [0.25] * 3  # the LIFT processor's
