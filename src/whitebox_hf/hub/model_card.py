@@ -546,8 +546,9 @@ def pipeline_model_card(
     space = (f"in the latent space of a saved autoencoder (`{autoencoder_class or 'autoencoder'}`, trained "
              f"separately: `{_portable(autoencoder)}`)" if latent else "in pixel space")
     model_name = model_name or _slug(denoiser, "latent" if latent else "pixel", dataset_name)
-    description = (f"A `{pipeline_class}` for {dataset_name}: {metadata['description']}, {space}. Give it class "
-                   "labels (ids or names) and it draws images, with classifier-free guidance.")
+    call_hint = metadata.get("call_hint", "Give it class labels (ids or names) and it draws images, with "
+                                          "classifier-free guidance.")
+    description = f"A `{pipeline_class}` for {dataset_name}: {metadata['description']}, {space}. {call_hint}"
     facts = [f"{results['steps']:,} steps of batch {results['batch_size']}"]
     if isinstance(results.get("epochs"), (int, float)):
         facts.append(f"{results['epochs']:.2f} epochs")
@@ -563,15 +564,17 @@ def pipeline_model_card(
             "EfficientNet-Lite0 features of samples and test images; not FID) and the class accuracy of a "
             f"classifier on the samples, per guidance scale, are in `{GENERATION_RESULTS}` "
             "(`training/report_generation.py`).")
+    note = metadata.get("results_note", note)  # a family whose samples are not images says its own
     usage = usage or _usage("pipeline", pipeline_class=pipeline_class, repo_path=_portable(repo_path, DEFAULT_REPO_PATH),
                             labels=repr(list(class_names[:2]) if class_names else [0, 1]),
                             steps=25 if pipeline_class == "WhiteboxFlowPipeline" else 100)
     return _build_card(
-        denoiser, metrics, "unconditional-image-generation", dataset_name, dataset_id, eval_split, model_name,
+        denoiser, metrics, metadata.get("task", "unconditional-image-generation"), dataset_name, dataset_id, eval_split, model_name,
         description, architecture, hyperparameters, summary, usage,
         BOOK_SOURCE if metadata["white_box"] else DIFFUSERS_SOURCE,
-        extra_tags=("diffusers", "class-conditional", "ddpm" if pipeline_class == "WhiteboxDDPMPipeline"
-                    else "flow-matching", *metadata["tags"]),
+        extra_tags=(*metadata.get("pipeline_tags", (
+            "diffusers", "class-conditional", "ddpm" if pipeline_class == "WhiteboxDDPMPipeline"
+            else "flow-matching")), *metadata["tags"]),
         command=command, template_path=template_path, metrics_source=metrics_source or (
             GENERATION_RESULTS if metrics else None),
         library_name="diffusers", results_note=note, require_metrics=False,
