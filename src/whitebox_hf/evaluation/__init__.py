@@ -31,6 +31,14 @@ _import_structure = {
     "image_classifier": [],
     "knn": ["knn_accuracy", "knn_classify"],
     "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
+    "point_cloud_classifier": [
+        "PointNetClassifier",
+        "classify_point_clouds",
+        "load_point_cloud_classifier",
+        "point_cloud_accuracy",
+        "save_point_cloud_classifier",
+        "train_point_cloud_classifier",
+    ],
     "saliency": ["attention_saliency", "save_saliency_grid"],
     "scoring": ["METRIC_NAMES", "compute_accuracy", "metric_path"],
     "shape_generation": ["generated_shape_embeddings", "mesh_surface_samples", "shape_alignment_scores"],
@@ -59,6 +67,14 @@ if TYPE_CHECKING:
     )
     from .knn import knn_accuracy, knn_classify
     from .linear_probe import fit_linear_probe, linear_probe_accuracy
+    from .point_cloud_classifier import (
+        PointNetClassifier,
+        classify_point_clouds,
+        load_point_cloud_classifier,
+        point_cloud_accuracy,
+        save_point_cloud_classifier,
+        train_point_cloud_classifier,
+    )
     from .saliency import attention_saliency, save_saliency_grid
     from .scoring import METRIC_NAMES, compute_accuracy, metric_path
     from .shape_generation import generated_shape_embeddings, mesh_surface_samples, shape_alignment_scores
