@@ -9,12 +9,12 @@ from whitebox_hf.data.rendering import look_at_camera, render_sdf
 from whitebox_hf.data.shapes import SHAPE_CATEGORIES, sample_shape
 from whitebox_hf.geometry import rotation_error_degrees
 from whitebox_hf.models.cupid.uv_cube import (
+    build_uv_cube,
     camera_from_pose,
     camera_from_uv_cube,
     decode_uv_cube,
     denormalize_cube,
     normalize_cube,
-    uv_cube,
     uv_cube_from_shape,
 )
 
@@ -57,7 +57,7 @@ def test_occupied_voxels_project_onto_the_rendered_silhouette(shape_and_camera):
 def test_uv_cube_round_trips_to_the_camera_by_pnp(shape_and_camera):
     shape, camera = shape_and_camera
     K, R, t = camera_from_pose(camera.intrinsics, camera.pose, (SIZE, SIZE))
-    cube = uv_cube(shape.sdf, K, R, t, resolution=32)
+    cube = build_uv_cube(shape.sdf, K, R, t, resolution=32)
     solution, correspondences = camera_from_uv_cube(cube)
     assert correspondences.points.shape[0] == int(cube[0].sum()) >= 100
     assert correspondences.threshold == 0.5
@@ -101,9 +101,9 @@ def test_coplanar_voxels_and_bad_cubes_raise_naming_the_argument(shape_and_camer
     with pytest.raises(ValueError, match="`threshold`"):
         decode_uv_cube(cube, threshold=1.5)
     with pytest.raises(ValueError, match="`resolution`"):
-        uv_cube(shape.sdf, *camera_from_pose(camera.intrinsics, camera.pose, (SIZE, SIZE)), resolution=1)
+        build_uv_cube(shape.sdf, *camera_from_pose(camera.intrinsics, camera.pose, (SIZE, SIZE)), resolution=1)
     with pytest.raises(ValueError, match="`sdf` is nowhere negative"):
-        uv_cube(lambda p: p[:, 0] * 0 + 1, *camera_from_pose(camera.intrinsics, camera.pose, (SIZE, SIZE)),
+        build_uv_cube(lambda p: p[:, 0] * 0 + 1, *camera_from_pose(camera.intrinsics, camera.pose, (SIZE, SIZE)),
                 resolution=8)
     with pytest.raises(ValueError, match="`pose`"):
         camera_from_pose(camera.intrinsics, camera.pose[:3], (SIZE, SIZE))

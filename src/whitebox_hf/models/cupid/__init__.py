@@ -19,19 +19,23 @@ _import_structure = {
     "uv_cube": [
         "UV_CUBE_CHANNELS",
         "UVCubeCorrespondences",
+        "build_uv_cube",
         "camera_from_pose",
         "camera_from_uv_cube",
         "decode_uv_cube",
         "denormalize_cube",
         "normalize_cube",
-        "uv_cube",
         "uv_cube_from_shape",
         "voxel_grid_points",
     ],
 }
 
 if TYPE_CHECKING:
-    from .configuration_cupid_flow import CUPID_FLOW_PRESETS, CupidFlowConfig, DEFAULT_IMAGE_ENCODER_CONFIG
+    from .configuration_cupid_flow import (
+        CUPID_FLOW_PRESETS,
+        DEFAULT_IMAGE_ENCODER_CONFIG,
+        CupidFlowConfig,
+    )
     from .modeling_cupid_flow import (
         CupidFlowModel,
         CupidFlowOutput,
@@ -44,12 +48,12 @@ if TYPE_CHECKING:
     from .uv_cube import (
         UV_CUBE_CHANNELS,
         UVCubeCorrespondences,
+        build_uv_cube,
         camera_from_pose,
         camera_from_uv_cube,
         decode_uv_cube,
         denormalize_cube,
         normalize_cube,
-        uv_cube,
         uv_cube_from_shape,
         voxel_grid_points,
     )

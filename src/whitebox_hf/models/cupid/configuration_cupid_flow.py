@@ -4,9 +4,14 @@ threed_and_motion.md §2.1-2.3, §4 "Cupid")."""
 from transformers import PreTrainedConfig
 
 from ..crate.configuration_crate import CrateConfig
-from ..validation import check_positive, check_positive_int, check_probability, strict_config
+from ..validation import (
+    check_positive,
+    check_positive_int,
+    check_probability,
+    strict_config,
+)
 
-__all__ = ["CUPID_FLOW_PRESETS", "CupidFlowConfig", "DEFAULT_IMAGE_ENCODER_CONFIG"]
+__all__ = ["CUPID_FLOW_PRESETS", "DEFAULT_IMAGE_ENCODER_CONFIG", "CupidFlowConfig"]
 
 # A small CRATE for the 64² renders of `load_shape_renders`: 8×8 patches, so 1 + 64 image tokens of width 128.
 DEFAULT_IMAGE_ENCODER_CONFIG = dict(image_size=64, patch_size=8, num_channels=3, hidden_size=128, num_hidden_layers=4,

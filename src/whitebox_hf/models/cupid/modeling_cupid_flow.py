@@ -24,7 +24,12 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from ...utils.validation import check_finite_tensor, check_floating_tensor, check_positive_int, check_tensor
+from ...utils.validation import (
+    check_finite_tensor,
+    check_floating_tensor,
+    check_positive_int,
+    check_tensor,
+)
 from ..crate.modeling_crate import CrateModel
 from ..modeling_utils import WhiteboxPreTrainedModel
 from .configuration_cupid_flow import CupidFlowConfig
@@ -149,6 +154,17 @@ class CupidFlowPreTrainedModel(WhiteboxPreTrainedModel):
     main_input_name = "sample"
     supports_gradient_checkpointing = True
     _no_split_modules = ["CupidFlowBlock"]
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`WhiteboxPreTrainedModel.from_pretrained`, with the image encoder frozen again when
+        ``freeze_image_encoder`` (loading replaces the parameters, and with them the ``requires_grad`` flags set in
+        ``__init__``)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(model, CupidFlowModel) and model.config.freeze_image_encoder:
+            model.image_encoder.requires_grad_(False)
+        return loaded
 
     @torch.no_grad()
     def _init_weights(self, module):

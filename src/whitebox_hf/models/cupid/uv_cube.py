@@ -30,12 +30,12 @@ from ...geometry import PnPSolution, project_points, solve_pnp_dlt, voxel_center
 __all__ = [
     "UV_CUBE_CHANNELS",
     "UVCubeCorrespondences",
+    "build_uv_cube",
     "camera_from_pose",
     "camera_from_uv_cube",
     "decode_uv_cube",
     "denormalize_cube",
     "normalize_cube",
-    "uv_cube",
     "uv_cube_from_shape",
     "voxel_grid_points",
 ]
@@ -87,7 +87,7 @@ def camera_from_pose(intrinsics: torch.Tensor, pose: torch.Tensor, image_size: t
     return intrinsics_pixels_to_uv(intrinsics, image_size), rotation, translation
 
 
-def uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Tensor, rotation: torch.Tensor,
+def build_uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Tensor, rotation: torch.Tensor,
             translation: torch.Tensor, resolution: int = 32, extent: float = 2.0) -> torch.Tensor:
     """The ``(3, R, R, R)`` float64 cube ``(occupancy, u, v)`` of a shape given by its signed distance ``sdf``
     (``(M, 3)`` float64 array of canonical points → ``(M,)``, negative inside; e.g. `Shape.sdf`) seen by the camera
@@ -98,7 +98,7 @@ def uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Tensor, r
     `project_points`) when an occupied voxel lies behind the camera."""
     if not callable(sdf):
         raise TypeError(f"`sdf` must be callable (points (M, 3) -> signed distances (M,)), got {type(sdf).__name__}")
-    indices, points = voxel_grid_points(resolution, extent)
+    _, points = voxel_grid_points(resolution, extent)
     distances = np.asarray(sdf(points.numpy()), dtype=np.float64)
     if distances.shape != (points.shape[0],):
         raise ValueError(f"`sdf` must return one distance per point, shape ({points.shape[0]},), got "
@@ -116,12 +116,12 @@ def uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Tensor, r
 
 def uv_cube_from_shape(shape, intrinsics: torch.Tensor, pose: torch.Tensor, image_size: tuple[int, int],
                        resolution: int = 32, extent: float = 2.0) -> torch.Tensor:
-    """`uv_cube` of a `whitebox_hf.data.shapes.Shape` seen by a render's camera (pixel ``intrinsics``,
+    """`build_uv_cube` of a `whitebox_hf.data.shapes.Shape` seen by a render's camera (pixel ``intrinsics``,
     camera-to-world ``pose``, ``image_size = (W, H)``; see `camera_from_pose`)."""
     if not callable(getattr(shape, "sdf", None)):
         raise TypeError(f"`shape` must have an `sdf` method (a whitebox_hf.data.shapes.Shape), got "
                         f"{type(shape).__name__}")
-    return uv_cube(shape.sdf, *camera_from_pose(intrinsics, pose, image_size), resolution=resolution, extent=extent)
+    return build_uv_cube(shape.sdf, *camera_from_pose(intrinsics, pose, image_size), resolution=resolution, extent=extent)
 
 
 def normalize_cube(cube: torch.Tensor) -> torch.Tensor:
