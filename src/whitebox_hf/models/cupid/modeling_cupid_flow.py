@@ -174,10 +174,10 @@ class CupidFlowPreTrainedModel(WhiteboxPreTrainedModel):
             init.zeros_(module[1].weight)
             init.zeros_(module[1].bias)
         elif isinstance(module, (nn.Linear, nn.Conv3d)):
-            if not getattr(module, "_cupid_zero_init", False):
-                init.normal_(module.weight, mean=0.0, std=std)
+            if module is getattr(self, "output_projection", None):
+                init.zeros_(module.weight)  # DiT's zero output layer (with the zero modulation: velocity 0 at init)
             else:
-                init.zeros_(module.weight)
+                init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
@@ -225,7 +225,6 @@ class CupidFlowModel(CupidFlowPreTrainedModel):
         self.output_norm = nn.LayerNorm(width, eps=config.layer_norm_eps, elementwise_affine=False)
         self.output_modulation = _Modulation(width, 2)
         self.output_projection = nn.Linear(width, patch**3 * config.cube_channels)
-        self.output_projection._cupid_zero_init = True
         self.gradient_checkpointing = False
         self.post_init()
 
