@@ -30,6 +30,7 @@ _import_structure = {
     "utils": [],
     "models.aot": ["AOT_PRESETS", "AoTConfig", "AoTForCausalLM", "AoTModel"],
     "models.sita_vae": ["SITA_VAE_PRESETS", "SitaVaeConfig", "SitaVaeModel"],
+    "models.cupid": ["CUPID_FLOW_PRESETS", "CupidFlowConfig", "CupidFlowModel"],
     "models.causal_crate": ["CAUSAL_CRATE_PRESETS", "CausalCrateConfig", "CausalCrateForCausalLM", "CausalCrateModel"],
     "models.crate": [
         "CRATE_PRESETS",
@@ -66,6 +67,7 @@ _import_structure = {
 if TYPE_CHECKING:
     from .models.aot import AOT_PRESETS, AoTConfig, AoTForCausalLM, AoTModel
     from .models.sita_vae import SITA_VAE_PRESETS, SitaVaeConfig, SitaVaeModel
+    from .models.cupid import CUPID_FLOW_PRESETS, CupidFlowConfig, CupidFlowModel
     from .models.causal_crate import CAUSAL_CRATE_PRESETS, CausalCrateConfig, CausalCrateForCausalLM, CausalCrateModel
     from .models.crate import (
         CRATE_PRESETS,

@@ -47,6 +47,8 @@ TINY: dict[str, dict] = {
     ),
     "SitaVaeConfig": dict(num_latents=4, hidden_size=16, num_attention_heads=2, num_encoder_layers=1,
                           num_decoder_layers=1, latent_channels=3, alignment_dim=8),
+    "CupidFlowConfig": dict(cube_resolution=4, patch_size=2, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            image_encoder_config=dict(_TINY_VISION)),
 }
 BATCH, SEQUENCE = 2, 5
 POINTS, QUERIES = 12, 6  # surface points and query points of a shape model
@@ -68,7 +70,7 @@ def own_fields(cls) -> list[dataclasses.Field]:
 
 
 def _field_kind(cls, field: dataclasses.Field) -> str:
-    """"int", "float", "bool", "str" or "config" from the declared annotation (strings resolved)."""
+    """"int", "float", "bool", "str", "config" or "interval" from the declared annotation (strings resolved)."""
     annotation = field.type
     if isinstance(annotation, str):  # postponed annotations (older trees): read the names in the string
         names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9.]*", annotation))
@@ -81,6 +83,8 @@ def _field_kind(cls, field: dataclasses.Field) -> str:
     for kind in (bool, int, float, str):
         if kind in args:
             return kind.__name__
+    if any(typing.get_origin(arg) is list for arg in args):
+        return "interval"  # a [low, high] pair of numbers (CupidFlowConfig.guidance_interval)
     raise AssertionError(f"{cls.__name__}.{field.name}: no fuzz values for annotation {annotation!r}")
 
 
@@ -92,6 +96,7 @@ BAD_VALUES: dict[str, tuple] = {
     "bool": ("yes", 2),
     "str": ("no-such-choice", 3),
     "config": ("crate", 3),
+    "interval": ("0.5", 3, [0.5], [0.8, 0.2], [NAN, 1.0], [0.5, "1"]),
 }
 
 
@@ -120,11 +125,18 @@ def tiny_model(model_name: str):
     return getattr(whitebox_hf, model_name)(tiny_config(config_name)).eval()
 
 
+def _vision_config(config, kind: str):
+    """The configuration of the model's image encoder (the model's own for a vision model)."""
+    return config.vision_config if kind == "clip" else config.image_encoder_config if kind == "cube" else config
+
+
 def _kind(model) -> str:
     if model.config.model_type == "whitebox_clip":
         return "clip"
     if model.main_input_name == "surface_points":
         return "shape"
+    if model.main_input_name == "sample":
+        return "cube"
     return "text" if "input_ids" == model.main_input_name else "vision"
 
 
@@ -138,8 +150,15 @@ def valid_inputs(model) -> dict:
         inputs["query_points"] = torch.randn(BATCH, QUERIES, 3, generator=generator)
         inputs["occupancy_labels"] = (torch.rand(BATCH, QUERIES, generator=generator) > 0.5).float()
         return inputs
-    if kind in ("vision", "clip"):
-        vision = config.vision_config if kind == "clip" else config
+    if kind == "cube":
+        # A noisy occupancy + UV cube, its flow times, the condition image and a velocity target.
+        side = config.cube_resolution
+        inputs["sample"] = torch.randn(BATCH, config.cube_channels, side, side, side, generator=generator)
+        inputs["timestep"] = torch.rand(BATCH, generator=generator)
+        inputs["target"] = torch.randn(BATCH, config.cube_channels, side, side, side, generator=generator)
+        inputs["drop_condition"] = torch.tensor([True, False])
+    if kind in ("vision", "clip", "cube"):
+        vision = _vision_config(config, kind)
         side = vision.image_size
         inputs["pixel_values"] = torch.randn(BATCH, vision.num_channels, side, side, generator=generator)
     if kind in ("text", "clip"):
@@ -164,7 +183,7 @@ def bad_inputs(model):
     valid, config, kind = valid_inputs(model), model.config, _kind(model)
     if "pixel_values" in valid:
         pixels = valid["pixel_values"]
-        patch = (config.vision_config if kind == "clip" else config).patch_size
+        patch = _vision_config(config, kind).patch_size
         yield "pixel_values", "uint8 image", (pixels * 40 + 128).clamp(0, 255).to(torch.uint8)
         yield "pixel_values", "int64 image", (pixels * 40 + 128).long()
         yield "pixel_values", "bool image", pixels > 0
@@ -199,6 +218,24 @@ def bad_inputs(model):
             yield name, "wrong width", torch.randn(BATCH, config.alignment_dim + 1)
             yield name, "1-D", torch.randn(config.alignment_dim)
             yield name, "a NaN", _with_value_at_first(torch.randn(BATCH, config.alignment_dim), NAN)
+    if "sample" in valid:
+        for name in ("sample", "target"):
+            cube = valid[name]
+            yield name, "4-D", cube[0]
+            yield name, "wrong side", cube[..., :-1]
+            yield name, "int64 cube", cube.long()
+            yield name, "a NaN", _with_value_at_first(cube, NAN)
+            yield name, "a list", cube.tolist()
+        yield "sample", "empty batch", valid["sample"][:0]
+        yield "target", "another batch size", valid["target"][:1]
+        timestep = valid["timestep"]
+        yield "timestep", "t > 1", _with_value_at_first(timestep, 1.5)
+        yield "timestep", "a NaN", _with_value_at_first(timestep, NAN)
+        yield "timestep", "int64 times", timestep.long()
+        yield "timestep", "0-D", timestep[0]
+        yield "timestep", "another batch size", timestep[:1]
+        yield "drop_condition", "int64 mask", valid["drop_condition"].long()
+        yield "drop_condition", "wrong shape", valid["drop_condition"][:1]
     if "input_ids" in valid:
         ids = valid["input_ids"]
         vocab = config.text_config.vocab_size if kind == "clip" else config.vocab_size

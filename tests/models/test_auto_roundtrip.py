@@ -32,6 +32,8 @@ from whitebox_hf import (
     CrateForImageClassification,
     CrateForMaskedImageModeling,
     CrateModel,
+    CupidFlowConfig,
+    CupidFlowModel,
     SitaVaeConfig,
     SitaVaeModel,
     ToSTConfig,
@@ -101,6 +103,18 @@ def shape_points():
                 query_points=torch.randn(2, 6, 3, generator=generator))
 
 
+def cupid_flow():
+    return CupidFlowConfig(cube_resolution=4, patch_size=2, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           image_encoder_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                     image_size=8, patch_size=4, num_channels=3))
+
+
+def noisy_cube():
+    generator = torch.Generator().manual_seed(5)
+    return dict(sample=torch.randn(2, 3, 4, 4, 4, generator=generator), timestep=torch.rand(2, generator=generator),
+                pixel_values=torch.randn(2, 3, 8, 8, generator=generator))
+
+
 def image_text():
     generator = torch.Generator().manual_seed(3)
     attention_mask = torch.ones(2, 6, dtype=torch.long)
@@ -130,6 +144,7 @@ CASES = {
     "whitebox-clip": (WhiteboxClipModel, clip("clip"), image_text, image_text),
     "whitebox-lift": (WhiteboxClipModel, clip("lift"), image_text, image_text),
     "sita-vae": (SitaVaeModel, sita_vae, shape_points, shape_points),
+    "cupid-flow": (CupidFlowModel, cupid_flow, noisy_cube, noisy_cube),
 }
 
 

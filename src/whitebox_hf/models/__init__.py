@@ -9,6 +9,7 @@ _import_structure = {
     "autoencoders": [],
     "causal_crate": [],
     "crate": [],
+    "cupid": [],
     "denoisers": [],
     "language_modeling": [],
     "modeling_utils": [],
@@ -19,8 +20,8 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
-    from . import (aot, auto, autoencoders, causal_crate, crate, denoisers, language_modeling, sita_vae, tost,
-                   whitebox_clip)
+    from . import (aot, auto, autoencoders, causal_crate, crate, cupid, denoisers, language_modeling, sita_vae,
+                   tost, whitebox_clip)
 else:
     import sys
 

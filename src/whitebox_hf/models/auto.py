@@ -29,7 +29,7 @@ __all__ = ["AUTO_MODULES", "CONFIGS", "IMAGE_PROCESSORS", "MODELS", "PROCESSORS"
 
 # Config classes registered with AutoConfig under their own ``model_type``.
 CONFIGS = ("CrateConfig", "CausalCrateConfig", "AoTConfig", "ToSTConfig", "ToSTVisionConfig", "WhiteboxClipConfig",
-           "SitaVaeConfig")
+           "SitaVaeConfig", "CupidFlowConfig")
 
 # (transformers Auto model class, config class, model class)
 MODELS = (
@@ -46,6 +46,7 @@ MODELS = (
     ("AutoModelForImageClassification", "ToSTVisionConfig", "ToSTForImageClassification"),
     ("AutoModel", "WhiteboxClipConfig", "WhiteboxClipModel"),
     ("AutoModel", "SitaVaeConfig", "SitaVaeModel"),
+    ("AutoModel", "CupidFlowConfig", "CupidFlowModel"),
 )
 
 # (config class, image processor class), registered as the "torchvision" backend
