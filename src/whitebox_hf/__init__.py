@@ -24,7 +24,7 @@ _import_structure = {
     "hub": [],
     "models": [],
     "objectives": [],
-    "pipelines": ["ShapeGenerationPipeline", "WhiteboxDDPMPipeline", "WhiteboxFlowPipeline"],
+    "pipelines": ["CupidPipeline", "ShapeGenerationPipeline", "WhiteboxDDPMPipeline", "WhiteboxFlowPipeline"],
     "tokenization": [],
     "training": [],
     "utils": [],
@@ -99,7 +99,7 @@ if TYPE_CHECKING:
         TokenStatisticsSelfAttention,
         coding_rate,
     )
-    from .pipelines import ShapeGenerationPipeline, WhiteboxDDPMPipeline, WhiteboxFlowPipeline
+    from .pipelines import CupidPipeline, ShapeGenerationPipeline, WhiteboxDDPMPipeline, WhiteboxFlowPipeline
 else:
     sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__,
                                         extra_objects={"__version__": __version__})

@@ -11,6 +11,7 @@ from ..models.denoisers import aligned_shape_latent as _aligned_shape_latent  # 
 from ..models.denoisers import crate_denoiser as _crate_denoiser  # noqa: F401  (component module for saved pipelines)
 from .class_conditional import decode_latents, encode_to_latents
 from .loading import COMPONENT_CLASSES, load_autoencoder
+from .pipeline_cupid import CupidPipeline, CupidPipelineOutput
 from .pipeline_shape_generation import (
     ShapeGenerationPipeline,
     ShapeGenerationPipelineOutput,
@@ -22,6 +23,8 @@ from .pipeline_whitebox_flow import WhiteboxFlowPipeline
 
 __all__ = [
     "COMPONENT_CLASSES",
+    "CupidPipeline",
+    "CupidPipelineOutput",
     "ShapeGenerationPipeline",
     "ShapeGenerationPipelineOutput",
     "WhiteboxDDPMPipeline",

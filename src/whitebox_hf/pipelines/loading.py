@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 
 from ..models.autoencoders import CrateRepresentationAutoencoder
 from ..models.crate import CrateModel
+from ..models.cupid import CupidFlowModel
 from ..models.denoisers import (
     AlignedShapeLatentDenoiser,
     CrateDenoiserTransformer,
@@ -35,7 +36,7 @@ __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pip
 
 # The package's pipeline component classes, by class name (what ``model_index.json`` and ``config.json`` record).
 COMPONENT_CLASSES = {cls.__name__: cls for cls in (AlignedShapeLatentDenoiser, CrateDenoiserTransformer,
-                                                   CrateModel, CrateRepresentationAutoencoder, SitaVaeModel,
+                                                   CrateModel, CupidFlowModel, CrateRepresentationAutoencoder, SitaVaeModel,
                                                    WhiteboxClipModel)}
 
 # `from_pretrained` options: where to download from, and how to load each model component.
