@@ -212,6 +212,7 @@ REQUIRED_METADATA = {
     "autoencoder": {"white_box", "short_name", "tags", "book_section", "description", "usage"},
     "denoiser": {"white_box", "pipeline_class", "tags", "book_section", "description"},
     "shape_autoencoder": {"white_box", "short_name", "tags", "book_section", "description"},
+    "image_to_3d": {"white_box", "short_name", "tags", "book_section", "description"},
 }
 
 
@@ -234,6 +235,37 @@ def test_family_card_metadata_is_complete_and_lives_beside_the_models():
         assert (TEMPLATES_DIR / "intended_use" / f"{task}.md").read_text().strip()
     for entry in metadata["autoencoder"].values():
         assert (TEMPLATES_DIR / "usage" / f"{entry['usage']}.md").is_file()
+
+
+def test_image_to_3d_card_from_a_saved_cupid_flow_folder(tmp_path):
+    import json
+
+    from whitebox_hf.hub.model_card import model_card_from_folder
+    from whitebox_hf.models.cupid import CupidFlowConfig, CupidFlowModel
+
+    model = CupidFlowModel(CupidFlowConfig(
+        cube_resolution=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        image_encoder_config=dict(image_size=16, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2)))
+    model.save_pretrained(tmp_path / "model")
+    (tmp_path / "evaluation.json").write_text(json.dumps({
+        "pose": {"rotation_error_median_deg": 7.25, "rotation_within_15deg": 0.625}, "volumetric_iou": 0.5125,
+        "dataset": "procedural-shapes", "steps": 200, "command": f"python training/train_cupid.py --output_dir {tmp_path}/run"}))
+    card = model_card_from_folder(tmp_path / "model")
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"rotation_error_median_deg": 7.25, "rotation_within_15deg": 0.625, "volumetric_iou": 0.5125}
+    assert card.data.eval_results[0].task_type == "image-to-3d"
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag is None
+    assert {"cupid-flow", "3d", "pose-estimation", "image-to-3d"} <= set(card.data.tags)
+    assert "white-box" not in card.data.tags
+    text = str(card)
+    assert "| rotation_error_median_deg | 7.2500 |" in text and "| cube_resolution | 8 |" in text
+    assert "CupidPipeline(flow_model" in text and "stage 2, is not built" in text
+    assert "Cupid's stage 1 trained on procedural-shapes" in text
+    assert str(tmp_path) not in text  # the command's absolute path is made portable
+    (tmp_path / "evaluation.json").write_text(json.dumps({"dataset": "procedural-shapes", "steps": 1}))
+    with pytest.raises(ValueError, match="rotation_error_median_deg"):
+        model_card_from_folder(tmp_path / "model")
 
 
 @pytest.mark.parametrize("block_type, white_box", [("transformer", False), ("crate", True)])

@@ -45,6 +45,7 @@ __all__ = [
     "card_metadata",
     "causal_lm_model_card",
     "contrastive_model_card",
+    "cupid_flow_model_card",
     "image_classification_model_card",
     "model_card_from_folder",
     "pipeline_model_card",
@@ -119,15 +120,35 @@ SHAPE_METRIC_KEYS = {
     "shape_to_image_mean_similarity": ("retrieval.shape_to_image.mean_similarity",),
 }
 
+IMAGE_TO_3D_TASK = "image-to-3d"  # Cupid's stage-1 flow (the Hub's pipeline tag of that name)
+CUPID_FLOW_FIELDS = ("cube_resolution", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "time_shift", "guidance_scale", "guidance_interval")
+CUPID_SOURCE = ("The architecture is Cupid's stage-1 flow (Huang et al. 2025; book §8.9) on the occupancy + UV cube, "
+                "with a CRATE image encoder in place of DINOv2, trained with the whitebox_hf training scripts.")
+# Card metric name -> where the Cupid evaluation puts it (pose by PnP from the generated cube, geometry in the
+# canonical frame; a nested key is "outer.inner"). The flow's validation loss is reported when nothing else is.
+CUPID_METRIC_KEYS = {
+    "rotation_error_median_deg": ("rotation_error_median_deg", "pose.rotation_error_median_deg"),
+    "rotation_within_5deg": ("rotation_within_5deg", "pose.rotation_within_5deg"),
+    "rotation_within_15deg": ("rotation_within_15deg", "pose.rotation_within_15deg"),
+    "translation_error": ("translation_error", "pose.translation_error"),
+    "focal_error": ("focal_error", "pose.focal_error"),
+    "volumetric_iou": ("volumetric_iou", "geometry.volumetric_iou"),
+    "chamfer_l1": ("chamfer_l1", "geometry.chamfer_l1"),
+    "flow_loss": ("eval_loss", "val_loss", "flow_loss"),
+}
+
 
 @functools.cache
 def card_metadata() -> dict[str, dict]:
     """Every family's ``CARD_METADATA`` (the ``models/<family>/card.py`` files) and `BASELINE_METADATA`, by
-    kind: ``language``, ``image``, ``contrastive``, ``autoencoder``, ``denoiser`` and ``shape_autoencoder``."""
+    kind: ``language``, ``image``, ``contrastive``, ``autoencoder``, ``denoiser``, ``shape_autoencoder`` and
+    ``image_to_3d``."""
     from ..models.aot.card import CARD_METADATA as aot
     from ..models.autoencoders.card import CARD_METADATA as autoencoders
     from ..models.causal_crate.card import CARD_METADATA as causal_crate
     from ..models.crate.card import CARD_METADATA as crate
+    from ..models.cupid.card import CARD_METADATA as cupid
     from ..models.denoisers.card import CARD_METADATA as denoisers
     from ..models.sita_vae.card import CARD_METADATA as sita_vae
     from ..models.tost.card import CARD_METADATA as tost
@@ -141,6 +162,7 @@ def card_metadata() -> dict[str, dict]:
         "autoencoder": {**autoencoders, "AutoencoderKL": baselines["AutoencoderKL"]},
         "denoiser": {**denoisers, "unet": baselines["unet"]},
         "shape_autoencoder": sita_vae,
+        "image_to_3d": cupid,
     }
 
 
@@ -510,6 +532,43 @@ def shape_autoencoder_model_card(
     )
 
 
+def cupid_flow_model_card(
+    config,
+    metrics: dict[str, float],
+    dataset_name: str = "procedural-shapes",
+    dataset_id: str | None = None,
+    hyperparameters: dict | None = None,
+    training_summary: str = "",
+    model_name: str | None = None,
+    repo_path: str = DEFAULT_REPO_PATH,
+    eval_split: str = "test",
+    command: str | None = None,
+    template_path=None,
+    metrics_source: str | None = None,
+) -> ModelCard:
+    """A card for a `CupidFlowModel` (Cupid's stage 1), its `model-index` holding the measured pose and geometry
+    numbers (`CUPID_METRIC_KEYS`), e.g. ``{"rotation_error_median_deg": 4.2, "rotation_within_15deg": 0.8,
+    "volumetric_iou": 0.6}``.
+
+    Raises:
+        ValueError: ``metrics`` is empty.
+    """
+    metadata = card_metadata()["image_to_3d"][config.model_type]
+    model_name = model_name or _slug(metadata["short_name"], dataset_name)
+    encoder = config.image_encoder_config
+    architecture = {"class": "CupidFlowModel", **_fields(config, CUPID_FLOW_FIELDS),
+                    "image_encoder": (f"CrateModel ({encoder.image_size} px, {encoder.patch_size}×{encoder.patch_size} "
+                                      f"patches, width {encoder.hidden_size}, {encoder.num_hidden_layers} layers)")}
+    return _build_card(
+        metadata["short_name"], metrics, IMAGE_TO_3D_TASK, dataset_name, dataset_id, eval_split, model_name,
+        metadata["description"].format(dataset=dataset_name), architecture, hyperparameters, training_summary,
+        _usage("cupid", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BOOK_SOURCE if metadata["white_box"] else CUPID_SOURCE,
+        extra_tags=metadata["tags"], command=command, template_path=template_path,
+        metrics_source=metrics_source, pipeline_tag=False, book_section=metadata["book_section"],
+    )
+
+
 def pipeline_model_card(
     results: dict,
     dataset_name: str,
@@ -595,6 +654,7 @@ METRIC_KEYS = {
                                  "reconstruction_loss": ("reconstruction_loss",)},
     "zero-shot-image-classification": {name: (name,) for name in CONTRASTIVE_METRICS},
     SHAPE_TASK: SHAPE_METRIC_KEYS,
+    IMAGE_TO_3D_TASK: CUPID_METRIC_KEYS,
 }
 
 
@@ -612,6 +672,8 @@ def _task_of(architectures: list[str]) -> str:
     name = architectures[0] if architectures else ""
     if name == "SitaVaeModel":
         return SHAPE_TASK
+    if name == "CupidFlowModel":
+        return IMAGE_TO_3D_TASK
     if name == "WhiteboxClipModel":
         return "zero-shot-image-classification"
     if name.endswith("ForImageClassification"):
@@ -703,6 +765,9 @@ def model_card_from_folder(model_dir, metrics: dict | None = None, metrics_file=
         # The training script scores its validation split; the results page the test split.
         return shape_autoencoder_model_card(config, measured, dataset_name, eval_split=metrics.get("eval_split") or "test",
                                             **common)
+    if task == IMAGE_TO_3D_TASK:
+        return cupid_flow_model_card(config, measured, dataset_name, eval_split=metrics.get("eval_split") or "test",
+                                     **common)
     method = metrics.get("method") or ("mae" if "reconstruction_loss" in measured else "self-supervised")
     return representation_model_card(config, measured, dataset_name, method, **common)
 

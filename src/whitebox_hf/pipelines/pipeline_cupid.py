@@ -30,7 +30,11 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..geometry import intrinsics_uv_to_pixels, project_points, world_to_camera
-from ..models.cupid.uv_cube import camera_from_uv_cube, denormalize_cube, voxel_grid_points
+from ..models.cupid.uv_cube import (
+    camera_from_uv_cube,
+    denormalize_cube,
+    voxel_grid_points,
+)
 from ..models.denoisers.shape_conditions import images_to_pixel_values
 from ..models.sita_vae.mesh_extraction import meshes_from_occupancy_grid
 from .class_conditional import ClassConditionalPipelineMixin
@@ -304,7 +308,7 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
         voxel's projection, so the silhouette covers the voxelised object's (slightly more, by under a voxel's
         projected size); corners on or behind the camera plane are left out."""
         resolution = occupied.shape[0]
-        indices, centres = voxel_grid_points(resolution, extent)
+        _, centres = voxel_grid_points(resolution, extent)
         centres = centres[occupied.reshape(-1)]
         half = extent / resolution / 2
         signs = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],

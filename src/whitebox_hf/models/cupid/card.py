@@ -1,5 +1,5 @@
-"""What a model card says about Cupid's stage-1 flow (read by `whitebox_hf.hub.model_card` once the Cupid card
-builder exists): per card family key, the book section, extra Hub tags and the first paragraph (``{dataset}`` is
+"""What a model card says about Cupid's stage-1 flow (read by `whitebox_hf.hub.model_card`, kind ``image_to_3d``,
+`cupid_flow_model_card`): per card family key, the book section, extra Hub tags and the first paragraph (``{dataset}`` is
 filled in). Plain data: the model package imports nothing from the hub layer."""
 
 CARD_METADATA = {
