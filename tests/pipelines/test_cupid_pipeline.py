@@ -93,16 +93,16 @@ def forced_sphere(monkeypatch):
 
 def test_known_cube_gives_its_camera_and_the_overlay_covers_the_sphere(forced_sphere):
     out = forced_sphere(IMAGE, num_inference_steps=4, guidance_scale=3.0, output_type="voxels")
-    assert rotation_error_degrees(out.rotations[0], R_TRUE).item() < 0.01
-    assert torch.allclose(out.intrinsics[0], K_UV, atol=1e-4)
-    assert torch.allclose(out.translations[0], T_TRUE, atol=1e-3)
-    assert out.reprojection_errors[0].item() < 1e-5
+    assert rotation_error_degrees(out.rotations[0], R_TRUE).item() < 1e-3
+    assert torch.allclose(out.intrinsics[0], K_UV, atol=1e-5)
+    assert torch.allclose(out.translations[0], T_TRUE, atol=1e-5)
+    assert out.reprojection_errors[0].item() < 1e-6
     expected_voxels = build_uv_cube(sphere_sdf, K_UV, R_TRUE, T_TRUE, resolution=RESOLUTION)[0] > 0.5
     assert torch.equal(out.shapes[0], expected_voxels)
     truth, drawn = sphere_silhouette(), out.silhouettes[0]
     covered = (truth & drawn).sum() / truth.sum()
     iou = (truth & drawn).sum() / (truth | drawn).sum()
-    assert covered > 0.97 and iou > 0.75, (covered, iou)
+    assert covered > 0.97 and iou > 0.8, (covered, iou)
     # The overlay is the input tinted exactly on the silhouette.
     overlay, original = np.asarray(out.overlays[0]).astype(int), np.asarray(IMAGE).astype(int)
     changed = (np.abs(overlay - original).sum(axis=-1) > 0)
