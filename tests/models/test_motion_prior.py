@@ -17,10 +17,12 @@ from whitebox_hf.models.motion_prior import (
     HEAD_CONDITIONING_DIMS,
     HEAD_CONDITIONINGS,
     MOTION_PRIOR_PRESETS,
+    egoallo_timesteps,
     fourier_encode,
     head_condition_features,
     motion_prior_loss,
     motion_prior_scheduler,
+    motion_prior_training_loss,
     noise_level_weights,
     pack_motion,
     place_root_from_head,
@@ -322,3 +324,29 @@ def test_forward_and_sampler_refuse_bad_inputs():
         sample_motion(model, heads, skeleton_offsets(), num_inference_steps=0)
     with pytest.raises(ValueError, match="offsets"):
         sample_motion(model, heads, skeleton_offsets()[:-1], num_inference_steps=2)
+
+
+def test_egoallo_schedule_and_its_update():
+    times = egoallo_timesteps(30, 1000)
+    assert times[:4] == [1000, 841, 784, 729] and times[-3:] == [4, 1, 0] and len(times) == 31
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        egoallo_timesteps(40, 1000)
+    model = tiny_model()
+    heads, offsets = head_trajectory(), skeleton_offsets()
+    outputs = [sample_motion(model, heads, offsets, num_inference_steps=5, schedule="egoallo", egoallo_quirk=quirk,
+                             generator=torch.Generator().manual_seed(0)) for quirk in (False, True)]
+    for result in outputs:
+        rotations = result.local_rotations
+        torch.testing.assert_close(torch.linalg.det(rotations), torch.ones(B, T, 22), atol=1e-5, rtol=0)
+    assert not torch.allclose(outputs[0].motion, outputs[1].motion)  # the +0.1 changes the update
+    with pytest.raises(ValueError, match="schedule"):
+        sample_motion(model, heads, offsets, schedule="ddpm")
+
+
+def test_training_loss_helper_returns_the_terms_and_backpropagates():
+    model = tiny_model().train()
+    clean = random_motion(model.config)
+    terms = motion_prior_training_loss(model, clean, head_trajectory(), generator=torch.Generator().manual_seed(0))
+    assert set(terms) == {"body", "contacts", "loss"} and all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert model.body_encoder[0].weight.grad.abs().sum() > 0

@@ -44,7 +44,9 @@ __all__ = [
     "MotionPriorOutput",
     "MotionPriorPreTrainedModel",
     "MotionSample",
+    "egoallo_timesteps",
     "motion_prior_loss",
+    "motion_prior_training_loss",
     "motion_prior_scheduler",
     "noise_level_weights",
     "pack_motion",
@@ -56,7 +58,8 @@ __all__ = [
 
 def pack_motion(body_rotations: torch.Tensor, contacts: torch.Tensor) -> torch.Tensor:
     """``(B, T, J, 3, 3)`` or ``(B, T, J, 9)`` body rotations and ``(B, T, C)`` contacts (float 0/1 or bool) ->
-    the ``(B, T, J·9 + C)`` vector the model denoises."""
+    the ``(B, T, J·9 + C)`` vector the model denoises. For windows of `whitebox_hf.data.load_motion`:
+    ``pack_motion(local_rotations[:, :, 1:], contacts)`` (joint 0, the pelvis, is placed from the head)."""
     check_tensor("body_rotations", body_rotations)
     check_floating_tensor("body_rotations", body_rotations)
     if body_rotations.ndim == 5 and tuple(body_rotations.shape[-2:]) == (3, 3):
@@ -372,6 +375,24 @@ def motion_prior_loss(predicted: torch.Tensor, target: torch.Tensor, timestep: t
     return terms
 
 
+def motion_prior_training_loss(model: MotionPriorModel, clean: torch.Tensor, head_poses: torch.Tensor,
+                               floor_height: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One training evaluation of spec §3.4: t uniform in ``[0, num_train_timesteps)`` per sequence, x_t from
+    `motion_prior_scheduler`'s ``add_noise``, the model's x̂₀, and `motion_prior_loss`'s terms (``"loss"`` is the
+    one to back-propagate). No SO(3) projection: training sees the raw 9D prediction."""
+    config = model.config
+    _check_motion("clean", clean, config)
+    batch = clean.shape[0]
+    scheduler = motion_prior_scheduler(config)
+    timestep = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator).to(clean.device)
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+    noisy = scheduler.add_noise(clean, noise, timestep)
+    predicted = model(noisy, timestep, head_poses, floor_height, attention_mask).sample
+    return motion_prior_loss(predicted, clean, timestep, scheduler.alphas_cumprod.to(clean.device), config,
+                             attention_mask)
+
+
 def place_root_from_head(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
                          parents=JOINT_PARENTS, head_index: int = HEAD_INDEX, cpf_offset=CPF_OFFSET,
                          cpf_rotation=CPF_ROTATION) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -451,34 +472,79 @@ def _project_motion(motion: torch.Tensor, config: MotionPriorConfig) -> torch.Te
     return pack_motion(project_to_so3(body), contacts)
 
 
+def egoallo_timesteps(num_inference_steps: int = 30, num_train_timesteps: int = 1000) -> list[int]:
+    """EgoAllo's sampling times in its 1-based indexing (spec §3.4): ``k²`` for k = n..0 with the top value replaced
+    by ``T``, so n = 30, T = 1000 gives 1000, 841, 784, …, 4, 1, 0 (n steps). Needs ``n² ≤ T``."""
+    check_positive_int("num_inference_steps", num_inference_steps)
+    check_positive_int("num_train_timesteps", num_train_timesteps)
+    if num_inference_steps**2 > num_train_timesteps:
+        raise ValueError(f"`num_inference_steps` ({num_inference_steps}) squared must not exceed "
+                         f"`num_train_timesteps` ({num_train_timesteps}) for EgoAllo's k² schedule")
+    return [num_train_timesteps] + [k * k for k in range(num_inference_steps - 1, -1, -1)]
+
+
+def _egoallo_step(clean, sample, t: int, t_next: int, alphas_cumprod, eta: float, quirk: bool, generator):
+    """EgoAllo's update from 1-based time t to t' (spec §3.4): ``x_t' = √ᾱ_t'·x̂₀ + √(1 − ᾱ_t' − σ²)·ε̂ + σ·z`` with
+    ``ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1 − ᾱ_t [+ 0.1 with the quirk])`` and ``σ = eta·√((1 − ᾱ_{t−1})/(1 − ᾱ_t)·(1 − α_t))``,
+    the one-step α_t = ᾱ_t/ᾱ_{t−1} as in the authors' code (ᾱ_0 = 1)."""
+    def alpha_bar(index: int) -> torch.Tensor:
+        return alphas_cumprod.new_tensor(1.0) if index == 0 else alphas_cumprod[index - 1]
+
+    a_t, a_next, a_previous = alpha_bar(t), alpha_bar(t_next), alpha_bar(t - 1)
+    sigma = eta * torch.sqrt((1 - a_previous) / (1 - a_t) * (1 - a_t / a_previous))
+    epsilon = (sample - a_t.sqrt() * clean) / torch.sqrt(1 - a_t + (0.1 if quirk else 0.0))
+    noise = torch.randn(sample.shape, generator=generator, dtype=sample.dtype, device=sample.device)
+    direction = torch.sqrt((1 - a_next - sigma**2).clamp_min(0))
+    return a_next.sqrt() * clean + direction * epsilon + (sigma * noise if t_next > 0 else 0)
+
+
 @torch.no_grad()
 def sample_motion(model: MotionPriorModel, head_poses: torch.Tensor, offsets: torch.Tensor,
                   num_inference_steps: int = 30, eta: float = 0.8, floor_height: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> MotionSample:
+                  generator: torch.Generator | None = None, schedule: str = "ddim",
+                  egoallo_quirk: bool = False) -> MotionSample:
     """Body motion for head trajectories ``head_poses`` (B, T, 4, 4) on skeletons ``offsets`` ((J, 3) or
-    (B, J, 3)): DDIM over ``num_inference_steps`` (spec §3.4: 30) steps from pure noise, each x̂₀'s rotations
-    projected onto SO(3) by SVD before the update (EgoAllo's sampler; training never projects). ``eta`` scales the
-    DDIM noise (EgoAllo: 0.8). The last x̂₀ gives the rotations; the pelvis is placed from the head
-    (`place_root_from_head`) and forward kinematics gives the joints. EgoAllo's ``+0.1`` in the DDIM denominator
-    (spec §3.4, a code quirk) is not reproduced: this is diffusers' standard DDIM update."""
+    (B, J, 3)), from pure noise over ``num_inference_steps`` (spec §3.4: 30) steps, each x̂₀'s rotations projected
+    onto SO(3) by SVD before the update (EgoAllo's sampler; training never projects). ``eta`` scales the update's
+    noise (EgoAllo: 0.8).
+
+    ``schedule="ddim"`` is diffusers' `DDIMScheduler` (trailing spacing from t = T − 1, the standard DDIM update).
+    ``schedule="egoallo"`` is the authors' sampler: the times of `egoallo_timesteps` and their update
+    (`_egoallo_step`), with the ``+0.1`` in the ε̂ denominator (a code quirk, spec §3.4) only when
+    ``egoallo_quirk``. The last x̂₀ gives the rotations; the pelvis is placed from the head
+    (`place_root_from_head`) and forward kinematics gives the joints."""
     config = model.config
     check_positive_int("num_inference_steps", num_inference_steps)
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
         raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}")
+    if schedule not in ("ddim", "egoallo"):
+        raise ValueError(f"`schedule` must be 'ddim' or 'egoallo', got {schedule!r}")
+    if not isinstance(egoallo_quirk, bool):
+        raise ValueError(f"`egoallo_quirk` must be a bool, got {egoallo_quirk!r}")
     check_head_poses(head_poses, floor_height)
     batch, frames = head_poses.shape[:2]
     parameter = next(model.parameters())
-    scheduler = motion_prior_scheduler(config, "ddim")
-    scheduler.set_timesteps(num_inference_steps, device=parameter.device)
     motion = torch.randn(batch, frames, config.motion_size, generator=generator, dtype=parameter.dtype,
                          device=parameter.device)
     head = head_poses.to(parameter.dtype)
     floor = None if floor_height is None else floor_height.to(parameter.dtype)
-    clean = motion
-    for step in scheduler.timesteps:
-        timestep = torch.full((batch,), int(step), dtype=torch.long, device=parameter.device)
-        clean = _project_motion(model(motion, timestep, head, floor).sample, config)
-        motion = scheduler.step(clean, step, motion, eta=eta, generator=generator).prev_sample
+
+    def denoise(step: int) -> torch.Tensor:
+        timestep = torch.full((batch,), step, dtype=torch.long, device=parameter.device)
+        return _project_motion(model(motion, timestep, head, floor).sample, config)
+
+    scheduler = motion_prior_scheduler(config, "ddim")
+    if schedule == "ddim":
+        scheduler.set_timesteps(num_inference_steps, device=parameter.device)
+        for step in scheduler.timesteps:
+            clean = denoise(int(step))
+            motion = scheduler.step(clean, step, motion, eta=eta, generator=generator).prev_sample
+    else:
+        times = egoallo_timesteps(num_inference_steps, config.num_train_timesteps)
+        alphas_cumprod = scheduler.alphas_cumprod.to(parameter.device, parameter.dtype)
+        for t, t_next in zip(times[:-1], times[1:]):
+            clean = denoise(t - 1)  # the network's index of 1-based time t (EgoAllo's Embedding[t − 1])
+            motion = _egoallo_step(clean, motion, t, t_next, alphas_cumprod, eta, egoallo_quirk, generator)
     body, contacts = unpack_motion(clean, config)
     local_rotations, root_translation, positions = place_root_from_head(body, offsets.to(parameter.dtype), head)
     return MotionSample(local_rotations=local_rotations, root_translation=root_translation, positions=positions,
