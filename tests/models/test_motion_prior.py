@@ -350,3 +350,27 @@ def test_training_loss_helper_returns_the_terms_and_backpropagates():
     assert set(terms) == {"body", "contacts", "loss"} and all(torch.isfinite(v) for v in terms.values())
     terms["loss"].backward()
     assert model.body_encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_real_clip_when_cached_round_trips_through_the_head_placement_and_the_model():
+    from whitebox_hf.data import load_motion_clip, motion_clip_names
+    from whitebox_hf.data.fashion_mnist import DataUnavailableError
+
+    try:
+        motion_clip_names(fetch=False)
+    except DataUnavailableError:
+        pytest.skip("assimp BVH clips not cached (a data download, outside the install): run "
+                    "`python -c 'from whitebox_hf.data import fetch_motion_bvh; fetch_motion_bvh()'`")
+    clip = load_motion_clip("01_01", fetch=False)
+    frames = slice(0, 32)
+    rotations = clip.local_rotations[frames][None].float()
+    heads = clip.head_poses[frames][None].float()
+    # The pelvis placed from the clip's own head poses is the clip's pelvis: the CPF conventions agree with
+    # whitebox_hf.data.motion.
+    _, root, positions = place_root_from_head(rotations[:, :, 1:], clip.offsets.float(), heads)
+    torch.testing.assert_close(root[0], clip.root_translation[frames].float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(positions[0], clip.positions[frames].float(), atol=1e-5, rtol=0)
+    model = tiny_model()
+    clean = pack_motion(rotations[:, :, 1:], clip.contacts[frames][None])
+    out = model(clean, torch.tensor([100]), heads, target=clean)
+    assert out.sample.shape == (1, 32, 193) and torch.isfinite(out.loss)
