@@ -49,6 +49,8 @@ TINY: dict[str, dict] = {
                           num_decoder_layers=1, latent_channels=3, alignment_dim=8),
     "CupidFlowConfig": dict(cube_resolution=4, patch_size=2, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                             image_encoder_config=dict(_TINY_VISION)),
+    "MotionPriorConfig": dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1,
+                              num_decoder_layers=1, noise_embedding_dim=8),
 }
 BATCH, SEQUENCE = 2, 5
 POINTS, QUERIES = 12, 6  # surface points and query points of a shape model
@@ -133,6 +135,8 @@ def _vision_config(config, kind: str):
 def _kind(model) -> str:
     if model.config.model_type == "whitebox_clip":
         return "clip"
+    if model.config.model_type == "motion_prior":
+        return "motion"
     if model.main_input_name == "surface_points":
         return "shape"
     if model.main_input_name == "sample":
@@ -149,6 +153,17 @@ def valid_inputs(model) -> dict:
         inputs["surface_points"] = torch.randn(BATCH, POINTS, 6, generator=generator)
         inputs["query_points"] = torch.randn(BATCH, QUERIES, 3, generator=generator)
         inputs["occupancy_labels"] = (torch.rand(BATCH, QUERIES, generator=generator) > 0.5).float()
+        return inputs
+    if kind == "motion":
+        # A noisy motion window, its diffusion steps, the head poses of its frames and the clean target.
+        inputs["sample"] = torch.randn(BATCH, SEQUENCE, config.motion_size, generator=generator)
+        inputs["timestep"] = torch.tensor([0, config.num_train_timesteps - 1])
+        head_poses = torch.eye(4).repeat(BATCH, SEQUENCE, 1, 1)
+        head_poses[..., :3, 3] = torch.randn(BATCH, SEQUENCE, 3, generator=generator)
+        inputs["head_poses"] = head_poses
+        inputs["floor_height"] = torch.zeros(BATCH)
+        inputs["attention_mask"] = torch.ones(BATCH, SEQUENCE, dtype=torch.long)
+        inputs["target"] = torch.randn(BATCH, SEQUENCE, config.motion_size, generator=generator)
         return inputs
     if kind == "cube":
         # A noisy occupancy + UV cube, its flow times, the condition image and a velocity target.
@@ -218,6 +233,38 @@ def bad_inputs(model):
             yield name, "wrong width", torch.randn(BATCH, config.alignment_dim + 1)
             yield name, "1-D", torch.randn(config.alignment_dim)
             yield name, "a NaN", _with_value_at_first(torch.randn(BATCH, config.alignment_dim), NAN)
+    if kind == "motion":
+        for name in ("sample", "target"):
+            motion = valid[name]
+            yield name, "2-D", motion[0]
+            yield name, "wrong width", motion[..., :-1]
+            yield name, "int64 motion", motion.long()
+            yield name, "a NaN", _with_value_at_first(motion, NAN)
+            yield name, "a list", motion.tolist()
+        yield "sample", "empty batch", valid["sample"][:0]
+        yield "target", "another length", valid["target"][:, :-1]
+        timestep = valid["timestep"]
+        yield "timestep", "t = num_train_timesteps", _with_value_at_first(timestep, config.num_train_timesteps)
+        yield "timestep", "negative t", _with_value_at_first(timestep, -1)
+        yield "timestep", "float times", timestep.float()
+        yield "timestep", "0-D", timestep[0]
+        yield "timestep", "another batch size", timestep[:1]
+        head_poses = valid["head_poses"]
+        sheared = head_poses.clone()
+        sheared[0, 0, 0, 1] = 0.5
+        yield "head_poses", "not rigid", sheared
+        yield "head_poses", "a NaN", _with_value_at_first(head_poses, NAN)
+        yield "head_poses", "one frame", head_poses[:, :1]
+        yield "head_poses", "another length", head_poses[:, :-1]
+        yield "head_poses", "3-D", head_poses[0]
+        yield "head_poses", "int64 poses", head_poses.long()
+        yield "head_poses", "a list", head_poses.tolist()
+        yield "floor_height", "wrong shape", valid["floor_height"][:1]
+        yield "floor_height", "an inf", _with_value_at_first(valid["floor_height"], INF)
+        mask = valid["attention_mask"]
+        yield "attention_mask", "mask of 2", torch.full_like(mask, 2)
+        yield "attention_mask", "wrong shape", mask[:, :-1]
+        return
     if "sample" in valid:
         for name in ("sample", "target"):
             cube = valid[name]

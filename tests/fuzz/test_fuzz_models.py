@@ -83,6 +83,8 @@ def bad_field_value(draw):
         "str": st.one_of(st.integers(), st.floats(allow_nan=True),
                          st.text(string.ascii_letters, min_size=1, max_size=8).map(lambda s: "x" + s)),
         "config": st.one_of(st.text(max_size=5), st.integers(), st.lists(st.integers(), max_size=2)),
+        # A [low, high] pair (CupidFlowConfig.guidance_interval): a string, a number, or a list of fewer than two.
+        "interval": st.one_of(st.text(max_size=5), st.integers(), st.lists(st.floats(allow_nan=True), max_size=1)),
     }[kind]
     return name, field, draw(wrong)
 

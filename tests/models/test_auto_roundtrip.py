@@ -34,6 +34,8 @@ from whitebox_hf import (
     CrateModel,
     CupidFlowConfig,
     CupidFlowModel,
+    MotionPriorConfig,
+    MotionPriorModel,
     SitaVaeConfig,
     SitaVaeModel,
     ToSTConfig,
@@ -115,6 +117,19 @@ def noisy_cube():
                 pixel_values=torch.randn(2, 3, 8, 8, generator=generator))
 
 
+def motion_prior():
+    return MotionPriorConfig(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1,
+                             num_decoder_layers=1, noise_embedding_dim=8)
+
+
+def noisy_motion():
+    generator = torch.Generator().manual_seed(6)
+    head_poses = torch.eye(4).repeat(2, 5, 1, 1)
+    head_poses[..., :3, 3] = torch.randn(2, 5, 3, generator=generator)
+    return dict(sample=torch.randn(2, 5, 21 * 9 + 4, generator=generator), timestep=torch.tensor([3, 900]),
+                head_poses=head_poses)
+
+
 def image_text():
     generator = torch.Generator().manual_seed(3)
     attention_mask = torch.ones(2, 6, dtype=torch.long)
@@ -145,6 +160,7 @@ CASES = {
     "whitebox-lift": (WhiteboxClipModel, clip("lift"), image_text, image_text),
     "sita-vae": (SitaVaeModel, sita_vae, shape_points, shape_points),
     "cupid-flow": (CupidFlowModel, cupid_flow, noisy_cube, noisy_cube),
+    "motion-prior": (MotionPriorModel, motion_prior, noisy_motion, noisy_motion),
 }
 
 

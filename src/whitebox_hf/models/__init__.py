@@ -13,6 +13,7 @@ _import_structure = {
     "denoisers": [],
     "language_modeling": [],
     "modeling_utils": [],
+    "motion_prior": [],
     "sita_vae": [],
     "tost": [],
     "validation": [],
@@ -20,8 +21,8 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
-    from . import (aot, auto, autoencoders, causal_crate, crate, cupid, denoisers, language_modeling, sita_vae,
-                   tost, whitebox_clip)
+    from . import (aot, auto, autoencoders, causal_crate, crate, cupid, denoisers, language_modeling,
+                   motion_prior, sita_vae, tost, whitebox_clip)
 else:
     import sys
 

@@ -29,7 +29,7 @@ __all__ = ["AUTO_MODULES", "CONFIGS", "IMAGE_PROCESSORS", "MODELS", "PROCESSORS"
 
 # Config classes registered with AutoConfig under their own ``model_type``.
 CONFIGS = ("CrateConfig", "CausalCrateConfig", "AoTConfig", "ToSTConfig", "ToSTVisionConfig", "WhiteboxClipConfig",
-           "SitaVaeConfig", "CupidFlowConfig")
+           "SitaVaeConfig", "CupidFlowConfig", "MotionPriorConfig")
 
 # (transformers Auto model class, config class, model class)
 MODELS = (
@@ -47,6 +47,7 @@ MODELS = (
     ("AutoModel", "WhiteboxClipConfig", "WhiteboxClipModel"),
     ("AutoModel", "SitaVaeConfig", "SitaVaeModel"),
     ("AutoModel", "CupidFlowConfig", "CupidFlowModel"),
+    ("AutoModel", "MotionPriorConfig", "MotionPriorModel"),
 )
 
 # (config class, image processor class), registered as the "torchvision" backend
