@@ -189,7 +189,7 @@ _SCRIPT_DEFAULTS: dict = {}
 
 def script_defaults(task: str) -> dict:
     if task not in _SCRIPT_DEFAULTS:
-        from conftest import load_training_script
+        from tests.conftest import load_training_script
 
         _SCRIPT_DEFAULTS[task] = load_training_script(TRAINING_SCRIPTS[task].removesuffix(".py")).DEFAULTS
     return _SCRIPT_DEFAULTS[task]
