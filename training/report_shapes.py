@@ -182,7 +182,8 @@ def main(argv=None) -> Path:
             try:
                 mesh = load_cgal_mesh(name, mesh_dir=args.cgal_mesh_dir)
             except OSError as error:
-                notes.append(f"CGAL mesh {name}: unreadable ({error}); left out")
+                # The message names the cached file: shown relative to the home folder, not as this machine's path.
+                notes.append(f"CGAL mesh {name}: unreadable ({str(error).replace(str(Path.home()), '~')}); left out")
                 continue
             if args.cgal_meshes or len(mesh.faces) >= 500:  # as load_cgal_meshes: no tiny test primitives
                 meshes[name] = mesh
@@ -292,7 +293,10 @@ def main(argv=None) -> Path:
     retrieval_runs = {v: r["retrieval"] for v, r in runs.items() if isinstance(r.get("retrieval"), dict)}
     if retrieval_runs:
         lines += ["", "## Retrieval in the aligned space", "",
-                  "From each run's `evaluation.json` (test split; `whitebox_hf.evaluation.alignment`).", "",
+                  "From each run's `evaluation.json`, scored by the training script on its `eval_split` ("
+                  + ", ".join(sorted({str(runs[v].get("eval_split", "?")) for v in retrieval_runs}))
+                  + " split: galleries of that split's distinct captions and first renders; "
+                  "`whitebox_hf.evaluation.alignment`).", "",
                   "| variant | direction | R@1 | R@5 | mean similarity | chance R@1 | queries |",
                   "|---|---|---|---|---|---|---|"]
         for variant, retrieval in retrieval_runs.items():
