@@ -47,8 +47,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -80,6 +78,7 @@ from whitebox_hf.training.checkpointing import (
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
+from whitebox_hf.training.generative import diffusion_optimization
 from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
@@ -394,13 +393,7 @@ def main(argv=None, data=None, renders=None) -> dict:
     if args["max_steps"]:
         total_steps = min(total_steps, args["max_steps"])
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"],
-                                  betas=(args["adam_beta1"], args["adam_beta2"]), weight_decay=args["weight_decay"])
-    lr_scheduler = get_scheduler(args["lr_scheduler"], optimizer, num_warmup_steps=args["lr_warmup_steps"],
-                                 num_training_steps=total_steps)
-    ema = EMAModel(model.parameters(), decay=args["ema_max_decay"], use_ema_warmup=True,
-                   inv_gamma=args["ema_inv_gamma"], power=args["ema_power"], model_cls=AlignedShapeLatentDenoiser,
-                   model_config=model.config)
+    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
     ema.to(device)
     progress = resume_run(accelerator, output_dir, args, ema)

@@ -101,6 +101,21 @@ def drop_class_labels(labels: torch.Tensor, probability: float, null_class_id: i
     return torch.where(drop, torch.full_like(labels, null_class_id), labels)
 
 
+def diffusion_optimization(model: nn.Module, args: dict, total_steps: int):
+    """diffusers' training recipe for a denoiser: AdamW (``adam_beta1/2``, ``weight_decay``), the
+    ``lr_scheduler`` of `diffusers.optimization.get_scheduler` with ``lr_warmup_steps`` over ``total_steps``, and an
+    `EMAModel` with warm-up (``ema_max_decay``, ``ema_inv_gamma``, ``ema_power``) that can rebuild the model
+    class. Returns ``(optimizer, lr_scheduler, ema)``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"],
+                                  betas=(args["adam_beta1"], args["adam_beta2"]), weight_decay=args["weight_decay"])
+    lr_scheduler = get_scheduler(args["lr_scheduler"], optimizer, num_warmup_steps=args["lr_warmup_steps"],
+                                 num_training_steps=total_steps)
+    ema = EMAModel(model.parameters(), decay=args["ema_max_decay"], use_ema_warmup=True,
+                   inv_gamma=args["ema_inv_gamma"], power=args["ema_power"], model_cls=type(model),
+                   model_config=model.config)
+    return optimizer, lr_scheduler, ema
+
+
 def run_training(
     args: dict,
     accelerator,
@@ -127,13 +142,7 @@ def run_training(
     if args["max_steps"]:
         total_steps = min(total_steps, args["max_steps"])
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args["learning_rate"],
-                                  betas=(args["adam_beta1"], args["adam_beta2"]), weight_decay=args["weight_decay"])
-    lr_scheduler = get_scheduler(args["lr_scheduler"], optimizer, num_warmup_steps=args["lr_warmup_steps"],
-                                 num_training_steps=total_steps)
-    ema = EMAModel(model.parameters(), decay=args["ema_max_decay"], use_ema_warmup=True,
-                   inv_gamma=args["ema_inv_gamma"], power=args["ema_power"], model_cls=type(model),
-                   model_config=model.config)
+    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
     ema.to(accelerator.device)
     progress = resume_run(accelerator, output_dir, args, ema)
