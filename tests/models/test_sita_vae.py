@@ -211,6 +211,20 @@ def test_preset_parameter_counts():
         SitaVaeConfig.from_preset("sita-vae-512")
 
 
+def test_the_initial_posterior_log_variance_is_the_configured_bias():
+    # The authors' zero bias starts the posterior at std ~1; the CPU preset starts it near e^-2 (its config says why).
+    inputs = batch()
+    for logvar, expected_std in ((0.0, 1.0), (-4.0, math.exp(-2.0))):
+        model = tiny_model(initial_posterior_logvar=logvar).eval()
+        assert torch.all(model.pre_kl.bias[TINY["latent_channels"]:] == logvar)
+        assert torch.all(model.pre_kl.bias[:TINY["latent_channels"]] == 0)
+        stddev = model.encode(inputs["surface_points"]).latent_dist.stddev
+        # The logvar is the bias plus a linear read of normalised tokens (std ~init_scale): a geometric mean check.
+        assert math.isclose(stddev.log().mean().exp().item(), expected_std, rel_tol=0.5)
+    assert SitaVaeConfig.from_preset("sita-vae-cpu").initial_posterior_logvar == -4.0
+    assert SitaVaeConfig.from_preset("sita-vae-256").initial_posterior_logvar == 0.0
+
+
 def test_the_defaults_are_the_authors_preset():
     assert SitaVaeConfig().to_dict() == SitaVaeConfig.from_preset("sita-vae-256").to_dict()
 
@@ -251,7 +265,8 @@ def test_odd_query_count_with_labels_and_labels_without_queries_are_refused():
 
 
 @pytest.mark.parametrize("field, value", [("num_latents", 0), ("block_type", "mlp"), ("num_attention_heads", 3),
-                                          ("kl_loss_weight", -1.0), ("contrastive_logit_scale", 0.0)])
+                                          ("kl_loss_weight", -1.0), ("contrastive_logit_scale", 0.0),
+                                          ("initial_posterior_logvar", -31.0), ("initial_posterior_logvar", 21.0)])
 def test_bad_configuration_values_are_refused_by_name(field, value):
     with pytest.raises((ValueError, TypeError), match=field):
         SitaVaeConfig(**{**TINY, field: value})

@@ -212,6 +212,8 @@ class SitaVaePreTrainedModel(WhiteboxPreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, SitaVaeModel):
             init.normal_(module.queries, mean=0.0, std=_QUERY_INIT_STD)
+            # The second half of pre_kl's outputs is the log-variance (encode's chunk order).
+            init.constant_(module.pre_kl.bias[module.config.latent_channels:], module.config.initial_posterior_logvar)
             init.normal_(module.shape_projection, mean=0.0, std=self.config.hidden_size**-0.5)
         elif isinstance(module, FourierPointEmbedding):
             init.copy_(module.frequencies, 2.0 ** torch.arange(module.frequencies.numel(), dtype=torch.float32))
