@@ -1,0 +1,433 @@
+"""Evaluation of pose-grounded single-image 3D generation (Cupid, issue 15; spec ``threed_and_motion.md`` §2): the
+camera and the shape recovered from one held-out render against the render's true camera and the shape's exact
+occupancy.
+
+* **Pose**: rotation error (geodesic angle, degrees; median and the share below 5° and 15°), translation error
+  ``‖t̂ − t‖`` (world-to-camera t, canonical units: the procedural shapes lie in [−1, 1]³ and the renders' cameras
+  are 2.5 from the origin) and relative focal error ``|f̂ − f| / f`` (f the mean of K's two focal lengths, uv units).
+* **Geometry**: volumetric IoU of the generated occupancy against the exact one at the same voxel centres, in the
+  canonical frame (no alignment: Cupid generates the object in its canonical frame).
+* **Pose grounding**: the *true* shape rendered at the predicted camera against the input view (silhouette IoU and
+  PSNR): it scores the camera alone, so a model with no geometry (pose regression) is scored the same way; and, for
+  a model that generates geometry, that geometry rendered at its own camera against the input (the re-rendering
+  Cupid's users see). Rendering is `whitebox_hf.data.rendering.render_sdf` with the renders' own shading: the
+  generated object has no colour yet (stage 2 is not built), so it is shaded as the training renders are.
+
+A failed PnP (a generated cube with too few occupied voxels) counts as a 180° rotation error, infinite
+translation/focal error, zero IoU and an empty re-rendering: failures are never dropped.
+
+The targets — each shape's exact occupancy at the voxel centres and each view's camera in normalised uv units —
+are computed once by `cupid_targets` and cached as safetensors (never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CUPID_TARGETS_VERSION",
+    "cupid_targets",
+    "evaluate_cupid_pipeline",
+    "evaluate_pose_regressor",
+    "mask_iou",
+    "occupancy_sdf",
+    "occupied_items",
+    "pose_errors",
+    "psnr",
+    "render_at_camera",
+    "summarize_cupid_scores",
+    "target_cubes",
+    "voxel_iou",
+]
+
+CUPID_TARGETS_VERSION = 1  # bumped whenever the cached targets change meaning
+PSNR_CAP_DB = 100.0  # identical images: the PSNR of an MSE of 1e-10, not infinity
+FAILED_ROTATION_DEG = 180.0
+
+
+# -- targets ----------------------------------------------------------------------------------------------------
+
+def _split_targets(split, resolution: int, extent: float) -> dict[str, torch.Tensor]:
+    from ..data.shapes import make_shape
+    from ..models.cupid.uv_cube import camera_from_pose, voxel_grid_points
+
+    _, points = voxel_grid_points(resolution, extent)
+    occupancy, intrinsics, rotations, translations = [], [], [], []
+    numpy_split = split.with_format("numpy")
+    size = int(np.asarray(numpy_split[0]["images"]).shape[1])
+    for row in range(len(split)):
+        item = split[row]
+        shape = make_shape(item["category"], json.loads(item["parameters"]))
+        occupancy.append(torch.from_numpy(np.asarray(shape.sdf(points.numpy())) < 0).reshape(
+            resolution, resolution, resolution))
+        cameras = [camera_from_pose(torch.tensor(k, dtype=torch.float64), torch.tensor(p, dtype=torch.float64),
+                                    (size, size)) for k, p in zip(item["intrinsics"], item["poses"])]
+        intrinsics.append(torch.stack([c[0] for c in cameras]))
+        rotations.append(torch.stack([c[1] for c in cameras]))
+        translations.append(torch.stack([c[2] for c in cameras]))
+    return {"occupancy": torch.stack(occupancy).to(torch.uint8), "intrinsics": torch.stack(intrinsics),
+            "rotations": torch.stack(rotations), "translations": torch.stack(translations),
+            "instance_seeds": torch.tensor(list(split["instance_seed"]), dtype=torch.int64)}
+
+
+def cupid_targets(renders, resolution: int = 32, extent: float = 2.0,
+                  cache_file: str | os.PathLike | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Per split of ``renders`` (a `datasets.DatasetDict` shaped like `load_shape_renders`'): ``occupancy``
+    ``(n, R, R, R)`` uint8 (exact, ``sdf < 0`` at the voxel centres of the cube of side ``extent``), the views'
+    cameras in normalised uv units and world-to-camera form (`camera_from_pose`): ``intrinsics`` ``(n, V, 3, 3)``,
+    ``rotations`` ``(n, V, 3, 3)``, ``translations`` ``(n, V, 3)`` (float64), and ``instance_seeds`` ``(n,)``.
+
+    With ``cache_file`` (a ``.safetensors`` path) the targets are read from it when it holds the same splits,
+    instance seeds, resolution and extent, and written to it otherwise (atomically).
+
+    Raises:
+        ValueError: ``resolution`` or ``extent`` out of range, or ``renders`` with no splits.
+    """
+    from safetensors.torch import load_file, save_file
+
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+        raise ValueError(f"`resolution` must be an integer >= 2, got {resolution!r}")
+    if isinstance(extent, bool) or not isinstance(extent, (int, float)) or not extent > 0:
+        raise ValueError(f"`extent` must be a number > 0, got {extent!r}")
+    splits = [name for name in renders if len(renders[name])]
+    if not splits:
+        raise ValueError("`renders` holds no non-empty split")
+    metadata = {"version": str(CUPID_TARGETS_VERSION), "resolution": str(resolution), "extent": repr(float(extent)),
+                "splits": ",".join(splits)}
+    if cache_file is not None and Path(cache_file).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache_file), framework="pt") as handle:
+            stored = handle.metadata() or {}
+        if stored == metadata:
+            flat = load_file(str(cache_file))
+            targets = {split: {key.split("/", 1)[1]: value for key, value in flat.items()
+                               if key.split("/", 1)[0] == split} for split in splits}
+            if all(targets[s]["instance_seeds"].tolist() == list(renders[s]["instance_seed"]) for s in splits):
+                return targets
+    targets = {split: _split_targets(renders[split], resolution, float(extent)) for split in splits}
+    if cache_file is not None:
+        path = Path(cache_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(path.name + f".{os.getpid()}.tmp")
+        save_file({f"{split}/{key}": value.contiguous() for split, values in targets.items()
+                   for key, value in values.items()}, str(staging), metadata=metadata)
+        os.replace(staging, path)
+    return targets
+
+
+def target_cubes(targets: dict[str, torch.Tensor], items: torch.Tensor, views: torch.Tensor,
+                 extent: float = 2.0) -> torch.Tensor:
+    """The ``(B, 3, R, R, R)`` float32 occupancy + UV cubes (`build_uv_cube`, [0, 1] units) of shapes ``items``
+    seen from their views ``views`` (both ``(B,)`` int), from one split's `cupid_targets`."""
+    from ..models.cupid.uv_cube import build_uv_cube
+
+    cubes = []
+    for item, view in zip(items.tolist(), views.tolist()):
+        inside = targets["occupancy"][item].reshape(-1).bool().numpy()
+        resolution = targets["occupancy"].shape[-1]
+        # The exact occupancy was computed once; `build_uv_cube` reads it back through the sign of an "SDF".
+        cubes.append(build_uv_cube(lambda points, inside=inside: np.where(inside, -1.0, 1.0),
+                                   targets["intrinsics"][item, view], targets["rotations"][item, view],
+                                   targets["translations"][item, view], resolution=resolution, extent=extent))
+    return torch.stack(cubes).float()
+
+
+# -- metrics ----------------------------------------------------------------------------------------------------
+
+def _check_batch(name: str, value, shape_tail: tuple, batch: int | None = None) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}")
+    if value.ndim != 1 + len(shape_tail) or tuple(value.shape[1:]) != shape_tail:
+        raise ValueError(f"`{name}` must have shape (B, {', '.join(map(str, shape_tail))}), got {tuple(value.shape)}")
+    if batch is not None and value.shape[0] != batch:
+        raise ValueError(f"`{name}` must hold {batch} items (as `intrinsics`), got {value.shape[0]}")
+
+
+def pose_errors(intrinsics: torch.Tensor, rotations: torch.Tensor, translations: torch.Tensor,
+                true_intrinsics: torch.Tensor, true_rotations: torch.Tensor,
+                true_translations: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per camera ``(B,)`` float64: ``rotation_error_deg`` (geodesic), ``translation_error`` ``‖t̂ − t‖`` and
+    ``focal_error`` ``|f̂ − f| / f`` (f = mean of ``K[0, 0]``, ``K[1, 1]``); K in the same units for both."""
+    from ..geometry import rotation_error_degrees
+
+    _check_batch("intrinsics", intrinsics, (3, 3))
+    batch = intrinsics.shape[0]
+    for name, value, tail in (("rotations", rotations, (3, 3)), ("translations", translations, (3,)),
+                              ("true_intrinsics", true_intrinsics, (3, 3)),
+                              ("true_rotations", true_rotations, (3, 3)),
+                              ("true_translations", true_translations, (3,))):
+        _check_batch(name, value, tail, batch)
+    rotations, true_rotations = rotations.double(), true_rotations.double()
+    focal = (intrinsics[:, 0, 0] + intrinsics[:, 1, 1]).double() / 2
+    true_focal = (true_intrinsics[:, 0, 0] + true_intrinsics[:, 1, 1]).double() / 2
+    return {"rotation_error_deg": rotation_error_degrees(rotations, true_rotations),
+            "translation_error": (translations.double() - true_translations.double()).norm(dim=-1),
+            "focal_error": (focal - true_focal).abs() / true_focal}
+
+
+def voxel_iou(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per item ``(B,)``: |P ∩ T| / |P ∪ T| of two bool occupancy grids ``(B, R, R, R)`` (1 where both are empty)."""
+    return _set_iou("predicted", predicted, "target", target)
+
+
+def mask_iou(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per item ``(B,)``: the IoU of two bool silhouettes ``(B, H, W)`` (1 where both are empty)."""
+    return _set_iou("predicted", predicted, "target", target)
+
+
+def _set_iou(name_a: str, a, name_b: str, b) -> torch.Tensor:
+    for name, value in ((name_a, a), (name_b, b)):
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.bool or value.ndim < 2:
+            raise ValueError(f"`{name}` must be a bool tensor (B, ...), got "
+                             f"{getattr(value, 'dtype', type(value).__name__)}")
+    if a.shape != b.shape:
+        raise ValueError(f"`{name_a}` and `{name_b}` must have the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    intersection = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+
+
+def psnr(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image ``(B,)``: ``10·log10(1 / MSE)`` of images in [0, 1] of the same shape ``(B, ...)``, capped at
+    `PSNR_CAP_DB` for identical images."""
+    for name, value in (("predicted", predicted), ("target", target)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.ndim < 2:
+            raise ValueError(f"`{name}` must be a floating tensor (B, ...) in [0, 1], got "
+                             f"{getattr(value, 'dtype', type(value).__name__)}")
+    if predicted.shape != target.shape:
+        raise ValueError(f"`predicted` and `target` must have the same shape, got {tuple(predicted.shape)} and "
+                         f"{tuple(target.shape)}")
+    mse = (predicted.double() - target.double()).square().flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse.clamp(min=10 ** (-PSNR_CAP_DB / 10)))
+
+
+def occupancy_sdf(occupied: torch.Tensor, extent: float = 2.0):
+    """A signed-distance function (float64 points ``(M, 3)`` → ``(M,)``) of a bool occupancy grid ``(R, R, R)``
+    over the cube of side ``extent`` (index ``[i, j, k]`` along x, y, z, as in `voxel_grid_points`): the Euclidean
+    distance transform (scipy) of the inside and the outside, trilinearly interpolated between voxel centres
+    (``grid_sample``; clamped at the cube's faces). It is within about a voxel of the true distance, which is what
+    sphere tracing a voxelised object needs."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not isinstance(occupied, torch.Tensor) or occupied.dtype != torch.bool or occupied.ndim != 3:
+        raise ValueError(f"`occupied` must be a bool tensor (R, R, R), got "
+                         f"{getattr(occupied, 'dtype', type(occupied).__name__)}")
+    grid = occupied.numpy()
+    voxel = extent / grid.shape[0]
+    if grid.any() and not grid.all():
+        # Distances between voxel centres; ±½ voxel puts the zero level halfway between an inside and an outside one.
+        distances = (distance_transform_edt(~grid) - distance_transform_edt(grid)) * voxel
+        distances = distances - np.where(grid, -0.5, 0.5) * voxel
+    else:
+        distances = np.full(grid.shape, -voxel if grid.all() else 10 * extent)
+    # grid_sample reads (D, H, W) = (z, y, x) with coordinates (x, y, z); the grid is indexed [x, y, z].
+    volume = torch.from_numpy(np.ascontiguousarray(distances.transpose(2, 1, 0)))[None, None]
+    half = extent / 2
+
+    def sdf(points: torch.Tensor) -> torch.Tensor:
+        normalised = (points / half).clamp(-1, 1)[None, None, None]  # align_corners=False: ±1 are the cube's faces
+        inside_value = torch.nn.functional.grid_sample(volume, normalised.to(volume.dtype), mode="bilinear",
+                                                       padding_mode="border", align_corners=False).reshape(-1)
+        # Outside the cube, add the distance to it so the bound stays conservative.
+        outside = (points.abs() - half).clamp(min=0).norm(dim=-1)
+        return inside_value + outside
+
+    return sdf
+
+
+def render_at_camera(sdf_fn, intrinsics: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor,
+                     size: int) -> dict[str, torch.Tensor]:
+    """`render_sdf` of ``sdf_fn`` (torch points → distances) seen by the camera ``(K, R, t)`` (K in uv units,
+    world-to-camera R, t) on a ``size``² image. A camera whose centre lies inside the bounding sphere or whose
+    K is singular still renders (rays start at the camera)."""
+    from ..data.rendering import Camera, render_sdf
+    from ..geometry import intrinsics_uv_to_pixels
+
+    pose = torch.eye(4, dtype=torch.float64)
+    rotation, translation = rotation.double(), translation.double()
+    pose[:3, :3] = rotation.T
+    pose[:3, 3] = -rotation.T @ translation
+    camera = Camera(intrinsics=intrinsics_uv_to_pixels(intrinsics.double(), (size, size)), pose=pose, size=size)
+    return render_sdf(sdf_fn, camera)
+
+
+def _shape_sdf(category: str, parameters: str):
+    from ..data.shapes import make_shape
+
+    shape = make_shape(category, json.loads(parameters))
+    return lambda points: torch.from_numpy(np.asarray(shape.sdf(points.numpy()), dtype=np.float64))
+
+
+# -- scoring a model --------------------------------------------------------------------------------------------
+
+def _score_items(split, targets: dict, items: list[int], view: int, cameras: list, occupancies: list,
+                 extent: float, with_geometry: bool) -> list[dict]:
+    """Per item: the pose errors, the geometry IoU and the generated shape's re-rendering (``with_geometry``) and
+    the true shape's re-rendering; a ``None`` camera is a failed PnP."""
+    rows = []
+    for index, item in enumerate(items):
+        record = split[item]
+        image = torch.from_numpy(np.asarray(record["images"][view], dtype=np.float32) / 255.0)
+        mask = torch.from_numpy(np.asarray(record["masks"][view], dtype=bool))
+        size = image.shape[0]
+        camera, occupancy = cameras[index], occupancies[index]
+        row = {"item": item, "view": view, "category": record["category"], "failed": camera is None}
+        if camera is None:
+            row.update(rotation_error_deg=FAILED_ROTATION_DEG, translation_error=math.inf, focal_error=math.inf)
+            empty = torch.ones_like(image)  # the renders' white background: nothing is re-rendered
+            for prefix in ("true_shape", "generated") if with_geometry else ("true_shape",):
+                row[f"{prefix}_mask_iou"] = 0.0
+                row[f"{prefix}_psnr"] = float(psnr(empty[None], image[None])[0])
+            if with_geometry:
+                row["voxel_iou"] = 0.0
+            rows.append(row)
+            continue
+        k, r, t = camera
+        errors = pose_errors(k[None], r[None], t[None], targets["intrinsics"][item, view][None],
+                             targets["rotations"][item, view][None], targets["translations"][item, view][None])
+        row.update({key: float(value[0]) for key, value in errors.items()})
+        renders = {"true_shape": render_at_camera(_shape_sdf(record["category"], record["parameters"]), k, r, t,
+                                                  size)}
+        if occupancy is not None:
+            truth = targets["occupancy"][item].bool()
+            row["voxel_iou"] = float(voxel_iou(occupancy[None], truth[None])[0])
+            renders["generated"] = render_at_camera(occupancy_sdf(occupancy, extent), k, r, t, size)
+        for prefix, rendered in renders.items():
+            row[f"{prefix}_mask_iou"] = float(mask_iou(rendered["mask"][None], mask[None])[0])
+            row[f"{prefix}_psnr"] = float(psnr(rendered["rgb"][None], image[None])[0])
+        rows.append(row)
+    return rows
+
+
+def summarize_cupid_scores(rows: list[dict]) -> dict:
+    """The summary of per-item rows (`evaluate_cupid_pipeline` / `evaluate_pose_regressor`): ``pose`` (median
+    rotation error, share within 5° and 15°, median translation and focal errors, PnP failures), ``geometry``
+    (mean voxel IoU, when measured) and ``grounding`` (mean silhouette IoU and PSNR of the true shape at the predicted
+    camera, and of the generated shape at its own camera, when measured)."""
+    if not rows:
+        raise ValueError("`rows` is empty: nothing was evaluated")
+    rotation = torch.tensor([row["rotation_error_deg"] for row in rows], dtype=torch.float64)
+
+    def median(key):
+        return float(torch.tensor([row[key] for row in rows], dtype=torch.float64).quantile(0.5))
+
+    def mean(key):
+        return float(np.mean([row[key] for row in rows]))
+
+    summary = {
+        "num_items": len(rows),
+        "pose": {"rotation_error_median_deg": float(rotation.quantile(0.5)),
+                 "rotation_within_5deg": float((rotation < 5).double().mean()),
+                 "rotation_within_15deg": float((rotation < 15).double().mean()),
+                 "translation_error": median("translation_error"), "focal_error": median("focal_error"),
+                 "failures": sum(row["failed"] for row in rows)},
+        "grounding": {"true_shape_mask_iou": mean("true_shape_mask_iou"), "true_shape_psnr": mean("true_shape_psnr")},
+    }
+    if "voxel_iou" in rows[0]:
+        summary["geometry"] = {"volumetric_iou": mean("voxel_iou")}
+        summary["grounding"].update(generated_mask_iou=mean("generated_mask_iou"),
+                                    generated_psnr=mean("generated_psnr"))
+    return summary
+
+
+def occupied_items(targets: dict) -> torch.Tensor:
+    """The indices of a split's shapes with at least one occupied voxel: a part thinner than a voxel misses every
+    voxel centre, and a shape made only of such parts has an empty cube, no correspondences and no camera to
+    recover, so it is left out of training and evaluation (and counted)."""
+    return targets["occupancy"].flatten(1).any(dim=1).nonzero().squeeze(1)
+
+
+def _check_items(split, targets: dict, max_items) -> tuple[list[int], int]:
+    """The first ``max_items`` renders of ``split`` with a non-empty cube, and how many empty ones were skipped."""
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+        raise ValueError(f"`max_items` must be a positive integer or None, got {max_items!r}")
+    if len(split) == 0:
+        raise ValueError("`split` holds no renders")
+    if targets["occupancy"].shape[0] != len(split):
+        raise ValueError(f"`targets` must be the targets of `split` ({len(split)} shapes), got "
+                         f"{targets['occupancy'].shape[0]}")
+    candidates = range(len(split)) if max_items is None else range(min(max_items, len(split)))
+    occupied = set(occupied_items(targets).tolist())
+    items = [i for i in candidates if i in occupied]
+    if not items:
+        raise ValueError("`split` holds no shape with an occupied voxel among the items asked for")
+    return items, len(candidates) - len(items)
+
+
+def _images(split, items: list[int], view: int) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.asarray(split[i]["images"][view], dtype=np.float32)).permute(2, 0, 1)
+                        for i in items]) / 255.0
+
+
+def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | None = None, view: int = 0,
+                            num_inference_steps: int = 25, guidance_scale: float | None = None, seed: int = 0,
+                            batch_size: int = 32) -> tuple[dict, list[dict]]:
+    """Score a `CupidPipeline` on view ``view`` of the first ``max_items`` renders of ``split`` (one split of
+    `load_shape_renders`; ``targets`` its `cupid_targets`): the camera by PnP on the generated cube, the occupancy
+    at the threshold the pipeline used. Item ``i``'s noise comes from ``seed + i``, so a batch that fails PnP is
+    rerun item by item with the same noise and only the failing items count as failures. Returns
+    `summarize_cupid_scores` and the per-item rows."""
+    items, skipped = _check_items(split, targets, max_items)
+    pipeline.set_progress_bar_config(disable=True)
+    extent = pipeline.config.extent
+    rows = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        images = _images(split, chunk, view)
+        call = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, output_type="latent")
+
+        def run(indices):
+            generators = [torch.Generator().manual_seed(seed + i) for i in indices]
+            position = [chunk.index(i) for i in indices]
+            return pipeline(images[position], generator=generators, **call)
+
+        cameras, occupancies = [], []
+        try:
+            outputs = [(chunk, run(chunk))]
+        except ValueError:
+            outputs = []
+            for i in chunk:
+                try:
+                    outputs.append(([i], run([i])))
+                except ValueError:
+                    outputs.append(([i], None))
+        for indices, output in outputs:
+            if output is None:
+                cameras.append(None)
+                occupancies.append(None)
+                continue
+            for j in range(len(indices)):
+                cameras.append((output.intrinsics[j], output.rotations[j], output.translations[j]))
+                occupancies.append(output.shapes[j][0] > output.thresholds[j])
+        rows += _score_items(split, targets, chunk, view, cameras, occupancies, extent, with_geometry=True)
+    return dict(summarize_cupid_scores(rows), num_empty_skipped=skipped), rows
+
+
+@torch.no_grad()
+def evaluate_pose_regressor(model, split, targets: dict, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
+                            max_items: int | None = None, view: int = 0,
+                            batch_size: int = 64) -> tuple[dict, list[dict]]:
+    """Score a `CupidPoseRegressionModel` as `evaluate_cupid_pipeline` scores the pipeline (no geometry: only the
+    pose and the true shape rendered at the predicted camera)."""
+    items, skipped = _check_items(split, targets, max_items)
+    model.eval()
+    mean = torch.tensor(list(image_mean), dtype=torch.float32).reshape(1, -1, 1, 1)
+    std = torch.tensor(list(image_std), dtype=torch.float32).reshape(1, -1, 1, 1)
+    device, dtype = model.device, model.dtype
+    rows = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        pixels = ((_images(split, chunk, view) - mean) / std).to(device=device, dtype=dtype)
+        output = model(pixel_values=pixels, return_dict=True)
+        cameras = [(output.intrinsics[j].double().cpu(), output.rotations[j].double().cpu(),
+                    output.translations[j].double().cpu()) for j in range(len(chunk))]
+        rows += _score_items(split, targets, chunk, view, cameras, [None] * len(chunk), 2.0, with_geometry=False)
+    return dict(summarize_cupid_scores(rows), num_empty_skipped=skipped), rows

@@ -1,0 +1,456 @@
+#!/usr/bin/env python
+"""Cupid stage 1 (book §8.9): a rectified flow over the occupancy + UV cube conditioned on one render, saved as a
+`CupidPipeline` (Accelerate); with ``--model pose_regression``, the direct pose-regression baseline (the same CRATE
+image encoder + an MLP predicting R, t, f), evaluated by the same code.
+
+    python training/train_cupid_flow.py --config training/configs/cupid_flow.yaml
+    python training/train_cupid_flow.py --config training/configs/cupid_pose_regression.yaml
+    python training/train_cupid_flow.py --config ... --resume_from_checkpoint latest
+
+Spec ``threed_and_motion.md`` §2.2-2.3. Data: `whitebox_hf.data.shape_renders.load_shape_renders`
+(``num_per_category`` / ``data_seed`` / ``num_views`` / ``render_size``); a training example is one (shape, view)
+pair. The targets are computed once and cached as safetensors (`whitebox_hf.evaluation.cupid.cupid_targets`, under
+``targets_cache_dir``): each shape's exact occupancy at the ``cube_resolution³`` voxel centres of the canonical cube
+(side ``extent``) and each view's camera in normalised uv units. A step's target cubes are then assembled by
+`build_uv_cube` (occupancy, and the pixel every occupied voxel's centre projects to under that view's camera) and
+mapped to [−1, 1] (`normalize_cube`).
+
+Objective (``--model flow``): `CupidFlowModel.flow_matching_loss`: t = sigmoid(1 + n), n ~ N(0, 1) (logit-normal),
+``x_t = (1 − t)·x₀ + (σ_min + (1 − σ_min)·t)·ε``, MSE to ``v = (1 − σ_min)·ε − x₀``, the image condition replaced by
+zeros with probability ``condition_dropout_prob``. (``--model pose_regression``): ``‖R̂ − R‖²_F + ‖t̂ − t‖² +
+(log f̂ − log f)²``. Both: AdamW + a diffusers LR schedule + EMA (`diffusion_optimization`); each step's randomness (t,
+ε, dropout) comes from a generator seeded by ``(seed, step, process)``, so ``--resume_from_checkpoint latest``
+continues the exact trajectory.
+
+The image encoder is a CRATE (``encoder_*`` settings, ``image_size = render_size``), trained jointly by default; with
+``--image_encoder FOLDER`` (a saved `CrateModel`, or a `WhiteboxClipModel` whose vision tower is taken, e.g. the LIFT
+model of the shapes runs) it starts from those weights, and ``--freeze_image_encoder`` keeps it fixed as Cupid keeps
+DINOv2.
+
+Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, ``metrics.json`` (the validation
+scores of the EMA weights, `whitebox_hf.evaluation.cupid`, on view 0 of the first ``eval_num_items`` renders of
+``eval_split``) and ``pipeline/`` (flow: a `CupidPipeline`, loads with ``CupidPipeline.from_pretrained`` or
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)``) or ``model/`` (pose regression:
+``CupidPoseRegressionModel.from_pretrained``), each with a model card ``README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline's component modules)
+from whitebox_hf.data import EpochPermutationSampler
+from whitebox_hf.evaluation.cupid import (
+    cupid_targets,
+    evaluate_cupid_pipeline,
+    evaluate_pose_regressor,
+    occupied_items,
+    target_cubes,
+)
+from whitebox_hf.models.cupid import CupidFlowConfig, CupidFlowModel, normalize_cube
+from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionConfig, CupidPoseRegressionModel
+from whitebox_hf.training.atomic import atomic_directory
+from whitebox_hf.training.checkpointing import (
+    exit_if_interrupt_requested,
+    resumable_batches,
+    resume_run,
+    save_checkpoint_if_due,
+    step_seed,
+)
+from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
+from whitebox_hf.training.generative import diffusion_optimization
+from whitebox_hf.training.optim import optimizer_step
+from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.run import start_run
+
+MODELS = ("flow", "pose_regression")
+EVAL_SPLITS = ("validation", "test")
+
+DEFAULTS = {
+    "model": "flow",  # flow (Cupid stage 1) | pose_regression (baseline (c))
+    # flow transformer (CupidFlowConfig; the cupid-flow-cpu preset's sizes)
+    "cube_resolution": 32,
+    "patch_size": 4,
+    "hidden_size": 128,
+    "num_layers": 4,
+    "num_attention_heads": 4,
+    "condition_dropout_prob": 0.1,
+    # pose-regression head (CupidPoseRegressionConfig)
+    "mlp_hidden_size": 256,
+    "mlp_num_layers": 2,
+    # CRATE image encoder (DEFAULT_IMAGE_ENCODER_CONFIG's sizes), or a saved one
+    "image_encoder": "",
+    "freeze_image_encoder": False,
+    "encoder_patch_size": 8,
+    "encoder_hidden_size": 128,
+    "encoder_num_layers": 4,
+    "encoder_num_attention_heads": 4,
+    # data
+    "num_per_category": 128,
+    "data_seed": 0,
+    "num_views": 4,
+    "render_size": 64,
+    "extent": 2.0,
+    "targets_cache_dir": "",  # "" = <whitebox_hf cache>/cupid-targets
+    # optimisation
+    "learning_rate": 1e-4,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "weight_decay": 0.0,
+    "lr_scheduler": "constant_with_warmup",
+    "lr_warmup_steps": 100,
+    "epochs": 10,
+    "max_steps": 0,
+    "batch_size": 16,
+    "max_grad_norm": 1.0,
+    "mixed_precision": "no",
+    "seed": 0,
+    "ema_max_decay": 0.9999,
+    "ema_inv_gamma": 1.0,
+    "ema_power": 0.75,
+    # evaluation
+    "eval_split": "validation",
+    "eval_num_items": 32,  # 0: no pose/geometry evaluation (the flow's held-out loss only)
+    "eval_batch_size": 32,
+    "sample_steps": 25,
+    "sample_guidance_scale": 8.5,  # TRELLIS stage 1: w = 7.5, i.e. g = 1 + w
+    # bookkeeping
+    "output_dir": "runs/cupid/flow",
+    **RUN_DEFAULTS,
+}
+
+CARD_HYPERPARAMETERS = ("model", "cube_resolution", "patch_size", "hidden_size", "num_layers", "num_attention_heads",
+                        "condition_dropout_prob", "freeze_image_encoder", "learning_rate", "lr_scheduler",
+                        "lr_warmup_steps", "batch_size", "epochs", "max_steps", "ema_max_decay", "num_per_category",
+                        "num_views", "data_seed", "seed", "sample_steps", "sample_guidance_scale")
+
+
+def parse_args(argv=None) -> dict:
+    args = parse_config_args(DEFAULTS, argv, __doc__)
+    for key, allowed in (("model", MODELS), ("eval_split", EVAL_SPLITS)):
+        if args[key] not in allowed:
+            raise ValueError(f"`{key}` must be one of {allowed}, got {args[key]!r}")
+    for key in ("cube_resolution", "patch_size", "hidden_size", "num_layers", "num_attention_heads",
+                "mlp_hidden_size", "mlp_num_layers", "encoder_patch_size", "encoder_hidden_size",
+                "encoder_num_layers", "encoder_num_attention_heads", "num_per_category", "num_views", "render_size",
+                "batch_size", "eval_batch_size", "sample_steps"):
+        if isinstance(args[key], bool) or not isinstance(args[key], int) or args[key] <= 0:
+            raise ValueError(f"`{key}` must be a positive integer, got {args[key]!r}")
+    if args["eval_num_items"] < 0:
+        raise ValueError(f"`eval_num_items` must be >= 0, got {args['eval_num_items']!r}")
+    if not args["extent"] > 0:
+        raise ValueError(f"`extent` must be positive, got {args['extent']!r}")
+    if args["sample_guidance_scale"] < 0:
+        raise ValueError(f"`sample_guidance_scale` must be >= 0, got {args['sample_guidance_scale']!r}")
+    if args["freeze_image_encoder"] and not args["image_encoder"]:
+        raise ValueError("`freeze_image_encoder` needs `image_encoder` (a pretrained encoder to keep fixed): a frozen "
+                         "random encoder reads nothing, got image_encoder ''")
+    return args
+
+
+def load_image_encoder(folder: str):
+    """The `CrateModel` saved in ``folder`` (or the vision tower of a saved `WhiteboxClipModel`) and its image
+    normalisation (the folder's image processor, else 0.5 / 0.5).
+
+    Raises:
+        OSError: ``folder`` does not exist.
+        TypeError: it holds another model.
+    """
+    from transformers import AutoImageProcessor, AutoModel
+
+    if not Path(folder).is_dir():
+        raise OSError(f"no saved model folder at {folder!r} (`image_encoder`)")
+    model = AutoModel.from_pretrained(folder)
+    if type(model).__name__ == "WhiteboxClipModel":
+        model = model.vision_model
+    if type(model).__name__ != "CrateModel":
+        raise TypeError(f"`image_encoder` {folder!r} must hold a CrateModel or a WhiteboxClipModel, got "
+                        f"{type(model).__name__}")
+    try:
+        processor = AutoImageProcessor.from_pretrained(folder)
+        mean, std = list(processor.image_mean), list(processor.image_std)
+    except (OSError, ValueError):
+        mean, std = [0.5] * 3, [0.5] * 3
+    return model, mean, std
+
+
+def build_model(args: dict):
+    """The model of ``args["model"]`` and its image normalisation ``(mean, std)``."""
+    encoder, mean, std = (load_image_encoder(args["image_encoder"]) if args["image_encoder"]
+                          else (None, [0.5] * 3, [0.5] * 3))
+    if encoder is not None:
+        if encoder.config.image_size != args["render_size"] or encoder.config.num_channels != 3:
+            raise ValueError(f"`image_encoder` must read {args['render_size']}² RGB images (`render_size`; the "
+                             f"pipeline never resizes), got {encoder.config.image_size}² with "
+                             f"{encoder.config.num_channels} channels")
+        encoder_config = encoder.config.to_dict()
+    else:
+        encoder_config = dict(image_size=args["render_size"], patch_size=args["encoder_patch_size"], num_channels=3,
+                              hidden_size=args["encoder_hidden_size"], num_hidden_layers=args["encoder_num_layers"],
+                              num_attention_heads=args["encoder_num_attention_heads"])
+    if args["model"] == "flow":
+        config = CupidFlowConfig(cube_resolution=args["cube_resolution"], patch_size=args["patch_size"],
+                                 hidden_size=args["hidden_size"], num_hidden_layers=args["num_layers"],
+                                 num_attention_heads=args["num_attention_heads"],
+                                 condition_dropout_prob=args["condition_dropout_prob"],
+                                 freeze_image_encoder=args["freeze_image_encoder"],
+                                 image_encoder_config=encoder_config)
+        model = CupidFlowModel(config)
+    else:
+        model = CupidPoseRegressionModel(CupidPoseRegressionConfig(
+            image_encoder_config=encoder_config, freeze_image_encoder=args["freeze_image_encoder"],
+            mlp_hidden_size=args["mlp_hidden_size"], mlp_num_layers=args["mlp_num_layers"]))
+    if encoder is not None:
+        model.image_encoder.load_state_dict(encoder.state_dict())
+    if args["freeze_image_encoder"]:
+        model.image_encoder.requires_grad_(False)
+    return model, mean, std
+
+
+def split_images(split, mean, std) -> torch.Tensor:
+    """Normalised pixel values ``(n, V, 3, S, S)`` of every view of a render split."""
+    images = torch.from_numpy(np.asarray(split.with_format("numpy")["images"], dtype=np.float32) / 255.0)
+    images = images.permute(0, 1, 4, 2, 3)
+    mean = torch.tensor(mean, dtype=torch.float32).reshape(1, 1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).reshape(1, 1, -1, 1, 1)
+    return (images - mean) / std
+
+
+def step_loss(model, args: dict, targets: dict, pixels: torch.Tensor, pairs: torch.Tensor,
+              generator: torch.Generator, device) -> torch.Tensor:
+    """The loss of one batch of (shape, view) ``pairs`` ``(B, 2)``."""
+    items, views = pairs[:, 0], pairs[:, 1]
+    images = pixels[items, views].to(device)
+    if args["model"] == "flow":
+        cubes = normalize_cube(target_cubes(targets, items, views, args["extent"])).to(device)
+        return model.flow_matching_loss(cubes, pixel_values=images, generator=generator)
+    return model(pixel_values=images, rotations=targets["rotations"][items, views].float().to(device),
+                 translations=targets["translations"][items, views].float().to(device),
+                 intrinsics=targets["intrinsics"][items, views].float().to(device), return_dict=True).loss
+
+
+@torch.no_grad()
+def held_out_loss(model, args: dict, targets: dict, pixels: torch.Tensor, batch_size: int, device) -> float:
+    """The mean loss over view 0 of every (non-empty) shape of a split, conditioned, with t and ε drawn from ``seed`` (the same
+    for every run): no condition dropout (``condition_dropout_prob`` is set to 0 for the call)."""
+    generator = torch.Generator().manual_seed(args["seed"])
+    items_all = occupied_items(targets)
+    config = model.config
+    dropout = getattr(config, "condition_dropout_prob", None)
+    if dropout is not None:
+        config.condition_dropout_prob = 0.0
+    total, count = 0.0, len(items_all)
+    try:
+        for start in range(0, count, batch_size):
+            items = items_all[start:start + batch_size]
+            pairs = torch.stack([items, torch.zeros_like(items)], dim=1)
+            total += step_loss(model, args, targets, pixels, pairs, generator, device).item() * len(items)
+    finally:
+        if dropout is not None:
+            config.condition_dropout_prob = dropout
+    return total / count
+
+
+def main(argv=None, renders=None) -> dict:
+    """Run training. ``renders`` (tests) replaces `load_shape_renders`' data set (a `datasets.DatasetDict` with
+    its columns); its targets are then not cached."""
+    args = parse_args(argv)
+    accelerator, output_dir = start_run(args)
+    device = accelerator.device
+    eval_split = args["eval_split"]
+    real_dataset = renders is None
+
+    start = time.time()
+    cache_file = None
+    if renders is None:
+        from whitebox_hf.data import default_cache_dir
+        from whitebox_hf.data.shape_renders import load_shape_renders
+
+        renders = load_shape_renders(num_per_category=args["num_per_category"], seed=args["data_seed"],
+                                     num_views=args["num_views"], size=args["render_size"])
+        cache_root = Path(args["targets_cache_dir"] or Path(default_cache_dir()) / "cupid-targets")
+        cache_file = cache_root / (f"n{args['num_per_category']}_seed{args['data_seed']}_views{args['num_views']}_"
+                                   f"size{args['render_size']}_res{args['cube_resolution']}_extent{args['extent']}"
+                                   ".safetensors")
+    for split in ("train", eval_split):
+        if split not in renders or len(renders[split]) == 0:
+            raise ValueError(f"the renders hold no `{split}` split: raise `num_per_category` "
+                             f"(got {args['num_per_category']})")
+    renders = {split: renders[split] for split in ("train", eval_split)}
+    targets = cupid_targets(renders, args["cube_resolution"], args["extent"], cache_file)
+    model, image_mean, image_std = build_model(args)
+    pixels = {split: split_images(renders[split], image_mean, image_std) for split in renders}
+    num_views = pixels["train"].shape[1]
+    # Shapes with no occupied voxel at this resolution have no UV cube to learn (`occupied_items`).
+    shapes = occupied_items(targets["train"])
+    num_shapes, num_empty = len(shapes), len(pixels["train"]) - len(shapes)
+    accelerator.print(f"targets of {num_shapes} training shapes × {num_views} views ({num_empty} empty at "
+                      f"{args['cube_resolution']}³ left out) and {len(pixels[eval_split])} {eval_split} shapes in "
+                      f"{time.time() - start:.1f} s")
+
+    pairs = torch.stack(torch.meshgrid(shapes, torch.arange(num_views), indexing="ij"), dim=-1).reshape(-1, 2)
+    train_set = TensorDataset(pairs)
+    loader = DataLoader(train_set, batch_size=args["batch_size"],
+                        sampler=EpochPermutationSampler(len(train_set), seed=args["seed"]), drop_last=True)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training (shape, view) "
+                         "pairs")
+    total_steps = steps_per_epoch * args["epochs"]
+    if args["max_steps"]:
+        total_steps = min(total_steps, args["max_steps"])
+
+    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
+    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    ema.to(device)
+    progress = resume_run(accelerator, output_dir, args, ema)
+    accelerator.init_trackers("log", config=dict(args))
+
+    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    start_step, earlier_seconds = progress.step, progress.train_seconds
+    start_time = time.time()
+    loss_sum, count = 0.0, 0
+    bar = tqdm(total=total_steps, initial=progress.step, unit="step", desc=f"cupid-{args['model']}",
+               disable=not accelerator.is_local_main_process)
+    model.train()
+    for (batch,) in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
+        # t, ε and the condition dropout depend on (seed, step, process) only: a resumed run draws what the
+        # uninterrupted one drew.
+        generator = torch.Generator().manual_seed(step_seed(args["seed"], progress.step, accelerator.process_index))
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                loss = step_loss(accelerator.unwrap_model(model), args, targets["train"], pixels["train"],
+                                 batch.cpu(), generator, device)
+            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
+                           progress.step)
+        ema.step(accelerator.unwrap_model(model).parameters())
+        progress.step += 1
+        bar.update(1)
+        loss_sum, count = loss_sum + loss.item(), count + 1
+        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
+            bar.set_postfix(loss=f"{loss_sum / count:.4f}")
+            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
+                             "ema_decay": ema.cur_decay_value, "epoch": progress.step / steps_per_epoch,
+                             "elapsed_s": time.time() - start_time}, step=progress.step)
+            loss_sum, count = 0.0, 0
+        progress.train_seconds = earlier_seconds + time.time() - start_time
+        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
+    bar.close()
+    train_seconds = time.time() - start_time
+    accelerator.wait_for_everyone()
+
+    unwrapped = accelerator.unwrap_model(model)
+    results = {
+        "model": args["model"], "steps": progress.step, "start_step": start_step,
+        "epochs": progress.step / steps_per_epoch, "train_seconds_this_run": train_seconds,
+        "train_seconds_total": earlier_seconds + train_seconds,
+        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
+        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "num_trainable_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
+        "num_train_shapes": int(num_shapes), "num_train_shapes_empty": int(num_empty), "num_train_pairs": len(train_set), "batch_size": args["batch_size"],
+        "num_per_category": args["num_per_category"], "data_seed": args["data_seed"], "num_views": num_views,
+        "render_size": args["render_size"], "cube_resolution": args["cube_resolution"], "eval_split": eval_split,
+        "image_encoder": args["image_encoder"] or None, "freeze_image_encoder": args["freeze_image_encoder"],
+        "threads": torch.get_num_threads(),
+    }
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.end_training()
+        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
+                             train_label="flow-matching MSE (train)" if args["model"] == "flow"
+                             else "pose loss (train)")
+        ema.store(unwrapped.parameters())
+        ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and saved
+        unwrapped.eval()
+        results["val_loss"] = held_out_loss(unwrapped, args, targets[eval_split], pixels[eval_split],
+                                            args["eval_batch_size"], device)
+        if args["model"] == "flow":
+            from whitebox_hf import CupidPipeline
+
+            saved = CupidPipeline(flow_model=unwrapped, scheduler=unwrapped.make_scheduler(), image_mean=image_mean,
+                                  image_std=image_std, extent=args["extent"])
+            folder_name = "pipeline"
+        else:
+            saved, folder_name = unwrapped, "model"
+        if args["eval_num_items"]:
+            eval_start = time.time()
+            if args["model"] == "flow":
+                summary, rows = evaluate_cupid_pipeline(
+                    saved, renders[eval_split], targets[eval_split], max_items=args["eval_num_items"],
+                    num_inference_steps=args["sample_steps"], guidance_scale=args["sample_guidance_scale"],
+                    seed=args["seed"], batch_size=args["eval_batch_size"])
+            else:
+                summary, rows = evaluate_pose_regressor(saved, renders[eval_split], targets[eval_split], image_mean,
+                                                        image_std, max_items=args["eval_num_items"],
+                                                        batch_size=args["eval_batch_size"])
+            summary["eval_seconds"] = time.time() - eval_start
+            results["evaluation"] = summary
+            (output_dir / "eval_items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        with atomic_directory(output_dir / folder_name) as folder:  # never a half-written folder
+            saved.save_pretrained(folder)
+        results["saved_folder"] = str(output_dir / folder_name)
+        ema.restore(unwrapped.parameters())
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        write_card(args, results, unwrapped, output_dir / folder_name, argv, real_dataset)
+        accelerator.print(f"step {progress.step}: {eval_split} loss {results['val_loss']:.4f}"
+                          + (f", median rotation error {results['evaluation']['pose']['rotation_error_median_deg']:.1f}°"
+                             if "evaluation" in results else ""))
+    else:
+        accelerator.end_training()
+    return results
+
+
+def card_metrics(results: dict) -> dict:
+    """The measured numbers a card reports (`CUPID_METRIC_KEYS`' names)."""
+    metrics = {"val_loss": results["val_loss"]}
+    evaluation = results.get("evaluation")
+    if evaluation:
+        metrics.update({key: value for key, value in evaluation["pose"].items() if key != "failures"})
+        metrics.update(evaluation.get("geometry", {}))
+    return metrics
+
+
+def write_card(args: dict, results: dict, model, folder: Path, argv=None, real_dataset: bool = True) -> Path:
+    """``folder/README.md``: the flow's `cupid_flow_model_card`, or a short card of the pose regressor, with the
+    run's measured validation numbers and exact command."""
+    command = shlex.join(["python", "training/train_cupid_flow.py", *(sys.argv[1:] if argv is None else argv)])
+    dataset = "procedural-shape-renders" if real_dataset else "in-memory"
+    metrics = card_metrics(results)
+    summary = (f"{results['steps']:,} steps of batch {results['batch_size']} on {results['num_train_pairs']:,} "
+               f"(shape, view) pairs ({results['num_train_shapes']} shapes × {results['num_views']} views), "
+               f"{results['train_seconds_total'] / 60:.1f} min on {results['threads']} CPU thread(s); scored on view 0 "
+               f"of {results.get('evaluation', {}).get('num_items', 0)} `{results['eval_split']}` renders.")
+    hyperparameters = {key: args[key] for key in CARD_HYPERPARAMETERS}
+    path = folder / "README.md"
+    if args["model"] == "flow":
+        from whitebox_hf.hub.model_card import cupid_flow_model_card
+
+        card = cupid_flow_model_card(model.config, metrics, dataset_name=dataset, hyperparameters=hyperparameters,
+                                     training_summary=summary, eval_split=results["eval_split"], command=command)
+        card.save(str(path))
+    else:
+        lines = ["---", "library_name: transformers", "tags:", "- pose-estimation", "- image-to-3d", "---", "",
+                 "# cupid-pose-regression", "",
+                 "The direct pose-regression baseline of Cupid's comparison (issue 15, baseline (c)): a CRATE image "
+                 "encoder and an MLP predicting the camera (R by the 6D representation, t, f) from one render, "
+                 "no geometry, no PnP. Load with `CupidPoseRegressionModel.from_pretrained(folder)` "
+                 "(`whitebox_hf.models.cupid.pose_regression`).", "", "## Training", "", summary, "",
+                 f"Command: `{command}`", "", "## Measured (EMA weights)", "",
+                 "| metric | value |", "|---|---|", *[f"| {key} | {value:.4g} |" for key, value in metrics.items()],
+                 "", "Hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hyperparameters.items()), ""]
+        path.write_text("\n".join(lines))
+    return path
+
+
+if __name__ == "__main__":
+    run_script(main)
