@@ -109,6 +109,22 @@ def shape_diffusion_models(tmp: Path) -> list[str]:
     return ["--vae_model", str(tmp / "vae"), "--text_encoder", str(tmp / "text")]
 
 
+def cupid_renders():
+    """Shape renders of 3 instances per category at 16² with 2 views (cached under pytest's temporary root)."""
+    import tempfile
+
+    from whitebox_hf.data.shape_renders import load_shape_renders
+
+    return load_shape_renders(num_per_category=3, num_views=2, size=16, cache_dir=tempfile.gettempdir())
+
+
+CUPID = ["--cube_resolution", "16", "--patch_size", "4", "--hidden_size", "16", "--num_layers", "1",
+         "--num_attention_heads", "2", "--encoder_patch_size", "8", "--encoder_hidden_size", "16",
+         "--encoder_num_layers", "1", "--encoder_num_attention_heads", "2", "--render_size", "16", "--num_views", "2",
+         "--batch_size", "4", "--lr_warmup_steps", "1", "--learning_rate", "0.003", "--eval_num_items", "0",
+         "--mlp_hidden_size", "16"]
+
+
 AUTOENCODER = ["--epochs", "0", "--batch_size", "8", "--warmup_steps", "0", "--learning_rate", "1e-3",
                "--perceptual_image_size", "16", "--perceptual_stages", "0,1", "--fd_num_images", "6",
                "--fd_image_size", "32", "--fd_batch_size", "6", "--eval_batch_size", "4", "--fd_reference_cache", ""]
@@ -170,6 +186,9 @@ CASES = {
         *shape_diffusion_models(tmp), "--batch_size", "2", "--lr_warmup_steps", "1", "--learning_rate", "0.003",
         "--num_input_points", "24", "--num_surface_points", "32", "--hidden_size", "16", "--num_layers", "1",
         "--num_attention_heads", "2", "--max_text_length", "12", "--encode_batch_size", "4"], shape_data()),
+    "cupid_flow": ("train_cupid_flow", lambda tmp: CUPID, "cupid_renders"),
+    "cupid_pose_regression": ("train_cupid_flow", lambda tmp: CUPID + ["--model", "pose_regression"],
+                              "cupid_renders"),
 }
 
 # Resumption inside a later epoch: the same cases on data sets of 3 batches, so that the checkpoint at step 7 lies
@@ -205,7 +224,11 @@ def final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def run(script, argv, data):
-    return script.main(argv) if data is None else script.main(argv, data=data)
+    if data is None:
+        return script.main(argv)
+    if isinstance(data, str) and data == "cupid_renders":  # train_cupid_flow.py reads renders, not `data`
+        return script.main(argv, renders=cupid_renders())
+    return script.main(argv, data=data)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

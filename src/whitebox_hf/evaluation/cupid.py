@@ -59,10 +59,11 @@ def _split_targets(split, resolution: int, extent: float) -> dict[str, torch.Ten
 
     _, points = voxel_grid_points(resolution, extent)
     occupancy, intrinsics, rotations, translations = [], [], [], []
-    numpy_split = split.with_format("numpy")
-    size = int(np.asarray(numpy_split[0]["images"]).shape[1])
-    for row in range(len(split)):
-        item = split[row]
+    size = int(np.asarray(split[0]["images"]).shape[1])
+    # Only the light columns: reading a row with its images decodes them, which costs far more than the SDF.
+    light = split.select_columns(["category", "parameters", "intrinsics", "poses"])
+    for row in range(len(light)):
+        item = light[row]
         shape = make_shape(item["category"], json.loads(item["parameters"]))
         occupancy.append(torch.from_numpy(np.asarray(shape.sdf(points.numpy())) < 0).reshape(
             resolution, resolution, resolution))
