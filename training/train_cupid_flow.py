@@ -57,7 +57,7 @@ from whitebox_hf.evaluation.cupid import (
     target_cubes,
 )
 from whitebox_hf.models.cupid import CupidFlowConfig, CupidFlowModel, normalize_cube
-from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionConfig, CupidPoseRegressionModel
+from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionModel
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
@@ -206,9 +206,9 @@ def build_model(args: dict):
                                  image_encoder_config=encoder_config)
         model = CupidFlowModel(config)
     else:
-        model = CupidPoseRegressionModel(CupidPoseRegressionConfig(
+        model = CupidPoseRegressionModel(
             image_encoder_config=encoder_config, freeze_image_encoder=args["freeze_image_encoder"],
-            mlp_hidden_size=args["mlp_hidden_size"], mlp_num_layers=args["mlp_num_layers"]))
+            mlp_hidden_size=args["mlp_hidden_size"], mlp_num_layers=args["mlp_num_layers"])
     if encoder is not None:
         model.image_encoder.load_state_dict(encoder.state_dict())
     if args["freeze_image_encoder"]:

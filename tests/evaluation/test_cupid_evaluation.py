@@ -108,12 +108,11 @@ def test_targets_match_build_uv_cube_of_the_exact_shape_and_are_cached(tmp_path)
 
 
 def test_pose_regression_outputs_a_rotation_and_a_loss():
-    from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionConfig, CupidPoseRegressionModel
+    from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionModel
 
-    config = CupidPoseRegressionConfig(image_encoder_config=dict(image_size=16, patch_size=8, num_channels=3,
-                                                                 hidden_size=16, num_hidden_layers=1,
-                                                                 num_attention_heads=2), mlp_hidden_size=8)
-    model = CupidPoseRegressionModel(config)
+    model = CupidPoseRegressionModel(image_encoder_config=dict(image_size=16, patch_size=8, num_channels=3,
+                                                               hidden_size=16, num_hidden_layers=1,
+                                                               num_attention_heads=2), mlp_hidden_size=8)
     out = model(torch.randn(2, 3, 16, 16))
     assert torch.allclose(torch.linalg.det(out.rotations), torch.ones(2), atol=1e-5)
     assert torch.allclose(out.translations, torch.tensor([[0.0, 0.0, 2.5]] * 2))
@@ -123,3 +122,20 @@ def test_pose_regression_outputs_a_rotation_and_a_loss():
     assert loss.ndim == 0 and loss > 0
     with pytest.raises(ValueError, match="all of"):
         model(torch.randn(2, 3, 16, 16), rotations=r[None].expand(2, 3, 3).float())
+
+
+def test_pose_regression_saves_and_loads(tmp_path):
+    from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionModel
+
+    encoder = dict(image_size=16, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=1,
+                   num_attention_heads=2)
+    model = CupidPoseRegressionModel(image_encoder_config=encoder, mlp_hidden_size=8, freeze_image_encoder=True)
+    with torch.no_grad():
+        model.output.weight.normal_()
+    model.eval().save_pretrained(tmp_path / "m")
+    loaded = CupidPoseRegressionModel.from_pretrained(tmp_path / "m")
+    image = torch.randn(1, 3, 16, 16)
+    assert torch.allclose(model(image).rotations, loaded(image).rotations, atol=1e-6)
+    assert not any(p.requires_grad for p in loaded.image_encoder.parameters())
+    with pytest.raises(ValueError, match="mlp_hidden_size"):
+        CupidPoseRegressionModel(image_encoder_config=encoder, mlp_hidden_size=0)

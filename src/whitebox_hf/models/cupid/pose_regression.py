@@ -8,102 +8,42 @@ no PnP. It answers the question "does generating the UV cube and solving PnP bea
 The principal point is fixed at the image centre, where every render of `load_shape_renders` has it; PnP on the
 UV cube estimates it (and the skew) as well, so this baseline is handed that much.
 
-Not registered with the Auto classes: a baseline of the results page, loaded by its own class
-(``CupidPoseRegressionModel.from_pretrained(folder)``).
+A diffusers ``ModelMixin`` (as the package's denoisers), not a transformers Auto model: a baseline of the results
+page, loaded by its own class (``CupidPoseRegressionModel.from_pretrained(folder)``).
 """
 
+import dataclasses
+import functools
+import math
 from dataclasses import dataclass
 
 import roma
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
-from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
 from ...utils.validation import check_finite_tensor, check_floating_tensor, check_tensor
 from ..crate.configuration_crate import CrateConfig
 from ..crate.modeling_crate import CrateModel
-from ..modeling_utils import WhiteboxPreTrainedModel
-from ..validation import check_positive, check_positive_int, strict_config
+from ..safe_loading import SafetensorsOnlyModelMixin
 from .configuration_cupid_flow import DEFAULT_IMAGE_ENCODER_CONFIG
 
-__all__ = ["CupidPoseRegressionConfig", "CupidPoseRegressionModel", "CupidPoseRegressionOutput"]
+__all__ = ["CupidPoseRegressionModel", "CupidPoseRegressionOutput"]
 
 
-@strict_config
-class CupidPoseRegressionConfig(PreTrainedConfig):
-    r"""
-    Configuration of a `CupidPoseRegressionModel`: Cupid's image encoder and an MLP regressing the camera.
+@functools.cache
+def _crate_fields() -> frozenset:
+    """The CrateConfig fields: a saved config's dict also holds transformers' bookkeeping keys, left out here."""
+    return frozenset(field.name for field in dataclasses.fields(CrateConfig))
 
-    Args:
-        image_encoder_config (`dict` or `CrateConfig`, *optional*):
-            The CRATE image encoder; defaults to `DEFAULT_IMAGE_ENCODER_CONFIG`, the one of the ``cupid-flow-cpu``
-            preset, so that both models of the comparison read the image with the same network.
-        freeze_image_encoder (`bool`, *optional*, defaults to `False`):
-            Keep the encoder's parameters fixed (for a pretrained encoder); by default it is trained with the head.
-        mlp_hidden_size (`int`, *optional*, defaults to 256):
-            Width of the MLP's hidden layers.
-        mlp_num_layers (`int`, *optional*, defaults to 2):
-            Hidden layers of the MLP (GELU), before the linear output of 6 + 3 + 1 numbers.
-        initial_translation (`list[float]`, *optional*, defaults to `[0.0, 0.0, 2.5]`):
-            The translation predicted at initialisation (the output bias): the renders' cameras look at the origin
-            from distance 2.5, so the head starts there rather than at a camera inside the object.
-        initial_focal (`float`, *optional*, defaults to 1.0):
-            The focal length (normalised uv units) predicted at initialisation.
-        rotation_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of ``‖R̂ − R‖²_F`` in the loss.
-        translation_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of ``‖t̂ − t‖²``.
-        focal_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of ``(log f̂ − log f)²``.
-        layer_norm_eps (`float`, *optional*, defaults to 1e-6):
-            LayerNorm epsilon.
-        initializer_range (`float`, *optional*, defaults to 0.02):
-            Std of the normal initialisation of the MLP's linear layers.
 
-    Example:
-
-    ```python
-    >>> from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionConfig, CupidPoseRegressionModel
-
-    >>> model = CupidPoseRegressionModel(CupidPoseRegressionConfig())
-    >>> model.config.image_encoder_config.image_size
-    64
-    ```"""
-
-    model_type = "cupid_pose_regression"
-    sub_configs_defaults = {"image_encoder_config": CrateConfig}
-
-    image_encoder_config: dict | CrateConfig | None = None
-    freeze_image_encoder: bool = False
-    mlp_hidden_size: int = 256
-    mlp_num_layers: int = 2
-    initial_translation: list[float] | None = None
-    initial_focal: float = 1.0
-    rotation_loss_weight: float = 1.0
-    translation_loss_weight: float = 1.0
-    focal_loss_weight: float = 1.0
-    layer_norm_eps: float = 1e-6
-    initializer_range: float = 0.02
-
-    def __post_init__(self, **kwargs):
-        check_positive_int(self, "mlp_hidden_size", "mlp_num_layers")
-        if self.image_encoder_config is None:
-            self.image_encoder_config = dict(DEFAULT_IMAGE_ENCODER_CONFIG)
-        if not isinstance(self.image_encoder_config, (dict, CrateConfig)):
-            raise TypeError(f"`image_encoder_config` must be a dict or a CrateConfig, got "
-                            f"{type(self.image_encoder_config).__name__}")
-        if self.initial_translation is None:
-            self.initial_translation = [0.0, 0.0, 2.5]
-        values = self.initial_translation
-        if len(values) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in values):
-            raise ValueError(f"`initial_translation` must be 3 numbers, got {values!r}")
-        self.initial_translation = [float(x) for x in values]
-        check_positive(self, "initial_focal", "layer_norm_eps", "initializer_range")
-        for name in ("rotation_loss_weight", "translation_loss_weight", "focal_loss_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)!r}")
-        super().__post_init__(**kwargs)
+def _check_number(name: str, value, minimum: float, open_low: bool) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < minimum or (open_low and value == minimum)):
+        raise ValueError(f"`{name}` must be a finite number {'>' if open_low else '>='} {minimum}, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -123,54 +63,85 @@ class CupidPoseRegressionOutput(ModelOutput):
     intrinsics: torch.FloatTensor | None = None
 
 
-class CupidPoseRegressionModel(WhiteboxPreTrainedModel):
-    """Image → camera ``(K, R, t)`` by regression (see `CupidPoseRegressionConfig`)."""
+class CupidPoseRegressionModel(SafetensorsOnlyModelMixin, ModelMixin, ConfigMixin):
+    """Image → camera ``(K, R, t)`` by regression (see the module docstring). A diffusers model (``save_pretrained``
+    / ``from_pretrained``, safetensors only), as the package's other baselines and denoisers.
 
-    config: CupidPoseRegressionConfig
-    config_class = CupidPoseRegressionConfig
-    base_model_prefix = "cupid_pose_regression"
-    main_input_name = "pixel_values"
+    Args:
+        image_encoder_config (`dict`, *optional*): the `CrateConfig` of the image encoder (as a dict); defaults to
+            `DEFAULT_IMAGE_ENCODER_CONFIG`, the one of the ``cupid-flow-cpu`` preset, so that both models of the
+            comparison read the image with the same network.
+        freeze_image_encoder (`bool`, defaults to `False`): keep the encoder's parameters fixed (for a pretrained
+            encoder); by default it is trained with the head.
+        mlp_hidden_size (`int`, defaults to 256): width of the MLP's hidden layers.
+        mlp_num_layers (`int`, defaults to 2): hidden layers of the MLP (GELU), before the linear output of
+            6 + 3 + 1 numbers.
+        initial_translation (`list[float]`, defaults to `[0.0, 0.0, 2.5]`): the translation predicted at
+            initialisation (the output bias): the renders' cameras look at the origin from distance 2.5, so the head
+            starts there rather than at a camera inside the object.
+        initial_focal (`float`, defaults to 1.0): the focal length (normalised uv units) predicted at initialisation.
+        rotation_loss_weight, translation_loss_weight, focal_loss_weight (`float`, default 1.0): weights of
+            ``‖R̂ − R‖²_F``, ``‖t̂ − t‖²`` and ``(log f̂ − log f)²`` in the loss.
+        layer_norm_eps (`float`, defaults to 1e-6): LayerNorm epsilon.
+        initializer_range (`float`, defaults to 0.02): std of the normal initialisation of the MLP's linear layers.
+    """
 
-    def __init__(self, config: CupidPoseRegressionConfig):
-        super().__init__(config)
-        self.image_encoder = CrateModel(config.image_encoder_config)
-        if config.freeze_image_encoder:
+    @register_to_config
+    def __init__(self, image_encoder_config: dict | None = None, freeze_image_encoder: bool = False,
+                 mlp_hidden_size: int = 256, mlp_num_layers: int = 2, initial_translation: list | None = None,
+                 initial_focal: float = 1.0, rotation_loss_weight: float = 1.0, translation_loss_weight: float = 1.0,
+                 focal_loss_weight: float = 1.0, layer_norm_eps: float = 1e-6, initializer_range: float = 0.02):
+        super().__init__()
+        if image_encoder_config is None:
+            image_encoder_config = dict(DEFAULT_IMAGE_ENCODER_CONFIG)
+        if isinstance(image_encoder_config, CrateConfig):
+            image_encoder_config = image_encoder_config.to_dict()
+        if not isinstance(image_encoder_config, dict):
+            raise TypeError(f"`image_encoder_config` must be a dict (a CrateConfig's fields), got "
+                            f"{type(image_encoder_config).__name__}")
+        for name, value in (("mlp_hidden_size", mlp_hidden_size), ("mlp_num_layers", mlp_num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        initial_translation = [0.0, 0.0, 2.5] if initial_translation is None else initial_translation
+        if (not isinstance(initial_translation, (list, tuple)) or len(initial_translation) != 3
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in initial_translation)):
+            raise ValueError(f"`initial_translation` must be 3 numbers, got {initial_translation!r}")
+        self.initial_translation = [float(x) for x in initial_translation]
+        self.initial_focal = _check_number("initial_focal", initial_focal, 0.0, True)
+        self.loss_weights = tuple(_check_number(name, value, 0.0, False) for name, value in (
+            ("rotation_loss_weight", rotation_loss_weight), ("translation_loss_weight", translation_loss_weight),
+            ("focal_loss_weight", focal_loss_weight)))
+        layer_norm_eps = _check_number("layer_norm_eps", layer_norm_eps, 0.0, True)
+        std = _check_number("initializer_range", initializer_range, 0.0, True)
+        self.image_encoder = CrateModel(CrateConfig(**{k: v for k, v in image_encoder_config.items()
+                                                      if k in _crate_fields()}))
+        if freeze_image_encoder:
             self.image_encoder.requires_grad_(False)
-        width = config.image_encoder_config.hidden_size
-        layers, previous = [nn.LayerNorm(width, eps=config.layer_norm_eps)], width
-        for _ in range(config.mlp_num_layers):
-            layers += [nn.Linear(previous, config.mlp_hidden_size), nn.GELU()]
-            previous = config.mlp_hidden_size
+        width = self.image_encoder.config.hidden_size
+        layers, previous = [nn.LayerNorm(width, eps=layer_norm_eps)], width
+        for _ in range(mlp_num_layers):
+            layers += [nn.Linear(previous, mlp_hidden_size), nn.GELU()]
+            previous = mlp_hidden_size
         self.head = nn.Sequential(*layers)
         self.output = nn.Linear(previous, 10)  # 6D rotation, t (3), log f (1)
-        self.post_init()
+        with torch.no_grad():
+            for module in self.head:
+                if isinstance(module, nn.Linear):
+                    module.weight.normal_(mean=0.0, std=std)
+                    module.bias.zero_()
+            # Zero weights and a bias giving the identity rotation's first two columns, the initial t and log f:
+            # every image starts at the same sensible camera.
+            self.output.weight.zero_()
+            self.output.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, *self.initial_translation,
+                                                 math.log(self.initial_focal)]))
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """`WhiteboxPreTrainedModel.from_pretrained`, the encoder frozen again when ``freeze_image_encoder``."""
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        """Safetensors-only loading, the encoder frozen again when ``freeze_image_encoder``."""
+        model = super().from_pretrained(*args, **kwargs)
         if model.config.freeze_image_encoder:
             model.image_encoder.requires_grad_(False)
-        return loaded
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        if module is getattr(self, "output", None):
-            # Zero weights, a bias giving the identity rotation's first two columns, the initial t and log f: every
-            # image starts at the same sensible camera.
-            module.weight.zero_()
-            bias = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, *self.config.initial_translation,
-                                 float(torch.log(torch.tensor(self.config.initial_focal)))])
-            module.bias.copy_(bias.to(module.bias))
-        elif isinstance(module, nn.Linear):
-            module.weight.normal_(mean=0.0, std=self.config.initializer_range)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, CrateModel):
-            pass  # initialised by its own post_init
-        else:
-            super()._init_weights(module)
+        return model
 
     def forward(self, pixel_values: torch.Tensor, rotations: torch.Tensor | None = None,
                 translations: torch.Tensor | None = None, intrinsics: torch.Tensor | None = None,
@@ -182,7 +153,7 @@ class CupidPoseRegressionModel(WhiteboxPreTrainedModel):
         """
         if kwargs:
             raise TypeError(f"CupidPoseRegressionModel.forward got unexpected arguments {sorted(kwargs)}")
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return_dict = True if return_dict is None else return_dict
         check_tensor("pixel_values", pixel_values, ndim=4, shape_doc="(batch, channels, height, width)")
         check_floating_tensor("pixel_values", pixel_values)
         batch_size = pixel_values.shape[0]
@@ -213,9 +184,9 @@ class CupidPoseRegressionModel(WhiteboxPreTrainedModel):
             true_focal = (intrinsics[:, 0, 0] + intrinsics[:, 1, 1]) / 2
             if not bool((true_focal > 0).all()):
                 raise ValueError("`intrinsics` must have positive focal lengths")
-            config = self.config
-            loss = (config.rotation_loss_weight * (rotation - rotations.to(raw)).square().sum((1, 2)).mean()
-                    + config.translation_loss_weight * (translation - translations.to(raw)).square().sum(1).mean()
-                    + config.focal_loss_weight * (log_focal - true_focal.to(raw).log()).square().mean())
+            w_rotation, w_translation, w_focal = self.loss_weights
+            loss = (w_rotation * (rotation - rotations.to(raw)).square().sum((1, 2)).mean()
+                    + w_translation * (translation - translations.to(raw)).square().sum(1).mean()
+                    + w_focal * (log_focal - true_focal.to(raw).log()).square().mean())
         output = CupidPoseRegressionOutput(loss=loss, rotations=rotation, translations=translation, intrinsics=k)
         return output if return_dict else output.to_tuple()
