@@ -28,8 +28,8 @@ model of the shapes runs) it starts from those weights, and ``--freeze_image_enc
 DINOv2.
 
 Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, ``metrics.json`` (the validation
-scores of the EMA weights, `whitebox_hf.evaluation.cupid`, on view 0 of the first ``eval_num_items`` renders of
-``eval_split``) and ``pipeline/`` (flow: a `CupidPipeline`, loads with ``CupidPipeline.from_pretrained`` or
+scores of the EMA weights, `whitebox_hf.evaluation.cupid`, on view 0 of ``eval_num_items`` renders evenly spaced
+over ``eval_split``) and ``pipeline/`` (flow: a `CupidPipeline`, loads with ``CupidPipeline.from_pretrained`` or
 ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)``) or ``model/`` (pose regression:
 ``CupidPoseRegressionModel.from_pretrained``), each with a model card ``README.md``.
 """
@@ -361,7 +361,8 @@ def main(argv=None, renders=None) -> dict:
         "num_per_category": args["num_per_category"], "data_seed": args["data_seed"], "num_views": num_views,
         "render_size": args["render_size"], "cube_resolution": args["cube_resolution"], "eval_split": eval_split,
         "image_encoder": args["image_encoder"] or None, "freeze_image_encoder": args["freeze_image_encoder"],
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "sample_steps": args["sample_steps"],
+        "sample_guidance_scale": args["sample_guidance_scale"],
     }
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -139,3 +139,39 @@ def test_pose_regression_saves_and_loads(tmp_path):
     assert not any(p.requires_grad for p in loaded.image_encoder.parameters())
     with pytest.raises(ValueError, match="mlp_hidden_size"):
         CupidPoseRegressionModel(image_encoder_config=encoder, mlp_hidden_size=0)
+
+
+def test_a_failed_pnp_counts_as_a_failure_and_the_rest_of_its_batch_is_kept(tmp_path):
+    """A stand-in pipeline that returns each item's true camera and voxels, and fails PnP (ValueError) on any call
+    holding item 1: the batch is rerun item by item, item 1 counts as 180°, the others score zero error."""
+    from types import SimpleNamespace
+
+    from whitebox_hf.data.shape_renders import load_shape_renders
+
+    renders = load_shape_renders(num_per_category=3, num_views=2, size=16, cache_dir=str(tmp_path))
+    every = C.cupid_targets({"train": renders["train"]}, 16, 2.0)["train"]
+    chosen = C.occupied_items(every)[-3:].tolist()  # three shapes with voxels, not the split's first ones
+    split = renders["train"].select(chosen)
+    targets = {key: value[chosen] for key, value in every.items()}
+    images = {i: C._images(split, [i], 0)[0] for i in range(3)}
+
+    class FakePipeline:
+        config = SimpleNamespace(extent=2.0)
+
+        def set_progress_bar_config(self, **kwargs):
+            pass
+
+        def __call__(self, batch, generator, **kwargs):
+            found = [next(i for i, image in images.items() if torch.equal(image, b)) for b in batch]
+            if 1 in found:
+                raise ValueError("`cube` has 0 voxels")
+            cubes = [torch.cat([targets["occupancy"][i][None].double(), torch.zeros(2, 16, 16, 16)]) for i in found]
+            return SimpleNamespace(intrinsics=targets["intrinsics"][found, 0], rotations=targets["rotations"][found, 0],
+                                   translations=targets["translations"][found, 0], shapes=cubes,
+                                   thresholds=[0.5] * len(found))
+
+    summary, rows = C.evaluate_cupid_pipeline(FakePipeline(), split, targets, batch_size=3)
+    assert [row["failed"] for row in rows] == [False, True, False]
+    assert rows[1]["rotation_error_deg"] == 180.0 and rows[1]["voxel_iou"] == 0.0
+    assert rows[0]["rotation_error_deg"] == pytest.approx(0.0, abs=1e-6) and rows[2]["voxel_iou"] == 1.0
+    assert summary["pose"]["failures"] == 1

@@ -347,7 +347,8 @@ def occupied_items(targets: dict) -> torch.Tensor:
 
 
 def _check_items(split, targets: dict, max_items) -> tuple[list[int], int]:
-    """The first ``max_items`` renders of ``split`` with a non-empty cube, and how many empty ones were skipped."""
+    """``max_items`` renders evenly spaced over ``split`` (a split is ordered by category, so the first ones would
+    all be tables) with a non-empty cube, and how many empty ones were skipped."""
     if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
         raise ValueError(f"`max_items` must be a positive integer or None, got {max_items!r}")
     if len(split) == 0:
@@ -355,7 +356,8 @@ def _check_items(split, targets: dict, max_items) -> tuple[list[int], int]:
     if targets["occupancy"].shape[0] != len(split):
         raise ValueError(f"`targets` must be the targets of `split` ({len(split)} shapes), got "
                          f"{targets['occupancy'].shape[0]}")
-    candidates = range(len(split)) if max_items is None else range(min(max_items, len(split)))
+    count = len(split) if max_items is None else min(max_items, len(split))
+    candidates = sorted(set(np.linspace(0, len(split) - 1, count).round().astype(int).tolist()))
     occupied = set(occupied_items(targets).tolist())
     items = [i for i in candidates if i in occupied]
     if not items:
@@ -371,7 +373,7 @@ def _images(split, items: list[int], view: int) -> torch.Tensor:
 def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | None = None, view: int = 0,
                             num_inference_steps: int = 25, guidance_scale: float | None = None, seed: int = 0,
                             batch_size: int = 32) -> tuple[dict, list[dict]]:
-    """Score a `CupidPipeline` on view ``view`` of the first ``max_items`` renders of ``split`` (one split of
+    """Score a `CupidPipeline` on view ``view`` of ``max_items`` renders evenly spaced over ``split`` (one split of
     `load_shape_renders`; ``targets`` its `cupid_targets`): the camera by PnP on the generated cube, the occupancy
     at the threshold the pipeline used. Item ``i``'s noise comes from ``seed + i``, so a batch that fails PnP is
     rerun item by item with the same noise and only the failing items count as failures. Returns
@@ -379,17 +381,16 @@ def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | Non
     items, skipped = _check_items(split, targets, max_items)
     pipeline.set_progress_bar_config(disable=True)
     extent = pipeline.config.extent
+    call = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "output_type": "latent"}
+
+    def run(indices: list[int]):
+        """The pipeline on the items ``indices``, item ``i``'s noise from ``seed + i``."""
+        generators = [torch.Generator().manual_seed(seed + i) for i in indices]
+        return pipeline(_images(split, indices, view), generator=generators, **call)
+
     rows = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        images = _images(split, chunk, view)
-        call = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, output_type="latent")
-
-        def run(indices):
-            generators = [torch.Generator().manual_seed(seed + i) for i in indices]
-            position = [chunk.index(i) for i in indices]
-            return pipeline(images[position], generator=generators, **call)
-
         cameras, occupancies = [], []
         try:
             outputs = [(chunk, run(chunk))]

@@ -1,0 +1,57 @@
+"""training/report_cupid.py end to end on tiny runs of train_cupid_flow.py (both models, 2 steps, 16² renders): the page
+holds both rows, the oracle row at zero error, the not-built rows, and the JSON the numbers; a missing run is listed;
+bad settings are refused."""
+
+import json
+
+import pytest
+
+from tests.conftest import load_training_script
+from tests.training.test_resume import CUPID, cupid_renders
+
+report = load_training_script("report_cupid")
+train = load_training_script("train_cupid_flow")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cupid_runs")
+    renders = cupid_renders()
+    for model in ("flow", "pose_regression"):
+        train.main(CUPID + ["--model", model, "--max_steps", "2", "--eval_num_items", "2", "--sample_steps", "2",
+                            "--num_threads", "1", "--output_dir", str(root / model)], renders=renders)
+    return root, renders
+
+
+def test_report_writes_every_row_from_measured_numbers(runs, tmp_path):
+    root, renders = runs
+    output = tmp_path / "cupid.md"
+    results = report.main(["--runs_dir", str(root), "--output", str(output), "--split", "validation", "--num_items",
+                           "3", "--sample_steps", "2"], renders=renders)
+    page = output.read_text()
+    assert "(a) Cupid stage 1" in page and "(c) direct pose regression" in page
+    assert page.count("not built") >= 3 and "oracle" in page
+    stored = json.loads(output.with_suffix(".json").read_text())
+    assert stored["runs"].keys() == {"flow", "pose_regression"}
+    assert stored["oracle"]["pose"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert stored["oracle"]["geometry"]["volumetric_iou"] == 1.0
+    flow = results["runs"]["flow"]["evaluation"]
+    assert flow["num_items"] + flow["num_empty_skipped"] == 3
+    assert f"{flow['pose']['rotation_error_median_deg']:.1f}°" in page
+    assert str(root) not in page  # no machine paths on the page
+
+
+def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, tmp_path):
+    import shutil
+
+    root, renders = runs
+    partial = tmp_path / "runs"
+    shutil.copytree(root / "pose_regression", partial / "pose_regression")
+    output = tmp_path / "cupid.md"
+    report.main(["--runs_dir", str(partial), "--output", str(output), "--split", "validation", "--num_items", "2"],
+                renders=renders)
+    assert "(a) Cupid stage 1: pose by PnP on the generated UV cube | not run" in output.read_text()
+    with pytest.raises(SystemExit):
+        report.parse_args(["--num_items", "0"])
+    with pytest.raises(SystemExit, match="no Cupid run"):
+        report.main(["--runs_dir", str(tmp_path / "empty"), "--output", str(output)], renders=renders)
