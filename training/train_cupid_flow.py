@@ -440,7 +440,7 @@ def write_card(args: dict, results: dict, model, folder: Path, argv=None, real_d
                                      training_summary=summary, eval_split=results["eval_split"], command=command)
         card.save(str(path))
     else:
-        lines = ["---", "library_name: transformers", "tags:", "- pose-estimation", "- image-to-3d", "---", "",
+        lines = ["---", "library_name: diffusers", "tags:", "- pose-estimation", "- image-to-3d", "---", "",
                  "# cupid-pose-regression", "",
                  "The direct pose-regression baseline of Cupid's comparison (issue 15, baseline (c)): a CRATE image "
                  "encoder and an MLP predicting the camera (R by the 6D representation, t, f) from one render, "
