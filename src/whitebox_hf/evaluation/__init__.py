@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 _import_structure = {
     "alignment": ["LIFT_MAX_LENGTH", "embed_images", "embed_texts", "lift_text_tower", "retrieval_metrics"],
     "collapse": ["effective_rank", "feature_std"],
+    "cupid": ["cupid_targets", "evaluate_cupid_pipeline", "evaluate_pose_regressor", "pose_errors",
+              "summarize_cupid_scores"],
     "diagnostics": ["diagnostics_table", "layerwise_diagnostics", "plot_diagnostics"],
     "efficientnet_lite": ["EfficientNetLite0", "EffNetPerceptualLoss", "load_efficientnet_lite0"],
     "features": ["extract_features", "get_backbone"],
@@ -55,6 +57,13 @@ _import_structure = {
 if TYPE_CHECKING:
     from .alignment import LIFT_MAX_LENGTH, embed_images, embed_texts, lift_text_tower, retrieval_metrics
     from .collapse import effective_rank, feature_std
+    from .cupid import (
+        cupid_targets,
+        evaluate_cupid_pipeline,
+        evaluate_pose_regressor,
+        pose_errors,
+        summarize_cupid_scores,
+    )
     from .diagnostics import diagnostics_table, layerwise_diagnostics, plot_diagnostics
     from .efficientnet_lite import EfficientNetLite0, EffNetPerceptualLoss, load_efficientnet_lite0
     from .features import extract_features, get_backbone
