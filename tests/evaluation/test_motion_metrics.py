@@ -98,3 +98,30 @@ def test_foot_skating_counts_sliding_planted_feet_only():
 def test_bad_inputs_are_refused_by_name(call, needle):
     with pytest.raises((ValueError, TypeError), match=needle):
         call()
+
+
+def test_window_evaluation_lowers_the_estimate_by_the_floor_shift_it_gave():
+    from whitebox_hf.evaluation import evaluate_motion_windows
+
+    target = motion(batch=3, frames=4)
+    heads = torch.eye(4, dtype=torch.float64).expand(3, 4, 4, 4).clone()
+    calls = []
+
+    def lifted_truth(head_poses, offsets, floor_height):
+        # An estimator that knows the truth and places it in the lifted world it is shown.
+        calls.append(floor_height.clone())
+        index = slice(sum(len(c) for c in calls[:-1]), sum(len(c) for c in calls))
+        assert torch.allclose(head_poses[:, :, 2, 3], floor_height[:, None].expand(-1, 4))
+        return target[index] + torch.stack([torch.zeros_like(floor_height)] * 2 + [floor_height], -1)[:, None, None]
+
+    result = evaluate_motion_windows(lifted_truth, heads, torch.zeros(3, 22, 3, dtype=torch.float64), target,
+                                     ["a", "b", "a"], floor_shift=0.5, seed=0, batch_size=2)
+    shifts = torch.cat(calls)
+    assert len(calls) == 2 and shifts.abs().max() <= 0.5 and shifts.abs().min() > 0
+    assert result["all"]["mpjpe_mm"] == pytest.approx(0.0, abs=1e-9) and result["all"]["num_windows"] == 3
+    assert result["per_clip"]["a"]["num_windows"] == 2 and result["per_clip"]["b"]["num_frames"] == 4
+    # An estimator that ignores the shift is off by it.
+    ignoring = evaluate_motion_windows(lambda h, o, f: target[: len(f)].clone() if len(f) == 2 else target[2:].clone(),
+                                       heads, torch.zeros(3, 22, 3, dtype=torch.float64), target, ["a", "b", "a"],
+                                       floor_shift=0.5, seed=0, batch_size=2)
+    assert ignoring["all"]["mpjpe_mm"] == pytest.approx(1000 * shifts.abs().mean().item())

