@@ -316,6 +316,7 @@ def main(argv=None) -> dict:
         "num_train_windows": len(train_set), "num_train_frames": train_frames(windows["train"], args),
         "batch_size": args["batch_size"], "dataset": "assimp-bvh" if not args["bvh_dir"] else "bvh-folder",
         "command": shlex.join(["python", "training/train_motion_prior.py", *(sys.argv[1:] if argv is None else argv)]),
+        "config": dict(args),
     }
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
