@@ -40,3 +40,27 @@ def test_the_guidance_hook_gives_a_predictor_or_the_reason_it_cannot():
     assert callable(predictor) == importable
     if not importable:
         assert predictor.startswith("not computed") and "sample_motion_windowed" in predictor
+
+
+def fake_run(mpjpe):
+    scores = {"mpjpe_mm": mpjpe, "pa_mpjpe_mm": mpjpe / 2, "head_error_m": 0.0, "gnd": 1.0, "foot_skating_m": 0.001,
+              "foot_skating_true_m": 0.0005, "num_windows": 2, "num_frames": 128}
+    return {"evaluation": {"all": scores, "per_clip": {"clip_c": scores}}, "steps": 10, "epochs": 1.0,
+            "train_seconds_total": 60.0, "window": 64, "num_train_windows": 9, "num_parameters": 1000,
+            "seconds_per_step": 0.5, "eval_seconds": 1.0, "train_clips": ["clip_a"], "test_clips": ["clip_c"]}
+
+
+def test_the_claim_and_baseline_verdicts_follow_from_the_numbers_both_ways(tmp_path):
+    facts = {"clips": {"clip_a": {"frames": 90, "seconds": 3.0, "skeleton": "boxing", "source_fps": 100.0}},
+             "num_clips": 1, "frames": 90, "seconds": 3.0}
+    order = report_motion.TABLE_815_ORDER
+    baselines = {"nearest_neighbour": fake_run(80.0)["evaluation"], "mean_pose": fake_run(250.0)["evaluation"]}
+    as_book = {name: fake_run(100.0 + 10 * i) for i, name in enumerate(order)}
+    text = report_motion.write_report(tmp_path, tmp_path / "a.md", facts, as_book, baselines, "skipped", 1.0, [])
+    assert "conditioning is best holds here; the ordering is the same as the book's" in text
+    assert "beats: mean_pose (250.0 mm); does not beat: nearest_neighbour (80.0 mm)" in text
+    reversed_order = {name: fake_run(200.0 - 10 * i) for i, name in enumerate(order)}
+    text = report_motion.write_report(tmp_path, tmp_path / "b.md", facts, reversed_order, baselines, "skipped", 1.0,
+                                      [])
+    assert "conditioning is best does not hold here; the ordering is not the same as the book's" in text
+    assert "Ordering by held-out MPJPE, best first: absolute < sequence_canonical" in text
