@@ -363,7 +363,10 @@ def write_card(args: dict, results: dict, config) -> Path:
         config, metrics, dataset_name=results["dataset"], eval_split="+".join(results["test_clips"]),
         hyperparameters={key: args[key] for key in CARD_HYPERPARAMETERS}, training_summary=summary,
         command=results["command"], repo_path=str(Path(args["output_dir"]) / "model"),
-        metrics_source="metrics.json")
+        metrics_source="metrics.json",
+        # The regression baseline is the same network without diffusion: its name says so.
+        model_name=None if args["objective"] == "diffusion" else
+        f"motion-regression-{args['head_conditioning']}-{results['dataset']}".replace("_", "-"))
     path = Path(args["output_dir"]) / "model" / "README.md"
     card.save(str(path))
     return path

@@ -41,6 +41,7 @@ def test_a_few_steps_log_the_terms_score_held_out_windows_and_save_a_model_with_
     assert (out / "model" / "model.safetensors").is_file()
     card = (out / "model" / "README.md").read_text()
     assert f"{overall['mpjpe_mm']:.4f}" in card and "2,737 frames" in card and objective in card
+    assert ("# motion-regression-" in card) == (objective == "regression")
     # The saved weights reproduce the evaluation they were scored with.
     args = train_motion_prior.parse_args(motion_argv(tmp_path) + ["--objective", objective, "--floor_height",
                                                                    floor_height])
