@@ -213,6 +213,7 @@ REQUIRED_METADATA = {
     "denoiser": {"white_box", "pipeline_class", "tags", "book_section", "description"},
     "shape_autoencoder": {"white_box", "short_name", "tags", "book_section", "description"},
     "image_to_3d": {"white_box", "short_name", "tags", "book_section", "description"},
+    "motion": {"white_box", "short_name", "tags", "book_section", "description"},
 }
 
 

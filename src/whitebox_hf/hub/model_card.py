@@ -48,6 +48,7 @@ __all__ = [
     "cupid_flow_model_card",
     "image_classification_model_card",
     "model_card_from_folder",
+    "motion_prior_model_card",
     "pipeline_model_card",
     "representation_model_card",
     "shape_autoencoder_model_card",
@@ -150,6 +151,7 @@ def card_metadata() -> dict[str, dict]:
     from ..models.crate.card import CARD_METADATA as crate
     from ..models.cupid.card import CARD_METADATA as cupid
     from ..models.denoisers.card import CARD_METADATA as denoisers
+    from ..models.motion_prior.card import CARD_METADATA as motion_prior
     from ..models.sita_vae.card import CARD_METADATA as sita_vae
     from ..models.tost.card import CARD_METADATA as tost
     from ..models.whitebox_clip.card import CARD_METADATA as whitebox_clip
@@ -163,6 +165,7 @@ def card_metadata() -> dict[str, dict]:
         "denoiser": {**denoisers, "unet": baselines["unet"]},
         "shape_autoencoder": sita_vae,
         "image_to_3d": cupid,
+        "motion": motion_prior,
     }
 
 
@@ -656,6 +659,46 @@ METRIC_KEYS = {
     SHAPE_TASK: SHAPE_METRIC_KEYS,
     IMAGE_TO_3D_TASK: CUPID_METRIC_KEYS,
 }
+
+
+MOTION_TASK = "motion-estimation"  # the model-index task of a motion prior (no Hub pipeline tag fits)
+MOTION_PRIOR_FIELDS = ("head_conditioning", "hidden_size", "intermediate_size", "num_attention_heads",
+                       "num_encoder_layers", "num_decoder_layers", "num_fourier_frequencies", "num_body_joints",
+                       "num_contacts", "num_train_timesteps")
+EGOALLO_SOURCE = ("The architecture is EgoAllo's motion prior (Yi et al. 2024; book §8.10) on a 22-joint BVH skeleton "
+                  "in place of SMPL-H, trained with the whitebox_hf training scripts.")
+
+
+def motion_prior_model_card(
+    config,
+    metrics: dict[str, float],
+    dataset_name: str = "assimp-bvh",
+    dataset_id: str | None = None,
+    hyperparameters: dict | None = None,
+    training_summary: str = "",
+    model_name: str | None = None,
+    repo_path: str = DEFAULT_REPO_PATH,
+    eval_split: str = "test",
+    command: str | None = None,
+    template_path=None,
+    metrics_source: str | None = None,
+) -> ModelCard:
+    """A card for a `MotionPriorModel` (EgoAllo's motion prior), its `model-index` holding the measured held-out
+    motion metrics, e.g. ``{"mpjpe_mm": 180.0, "pa_mpjpe_mm": 120.0, "gnd": 1.0}``.
+
+    Raises:
+        ValueError: ``metrics`` is empty.
+    """
+    metadata = card_metadata()["motion"][config.model_type]
+    model_name = model_name or _slug(metadata["short_name"], config.head_conditioning, dataset_name)
+    return _build_card(
+        metadata["short_name"], metrics, MOTION_TASK, dataset_name, dataset_id, eval_split, model_name,
+        metadata["description"].format(dataset=dataset_name),
+        {"class": "MotionPriorModel", **_fields(config, MOTION_PRIOR_FIELDS)}, hyperparameters, training_summary,
+        _usage("motion-prior", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)), EGOALLO_SOURCE,
+        extra_tags=metadata["tags"], command=command, template_path=template_path, metrics_source=metrics_source,
+        pipeline_tag=False, book_section=metadata["book_section"],
+    )
 
 
 def _lookup(metrics: dict, key: str):
