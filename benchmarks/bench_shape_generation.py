@@ -59,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--depth", type=int, default=7, help="octree depth of the extraction grid (the default)")
     parser.add_argument("--bound", type=float, default=1.1)
     parser.add_argument("--item", type=int, default=0, help="index of the test-split item that conditions the run")
+    parser.add_argument("--image", type=Path, default=None,
+                        help="an image file to condition an image pipeline on instead of the test-split render")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
@@ -74,11 +76,17 @@ def parse_args(argv=None):
     return args
 
 
-def held_out_condition(pipe: ShapeGenerationPipeline, item: int) -> tuple[dict, str]:
-    """The pipeline's condition from test-split item ``item``: ``({"image": PIL} or {"prompt": caption}, text)``."""
+def held_out_condition(pipe: ShapeGenerationPipeline, item: int, image_file: Path | None = None) -> tuple[dict, str]:
+    """The pipeline's condition from test-split item ``item``: ``({"image": PIL} or {"prompt": caption}, text)``, or
+    from ``image_file`` (image pipelines)."""
     from PIL import Image
 
     from whitebox_hf.data.shape_renders import load_shape_renders
+
+    if image_file is not None and pipe.condition_kind == "image":
+        image = Image.open(image_file)
+        image.load()
+        return {"image": image}, f"the image `{image_file.name}` ({image.width}×{image.height}, {image.mode})"
 
     if pipe.condition_kind == "text":
         row = load_shape_renders()["test"][item]
@@ -124,7 +132,7 @@ def main(argv=None):
         pipe.set_progress_bar_config(disable=True)
         pipes[name] = pipe
     first = next(iter(pipes.values()))
-    condition, condition_text = held_out_condition(first, args.item)
+    condition, condition_text = held_out_condition(first, args.item, args.image)
     call = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, octree_depth=args.depth,
                 bound=args.bound)
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731

@@ -67,9 +67,11 @@ def resolve_model_paths(model_path=None) -> list[Path]:
     if model_path is None and os.environ.get(ENV_VAR, "").strip():
         model_path = [part for part in os.environ[ENV_VAR].split(os.pathsep) if part.strip()]
     if model_path is not None:
-        paths = [model_path] if isinstance(model_path, (str, os.PathLike)) else list(model_path)
-        if not paths or not all(isinstance(path, (str, os.PathLike)) for path in paths):
-            raise ValueError(f"`model_path` must be a folder or a non-empty list of folders, got {model_path!r}")
+        paths = [model_path] if isinstance(model_path, (str, os.PathLike)) else model_path
+        if not isinstance(paths, (list, tuple)) or not all(isinstance(path, (str, os.PathLike)) for path in paths):
+            raise TypeError(f"`model_path` must be a folder or a list of folders, got {model_path!r}")
+        if not paths:
+            raise ValueError("`model_path` must name at least one folder, got []")
         return [find_model_folder(path, ENV_VAR, (), marker=MARKER, hint=HINT) for path in paths]
     found = []
     for candidates in (IMAGE_CANDIDATES, TEXT_CANDIDATES):
@@ -133,7 +135,7 @@ def make_generate(pipes: dict[str, ShapeGenerationPipeline], output_dir: Path):
         prompt = prompt.strip()
         if not prompt and image is None:
             raise gr.Error("Type a prompt or upload an image first." if "text" in pipes else
-                           "Upload an image or pick a held-out render first.")
+                           "Pick a held-out render or upload an image first.")
         if prompt and image is not None:
             raise gr.Error("Give a prompt or an image, not both: clear one of them.")
         kind = "text" if prompt else "image"
@@ -209,8 +211,8 @@ def build_demo(model_path=None, *, max_size: int | None = None, concurrency_limi
                 if "text" in pipes:
                     gr.Examples(examples=[[text] for text in EXAMPLE_PROMPTS], inputs=prompt,
                                 label="Captions of held-out shapes")
-                image = gr.Image(type="pil", label="Image (clear the prompt to use it)", elem_id="image-input",
-                                 visible="image" in pipes, height=192)
+                image = gr.Image(type="pil", label="Image (clear the prompt to use it)" if "text" in pipes else "Image",
+                                 elem_id="image-input", visible="image" in pipes, height=192)
                 examples = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
                 if "image" in pipes and examples:  # one test-split render per family (view 0)
                     gr.Examples(examples=examples, inputs=image, label="Held-out renders (test split)")
