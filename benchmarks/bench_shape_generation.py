@@ -135,7 +135,7 @@ def main(argv=None):
     condition, condition_text = held_out_condition(first, args.item, args.image)
     call = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, octree_depth=args.depth,
                 bound=args.bound)
-    generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
+    generator = lambda: torch.Generator().manual_seed(args.seed)
     latents = {name: pipe(**condition, **call, generator=generator(), output_type="latent").shapes
                for name, pipe in pipes.items()}
 
@@ -230,10 +230,11 @@ def main(argv=None):
         for name in pipes:
             if name == "float32":
                 continue
-            lines.append(f"* {name} / float32 time: sampling {median('sampling', name) / median('sampling', 'float32'):.2f}×, "
-                         f"extraction {median('extraction', name) / median('extraction', 'float32'):.2f}×, together "
-                         f"{median('together', name) / median('together', 'float32'):.2f}×; occupancy IoU of its "
-                         f"shape with the float32 one (same noise): {agreement[name]:.3f}")
+            ratio = {part: median(part, name) / median(part, "float32")
+                     for part in ("sampling", "extraction", "together")}
+            lines.append(f"* {name} / float32 time: sampling {ratio['sampling']:.2f}×, extraction "
+                         f"{ratio['extraction']:.2f}×, together {ratio['together']:.2f}×; occupancy IoU of its shape "
+                         f"with the float32 one (same noise): {agreement[name]:.3f}")
     for name, mesh in meshes.items():
         lines.append(f"* {name} mesh: " + ("no surface (a one-signed grid)" if mesh is None else
                                            f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces"))

@@ -30,8 +30,14 @@ import torch
 from PIL import Image
 
 import whitebox_hf  # noqa: F401  (imports the pipeline components' modules, which diffusers needs on load)
-from whitebox_hf.hub import BUNDLED_DIR, find_model_folder  # noqa: E402  (checkpoints shipped with the package)
-from whitebox_hf.hub.spaces import CONCURRENCY_ENV, QUEUE_SIZE_ENV, output_file, queue_setting, whole_number  # noqa: E402
+from whitebox_hf.hub import BUNDLED_DIR, find_model_folder
+from whitebox_hf.hub.spaces import (
+    CONCURRENCY_ENV,
+    QUEUE_SIZE_ENV,
+    output_file,
+    queue_setting,
+    whole_number,
+)
 from whitebox_hf.pipelines import ShapeGenerationPipeline
 
 HERE = Path(__file__).resolve().parent

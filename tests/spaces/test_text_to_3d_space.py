@@ -10,8 +10,7 @@ import torch
 import trimesh
 from PIL import Image
 from safetensors import safe_open
-
-from test_spaces_browser import load_app, tiny_shape_pipelines  # noqa: E402  (same folder)
+from test_spaces_browser import load_app, tiny_shape_pipelines
 
 app = load_app("text-to-3d")
 EXAMPLES = sorted((app.HERE / "examples").glob("*.png"))
