@@ -211,6 +211,9 @@ def main(argv=None):
                 f"{', '.join(f'{t:.3f}' for t in entry['times_s'])} |")
 
     config = first.denoiser.config
+    n_cond = int(tokens.shape[1])
+    ours_tokens = (f"ours: 1 + {n_cond} + {config.num_latents} in one sequence" if config.conditioning == "in_context"
+                   else f"ours: 1 + {config.num_latents} attending to the {n_cond} condition tokens")
     resolved = args.pipeline.resolve()
     shown = resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else args.pipeline
     report["pipeline"] = str(shown)
@@ -244,7 +247,7 @@ def main(argv=None):
         f"{config.num_latents} latents; median of {args.forward_repeats}). Baseline: diffusers' `PriorTransformer` "
         f"(Shap-E's latent denoiser) with width {config.hidden_size}, {config.num_attention_heads} heads, {blocks} "
         f"blocks (ours: {len(first.denoiser.encoder_blocks)} + 1 + {len(first.denoiser.decoder_blocks)} with long "
-        f"skips), a 4× MLP, over the same {int(tokens.shape[1])} + 2 + {config.num_latents} tokens; "
+        f"skips), a 4× MLP, over {int(tokens.shape[1])} + 2 + {config.num_latents} tokens ({ours_tokens}); "
         f"{params['baseline']:,} parameters, random weights.", "",
         "| model | dtype | median (ms) | q25–q75 (ms) | ours / baseline |", "|---|---|---:|---|---:|",
     ]
