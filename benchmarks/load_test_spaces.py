@@ -59,12 +59,16 @@ def request_args(space: str, index: int) -> tuple:
         return ("The :mod:`os` module", 8, 0.8, index)
     if space == "image-generation":  # (class_id, guidance_scale, steps, seed, num_images)
         return (index % 10, 3.0, 4, index, 1)
+    if space == "text-to-3d":  # (prompt, image, guidance_scale, steps, seed, octree_depth): a held-out render
+        from gradio_client import handle_file
+
+        return ("", handle_file(str(SPACES_DIR / space / "examples" / "chair.png")), 3.0, 2, index, 4)
     raise ValueError(f"`space` must be one of {sorted(API_NAMES)}, got {space!r}")
 
 
 API_NAMES = {"crate-image-classification": "/classify", "text-generation": "/generate",
-             "image-generation": "/generate"}
-CONCURRENCY = {"crate-image-classification": 2, "text-generation": 1, "image-generation": 1}  # the apps' defaults
+             "image-generation": "/generate", "text-to-3d": "/generate"}
+CONCURRENCY = {"crate-image-classification": 2, "text-generation": 1, "image-generation": 1, "text-to-3d": 1}  # the apps' defaults
 
 
 def free_port() -> int:

@@ -53,6 +53,16 @@ BUNDLES = {
                    "RUNS=vae-dit bash training/run_generation_comparison.sh",
         "what": "WhiteboxFlowPipeline: class-conditional rectified-flow DiT in the latent space of a small VAE",
     },
+    "procedural-shapes-image-to-3d": {
+        "source": "runs/shapes/diffusion_image_small/pipeline",
+        "command": "python training/train_shape_diffusion.py --config training/configs/shape_diffusion_text.yaml "
+                   "--condition image --alignment_model runs/shapes/shape_lift/model --vae_model "
+                   "runs/shapes/sita_vae/model --hidden_size 128 --max_steps 1000 "
+                   "--output_dir runs/shapes/diffusion_image_small",
+        "what": "ShapeGenerationPipeline: image-to-3D diffusion (in-context transformer, width 128) in the SITA-VAE "
+                "latent space, procedural shapes; weights stored in float16",
+        "dtype": "float16",  # the float32 run (12 MB) would take the total past MAX_TOTAL_MB
+    },
 }
 
 
@@ -121,6 +131,32 @@ def pipeline_card(folder: Path, run: Path, command: str) -> None:
     card.save(str(folder / "README.md"))
 
 
+def cast_weights(folder: Path, dtype: str) -> None:
+    """Store the floating-point tensors of a copied bundle's safetensors files in ``dtype`` (to stay under
+    `MAX_TOTAL_MB`), set the ``dtype`` of its transformers configs to match, and say so in its card."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    target = getattr(torch, dtype)
+    for path in sorted(folder.rglob("*.safetensors")):
+        with safe_open(path, "pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        save_file({key: value.to(target) if value.is_floating_point() else value for key, value in tensors.items()},
+                  path, metadata=metadata)
+    for path in sorted(folder.rglob("config.json")):
+        config = json.loads(path.read_text())
+        if "dtype" in config:
+            config["dtype"] = dtype
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    card = folder / "README.md"
+    if card.exists():
+        card.write_text(card.read_text().rstrip("\n") + f"\n\n## Bundled copy\n\nThe weights are the run's, stored "
+                        f"in {dtype} by `training/bundle_checkpoints.py` to fit the package's size cap. Load with "
+                        "`torch_dtype=torch.float32` to compute in float32 (the up-cast is exact).\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(BUNDLES))
@@ -142,9 +178,12 @@ def main(argv=None) -> int:
             continue
         target = BUNDLED_DIR / name
         copy_bundle(source, target)
+        if spec.get("dtype"):
+            cast_weights(target, spec["dtype"])
         if (target / "model_index.json").exists():
             add_pipeline_code(target)
-            pipeline_card(target, source.parent, spec["command"])
+            if (source.parent / "results.json").exists():  # else the run wrote its own card (shape pipelines)
+                pipeline_card(target, source.parent, spec["command"])
         elif not (target / "README.md").exists():
             write_model_card(target, metrics_file=source.parent / "evaluation.json", command=spec["command"])
         print(f"bundled {name}: {sum(p.stat().st_size for p in target.rglob('*') if p.is_file()) / 1e6:.1f} MB")

@@ -19,7 +19,7 @@ from whitebox_hf.hub import BUNDLED_DIR, bundled_checkpoint, list_bundled_checkp
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {"fashion-mnist-crate", "fashion-mnist-simdino-crate", "python-docs-crate-alpha",
-            "fashion-mnist-flow-vae-dit"}
+            "fashion-mnist-flow-vae-dit", "procedural-shapes-image-to-3d"}
 
 
 def test_bundle_names_resolve_and_stay_under_30_mb():

@@ -245,3 +245,76 @@ def test_image_generation_space(page, tmp_path, screenshot_dir):
         assert name in page.locator("#gallery").inner_text()  # each sample is captioned with its class
         settle(page)
         page.screenshot(path=str(screenshot_dir / "image-generation.png"), full_page=True)
+
+
+def tiny_shape_pipelines(folder):
+    """A text- and an image-conditioned `ShapeGenerationPipeline` with tiny random denoisers and condition encoders
+    over the bundled pipeline's SITA-VAE (a trained decoder, so that sampled latents have a surface); returns the two
+    folders."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from whitebox_hf import AlignedShapeLatentDenoiser, CrateConfig, CrateModel, ShapeGenerationPipeline, SitaVaeModel
+    from whitebox_hf.hub import bundled_checkpoint
+    from whitebox_hf.models.whitebox_clip import minilm_path
+    from whitebox_hf.pipelines import default_shape_scheduler
+
+    vae = SitaVaeModel.from_pretrained(bundled_checkpoint("procedural-shapes-image-to-3d") / "vae",
+                                       dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    torch.manual_seed(0)
+    encoders = {
+        "text": BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=24, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=48, max_position_embeddings=16)),
+        "image": CrateModel(CrateConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, image_size=16,
+                                        patch_size=4, num_channels=3)),
+    }
+    folders = []
+    for kind, encoder in encoders.items():
+        denoiser = AlignedShapeLatentDenoiser(num_latents=vae.config.num_latents,
+                                              latent_channels=vae.config.latent_channels,
+                                              condition_dim=encoder.config.hidden_size, hidden_size=16, num_layers=1,
+                                              num_attention_heads=2)
+        with torch.no_grad():  # a fresh denoiser's output layer is zero; random weights make the shapes depend on it
+            for parameter in denoiser.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        condition = (dict(text_encoder=encoder.eval(), tokenizer=tokenizer, max_text_length=8) if kind == "text" else
+                     dict(image_encoder=encoder.eval(), image_mean=[0.85] * 3, image_std=[0.25] * 3))
+        pipe = ShapeGenerationPipeline(denoiser=denoiser.eval(), scheduler=default_shape_scheduler(), vae=vae,
+                                       latent_scaling_factor=0.66, **condition)
+        pipe.save_pretrained(folder / kind)
+        folders.append(folder / kind)
+    return folders
+
+
+def test_text_to_3d_space(page, tmp_path, screenshot_dir):
+    app = load_app("text-to-3d")
+    real = use_default_models()
+    demo = app.build_demo() if real else app.build_demo(tiny_shape_pipelines(tmp_path / "pipelines"))
+    text_mode = not real or any((path / "model_index.json").is_file() for path in app.TEXT_CANDIDATES)
+    with serve(demo) as url:
+        page.goto(url)
+        page.locator("#steps input[type=range]").fill("10" if real else "3")
+        page.locator("#resolution input[type=range]").fill("5")
+        page.locator("#guidance input[type=range]").fill("3")
+        assert page.locator("#resolution input[type=number]").input_value() == "5"
+        summary = page.locator("#summary")
+        if text_mode:
+            page.locator("#prompt textarea").fill(app.EXAMPLE_PROMPTS[0])
+            page.locator("#generate").click()
+            summary.get_by_text("text-conditioned").wait_for()
+            assert "33³ grid" in summary.inner_text() and "faces" in summary.inner_text()
+            assert page.locator("#download a").first.get_attribute("href").endswith(".glb")
+            page.locator("#prompt textarea").fill("")
+        assert page.locator("#prompt").is_visible() == text_mode  # the text mode only with a text pipeline
+        page.get_by_text("Held-out renders").first.wait_for()
+        page.locator("button.gallery-item:has(img)").first.click()  # a held-out render (the captions have no img)
+        page.locator("#image-input img").first.wait_for()
+        page.locator("#generate").click()
+        summary.get_by_text("image-conditioned").wait_for()
+        text = summary.inner_text()
+        assert "33³ grid" in text and "vertices" in text, text
+        assert ("used as is" if real else "resized from 64×64 to 16×16") in text, text
+        assert page.locator("#download a").first.get_attribute("href").endswith(".glb")
+        page.locator("#shape canvas").first.wait_for()  # the 3D viewer shows the returned GLB
+        settle(page)
+        page.screenshot(path=str(screenshot_dir / "text-to-3d.png"), full_page=True)

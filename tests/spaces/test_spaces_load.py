@@ -14,7 +14,7 @@ import pytest
 from test_spaces_browser import load_app, serve  # noqa: E402  (same folder; sets GRADIO_ANALYTICS_ENABLED)
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACES = ["crate-image-classification", "text-generation", "image-generation"]
+SPACES = ["crate-image-classification", "text-generation", "image-generation", "text-to-3d"]
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),  # gradio's queue and pandas 3
@@ -93,6 +93,13 @@ BAD_INPUTS = {
         ((0, 3.0, 4, 0, 0), "less than minimum"),
         ((99, 3.0, 4, 0, 1), "not in the list of choices"),
         ((0, 3.0, 4, -5, 1), "less than minimum"),
+    ],
+    "text-to-3d": [  # (prompt, image, guidance_scale, steps, seed, octree_depth); worded alike with or without text
+        (("", None, 3.0, 2, 0, 4), "an image first."),
+        (("a lamp", bench.request_args("text-to-3d", 0)[1], 3.0, 2, 0, 4), "Give a prompt or an image, not both"),
+        (("", bench.request_args("text-to-3d", 0)[1], 3.0, 2.5, 0, 4), "Steps must be a whole number, got 2.5."),
+        (("", bench.request_args("text-to-3d", 0)[1], -1.0, 2, 0, 4), "less than minimum"),
+        (("", bench.request_args("text-to-3d", 0)[1], 3.0, 2, 0, 9), "greater than maximum"),
     ],
 }
 

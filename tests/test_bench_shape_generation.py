@@ -1,0 +1,53 @@
+"""benchmarks/bench_shape_generation.py at its smallest setting on the bundled image-to-3D pipeline: it writes the page
+and the JSON with every timed part for both dtypes and the same-size diffusers baseline."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark():
+    path = ROOT / "benchmarks" / "bench_shape_generation.py"
+    spec = importlib.util.spec_from_file_location("bench_shape_generation", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(300)
+def test_smallest_run_writes_the_page_and_json(tmp_path):
+    from whitebox_hf.hub import bundled_checkpoint
+
+    bench = load_benchmark()
+    page = tmp_path / "benchmark_shape_generation.md"
+    argv = ["--pipeline", str(bundled_checkpoint("procedural-shapes-image-to-3d")), "--steps", "1", "--depth", "3",
+            "--repeats", "1", "--warmup", "0", "--forward-repeats", "1", "--image",
+            str(ROOT / "spaces" / "text-to-3d" / "examples" / "chair.png"), "--output", str(page)]
+    assert bench.main(argv) == 0
+    report = json.loads(page.with_suffix(".json").read_text())
+    assert set(report["timings"]) == {"sampling", "extraction", "together", "denoiser call"}
+    for part in ("sampling", "extraction", "together"):
+        assert set(report["timings"][part]) == {"float32", "bfloat16"}
+        assert all(entry["median_s"] > 0 for entry in report["timings"][part].values())
+    assert set(report["timings"]["denoiser call"]) == {"ours float32", "baseline float32", "ours bfloat16",
+                                                       "baseline bfloat16"}
+    assert report["guidance_batch"] == 2 and report["condition_tokens"] == 65
+    # the baseline has the denoiser's size: within 10 % of its parameters (ours adds the long-skip projections)
+    assert abs(report["baseline_parameters"] / report["denoiser_parameters"] - 1) < 0.1
+    text = page.read_text()
+    assert "| sampling | bfloat16 |" in text and "`PriorTransformer`" in text and "## Environment" in text
+    assert 0 <= report["iou_vs_float32"]["bfloat16"] <= 1
+
+
+def test_bad_arguments_are_refused():
+    bench = load_benchmark()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--guidance", "-1"])
