@@ -113,7 +113,8 @@ def test_bad_input_names_the_argument():
         pipe(good.numpy())
     with pytest.raises(TypeError, match=r"`head_poses` must be a floating-point tensor.*int64"):
         pipe(good.long())
-    with pytest.raises(ValueError, match=r"`head_poses` must have shape \(T, 4, 4\) or \(B, T, 4, 4\), got \(12, 3, 4\)"):
+    with pytest.raises(ValueError, match=r"`head_poses` must have shape \(T, 4, 4\) or \(B, T, 4, 4\), got "
+                                         r"\(12, 3, 4\)"):
         pipe(good[:, :3])
     with pytest.raises(ValueError, match=r"`head_poses` must hold at least 6 frames .*got 5"):
         pipe(good[:5])
