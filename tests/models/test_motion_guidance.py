@@ -81,11 +81,11 @@ def test_each_residual_falls():
         weights[f"{term}_weight"] = config.weight(term)
         if term != "prior_rotation":
             weights["prior_rotation_weight"] = 0.01
-        alone = MotionGuidanceConfig(**weights, cg_iterations=30)
-        guided = guide_motion(rotations, **{**arguments, "config": alone}, iterations=10)
+        alone = MotionGuidanceConfig(**weights, cg_iterations=15)
+        guided = guide_motion(rotations, **{**arguments, "config": alone}, iterations=4)
         after = guidance_costs(guided, **{**arguments, "config": alone})[term]
         assert bool((after < 0.5 * before[term]).all()), (term, before[term], after)
-    guided = guide_motion(rotations, **arguments, iterations=10)
+    guided = guide_motion(rotations, **arguments, iterations=6)
     total_before = sum(before.values())
     total_after = sum(guidance_costs(guided, **arguments).values())
     assert bool((total_after < 0.5 * total_before).all())
@@ -111,7 +111,7 @@ def test_sliding_planted_foot_stops_sliding():
     offsets, head = skeleton_offsets(), head_track(1, frames, speed=0.03)
     contacts = torch.zeros(1, frames, len(FOOT_JOINTS), dtype=torch.float64)
     contacts[:, :, [FOOT_JOINTS.index("left_ankle"), FOOT_JOINTS.index("left_foot")]] = 1.0
-    config = MotionGuidanceConfig(cg_iterations=40)
+    config = MotionGuidanceConfig(cg_iterations=20)
 
     def left_skate(body):
         _, positions = _pose_from_head(body, offsets.expand(1, -1, -1)[:, None], head,
@@ -121,10 +121,10 @@ def test_sliding_planted_foot_stops_sliding():
         return (foot[1:] - foot[:-1]).norm(dim=-1).mean()
 
     before = left_skate(rotations)
-    guided = guide_motion(rotations, offsets, head, contacts, config, iterations=20)
+    guided = guide_motion(rotations, offsets, head, contacts, config, iterations=8)
     after = left_skate(guided)
     torch.testing.assert_close(before, torch.tensor(0.03, dtype=torch.float64))
-    assert after < 0.5 * before, (before, after)
+    assert after < 0.3 * before, (before, after)
 
 
 def test_bad_inputs_name_the_argument():
