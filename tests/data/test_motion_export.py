@@ -84,3 +84,20 @@ def test_animation_frames_and_gif(tmp_path):
         render_motion_frames({"a": positions, "b": positions[:2]})
     with pytest.raises(TypeError, match="must be a torch.Tensor or numpy array"):
         render_motion_frames({"a": positions.tolist()})
+
+
+def test_unreadable_bvh_names_file_and_line(tmp_path):
+    from whitebox_hf.data.motion import BVHParseError
+
+    rotations, translation, offsets = random_motion(frames=2)
+    text = motion_to_bvh(rotations, translation, offsets).encode()
+    cases = {
+        "binary": (b"\xff\xfe\x00HIERARCHY\n", 1),
+        "latin1": (text.replace(b"left_hip", b"l\xe9ft_hip"), 6),  # not UTF-8 on line 6 (JOINT left_hip)
+        "empty": (b"", 1),
+    }
+    for name, (content, line) in cases.items():
+        path = tmp_path / f"{name}.bvh"
+        path.write_bytes(content)
+        with pytest.raises(BVHParseError, match=f"{name}.bvh:{line}:"):
+            read_bvh(path)
