@@ -148,3 +148,36 @@ def test_bad_input_names_the_argument():
         MotionGenerationPipeline(pipe.prior, pipe.scheduler)
     with pytest.raises(TypeError, match=r"`prior` must be a MotionPriorModel"):
         MotionGenerationPipeline(torch.nn.Linear(1, 1), pipe.scheduler, offsets=pipe.config.offsets)
+
+
+def _world_motion(poses, yaw=0.8, shift=(1.5, -2.0, 0.0)):
+    """G·T for a world yaw about +z and a shift G (as a 4x4)."""
+    import roma
+
+    transform = torch.eye(4, dtype=poses.dtype)
+    transform[:3, :3] = roma.rotvec_to_rotmat(torch.tensor([0.0, 0.0, yaw], dtype=poses.dtype))
+    transform[:3, 3] = torch.tensor(shift, dtype=poses.dtype)
+    return transform, transform @ poses
+
+
+def test_output_moves_with_the_world_and_the_floor():
+    # "ours" conditioning sees only yaw- and shift-invariant features, the pelvis is placed from the head and every
+    # guidance residual is a difference of positions or rotations: a world yaw + horizontal shift of the head
+    # trajectory moves the estimated body rigidly with it, and so does a vertical shift when the floor height is
+    # shifted alike. float64 so that the guidance's accept/reject decisions do not flip on round-off.
+    pipe = tiny_pipeline(window=8, overlap=2).to(torch.float64)
+    poses = HELPERS.head_track(1, 14)[0]
+    call = dict(guidance="inner_and_post", **FAST)
+    base = pipe(poses, generator=torch.Generator().manual_seed(0), **call).joints[0]
+    transform, moved = _world_motion(poses)
+    out = pipe(moved, generator=torch.Generator().manual_seed(0), **call).joints[0]
+    expected = base @ transform[:3, :3].T + transform[:3, 3]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    lifted = poses.clone()
+    lifted[:, 2, 3] += 0.4
+    floored = pipe(lifted, floor_height=0.4, generator=torch.Generator().manual_seed(0), **call).joints[0]
+    torch.testing.assert_close(floored, base + torch.tensor([0.0, 0.0, 0.4], dtype=torch.float64), atol=1e-6,
+                               rtol=0)
+    # Without the floor height the same lift is a different input (the prior sees a taller person).
+    unfloored = pipe(lifted, generator=torch.Generator().manual_seed(0), **call).joints[0]
+    assert (unfloored - floored).abs().max() > 1e-3
