@@ -120,20 +120,46 @@ def _rotation_error(rotations: torch.Tensor) -> torch.Tensor:
                               rotations[..., 1, 0] - rotations[..., 0, 1]], dim=-1)
 
 
+def _tree_levels(parents) -> list[tuple[list[int], list[int]]]:
+    """The joints after the root grouped by depth: per level its joints and each one's parent's position in the
+    previous level (a parent is always one level up)."""
+    depth = [0]
+    for joint in range(1, len(parents)):
+        depth.append(depth[parents[joint]] + 1)
+    levels: list[list[int]] = [[0]]
+    for level in range(1, max(depth) + 1):
+        levels.append([j for j in range(len(parents)) if depth[j] == level])
+    return [(joints, [levels[level - 1].index(parents[j]) for j in joints])
+            for level, joints in enumerate(levels) if level > 0]
+
+
+_LEVELS = _tree_levels(JOINT_PARENTS)
+# Joint j's position in the concatenation of the levels (root first), to put the joints back in index order.
+_LEVEL_ORDER = [0] + [j for joints, _ in _LEVELS for j in joints]
+_JOINT_ORDER = [_LEVEL_ORDER.index(j) for j in range(len(JOINT_PARENTS))]
+
+
 def _pose_from_head(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
                     cpf_offset: torch.Tensor, cpf_rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """World rotations and positions (B, T, J, ...) of the skeleton whose CPF lies on ``head_poses``: the placement
-    of `place_root_from_head` (same formulas) in one forward-kinematics pass and without its input checks, since
-    the solver evaluates it (and its derivatives) hundreds of times on inputs it has checked once."""
-    rotations = [torch.eye(3, dtype=body_rotations.dtype, device=body_rotations.device).expand(
-        *body_rotations.shape[:2], 3, 3)]
-    positions = [offsets[..., 0, :].expand(*body_rotations.shape[:2], 3)]
-    for joint in range(1, len(JOINT_PARENTS)):
-        parent = JOINT_PARENTS[joint]
-        rotations.append(rotations[parent] @ body_rotations[:, :, joint - 1])
-        positions.append(positions[parent] + (rotations[parent] @ offsets[..., joint, :, None])[..., 0])
-    rotations = torch.stack(rotations, dim=2)
-    positions = torch.stack(positions, dim=2)
+    of `place_root_from_head` (same formulas) without its input checks, since the solver evaluates it (and its
+    derivatives) hundreds of times on inputs it has checked once, and with forward kinematics a tree level at a
+    time (8 batched steps instead of 21 joint by joint: the solver's cost is mostly the number of autograd nodes)."""
+    device = body_rotations.device
+    shape = body_rotations.shape[:2]
+    rotation = torch.eye(3, dtype=body_rotations.dtype, device=device).expand(*shape, 1, 3, 3)
+    position = offsets[..., :1, :].expand(*shape, 1, 3)
+    rotations, positions = [rotation], [position]
+    for joints, parent_slots in _LEVELS:
+        index = torch.tensor(joints, device=device)
+        parent_rotation = rotation[:, :, parent_slots]
+        position = position[:, :, parent_slots] + (parent_rotation @ offsets[..., index, :, None])[..., 0]
+        rotation = parent_rotation @ body_rotations[:, :, index - 1]
+        rotations.append(rotation)
+        positions.append(position)
+    order = torch.tensor(_JOINT_ORDER, device=device)
+    rotations = torch.cat(rotations, dim=2)[:, :, order]
+    positions = torch.cat(positions, dim=2)[:, :, order]
     head_rotation = rotations[:, :, HEAD_INDEX]
     cpf_rotation_body = head_rotation @ cpf_rotation
     cpf_position_body = positions[:, :, HEAD_INDEX] + (head_rotation @ cpf_offset)
