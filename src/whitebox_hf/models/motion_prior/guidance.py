@@ -43,7 +43,6 @@ import torch
 from torch.func import vjp
 
 from ...data.motion import CPF_OFFSET, CPF_ROTATION, FOOT_JOINTS, HEAD_INDEX, JOINT_NAMES, JOINT_PARENTS
-from ...data.motion_kinematics import check_parents
 from ...utils.validation import check_finite_tensor, check_floating_tensor, check_tensor
 from .head_conditioning import check_head_poses
 
@@ -210,7 +209,6 @@ class _Problem:
                              f"3), got {tuple(offsets.shape)}")
         if offsets.dtype != dtype:
             raise TypeError(f"`offsets` must have the dtype of `body_rotations` ({dtype}), got {offsets.dtype}")
-        check_parents("JOINT_PARENTS", JOINT_PARENTS, len(JOINT_NAMES))
         self.config = config
         self.offsets = (offsets if offsets.ndim == 3 else offsets.expand(batch, -1, -1))[:, None]
         self.head_poses = head_poses

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 from ...data.motion_kinematics import project_to_so3
 from ...utils.validation import check_positive_int
@@ -124,7 +125,9 @@ def sample_motion_windowed(model: MotionPriorModel, head_poses: torch.Tensor, of
     dtype, device = parameter.dtype, parameter.device
     starts, weights = window_blend_weights(frames, window, overlap, dtype, device)
     length = min(window, frames)
-    motion = torch.randn(batch, frames, config.motion_size, generator=generator, dtype=dtype, device=device)
+    # diffusers' randn_tensor: torch.randn on the CPU (the same numbers as `sample_motion`), and a CPU generator
+    # also serves a model on an accelerator.
+    motion = randn_tensor((batch, frames, config.motion_size), generator=generator, device=device, dtype=dtype)
     head = head_poses.to(dtype)
     floor = None if floor_height is None else floor_height.to(dtype)
     offsets = offsets.to(dtype)
