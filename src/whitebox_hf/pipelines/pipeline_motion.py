@@ -12,6 +12,18 @@ The skeleton (bone offsets of `whitebox_hf.data.JOINT_NAMES`, metres) is part of
 (None: the floor is taken to be at z = 0, EgoAllo without a floor estimate). The sampling and guidance are
 `whitebox_hf.models.motion_prior.sample_motion_windowed` and `guide_motion`.
 
+Example (a held-out clip; ``clip.positions`` is the ground truth)::
+
+    from whitebox_hf.data import load_motion_clip, save_motion_gif
+    from whitebox_hf.models.motion_prior import motion_prior_scheduler
+
+    pipe = MotionGenerationPipeline(prior, motion_prior_scheduler(prior.config, "ddim"),
+                                    offsets=load_motion_clip("01_03").offsets.tolist())
+    clip = load_motion_clip("01_01")
+    out = pipe(clip.head_poses, generator=torch.Generator().manual_seed(0), output_type="bvh")
+    open("estimate.bvh", "w").write(out.bvh[0])
+    save_motion_gif("estimate.gif", {"estimate": out.joints[0], "ground truth": clip.positions}, stride=3)
+
 Save/load as the package's other pipelines: ``pipe.save_pretrained(folder)``, then
 ``MotionGenerationPipeline.from_pretrained(folder)`` with whitebox_hf or
 ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without it.
@@ -220,7 +232,8 @@ class MotionGenerationPipeline(ClassConditionalPipelineMixin, DiffusionPipeline)
 
         Args:
             head_poses (`torch.Tensor` of shape `(T, 4, 4)` or `(B, T, 4, 4)`): world poses of the head (CPF) frame:
-                rigid, finite, +Z up, T ≥ ``min_frames``, at ``fps``.
+                rigid, finite, +Z up, T ≥ ``min_frames``, at ``fps``; float32 or float64 (sampled in the prior's
+                dtype).
             num_inference_steps (`int`, defaults to 30): sampler steps.
             guidance (`str`, defaults to ``"inner_and_post"``): ``"off"``, ``"post"`` or ``"inner_and_post"``.
             guidance_config (`MotionGuidanceConfig` or `dict`, *optional*): guidance weights and iterations.
