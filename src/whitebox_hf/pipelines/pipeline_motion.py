@@ -12,10 +12,8 @@ The skeleton (bone offsets of `whitebox_hf.data.JOINT_NAMES`, metres) is part of
 (None: the floor is taken to be at z = 0, EgoAllo without a floor estimate). The sampling and guidance are
 `whitebox_hf.models.motion_prior.sample_motion_windowed` and `guide_motion`.
 
-Example (a held-out clip; ``clip.positions`` is the ground truth)::
-
-    from whitebox_hf.data import load_motion_clip, save_motion_gif
-    from whitebox_hf.models.motion_prior import motion_prior_scheduler
+Example, a held-out clip (``clip.positions`` is the ground truth), with ``load_motion_clip`` and
+``save_motion_gif`` of the package's data module and ``motion_prior_scheduler`` of its motion prior::
 
     pipe = MotionGenerationPipeline(prior, motion_prior_scheduler(prior.config, "ddim"),
                                     offsets=load_motion_clip("01_03").offsets.tolist())
