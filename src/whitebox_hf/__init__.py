@@ -24,7 +24,13 @@ _import_structure = {
     "hub": [],
     "models": [],
     "objectives": [],
-    "pipelines": ["CupidPipeline", "ShapeGenerationPipeline", "WhiteboxDDPMPipeline", "WhiteboxFlowPipeline"],
+    "pipelines": [
+        "CupidPipeline",
+        "MotionGenerationPipeline",
+        "ShapeGenerationPipeline",
+        "WhiteboxDDPMPipeline",
+        "WhiteboxFlowPipeline",
+    ],
     "tokenization": [],
     "training": [],
     "utils": [],
@@ -101,7 +107,13 @@ if TYPE_CHECKING:
         TokenStatisticsSelfAttention,
         coding_rate,
     )
-    from .pipelines import CupidPipeline, ShapeGenerationPipeline, WhiteboxDDPMPipeline, WhiteboxFlowPipeline
+    from .pipelines import (
+        CupidPipeline,
+        MotionGenerationPipeline,
+        ShapeGenerationPipeline,
+        WhiteboxDDPMPipeline,
+        WhiteboxFlowPipeline,
+    )
 else:
     sys.modules[__name__] = _LazyModule(__name__, globals()["__file__"], _import_structure, module_spec=__spec__,
                                         extra_objects={"__version__": __version__})

@@ -36,6 +36,8 @@ _import_structure = {
         "read_bvh",
         "resample_motion",
     ],
+    "motion_animation": ["render_motion_frames", "save_motion_gif"],
+    "motion_bvh": ["motion_to_bvh", "write_motion_bvh"],
     "motion_kinematics": [
         "canonical_head_features",
         "check_rigid_poses",
@@ -84,6 +86,8 @@ if TYPE_CHECKING:
         read_bvh,
         resample_motion,
     )
+    from .motion_animation import render_motion_frames, save_motion_gif
+    from .motion_bvh import motion_to_bvh, write_motion_bvh
     from .motion_kinematics import (
         canonical_head_features,
         check_rigid_poses,

@@ -253,12 +253,19 @@ def read_bvh(path: str | os.PathLike) -> BVHSkeleton:
         BVHParseError (an OSError and a ValueError): the file does not parse; the message names the file and line.
     """
     path = os.fspath(path)
-    with open(path, encoding="utf-8", errors="strict") as handle:
-        lines = handle.read().splitlines()
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        # A binary or mis-encoded file: name the line of the first undecodable byte, like every other parse error.
+        line = raw[:error.start].count(b"\n") + 1
+        raise BVHParseError(f"{path}:{line}: not UTF-8 text ({error.reason} at byte {error.start}): not a BVH "
+                            "file") from None
     motion_line = next((i for i, line in enumerate(lines) if line.strip() == "MOTION"), None)
     tokens = _Tokens(path, lines, 0, len(lines) if motion_line is None else motion_line)
     if motion_line is None:
-        raise tokens.error("no MOTION section", len(lines))
+        raise tokens.error("no MOTION section", max(len(lines), 1))
     tokens.expect("HIERARCHY")
     tokens.expect("ROOT")
     root, _ = tokens.next("the root joint's name")

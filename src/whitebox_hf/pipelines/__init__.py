@@ -12,6 +12,7 @@ from ..models.denoisers import crate_denoiser as _crate_denoiser  # noqa: F401  
 from .class_conditional import decode_latents, encode_to_latents
 from .loading import COMPONENT_CLASSES, load_autoencoder
 from .pipeline_cupid import CupidPipeline, CupidPipelineOutput
+from .pipeline_motion import MotionGenerationPipeline, MotionGenerationPipelineOutput
 from .pipeline_shape_generation import (
     ShapeGenerationPipeline,
     ShapeGenerationPipelineOutput,
@@ -25,6 +26,8 @@ __all__ = [
     "COMPONENT_CLASSES",
     "CupidPipeline",
     "CupidPipelineOutput",
+    "MotionGenerationPipeline",
+    "MotionGenerationPipelineOutput",
     "ShapeGenerationPipeline",
     "ShapeGenerationPipelineOutput",
     "WhiteboxDDPMPipeline",

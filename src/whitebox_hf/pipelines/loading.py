@@ -27,6 +27,7 @@ from ..models.denoisers import (
     CrateDenoiserTransformer,
     add_input_checks,
 )
+from ..models.motion_prior import MotionPriorModel
 from ..models.safe_loading import CONVERSION_HINT, check_no_pickle_only, file_errors
 from ..models.sita_vae import SitaVaeModel
 from ..models.whitebox_clip import WhiteboxClipModel
@@ -37,7 +38,7 @@ __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pip
 # The package's pipeline component classes, by class name (what ``model_index.json`` and ``config.json`` record).
 COMPONENT_CLASSES = {cls.__name__: cls for cls in (AlignedShapeLatentDenoiser, CrateDenoiserTransformer,
                                                    CrateModel, CupidFlowModel, CrateRepresentationAutoencoder, SitaVaeModel,
-                                                   WhiteboxClipModel)}
+                                                   WhiteboxClipModel, MotionPriorModel)}
 
 # `from_pretrained` options: where to download from, and how to load each model component.
 DOWNLOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "token", "revision")

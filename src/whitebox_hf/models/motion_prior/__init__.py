@@ -13,6 +13,14 @@ _import_structure = {
         "MOTION_PRIOR_PRESETS",
         "MotionPriorConfig",
     ],
+    "guidance": [
+        "GUIDANCE_TERMS",
+        "TORSO_JOINTS",
+        "MotionGuidanceConfig",
+        "guidance_costs",
+        "guidance_residuals",
+        "guide_motion",
+    ],
     "head_conditioning": ["check_head_poses", "fourier_encode", "head_condition_features", "head_condition_size"],
     "modeling_motion_prior": [
         "MotionPriorModel",
@@ -29,6 +37,7 @@ _import_structure = {
         "sample_motion",
         "unpack_motion",
     ],
+    "windowed_sampling": ["GUIDANCE_MODES", "sample_motion_windowed", "window_blend_weights", "window_starts"],
 }
 
 if TYPE_CHECKING:
@@ -37,6 +46,14 @@ if TYPE_CHECKING:
         HEAD_CONDITIONINGS,
         MOTION_PRIOR_PRESETS,
         MotionPriorConfig,
+    )
+    from .guidance import (
+        GUIDANCE_TERMS,
+        TORSO_JOINTS,
+        MotionGuidanceConfig,
+        guidance_costs,
+        guidance_residuals,
+        guide_motion,
     )
     from .head_conditioning import check_head_poses, fourier_encode, head_condition_features, head_condition_size
     from .modeling_motion_prior import (
@@ -54,6 +71,7 @@ if TYPE_CHECKING:
         sample_motion,
         unpack_motion,
     )
+    from .windowed_sampling import GUIDANCE_MODES, sample_motion_windowed, window_blend_weights, window_starts
 else:
     import sys
 
