@@ -293,6 +293,25 @@ def _build_card(model_type: str, metrics: dict | None, task: str, dataset_name: 
     )
 
 
+def _family_card(metadata: dict, metrics: dict | None, task: str, architecture: dict, usage: str, source: str,
+                 name_parts: tuple[str, ...], dataset_name: str, dataset_id: str | None, hyperparameters: dict | None,
+                 training_summary: str, model_name: str | None, repo_path: str, eval_split: str, command: str | None,
+                 template_path, metrics_source: str | None, template: str | None = None):
+    """`_build_card` for a family described by its ``CARD_METADATA`` entry (``metadata``) alone: the card is named
+    after its short name, ``name_parts`` and the data set unless ``model_name`` is given, its description is the
+    metadata's for ``dataset_name``, its usage is the ``usage/<usage>.md`` snippet, ``source`` is the
+    architecture's origin when the family is not white-box, and it has no Hub pipeline tag (none fits)."""
+    short_name = metadata["short_name"]
+    return _build_card(
+        short_name, metrics, task, dataset_name, dataset_id, eval_split,
+        model_name or _slug(short_name, *name_parts, dataset_name), metadata["description"].format(dataset=dataset_name),
+        architecture, hyperparameters, training_summary, _usage(usage, repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
+        BOOK_SOURCE if metadata["white_box"] else source,
+        extra_tags=metadata["tags"], command=command, template_path=template_path, metrics_source=metrics_source,
+        template=template, pipeline_tag=False, book_section=metadata["book_section"],
+    )
+
+
 def template_for_task(task: str) -> Path:
     """``whitebox_hf/templates/<task>.md`` if there is one, else the generic ``modelcard.md``."""
     candidate = TEMPLATES_DIR / f"{task}.md"
@@ -520,18 +539,11 @@ def shape_autoencoder_model_card(
         ValueError: ``metrics`` is empty.
     """
     families = card_metadata()["shape_autoencoder"]
-    key = f"{config.model_type}/{config.block_type}"
-    metadata = families.get(key) or families[config.model_type]
-    model_name = model_name or _slug(metadata["short_name"], dataset_name)
-    return _build_card(
-        metadata["short_name"], metrics, SHAPE_TASK, dataset_name, dataset_id, eval_split, model_name,
-        metadata["description"].format(dataset=dataset_name),
-        {"class": "SitaVaeModel", **_fields(config, SHAPE_AUTOENCODER_FIELDS)}, hyperparameters, training_summary,
-        _usage("sita-vae", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
-        BOOK_SOURCE if metadata["white_box"] else MICHELANGELO_SOURCE,
-        extra_tags=metadata["tags"], command=command, template_path=template_path,
-        metrics_source=metrics_source, template="shape-autoencoder", pipeline_tag=False,
-        book_section=metadata["book_section"],
+    metadata = families.get(f"{config.model_type}/{config.block_type}") or families[config.model_type]
+    return _family_card(
+        metadata, metrics, SHAPE_TASK, {"class": "SitaVaeModel", **_fields(config, SHAPE_AUTOENCODER_FIELDS)},
+        "sita-vae", MICHELANGELO_SOURCE, (), dataset_name, dataset_id, hyperparameters, training_summary, model_name,
+        repo_path, eval_split, command, template_path, metrics_source, template="shape-autoencoder",
     )
 
 
@@ -556,19 +568,14 @@ def cupid_flow_model_card(
     Raises:
         ValueError: ``metrics`` is empty.
     """
-    metadata = card_metadata()["image_to_3d"][config.model_type]
-    model_name = model_name or _slug(metadata["short_name"], dataset_name)
     encoder = config.image_encoder_config
     architecture = {"class": "CupidFlowModel", **_fields(config, CUPID_FLOW_FIELDS),
                     "image_encoder": (f"CrateModel ({encoder.image_size} px, {encoder.patch_size}×{encoder.patch_size} "
                                       f"patches, width {encoder.hidden_size}, {encoder.num_hidden_layers} layers)")}
-    return _build_card(
-        metadata["short_name"], metrics, IMAGE_TO_3D_TASK, dataset_name, dataset_id, eval_split, model_name,
-        metadata["description"].format(dataset=dataset_name), architecture, hyperparameters, training_summary,
-        _usage("cupid", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)),
-        BOOK_SOURCE if metadata["white_box"] else CUPID_SOURCE,
-        extra_tags=metadata["tags"], command=command, template_path=template_path,
-        metrics_source=metrics_source, pipeline_tag=False, book_section=metadata["book_section"],
+    return _family_card(
+        card_metadata()["image_to_3d"][config.model_type], metrics, IMAGE_TO_3D_TASK, architecture, "cupid",
+        CUPID_SOURCE, (), dataset_name, dataset_id, hyperparameters, training_summary, model_name, repo_path,
+        eval_split, command, template_path, metrics_source,
     )
 
 
@@ -689,15 +696,11 @@ def motion_prior_model_card(
     Raises:
         ValueError: ``metrics`` is empty.
     """
-    metadata = card_metadata()["motion"][config.model_type]
-    model_name = model_name or _slug(metadata["short_name"], config.head_conditioning, dataset_name)
-    return _build_card(
-        metadata["short_name"], metrics, MOTION_TASK, dataset_name, dataset_id, eval_split, model_name,
-        metadata["description"].format(dataset=dataset_name),
-        {"class": "MotionPriorModel", **_fields(config, MOTION_PRIOR_FIELDS)}, hyperparameters, training_summary,
-        _usage("motion-prior", repo_path=_portable(repo_path, DEFAULT_REPO_PATH)), EGOALLO_SOURCE,
-        extra_tags=metadata["tags"], command=command, template_path=template_path, metrics_source=metrics_source,
-        pipeline_tag=False, book_section=metadata["book_section"],
+    return _family_card(
+        card_metadata()["motion"][config.model_type], metrics, MOTION_TASK,
+        {"class": "MotionPriorModel", **_fields(config, MOTION_PRIOR_FIELDS)}, "motion-prior", EGOALLO_SOURCE,
+        (config.head_conditioning,), dataset_name, dataset_id, hyperparameters, training_summary, model_name,
+        repo_path, eval_split, command, template_path, metrics_source,
     )
 
 
