@@ -49,11 +49,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
-from whitebox_hf.data import EpochPermutationSampler, load_motion, load_motion_clip
+from whitebox_hf.data import load_motion, load_motion_clip
 from whitebox_hf.data.motion import DEFAULT_SPLITS
 from whitebox_hf.evaluation.motion import evaluate_motion_windows
 from whitebox_hf.models.motion_prior import (
@@ -70,11 +70,10 @@ from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
     resumable_batches,
-    resume_run,
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import diffusion_optimization
+from whitebox_hf.training.generative import start_diffusion_training
 from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
@@ -241,22 +240,8 @@ def main(argv=None) -> dict:
 
     model = MotionPriorModel(model_config(args))
     train_set = TensorDataset(torch.arange(len(clean)))
-    loader = DataLoader(train_set, batch_size=args["batch_size"],
-                        sampler=EpochPermutationSampler(len(train_set), seed=args["seed"]), drop_last=True)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training windows")
-    total_steps = steps_per_epoch * args["epochs"]
-    if args["max_steps"]:
-        total_steps = min(total_steps, args["max_steps"])
-
-    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
-    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    ema.to(device)
-    progress = resume_run(accelerator, output_dir, args, ema)
-    accelerator.init_trackers("log", config=dict(args))
-
-    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
+     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training windows")
     start_step, earlier_seconds = progress.step, progress.train_seconds
     start_time = time.time()
     sums, count = {}, 0

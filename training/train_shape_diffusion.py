@@ -48,11 +48,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline's component modules)
-from whitebox_hf.data import EpochPermutationSampler
 from whitebox_hf.hub.model_card import pipeline_model_card
 from whitebox_hf.models.denoisers import AlignedShapeLatentDenoiser
 from whitebox_hf.models.denoisers.aligned_shape_latent import (
@@ -74,11 +73,10 @@ from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
     resumable_batches,
-    resume_run,
     save_checkpoint_if_due,
 )
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import diffusion_optimization
+from whitebox_hf.training.generative import start_diffusion_training
 from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
@@ -384,22 +382,8 @@ def main(argv=None, data=None, renders=None) -> dict:
     scheduler = training_noise_scheduler()
 
     train_set = TensorDataset(torch.arange(len(latents["train"])))
-    loader = DataLoader(train_set, batch_size=args["batch_size"],
-                        sampler=EpochPermutationSampler(len(train_set), seed=args["seed"]), drop_last=True)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training shapes")
-    total_steps = steps_per_epoch * args["epochs"]
-    if args["max_steps"]:
-        total_steps = min(total_steps, args["max_steps"])
-
-    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
-    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    ema.to(device)
-    progress = resume_run(accelerator, output_dir, args, ema)
-    accelerator.init_trackers("log", config=dict(args))
-
-    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
+     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training shapes")
     start_step, earlier_seconds = progress.step, progress.train_seconds
     start_time = time.time()
     loss_sum, count, dropped, seen = 0.0, 0, 0, 0

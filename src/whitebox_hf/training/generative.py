@@ -1,6 +1,7 @@
 """What the generative training scripts share (``train_latent_flow.py``, ``train_ddpm_unet.py``,
 ``train_dreambooth_lora.py``): the settings, the training images, classifier-free-guidance label dropout, the
-rectified-flow loss, the EMA training loop with checkpoints and resume (`run_training`), the sample grid and the
+rectified-flow loss, the start of a denoiser's run (`start_diffusion_training`, also used by the shape, Cupid and
+motion scripts), the EMA training loop with checkpoints and resume (`run_training`), the sample grid and the
 pipeline's model card."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from diffusers.optimization import get_scheduler
@@ -23,6 +25,7 @@ from ..data import DATASETS, EpochPermutationSampler, dataset_to_tensors, load_i
 from ..hub.model_card import pipeline_model_card
 from .atomic import atomic_directory
 from .checkpointing import (
+    TrainingProgress,
     exit_if_interrupt_requested,
     resume_run,
     resumable_batches,
@@ -35,12 +38,14 @@ from .plots import plot_training_curves
 __all__ = [
     "CARD_HYPERPARAMETERS",
     "GENERATIVE_DEFAULTS",
+    "DiffusionTraining",
     "drop_class_labels",
     "flow_matching_loss",
     "load_training_images",
     "run_training",
     "sample_grid",
     "shift_sigmas",
+    "start_diffusion_training",
     "write_pipeline_card",
 ]
 
@@ -116,6 +121,50 @@ def diffusion_optimization(model: nn.Module, args: dict, total_steps: int):
     return optimizer, lr_scheduler, ema
 
 
+class DiffusionTraining(NamedTuple):
+    """What `start_diffusion_training` sets up: the prepared model, optimizer, loader and scheduler, the EMA, the
+    resumed `progress`, the steps of an epoch and of the run, and how often a checkpoint is written."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: EMAModel
+    progress: TrainingProgress
+    steps_per_epoch: int
+    total_steps: int
+    checkpoint_every: int
+
+
+def start_diffusion_training(accelerator, output_dir: Path, args: dict, model: nn.Module, train_set,
+                             items: str = "training examples") -> DiffusionTraining:
+    """The start of a denoiser's training run: a loader of ``train_set`` in ``batch_size`` batches (a seeded
+    `EpochPermutationSampler`, the last short batch dropped), ``epochs`` of it capped at ``max_steps``,
+    `diffusion_optimization`, everything passed through ``accelerator.prepare``, the EMA on the device, the run
+    resumed from ``output_dir``'s last checkpoint (`resume_run`) and the trackers started. ``items`` names what
+    ``train_set`` holds in the error.
+
+    Raises:
+        ValueError: ``batch_size`` exceeds the size of ``train_set`` (no full batch).
+    """
+    loader = DataLoader(train_set, batch_size=args["batch_size"],
+                        sampler=EpochPermutationSampler(len(train_set), seed=args["seed"]), drop_last=True)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} {items}")
+    total_steps = steps_per_epoch * args["epochs"]
+    if args["max_steps"]:
+        total_steps = min(total_steps, args["max_steps"])
+
+    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
+    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    ema.to(accelerator.device)
+    progress = resume_run(accelerator, output_dir, args, ema)
+    accelerator.init_trackers("log", config=dict(args))
+    return DiffusionTraining(model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
+                             args["checkpoint_every"] or steps_per_epoch)
+
+
 def run_training(
     args: dict,
     accelerator,
@@ -133,22 +182,8 @@ def run_training(
     results written to ``results.json``."""
     output_dir = Path(args["output_dir"])
     train_set = TensorDataset(inputs, labels)
-    sampler = EpochPermutationSampler(len(train_set), seed=args["seed"])
-    loader = DataLoader(train_set, batch_size=args["batch_size"], sampler=sampler, drop_last=True)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"`batch_size` ({args['batch_size']}) exceeds the {len(train_set)} training examples")
-    total_steps = steps_per_epoch * args["epochs"]
-    if args["max_steps"]:
-        total_steps = min(total_steps, args["max_steps"])
-
-    optimizer, lr_scheduler, ema = diffusion_optimization(model, args, total_steps)
-    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    ema.to(accelerator.device)
-    progress = resume_run(accelerator, output_dir, args, ema)
-    accelerator.init_trackers("log", config=dict(args))
-
-    checkpoint_every = args["checkpoint_every"] or steps_per_epoch
+    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
+     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set)
     start_step, earlier_seconds = progress.step, progress.train_seconds
     start_time = time.time()
     loss_sum, count = 0.0, 0
