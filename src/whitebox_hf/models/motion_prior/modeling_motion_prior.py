@@ -498,6 +498,22 @@ def _egoallo_step(clean, sample, t: int, t_next: int, alphas_cumprod, eta: float
     return a_next.sqrt() * clean + direction * epsilon + (sigma * noise if t_next > 0 else 0)
 
 
+def _check_sampler_arguments(num_inference_steps: int, eta: float, schedule: str, egoallo_quirk: bool) -> None:
+    """The checks of `sample_motion`'s and `sample_motion_windowed`'s sampler settings (``eta`` in [0, 1], a known
+    ``schedule``, a bool ``egoallo_quirk``).
+
+    Raises:
+        ValueError: an argument out of its range or of the wrong type.
+    """
+    check_positive_int("num_inference_steps", num_inference_steps)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+        raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}")
+    if schedule not in ("ddim", "egoallo"):
+        raise ValueError(f"`schedule` must be 'ddim' or 'egoallo', got {schedule!r}")
+    if not isinstance(egoallo_quirk, bool):
+        raise ValueError(f"`egoallo_quirk` must be a bool, got {egoallo_quirk!r}")
+
+
 @torch.no_grad()
 def sample_motion(model: MotionPriorModel, head_poses: torch.Tensor, offsets: torch.Tensor,
                   num_inference_steps: int = 30, eta: float = 0.8, floor_height: torch.Tensor | None = None,
@@ -514,13 +530,7 @@ def sample_motion(model: MotionPriorModel, head_poses: torch.Tensor, offsets: to
     ``egoallo_quirk``. The last x̂₀ gives the rotations; the pelvis is placed from the head
     (`place_root_from_head`) and forward kinematics gives the joints."""
     config = model.config
-    check_positive_int("num_inference_steps", num_inference_steps)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
-        raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}")
-    if schedule not in ("ddim", "egoallo"):
-        raise ValueError(f"`schedule` must be 'ddim' or 'egoallo', got {schedule!r}")
-    if not isinstance(egoallo_quirk, bool):
-        raise ValueError(f"`egoallo_quirk` must be a bool, got {egoallo_quirk!r}")
+    _check_sampler_arguments(num_inference_steps, eta, schedule, egoallo_quirk)
     check_head_poses(head_poses, floor_height)
     batch, frames = head_poses.shape[:2]
     parameter = next(model.parameters())

@@ -29,6 +29,7 @@ from .head_conditioning import check_head_poses
 from .modeling_motion_prior import (
     MotionPriorModel,
     MotionSample,
+    _check_sampler_arguments,
     _egoallo_step,
     egoallo_timesteps,
     motion_prior_scheduler,
@@ -111,13 +112,7 @@ def sample_motion_windowed(model: MotionPriorModel, head_poses: torch.Tensor, of
         progress (*optional*): wraps the step iterable (a pipeline's ``progress_bar``).
     """
     config = model.config
-    check_positive_int("num_inference_steps", num_inference_steps)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
-        raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}")
-    if schedule not in ("ddim", "egoallo"):
-        raise ValueError(f"`schedule` must be 'ddim' or 'egoallo', got {schedule!r}")
-    if not isinstance(egoallo_quirk, bool):
-        raise ValueError(f"`egoallo_quirk` must be a bool, got {egoallo_quirk!r}")
+    _check_sampler_arguments(num_inference_steps, eta, schedule, egoallo_quirk)
     guidance_config = _check_guidance(guidance, guidance_config)
     check_head_poses(head_poses, floor_height)
     batch, frames = head_poses.shape[:2]
