@@ -13,9 +13,7 @@ from whitebox_hf.models.motion_prior.baselines import (
     motion_prior_regression_loss,
     regress_motion,
 )
-
-TINY = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            noise_embedding_dim=8)
+from tests.models.motion_models import TINY
 
 
 def offsets():

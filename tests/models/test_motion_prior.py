@@ -28,15 +28,9 @@ from whitebox_hf.models.motion_prior import (
     place_root_from_head,
     sample_motion,
 )
+from tests.models.motion_models import TINY, tiny_model
 
 B, T = 2, 8
-TINY = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            noise_embedding_dim=8)
-
-
-def tiny_model(**overrides):
-    torch.manual_seed(0)
-    return MotionPriorModel(MotionPriorConfig(**{**TINY, **overrides})).eval()
 
 
 def head_trajectory(batch=B, frames=T, seed=0, dtype=torch.float32):

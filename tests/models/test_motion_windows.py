@@ -1,36 +1,17 @@
 """MultiDiffusion windows for long head trajectories (`whitebox_hf.models.motion_prior.windowed_sampling`)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from whitebox_hf.models.motion_prior import (
     MotionGuidanceConfig,
-    MotionPriorConfig,
-    MotionPriorModel,
     sample_motion,
     sample_motion_windowed,
     window_blend_weights,
     window_starts,
 )
-
-TINY = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            noise_embedding_dim=8)
-
-
-def _helpers():
-    path = Path(__file__).with_name("test_motion_guidance.py")
-    spec = importlib.util.spec_from_file_location("_motion_guidance_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    return MotionPriorModel(MotionPriorConfig(**TINY)).eval()
+from tests.models.motion_models import tiny_model
+from tests.models.test_motion_guidance import head_track, skeleton_offsets
 
 
 def test_window_starts_cover_the_sequence_flush_with_its_end():
@@ -57,9 +38,8 @@ def test_blending_weights_sum_to_one_and_ramp(frames, window, overlap):
 
 @pytest.mark.parametrize("schedule", ["ddim", "egoallo"])
 def test_one_window_equals_the_plain_sampler(schedule):
-    helpers = _helpers()
     model = tiny_model()
-    head, offsets = helpers.head_track(2, 8).float(), helpers.skeleton_offsets().float()
+    head, offsets = head_track(2, 8).float(), skeleton_offsets().float()
     plain = sample_motion(model, head, offsets, 4, generator=torch.Generator().manual_seed(3), schedule=schedule)
     windowed = sample_motion_windowed(model, head, offsets, 4, generator=torch.Generator().manual_seed(3),
                                       schedule=schedule, window=8, overlap=2, guidance="off")
@@ -68,9 +48,8 @@ def test_one_window_equals_the_plain_sampler(schedule):
 
 
 def test_long_sequence_gets_output_of_its_length_and_guidance_changes_it():
-    helpers = _helpers()
     model = tiny_model()
-    head, offsets = helpers.head_track(1, 21).float(), helpers.skeleton_offsets().float()
+    head, offsets = head_track(1, 21).float(), skeleton_offsets().float()
     calls = []
 
     def progress(steps):

@@ -1,44 +1,29 @@
 """`MotionGenerationPipeline`: head trajectory -> body motion, its outputs, save/load, and its refusals of bad input."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from whitebox_hf.data.motion import JOINT_NAMES, read_bvh
-from whitebox_hf.models.motion_prior import MotionPriorConfig, MotionPriorModel, motion_prior_scheduler
+from whitebox_hf.models.motion_prior import motion_prior_scheduler
 from whitebox_hf.pipelines import MotionGenerationPipeline, MotionGenerationPipelineOutput
+from tests.models.motion_models import tiny_model
+from tests.models.test_motion_guidance import head_track, skeleton_offsets
 
-TINY = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            noise_embedding_dim=8)
 FRAMES = 12
 FAST = dict(num_inference_steps=3, guidance_config=dict(inner_iterations=1, post_iterations=2, cg_iterations=4))
 
 
-def _helpers():
-    path = Path(__file__).resolve().parents[1] / "models" / "test_motion_guidance.py"
-    spec = importlib.util.spec_from_file_location("_motion_guidance_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HELPERS = _helpers()
-
-
 def tiny_pipeline(window=8, overlap=2, min_frames=4):
-    torch.manual_seed(0)
-    prior = MotionPriorModel(MotionPriorConfig(**TINY)).eval()
+    prior = tiny_model()
     pipe = MotionGenerationPipeline(prior, motion_prior_scheduler(prior.config, "ddim"),
-                                    offsets=HELPERS.skeleton_offsets().tolist(), window=window, overlap=overlap,
+                                    offsets=skeleton_offsets().tolist(), window=window, overlap=overlap,
                                     min_frames=min_frames)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def head(frames=FRAMES, batch=None):
-    poses = HELPERS.head_track(1, frames).float()
+    poses = head_track(1, frames).float()
     return poses[0] if batch is None else poses.expand(batch, -1, -1, -1).clone()
 
 
@@ -166,7 +151,7 @@ def test_output_moves_with_the_world_and_the_floor():
     # trajectory moves the estimated body rigidly with it, and so does a vertical shift when the floor height is
     # shifted alike. float64 so that the guidance's accept/reject decisions do not flip on round-off.
     pipe = tiny_pipeline(window=8, overlap=2).to(torch.float64)
-    poses = HELPERS.head_track(1, 14)[0]
+    poses = head_track(1, 14)[0]
     call = dict(guidance="inner_and_post", **FAST)
     base = pipe(poses, generator=torch.Generator().manual_seed(0), **call).joints[0]
     transform, moved = _world_motion(poses)
