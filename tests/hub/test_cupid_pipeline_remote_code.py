@@ -2,30 +2,20 @@
 that cannot import whitebox_hf, from the code bundled into the folder (pipeline, flow model), and generates exactly
 the cube and camera that the saved pipeline generates."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from test_remote_code_export import run_without_whitebox_hf
 
+from tests.hub.remote_code_children import LOAD_PIPELINE
+from tests.pipelines.test_cupid_pipeline import IMAGE, SIZE, tiny_pipeline
+
 CALL = dict(num_inference_steps=3, guidance_scale=3.0, output_type="latent")
 
-CHILD = '''
-import json
-import sys
-
-import torch
-from diffusers import DiffusionPipeline
+CHILD = LOAD_PIPELINE + '''
 from PIL import Image
-from safetensors.torch import save_file
 
-plan = json.loads(sys.argv[1])
-pipe = DiffusionPipeline.from_pretrained(plan["folder"], trust_remote_code=True)
-modules = [type(pipe).__module__] + [type(c).__module__ for c in pipe.components.values() if c is not None]
-assert all(m.startswith(("diffusers.", "diffusers_modules.", "transformers.")) for m in modules), modules
-pipe.set_progress_bar_config(disable=True)
 image = Image.new("RGB", (plan["size"], plan["size"]), (30, 120, 220))
 out = pipe(image, generator=torch.Generator().manual_seed(0), **plan["call"])
 mesh = pipe(image, generator=torch.Generator().manual_seed(0), num_inference_steps=2).shapes[0]
@@ -36,17 +26,8 @@ save_file({"cube": out.shapes, "rotations": out.rotations, "intrinsics": out.int
 '''
 
 
-def _tiny_pipeline():
-    """The tiny pipeline of tests/pipelines/test_cupid_pipeline.py (another folder: loaded by path)."""
-    path = Path(__file__).resolve().parents[1] / "pipelines" / "test_cupid_pipeline.py"
-    spec = importlib.util.spec_from_file_location("_cupid_pipeline_builders", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.tiny_pipeline(), module.IMAGE, module.SIZE
-
-
 def test_saved_cupid_pipeline_loads_without_whitebox_hf(tmp_path):
-    pipe, image, size = _tiny_pipeline()
+    pipe, image, size = tiny_pipeline(), IMAGE, SIZE
     expected = pipe(image, generator=torch.Generator().manual_seed(0), **CALL)
     pipe.save_pretrained(tmp_path / "cupid")
     index = json.loads((tmp_path / "cupid" / "model_index.json").read_text())
