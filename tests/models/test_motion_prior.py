@@ -10,6 +10,7 @@ import roma
 import torch
 from transformers import AutoConfig, AutoModel
 
+from tests.models.motion_models import TINY, tiny_model
 from whitebox_hf import MotionPriorConfig, MotionPriorModel
 from whitebox_hf.data.motion import CPF_OFFSET, CPF_ROTATION, HEAD_INDEX, JOINT_PARENTS
 from whitebox_hf.data.motion_kinematics import forward_kinematics
@@ -28,7 +29,6 @@ from whitebox_hf.models.motion_prior import (
     place_root_from_head,
     sample_motion,
 )
-from tests.models.motion_models import TINY, tiny_model
 
 B, T = 2, 8
 

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from tests.models.motion_models import tiny_model
+from tests.models.test_motion_guidance import head_track, skeleton_offsets
 from whitebox_hf.models.motion_prior import (
     MotionGuidanceConfig,
     sample_motion,
@@ -10,8 +12,6 @@ from whitebox_hf.models.motion_prior import (
     window_blend_weights,
     window_starts,
 )
-from tests.models.motion_models import tiny_model
-from tests.models.test_motion_guidance import head_track, skeleton_offsets
 
 
 def test_window_starts_cover_the_sequence_flush_with_its_end():
