@@ -25,7 +25,10 @@ from whitebox_hf import CupidFlowConfig, CupidFlowModel, CupidPipeline
 from whitebox_hf.geometry import project_points, rotation_error_degrees
 from whitebox_hf.models.cupid import build_uv_cube, normalize_cube
 from whitebox_hf.models.cupid.uv_cube import voxel_grid_points
-from whitebox_hf.pipelines.cupid_extensions import MULTI_VIEW_APPROXIMATION, compose_cupid_scene
+from whitebox_hf.pipelines.cupid_extensions import (
+    MULTI_VIEW_APPROXIMATION,
+    compose_cupid_scene,
+)
 
 CALL = dict(num_inference_steps=3, guidance_scale=3.0)
 R_OTHER = rotation_about([1.0, -0.2, 0.4], -50.0)

@@ -13,8 +13,9 @@
   ``x̂₀ = x_t − t·v`` says it is occupied, and the empty value 0 elsewhere, as in the training cubes.
 * **Scene composition.** Each object (a mask of one image) is generated with its own camera; the generated voxels'
   own surface seen at that camera (a ray cast through the occupied voxels, in place of Cupid's rendering of its mesh
-  at its pose) gives per mask pixel a canonical point, paired with the depth back-projection of the same pixel, and a similarity (Umeyama, `whitebox_hf.geometry.similarity_alignment`, i.e.
-  roma) maps the canonical object into the depth's camera frame. Cupid uses MoGe's monocular depth and intrinsics;
+  at its pose) gives per mask pixel a canonical point, paired with the depth back-projection of the same pixel, and
+  a similarity (Umeyama, `whitebox_hf.geometry.similarity_alignment`, i.e. roma) maps the canonical object into the
+  depth's camera frame. Cupid uses MoGe's monocular depth and intrinsics;
   this package has no depth model, so the caller passes depth and K, and the tests use the renderer's ground-truth
   depth in its place.
 """
@@ -133,7 +134,8 @@ def inpaint_known_uv(sample: torch.Tensor, previous: torch.Tensor, velocity: tor
     ``(B, 2, R, R, R)`` (`normalize_cube` units), ``noise`` the initial noise.
 
     The known clean u, v are the projection where the voxel is occupied and the empty value (−1 normalised) where
-    it is not; occupied is read from the clean estimate ``x̂₀ = x_t − t·v`` (occupancy > 0 normalised, i.e. > 0.5),
+    it is not; occupied is read from the clean estimate ``x̂₀ = x_t − t·v`` (occupancy > 0 normalised, i.e.
+    > 0.5),
     and at ``t_next = 0`` from the final occupancy itself (> −1 normalised, i.e. any non-zero occupancy), so every
     voxel a decoding threshold can select carries the camera's projection exactly."""
     if t_next > 0:
@@ -196,7 +198,7 @@ def _surface_hits(occupied: torch.Tensor, k_pixels: torch.Tensor, rotation: torc
         low, high = (-half - origin) / safe, (half - origin) / safe
         near = torch.minimum(low, high).amax(dim=1).clamp(min=0)
         far = torch.maximum(low, high).amin(dim=1)
-    count = int(math.ceil(math.sqrt(3) * extent / step)) + 1
+    count = math.ceil(math.sqrt(3) * extent / step) + 1
     distances = near[:, None] + step * torch.arange(count, dtype=torch.float64)[None]
     samples = origin + distances[..., None] * directions[:, None]
     index = ((samples + half) / voxel).floor().long().clamp(0, resolution - 1)
