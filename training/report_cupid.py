@@ -3,6 +3,7 @@
 
     python training/report_cupid.py                                   # runs under runs/cupid/{flow,pose_regression}
     python training/report_cupid.py --runs_dir /tmp/cupid --num_items 16 --output /tmp/cupid/cupid.md
+    python training/report_cupid.py --num_items 32 --multi_view_views 3   # (d) with 3 views; --no-known_camera skips
 
 Each run folder (``training/train_cupid_flow.py``) holds ``metrics.json`` and ``pipeline/`` (``flow``: Cupid stage 1)
 or ``model/`` (``pose_regression``: baseline (c)); an absent run is listed as such. Both are scored by
