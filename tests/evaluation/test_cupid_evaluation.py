@@ -175,3 +175,61 @@ def test_a_failed_pnp_counts_as_a_failure_and_the_rest_of_its_batch_is_kept(tmp_
     assert rows[1]["rotation_error_deg"] == 180.0 and rows[1]["voxel_iou"] == 0.0
     assert rows[0]["rotation_error_deg"] == pytest.approx(0.0, abs=1e-6) and rows[2]["voxel_iou"] == 1.0
     assert summary["pose"]["failures"] == 1
+
+
+def test_multiview_and_known_camera_rows_score_views_and_the_given_camera(tmp_path):
+    """A stand-in pipeline that knows each (item, view) from its image: alone each view gets its true camera and
+    voxels; a multi-view call fails for item 1 (all its views count as failures) and returns the true cameras
+    otherwise; without a camera it returns half the true voxels, with the camera given the whole shape and that
+    camera."""
+    from types import SimpleNamespace
+
+    from whitebox_hf.data.shape_renders import load_shape_renders
+
+    renders = load_shape_renders(num_per_category=3, num_views=2, size=16, cache_dir=str(tmp_path))
+    every = C.cupid_targets({"train": renders["train"]}, 16, 2.0)["train"]
+    chosen = C.occupied_items(every)[-3:].tolist()
+    split = renders["train"].select(chosen)
+    targets = {key: value[chosen] for key, value in every.items()}
+    images = {(i, v): C._images(split, [i], v)[0] for i in range(3) for v in range(2)}
+    calls = []
+
+    class FakePipeline:
+        config = SimpleNamespace(extent=2.0)
+
+        def set_progress_bar_config(self, **kwargs):
+            pass
+
+        def __call__(self, batch, generator, multi_view=False, camera=None, **kwargs):
+            found = [next(key for key, image in images.items() if torch.equal(image, b)) for b in batch]
+            calls.append((found, multi_view, camera is not None))
+            if multi_view and found[0][0] == 1:
+                raise ValueError("`cube` has 0 voxels")
+            cubes = []
+            for i, _ in found:
+                occupancy = targets["occupancy"][i].double()
+                if camera is None and not multi_view and len(found) == 1:
+                    occupancy = occupancy * (torch.arange(16) < 8).double()[:, None, None]
+                cubes.append(torch.cat([occupancy[None], torch.zeros(2, 16, 16, 16)]))
+            items, views = [i for i, _ in found], [v for _, v in found]
+            k, r, t = (camera if camera is not None else
+                       (targets["intrinsics"][items, views], targets["rotations"][items, views],
+                        targets["translations"][items, views]))
+            return SimpleNamespace(intrinsics=k, rotations=r, translations=t, shapes=cubes,
+                                   thresholds=[0.5] * len(found))
+
+    summary, rows = C.evaluate_cupid_multiview(FakePipeline(), split, targets, num_views=2)
+    assert summary["num_items"] == 3 and len(rows) == 12
+    assert summary["single"]["failures"] == 0
+    assert summary["single"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["multi"]["failures"] == 2  # both views of item 1
+    assert [r["failed"] for r in rows if r["mode"] == "multi"] == [False, False, True, True, False, False]
+    assert len(summary["multi"]["rotation_median_per_view_deg"]) == 2
+    assert any(multi for _, multi, _ in calls)
+    with pytest.raises(ValueError, match="`num_views`"):
+        C.evaluate_cupid_multiview(FakePipeline(), split, targets, num_views=3)
+
+    known, rows = C.evaluate_cupid_known_camera(FakePipeline(), split, targets, batch_size=1)
+    assert known["with"]["volumetric_iou"] == 1.0 and known["without"]["volumetric_iou"] < 1.0
+    assert known["with"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert sum(given for _, _, given in calls) == 3  # the true camera was passed for every item

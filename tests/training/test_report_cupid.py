@@ -1,5 +1,6 @@
-"""training/report_cupid.py end to end on tiny runs of train_cupid_flow.py (both models, 2 steps, 16² renders): the page
-holds both rows, the oracle row at zero error, the not-built rows, and the JSON the numbers; a missing run is listed;
+"""training/report_cupid.py end to end on tiny runs of train_cupid_flow.py (both models, 2 steps, 16² renders): the
+page holds both rows, the oracle row at zero error, the not-built rows, the multi-view and known-camera rows, and
+the JSON the numbers; a missing run is listed;
 bad settings are refused."""
 
 import json
@@ -39,6 +40,13 @@ def test_report_writes_every_row_from_measured_numbers(runs, tmp_path):
     assert flow["num_items"] + flow["num_empty_skipped"] == 3
     assert f"{flow['pose']['rotation_error_median_deg']:.1f}°" in page
     assert str(root) not in page  # no machine paths on the page
+    # Beyond the released code: (d) multi-view vs single view (the renders' 2 views) and known cameras.
+    assert "multi-view (velocities averaged across views)" not in page
+    assert "(d) multi-view approximation" in page and "known camera: with the true camera" in page
+    multi, known = stored["multi_view"], stored["known_camera"]
+    assert multi["num_views"] == 2 and multi["multi"]["num_rows"] == 2 * multi["num_items"]
+    assert known["with"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert f"{known['with']['volumetric_iou']:.3f} with the camera" in page
 
 
 def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, tmp_path):
@@ -53,5 +61,10 @@ def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, tmp_path):
     assert "(a) Cupid stage 1: pose by PnP on the generated UV cube | not run" in output.read_text()
     with pytest.raises(SystemExit):
         report.parse_args(["--num_items", "0"])
+    with pytest.raises(SystemExit):
+        report.parse_args(["--multi_view_views", "1"])
+    with pytest.raises(SystemExit, match="exceeds the renders' 2 views"):
+        report.main(["--runs_dir", str(root), "--output", str(output), "--split", "validation", "--num_items", "2",
+                     "--multi_view_views", "3"], renders=renders)
     with pytest.raises(SystemExit, match="no Cupid run"):
         report.main(["--runs_dir", str(tmp_path / "empty"), "--output", str(output)], renders=renders)

@@ -13,6 +13,12 @@ re-projected at the recovered camera.
 features sampled at the voxels' projections) is not built yet, so the mesh is uncoloured and the overlay shows the
 silhouette, not a re-rendering.
 
+**Beyond the released code** (`whitebox_hf.pipelines.cupid_extensions`): ``multi_view=True`` reads the images as views
+of one object (the spec's multi-view *approximation*: one shared occupancy by averaging its velocity over the views,
+a UV cube and a PnP pose per view); ``camera=(K, R, t)`` keeps the UV channels consistent with known cameras by
+RePaint-style inpainting during sampling and returns those cameras; `compose_cupid_scene` places several objects by
+similarities fitted to depth.
+
 Save/load as the package's other pipelines: ``pipe.save_pretrained(folder)``, then
 ``CupidPipeline.from_pretrained(folder)`` with whitebox_hf or ``DiffusionPipeline.from_pretrained(folder,
 trust_remote_code=True)`` without it.
@@ -32,12 +38,21 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..geometry import intrinsics_uv_to_pixels, project_points, world_to_camera
 from ..models.cupid.uv_cube import (
     camera_from_uv_cube,
+    decode_uv_cube,
     denormalize_cube,
     voxel_grid_points,
 )
 from ..models.denoisers.shape_conditions import images_to_pixel_values
 from ..models.sita_vae.mesh_extraction import meshes_from_occupancy_grid
 from .class_conditional import ClassConditionalPipelineMixin
+from .cupid_extensions import (
+    MULTI_VIEW_APPROXIMATION,
+    average_shared_velocity,
+    check_known_camera,
+    inpaint_known_uv,
+    known_uv_channels,
+    share_initial_occupancy,
+)
 
 __all__ = ["CUPID_OUTPUT_TYPES", "CupidPipeline", "CupidPipelineOutput"]
 
@@ -65,6 +80,8 @@ class CupidPipelineOutput(BaseOutput):
         thresholds: the occupancy threshold each item's voxels were selected at.
         overlays: the input images (PIL RGB) with the generated silhouette at the recovered camera tinted over them.
         silhouettes: ``(B, H, W)`` bool, that silhouette (the union of the occupied voxels' projected boxes).
+        approximation (`str`, *optional*): set when the result is the spec's multi-view approximation
+            (`MULTI_VIEW_APPROXIMATION`); ``None`` otherwise (and then left out of `to_tuple`).
     """
 
     shapes: list | torch.Tensor
@@ -75,6 +92,7 @@ class CupidPipelineOutput(BaseOutput):
     thresholds: list
     overlays: list
     silhouettes: torch.Tensor
+    approximation: str | None = None
 
 
 def _check_number(name: str, value, minimum: float) -> None:
@@ -209,6 +227,8 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
         output_type: str = "mesh",
         latents: torch.Tensor | None = None,
         return_dict: bool = True,
+        multi_view: bool = False,
+        camera: tuple | None = None,
     ) -> CupidPipelineOutput | tuple:
         """Generate the shape and the camera of the object in each image.
 
@@ -227,18 +247,32 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
             output_type (`str`, defaults to `"mesh"`): ``"mesh"``, ``"voxels"`` or ``"latent"`` (the cube).
             latents (`torch.Tensor`, *optional*): initial noise ``(B, 3, R, R, R)`` instead of drawing it.
             return_dict (`bool`, defaults to `True`): a `CupidPipelineOutput` or a tuple of its fields.
+            multi_view (`bool`, defaults to `False`): the images are views of **one** object. The spec's multi-view
+                approximation (not the paper's joint model; the output's ``approximation`` says so): the occupancy
+                channel starts from view 0's noise and its velocity is averaged over the views at every step, so all
+                views share one occupancy; each view keeps its own u, v channels and gets its own camera by PnP.
+            camera (`tuple`, *optional*): known cameras ``(K, R, t)``, ``(B, 3, 3)``, ``(B, 3, 3)``, ``(B, 3)`` (or
+                unbatched for one image), K in normalised uv units, world-to-camera R, t of the canonical frame.
+                The u, v channels are then inpainted with each voxel's projection at every step (RePaint-style, see
+                `cupid_extensions.inpaint_known_uv`), no PnP is run and the returned camera is the given one
+                (``reprojection_errors``: the cube's uv against it).
 
         Raises:
             ValueError: an image of the wrong mode or size, a mask of the wrong size or empty,
                 ``num_inference_steps < 1``, a negative ``guidance_scale``, a bad ``occupancy_threshold`` /
                 ``output_type`` / ``latents``, or a generated cube with too few occupied voxels (or degenerate ones)
-                for PnP.
+                for PnP; a ``camera`` of the wrong shape, with a non-rotation R or a bad K, or one that does not see
+                the canonical cube in front of it.
+            TypeError: a ``camera`` that is not a tuple of floating tensors, a non-bool ``multi_view``.
         """
         model = self.flow_model
         guidance_scale = model.config.guidance_scale if guidance_scale is None else guidance_scale
         self._check_call(num_inference_steps, guidance_scale, occupancy_threshold, output_type)
+        if not isinstance(multi_view, bool):
+            raise TypeError(f"`multi_view` must be a bool, got {type(multi_view).__name__}")
         images = self._images(image)
         batch_size = images.shape[0]
+        known = None if camera is None else check_known_camera(camera, batch_size)
         if mask is not None:
             masks = self._mask(mask, batch_size).to(images.dtype)
             images = images * masks + self.config.background * (1 - masks)
@@ -260,27 +294,47 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
             sample = latents.to(device=device, dtype=dtype)
         else:
             sample = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        if multi_view:
+            sample = share_initial_occupancy(sample)
+        if known is not None:
+            # Normalised like the cube the flow denoises (`normalize_cube`).
+            known_uv = 2 * known_uv_channels(*known, resolution, self.config.extent).to(device=device, dtype=dtype) - 1
+            noise = sample
 
         scheduler = self.scheduler
         scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1], device=device)
         for timestep in self.progress_bar(scheduler.timesteps):
             t = (timestep / scheduler.config.num_train_timesteps).expand(batch_size).to(dtype)
             velocity = self._velocity(sample, t, tokens, float(guidance_scale))
+            if multi_view:
+                velocity = average_shared_velocity(velocity)
+            previous = sample
             sample = scheduler.step(velocity, timestep, sample, return_dict=False)[0]
+            if known is not None:
+                t_next = float(scheduler.sigmas[scheduler.step_index])
+                sample = inpaint_known_uv(sample, previous, velocity, float(t[0]), t_next, known_uv, noise)
 
         cubes = denormalize_cube(sample.to(device="cpu", dtype=torch.float64))
         extent = self.config.extent
         cameras, thresholds, occupied = [], [], []
-        for cube in cubes:
-            solution, correspondences = camera_from_uv_cube(cube, threshold=float(occupancy_threshold),
-                                                            extent=extent)
-            cameras.append(solution)
+        for index, cube in enumerate(cubes):
+            if known is None:
+                solution, correspondences = camera_from_uv_cube(cube, threshold=float(occupancy_threshold),
+                                                                extent=extent)
+                cameras.append((solution.intrinsics, solution.rotation, solution.translation, solution.rmse))
+            else:
+                # The camera is known: only the voxels are decoded (same threshold lowering), and the cube's uv is
+                # scored against the camera instead of solved for it.
+                correspondences = decode_uv_cube(cube, threshold=float(occupancy_threshold), extent=extent)
+                k, r, t = (value[index] for value in known)
+                residual = correspondences.uv - project_points(correspondences.points, k, r, t)
+                cameras.append((k, r, t, residual.square().sum(dim=1).mean().sqrt()))
             thresholds.append(correspondences.threshold)
             occupied.append(cube[0] > correspondences.threshold)
         occupied = torch.stack(occupied)
-        intrinsics = torch.stack([c.intrinsics for c in cameras])
-        rotations = torch.stack([c.rotation for c in cameras])
-        translations = torch.stack([c.translation for c in cameras])
+        intrinsics = torch.stack([c[0] for c in cameras])
+        rotations = torch.stack([c[1] for c in cameras])
+        translations = torch.stack([c[2] for c in cameras])
         silhouettes = torch.stack([self.silhouette(o, k, r, t, extent, self.image_size)
                                    for o, k, r, t in zip(occupied, intrinsics, rotations, translations)])
         overlays = self.overlay(images.float().cpu(), silhouettes)
@@ -294,8 +348,9 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
         self.maybe_free_model_hooks()
         output = CupidPipelineOutput(shapes=shapes, intrinsics=intrinsics, rotations=rotations,
                                      translations=translations,
-                                     reprojection_errors=torch.stack([c.rmse for c in cameras]),
-                                     thresholds=thresholds, overlays=overlays, silhouettes=silhouettes)
+                                     reprojection_errors=torch.stack([c[3] for c in cameras]),
+                                     thresholds=thresholds, overlays=overlays, silhouettes=silhouettes,
+                                     approximation=MULTI_VIEW_APPROXIMATION if multi_view else None)
         return output if return_dict else output.to_tuple()
 
     # -- outputs ---------------------------------------------------------------------------------------------
