@@ -361,7 +361,7 @@ def build_demo(model_path=None, *, max_size: int | None = None, concurrency_limi
     output_dir = Path(tempfile.mkdtemp(prefix="motion_space_"))
     estimate = make_estimate(pipe, output_dir)
     config = pipe.prior.config
-    parameters = sum(p.numel() for p in pipe.prior.parameters()) / 1e6
+    parameters = sum(p.numel() for p in pipe.prior.parameters())
     examples = sorted(str(path) for path in (HERE / "examples").glob("*.csv"))
 
     with gr.Blocks(title="White-box motion from head pose") as demo:
@@ -370,9 +370,9 @@ def build_demo(model_path=None, *, max_size: int | None = None, concurrency_limi
             "`MotionGenerationPipeline` samples body motion with a diffusion motion prior conditioned on the "
             "canonicalised head trajectory, then refines it by guidance (a Levenberg-Marquardt solve with "
             "smoothness and foot-contact terms). "
-            f"Model: `{folder.name}` ({parameters:.1f} M parameters, {config.head_conditioning} head conditioning, "
-            f"windows of {pipe.config.window} frames). Trained on one CMU clip (about 38 s of motion): expect rough "
-            "estimates, especially for motions unlike walking.")
+            f"Model: `{folder.parent.name}/{folder.name}` ({parameters:,} parameters, {config.head_conditioning} head conditioning, windows "
+            f"of {pipe.config.window} frames). The documented runs train on one CMU clip (about 38 s of motion): "
+            "expect rough estimates, especially for motions unlike those of the training clip.")
         with gr.Row():
             with gr.Column():
                 clip = gr.Dropdown(list(HELD_OUT_CLIPS), value=HELD_OUT_CLIPS[0], label="Held-out clip",

@@ -3,47 +3,21 @@ model lookup, and one request per input kind through the handler, on a tiny rand
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import gradio as gr
 import pytest
 import torch
-from test_spaces_browser import load_app
+from test_spaces_browser import TINY_MOTION_PRIOR, load_app, tiny_motion_pipeline
 
 from whitebox_hf.data.motion import JOINT_NAMES, _bvh_folder, load_motion_clip, read_bvh
 from whitebox_hf.data.motion_bvh import motion_to_bvh
-from whitebox_hf.models.motion_prior import (
-    MotionPriorConfig,
-    MotionPriorModel,
-    motion_prior_scheduler,
-)
-from whitebox_hf.pipelines import MotionGenerationPipeline
+from whitebox_hf.models.motion_prior import MotionPriorConfig, MotionPriorModel
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CSV = ROOT / "spaces" / "motion-from-head" / "examples" / "01_01_head_first_5s.csv"
-TINY = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "num_encoder_layers": 1,
-        "num_decoder_layers": 1, "noise_embedding_dim": 8}
 app = load_app("motion-from-head")
-
-
-def hand_made_skeleton() -> torch.Tensor:
-    path = ROOT / "tests" / "models" / "test_motion_guidance.py"
-    spec = importlib.util.spec_from_file_location("_motion_guidance_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.skeleton_offsets()
-
-
-def tiny_motion_pipeline(folder: Path) -> Path:
-    """A `MotionGenerationPipeline` with a tiny random prior (the real windows' minimum of 32 frames), saved."""
-    torch.manual_seed(0)
-    prior = MotionPriorModel(MotionPriorConfig(**TINY)).eval()
-    pipe = MotionGenerationPipeline(prior, motion_prior_scheduler(prior.config, "ddim"),
-                                    offsets=hand_made_skeleton().tolist(), window=32, overlap=8, min_frames=32)
-    pipe.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +216,7 @@ def test_a_bare_prior_of_a_training_run_is_wrapped_with_its_clip_and_window(tmp_
     training clip's skeleton and window (from ``metrics.json``)."""
     clips_or_skip()
     clip = load_motion_clip("01_03", fetch=False)
-    prior = MotionPriorModel(MotionPriorConfig(**TINY))
+    prior = MotionPriorModel(MotionPriorConfig(**TINY_MOTION_PRIOR))
     prior.save_pretrained(tmp_path / "run" / "model")
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"train_clips": ["01_03"], "window": 64}))
     pipe = app.load_pipeline(app.resolve_model_path(tmp_path / "run" / "model"))
