@@ -370,8 +370,8 @@ def build_demo(model_path=None, *, max_size: int | None = None, concurrency_limi
             "`MotionGenerationPipeline` samples body motion with a diffusion motion prior conditioned on the "
             "canonicalised head trajectory, then refines it by guidance (a Levenberg-Marquardt solve with "
             "smoothness and foot-contact terms). "
-            f"Model: `{folder.parent.name}/{folder.name}` ({parameters:,} parameters, {config.head_conditioning} head conditioning, windows "
-            f"of {pipe.config.window} frames). The documented runs train on one CMU clip (about 38 s of motion): "
+            f"Model: `{folder.parent.name}/{folder.name}` ({parameters:,} parameters, {config.head_conditioning} "
+            f"head conditioning, windows of {pipe.config.window} frames). The documented runs train on one CMU clip (about 38 s of motion): "
             "expect rough estimates, especially for motions unlike those of the training clip.")
         with gr.Row():
             with gr.Column():

@@ -3,6 +3,7 @@ model lookup, and one request per input kind through the handler, on a tiny rand
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -223,3 +224,38 @@ def test_a_bare_prior_of_a_training_run_is_wrapped_with_its_clip_and_window(tmp_
     assert pipe.config.window == 64 and pipe.config.overlap == 16
     assert torch.allclose(pipe.skeleton_offsets.float(), clip.offsets)
 
+
+
+def test_the_bundle_step_builds_a_float16_pipeline_the_space_serves(tmp_path):
+    """``training/bundle_checkpoints.py``'s entry for this Space, on a tiny stand-in of the ``ours`` run: the bare prior
+    becomes a pipeline with the training clip's skeleton and window, stored in float16, carrying its code, and the
+    Space loads it (in float32) and answers a request."""
+    clips_or_skip()
+    path = ROOT / "training" / "bundle_checkpoints.py"
+    spec = importlib.util.spec_from_file_location("bundle_checkpoints", path)
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    assert bundle.BUNDLES[app.BUNDLE]["build"] == "motion_pipeline"
+    assert bundle.BUNDLES[app.BUNDLE]["source"] == "runs/motion/ours"  # where run_motion_comparison.sh trains it
+    run = tmp_path / "ours"
+    MotionPriorModel(MotionPriorConfig(**TINY_MOTION_PRIOR)).save_pretrained(run / "model")
+    (run / "model" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# prior\n")
+    (run / "metrics.json").write_text(json.dumps({"train_clips": ["01_03"], "window": 64}))
+    target = tmp_path / app.BUNDLE
+    bundle.build_motion_pipeline(run, target)
+    bundle.cast_weights(target, "float16")
+    bundle.add_pipeline_code(target)
+    assert (target / "README.md").read_text().startswith("---") and "skeleton of clip 01_03" in (
+        target / "README.md").read_text()
+    index = json.loads((target / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_motion", "MotionGenerationPipeline"]
+    from safetensors import safe_open
+
+    (weights,) = (target / "prior").glob("*.safetensors")
+    with safe_open(weights, "pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.float16}  # noqa: SIM118  (safe_open is no dict)
+    pipe = app.load_pipeline(app.resolve_model_path(target))
+    assert pipe.prior.dtype == torch.float32 and pipe.config.window == 64
+    assert torch.allclose(pipe.skeleton_offsets.float(), load_motion_clip("01_03", fetch=False).offsets)
+    _, bvh, status = app.make_estimate(pipe, tmp_path)("01_01", None, 1, "off", 0.0, 0, 0.0, 1.1)
+    assert "33 frames" in status and read_bvh(bvh).motion.shape[0] == 33
