@@ -37,6 +37,7 @@ from whitebox_hf.data.motion import (
     HOW_TO_GET_IT,
     JOINT_NAMES,
     JOINT_PARENTS,
+    SKELETON_MAPS,
     TARGET_FPS,
     Y_UP_TO_Z_UP,
     BVHParseError,
@@ -238,14 +239,21 @@ def head_from_bvh(path) -> tuple[torch.Tensor, torch.Tensor, str]:
     if set(bvh.names) == set(JOINT_NAMES):
         heads, positions = own_skeleton_motion(bvh)
         return heads, positions, f"the 22-joint skeleton of {name}"
-    try:
-        clip = bvh_to_clip(bvh, Path(path).stem)
-    except ValueError as error:
+    if not any(_bvh_joints(mapping) <= set(bvh.names) for mapping in SKELETON_MAPS.values()):
         raise ValueError(f"{name}: the skeleton matches none of those this Space reads (the CMU and boxing "
                          f"skeletons of the assimp clips, or this Space's own 22 joints {', '.join(JOINT_NAMES)}); "
-                         f"its joints are {', '.join(bvh.names[:12])}{' ...' if len(bvh.names) > 12 else ''}") \
-            from error
+                         f"its joints are {', '.join(bvh.names[:12])}{' ...' if len(bvh.names) > 12 else ''}")
+    try:
+        clip = bvh_to_clip(bvh, Path(path).stem)
+    except ValueError as error:  # e.g. a single frame, which cannot be resampled
+        raise ValueError(f"{name}: {error}") from None
     return clip.head_poses.double(), clip.positions.double(), f"the {clip.skeleton.upper()} skeleton of {name}"
+
+
+def _bvh_joints(mapping: dict) -> set[str]:
+    """The BVH joints a `SKELETON_MAPS` entry reads (a virtual joint names its bone's two ends)."""
+    return {entry if isinstance(entry, str) else name for entry in mapping.values()
+            for name in ((entry,) if isinstance(entry, str) else entry[:2])}
 
 
 def held_out_clip(name: str, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -371,7 +379,8 @@ def build_demo(model_path=None, *, max_size: int | None = None, concurrency_limi
             "canonicalised head trajectory, then refines it by guidance (a Levenberg-Marquardt solve with "
             "smoothness and foot-contact terms). "
             f"Model: `{folder.parent.name}/{folder.name}` ({parameters:,} parameters, {config.head_conditioning} "
-            f"head conditioning, windows of {pipe.config.window} frames). The documented runs train on one CMU clip (about 38 s of motion): "
+            f"head conditioning, windows of {pipe.config.window} frames). The documented runs train on one CMU clip "
+            "(about 38 s of motion): "
             "expect rough estimates, especially for motions unlike those of the training clip.")
         with gr.Row():
             with gr.Column():

@@ -145,6 +145,13 @@ def test_bvh_of_a_cmu_clip_gives_the_clip(tmp_path):
     assert description == "the 22-joint skeleton of own.bvh"
     assert (heads - clip.head_poses.double()).abs().max() < 1e-4
     assert (joints - clip.positions.double()).norm(dim=-1).max() < 1e-4
+    # One frame of the CMU file: it parses, but cannot be resampled to 30 fps.
+    lines = source.read_text().splitlines()
+    motion = next(i for i, line in enumerate(lines) if line.strip() == "MOTION")
+    single = tmp_path / "single.bvh"
+    single.write_text("\n".join([*lines[:motion + 1], "Frames: 1", lines[motion + 2], lines[motion + 3]]) + "\n")
+    with pytest.raises(ValueError, match=r"single\.bvh: .*at least 2 frames"):
+        app.head_from_bvh(single)
 
 
 # -- the handler --------------------------------------------------------------------------------------------------
@@ -253,7 +260,8 @@ def test_the_bundle_step_builds_a_float16_pipeline_the_space_serves(tmp_path):
 
     (weights,) = (target / "prior").glob("*.safetensors")
     with safe_open(weights, "pt") as handle:
-        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.float16}  # noqa: SIM118  (safe_open is no dict)
+        dtypes = {handle.get_tensor(key).dtype for key in handle.keys()}  # noqa: SIM118  (safe_open is no dict)
+    assert dtypes == {torch.float16}
     pipe = app.load_pipeline(app.resolve_model_path(target))
     assert pipe.prior.dtype == torch.float32 and pipe.config.window == 64
     assert torch.allclose(pipe.skeleton_offsets.float(), load_motion_clip("01_03", fetch=False).offsets)
