@@ -63,12 +63,19 @@ def request_args(space: str, index: int) -> tuple:
         from gradio_client import handle_file
 
         return ("", handle_file(str(SPACES_DIR / space / "examples" / "chair.png")), 3.0, 2, index, 4)
+    if space == "motion-from-head":  # (clip, upload, steps, guidance, floor_height, seed, start_s, duration_s)
+        from gradio_client import handle_file
+
+        # the example head trajectory (no BVH cache needed), 1.1 s (33 frames) of it, few steps, no guidance
+        return ("01_01", handle_file(str(SPACES_DIR / space / "examples" / "01_01_head_first_5s.csv")), 2, "off",
+                0.0, index, 0.0, 1.1)
     raise ValueError(f"`space` must be one of {sorted(API_NAMES)}, got {space!r}")
 
 
 API_NAMES = {"crate-image-classification": "/classify", "text-generation": "/generate",
-             "image-generation": "/generate", "text-to-3d": "/generate"}
-CONCURRENCY = {"crate-image-classification": 2, "text-generation": 1, "image-generation": 1, "text-to-3d": 1}  # the apps' defaults
+             "image-generation": "/generate", "text-to-3d": "/generate", "motion-from-head": "/estimate"}
+CONCURRENCY = {"crate-image-classification": 2, "text-generation": 1, "image-generation": 1, "text-to-3d": 1,
+               "motion-from-head": 1}  # the apps' defaults
 
 
 def free_port() -> int:

@@ -63,6 +63,16 @@ BUNDLES = {
                 "latent space, procedural shapes; weights stored in float16",
         "dtype": "float16",  # the float32 run (12 MB) would take the total past MAX_TOTAL_MB
     },
+    # train_motion_prior.py saves the bare prior (<run>/model); the bundle wraps it into a MotionGenerationPipeline
+    # with the skeleton of the run's training clip (`build_motion_pipeline`), for spaces/motion-from-head.
+    "cmu-motion-from-head": {
+        "source": "runs/motion/ours",
+        "build": "motion_pipeline",
+        "command": "bash training/run_motion_comparison.sh   # the run 'ours'; alone: VARIANTS=ours bash ...",
+        "what": "MotionGenerationPipeline: EgoAllo motion prior (motion-prior-cpu, per-timestep invariant head "
+                "conditioning, floor height, 64-frame windows) trained on CMU clip 01_03; weights stored in float16",
+        "dtype": "float16",
+    },
 }
 
 
@@ -157,6 +167,32 @@ def cast_weights(folder: Path, dtype: str) -> None:
                         "`torch_dtype=torch.float32` to compute in float32 (the up-cast is exact).\n")
 
 
+def build_motion_pipeline(run: Path, target: Path) -> None:
+    """Save a `MotionGenerationPipeline` in ``target`` from a ``train_motion_prior.py`` run folder: the run's EMA prior
+    (``run/model``), the DDIM scheduler of its config, the bone offsets of the run's first training clip (read from the
+    BVH cache, `load_motion_clip`) and its training window (``run/metrics.json``; overlap a quarter of it). The prior's
+    model card, with the run's measured results, becomes the folder's card."""
+    from whitebox_hf.data.motion import load_motion_clip
+    from whitebox_hf.models.motion_prior import MotionPriorModel, motion_prior_scheduler
+    from whitebox_hf.pipelines import MotionGenerationPipeline
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    prior = MotionPriorModel.from_pretrained(run / "model").eval()
+    window = int(metrics["window"])
+    pipe = MotionGenerationPipeline(prior, motion_prior_scheduler(prior.config, "ddim"),
+                                    offsets=load_motion_clip(metrics["train_clips"][0]).offsets.tolist(),
+                                    window=window, overlap=window // 4)
+    if target.exists():
+        shutil.rmtree(target)
+    pipe.save_pretrained(target)
+    card = (run / "model" / "README.md").read_text() if (run / "model" / "README.md").exists() else None
+    if card is not None:
+        (target / "README.md").write_text(
+            card.rstrip("\n") + f"\n\n## Pipeline\n\n`MotionGenerationPipeline` around this prior, with the skeleton "
+            f"of clip {metrics['train_clips'][0]} and {window}-frame windows (overlap {window // 4}), built by "
+            "`training/bundle_checkpoints.py`; `MotionGenerationPipeline.from_pretrained(folder)` loads it.\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(BUNDLES))
@@ -173,11 +209,18 @@ def main(argv=None) -> int:
             continue
         spec = BUNDLES[name]
         source = ROOT / spec["source"]
-        if not (source / "config.json").exists() and not (source / "model_index.json").exists():
+        marker = source / "model" / "config.json" if spec.get("build") == "motion_pipeline" else None
+        if marker is not None and not (marker.exists() and (source / "metrics.json").exists()):
+            print(f"skip {name}: {marker} or {source / 'metrics.json'} not found (train it with: {spec['command']})")
+            continue
+        if marker is None and not (source / "config.json").exists() and not (source / "model_index.json").exists():
             print(f"skip {name}: {source} not found (train it with: {spec['command']})")
             continue
         target = BUNDLED_DIR / name
-        copy_bundle(source, target)
+        if marker is not None:
+            build_motion_pipeline(source, target)
+        else:
+            copy_bundle(source, target)
         if spec.get("dtype"):
             cast_weights(target, spec["dtype"])
         if (target / "model_index.json").exists():

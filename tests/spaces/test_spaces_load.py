@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from test_spaces_browser import load_app, serve  # noqa: E402  (same folder; sets GRADIO_ANALYTICS_ENABLED)
+from test_spaces_browser import (  # noqa: E402  (same folder; sets GRADIO_ANALYTICS_ENABLED)
+    load_app,
+    serve,
+    tiny_motion_pipeline,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACES = ["crate-image-classification", "text-generation", "image-generation", "text-to-3d"]
+SPACES = ["crate-image-classification", "text-generation", "image-generation", "text-to-3d", "motion-from-head"]
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),  # gradio's queue and pandas 3
@@ -34,11 +38,19 @@ def load_benchmark():
 bench = load_benchmark()
 
 
+def build(name: str, folder: Path, **kwargs):
+    """The Space's demo on its bundled checkpoint; the motion Space, which has none bundled yet, on a tiny random
+    pipeline."""
+    app = load_app(name)
+    if name == "motion-from-head":
+        return app.build_demo(tiny_motion_pipeline(folder / "motion-pipeline"), **kwargs)
+    return app.build_demo(**kwargs)
+
+
 @pytest.fixture(scope="module", params=SPACES)
-def space(request):
+def space(request, tmp_path_factory):
     """(name, url) of a Space with its default queue (max_size 16), served for the whole module."""
-    app = load_app(request.param)
-    with serve(app.build_demo()) as url:
+    with serve(build(request.param, tmp_path_factory.mktemp("model"))) as url:
         yield request.param, url
 
 
@@ -51,10 +63,10 @@ def test_concurrent_clients_get_every_answer(space):
 
 
 @pytest.mark.parametrize("name", SPACES)
-def test_burst_beyond_the_queue_gets_the_busy_answer(name, monkeypatch):
+def test_burst_beyond_the_queue_gets_the_busy_answer(name, monkeypatch, tmp_path):
     monkeypatch.setenv(bench.QUEUE_SIZE_ENV, "1")  # read by build_demo
     monkeypatch.setenv(bench.CONCURRENCY_ENV, "1")
-    demo = load_app(name).build_demo()
+    demo = build(name, tmp_path)
     assert demo._queue.max_size == 1
     with serve(demo) as url:
         result = bench.burst(url, name, size=8, timeout=60)
@@ -100,6 +112,16 @@ BAD_INPUTS = {
         (("", bench.request_args("text-to-3d", 0)[1], 3.0, 2.5, 0, 4), "Steps must be a whole number, got 2.5."),
         (("", bench.request_args("text-to-3d", 0)[1], -1.0, 2, 0, 4), "less than minimum"),
         (("", bench.request_args("text-to-3d", 0)[1], 3.0, 2, 0, 9), "greater than maximum"),
+    ],
+    "motion-from-head": [  # (clip, upload, steps, guidance, floor_height, seed, start_s, duration_s)
+        (("01_01", bench.request_args("motion-from-head", 0)[1], 2, "off", 0.0, 0, 0.0, 0.5),
+         "the trajectory is too short: 15 frames"),
+        (("01_01", bench.request_args("motion-from-head", 0)[1], 2.5, "off", 0.0, 0, 0.0, 1.2),
+         "Steps must be a whole number, got 2.5."),
+        (("01_01", bench.request_args("motion-from-head", 0)[1], 2, "off", 0.0, 0, 9.0, 1.2),
+         "Start 9 s lies beyond the end"),
+        (("01_01", bench.request_args("motion-from-head", 0)[1], 2, "sometimes", 0.0, 0, 0.0, 1.2),
+         "not in the list of choices"),
     ],
 }
 
