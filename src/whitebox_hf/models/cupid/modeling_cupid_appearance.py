@@ -96,18 +96,19 @@ def shaded_voxel_colors(normals: torch.Tensor, rotation: torch.Tensor, channels:
     too), where sampling the input image would only give the visible ones and blur them with their neighbours. The
     colour is view-dependent (the light moves with the camera), which the pose-aligned condition can see; a
     coloured mesh made from it has the input view's shading baked in."""
-    from ...data import rendering
+    from ...data.rendering import _ALBEDO, _LIGHT_DIRECTION_CAMERA, render_sdf
 
     check_tensor("normals", normals, ndim=5, shape_doc="(batch, 3, R, R, R)")
     check_tensor("rotation", rotation, ndim=3, shape_doc="(batch, 3, 3)")
     if normals.shape[1] != 3 or tuple(rotation.shape) != (normals.shape[0], 3, 3):
         raise ValueError(f"`normals` (B, 3, R, R, R) and `rotation` (B, 3, 3) must match, got "
                          f"{tuple(normals.shape)} and {tuple(rotation.shape)}")
-    ambient = inspect.signature(rendering.render_sdf).parameters["ambient"].default
-    light = torch.tensor(rendering._LIGHT_DIRECTION_CAMERA, dtype=torch.float64)
+    # The renderer's own constants (its default ambient term, light and albedo), so the target cannot drift from it.
+    ambient = inspect.signature(render_sdf).parameters["ambient"].default
+    light = torch.tensor(_LIGHT_DIRECTION_CAMERA, dtype=torch.float64)
     light = rotation.double().transpose(1, 2) @ (light / light.norm())  # camera frame → world frame, (B, 3)
     cosine = torch.einsum("bc,bcijk->bijk", light, normals.double()).clamp(min=0.0)
-    albedo = torch.tensor(rendering._ALBEDO, dtype=torch.float64)
+    albedo = torch.tensor(_ALBEDO, dtype=torch.float64)
     if channels != albedo.numel():
         albedo = albedo.mean().expand(channels)
     shade = ambient + (1 - ambient) * cosine
@@ -470,10 +471,11 @@ class CupidAppearanceModel(CupidAppearancePreTrainedModel):
         _check_grid("sample", sample, config.color_channels, config.cube_resolution)
         batch_size = sample.shape[0]
         _check_timestep(timestep, batch_size)
-        condition = self.encode_condition(pixel_values, occupancy, intrinsics, rotations, translations)
+        check_tensor("pixel_values", pixel_values, ndim=4, shape_doc="(batch, 3, height, width)")
         if pixel_values.shape[0] != batch_size:
             raise ValueError(f"`pixel_values` must have batch size {batch_size} (that of `sample`), got "
                              f"{pixel_values.shape[0]}")
+        condition = self.encode_condition(pixel_values, occupancy, intrinsics, rotations, translations)
         if drop_condition is not None:
             check_tensor("drop_condition", drop_condition, ndim=1, shape_doc=f"({batch_size},)")
             if drop_condition.dtype != torch.bool or drop_condition.shape[0] != batch_size:
