@@ -406,6 +406,8 @@ def main(argv=None, renders=None) -> dict:
         "threads": torch.get_num_threads(), "sample_steps": args["sample_steps"],
         "sample_guidance_scale": args["sample_guidance_scale"],
     }
+    if args["model"] == "appearance":
+        results.update(pose_aligned=args["pose_aligned"], appearance_guidance_scale=args["appearance_guidance_scale"])
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.end_training()
@@ -468,7 +470,8 @@ def card_metrics(results: dict) -> dict:
     metrics = {"val_loss": results["val_loss"]}
     evaluation = results.get("evaluation")
     if evaluation and "psnr" in evaluation:
-        metrics.update({key: evaluation[key] for key in ("psnr", "oracle_psnr", "flat_psnr", "visible_color_mae")})
+        metrics.update({key: evaluation[key] for key in ("psnr", "oracle_psnr", "flat_psnr", "foreground_psnr",
+                                                         "oracle_foreground_psnr", "visible_color_mae")})
     elif evaluation:
         metrics.update({key: value for key, value in evaluation["pose"].items() if key != "failures"})
         metrics.update(evaluation.get("geometry", {}))

@@ -520,7 +520,8 @@ def evaluate_appearance_model(model, split, targets: dict, appearance: dict, ima
     ``split``. Per item, drawn at the true camera with `render_voxel_colors` and compared with the input render:
     ``psnr`` (the generated colours), ``oracle_psnr`` (the exact targets of `appearance_targets`: what a voxel
     colouring at this resolution can reach), ``flat_psnr`` (every voxel the item's mean visible target grey:
-    silhouette and mean brightness only); and ``visible_color_mae``, the mean absolute colour error on the voxels
+    silhouette and mean brightness only), each also as ``*foreground_psnr`` on the pixels both the input's mask and
+    the drawn voxels cover (the colour without the voxel silhouette's error); and ``visible_color_mae``, the mean absolute colour error on the voxels
     the input view sees. Item ``i``'s noise comes from ``seed + i``. Returns the means and the per-item rows."""
     from ..models.cupid import render_voxel_colors
 
@@ -548,17 +549,26 @@ def evaluate_appearance_model(model, split, targets: dict, appearance: dict, ima
             image = images[j].permute(1, 2, 0)
             seen = visible[j]
             grey = float(exact[j][0][seen].mean()) if bool(seen.any()) else 0.5
-            row = {"item": item, "view": view, "category": split[item]["category"]}
+            record = split[item]
+            mask = torch.from_numpy(np.asarray(record["masks"][view], dtype=bool))
+            row = {"item": item, "view": view, "category": record["category"]}
             for key, grid in (("psnr", colors[j]), ("oracle_psnr", exact[j]),
                               ("flat_psnr", torch.full_like(exact[j], grey))):
-                drawn = render_voxel_colors(occupancy[j], grid, *camera, size=image.shape[0], extent=extent)["rgb"]
-                row[key] = float(psnr(drawn[None], image[None, ..., :drawn.shape[-1]])[0])
+                drawn = render_voxel_colors(occupancy[j], grid, *camera, size=image.shape[0], extent=extent)
+                rgb, target = drawn["rgb"], image[..., :drawn["rgb"].shape[-1]]
+                row[key] = float(psnr(rgb[None], target[None])[0])
+                # On the pixels both the object and the voxels cover: the colour alone, not the voxel silhouette.
+                both = mask & drawn["mask"]
+                row[key.replace("psnr", "foreground_psnr")] = (
+                    float(psnr(rgb[both][None], target[both][None])[0]) if bool(both.any()) else float("nan"))
             row["visible_color_mae"] = (float((colors[j] - exact[j]).abs()[:, seen].mean()) if bool(seen.any())
                                         else 0.0)
             rows.append(row)
     if not rows:
         raise ValueError("`split` gave no item to score")
     summary = {"num_items": len(rows), "num_empty_skipped": skipped,
-               **{key: float(np.mean([row[key] for row in rows]))
-                  for key in ("psnr", "oracle_psnr", "flat_psnr", "visible_color_mae")}}
+               # nanmean: an item whose voxels and mask share no pixel has no foreground PSNR.
+               **{key: float(np.nanmean([row[key] for row in rows]))
+                  for key in ("psnr", "oracle_psnr", "flat_psnr", "foreground_psnr", "oracle_foreground_psnr",
+                              "flat_foreground_psnr", "visible_color_mae")}}
     return summary, rows
