@@ -156,6 +156,7 @@ def main(argv=None, renders=None) -> dict:
     from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionModel
 
     args = parse_args(argv)
+    given_renders = renders  # None: each group of runs loads the renders it was trained on
     torch.set_num_threads(args.num_threads)
     runs_dir, output = Path(args.runs_dir), Path(args.output)
     runs = load_runs(runs_dir)
@@ -176,7 +177,6 @@ def main(argv=None, renders=None) -> dict:
         cache_file = (Path(default_cache_dir()) / "cupid-targets" /
                       f"report_{args.split}_n{num_per_category}_seed{data_seed}_views{num_views}_size{render_size}_"
                       f"res{resolution}.safetensors")
-    given_renders = renders
     split = renders[args.split]
     targets = cupid_targets({args.split: split}, resolution, 2.0, cache_file)[args.split]
 
