@@ -225,3 +225,5 @@ def test_the_voxel_renderer_draws_one_voxel_where_it_projects():
     assert not out["mask"][0, 0] and torch.allclose(out["rgb"][0, 0], torch.ones(3))
     assert 0 < out["mask"].sum() < 32 * 32 / 4
     assert math.isclose(float(out["rgb"][~out["mask"]].min()), 1.0)
+    with pytest.raises(ValueError, match="translation"):
+        render_voxel_colors(occupied, colors, k[0], r[0], t, size=32)

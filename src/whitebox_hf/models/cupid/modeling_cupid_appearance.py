@@ -204,6 +204,11 @@ def render_voxel_colors(occupied: torch.Tensor, colors: torch.Tensor, intrinsics
         raise ValueError(f"`colors` must have shape (C, {', '.join(map(str, occupied.shape))}), got "
                          f"{tuple(getattr(colors, 'shape', ()))}")
     check_positive_int("size", size)
+    for name, value, shape in (("intrinsics", intrinsics, (3, 3)), ("rotation", rotation, (3, 3)),
+                               ("translation", translation, (3,))):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(value.shape) != shape:
+            raise ValueError(f"`{name}` must be a floating tensor of shape {shape}, got "
+                             f"{getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}")
     resolution = occupied.shape[0]
     k, r, t = intrinsics.double(), rotation.double(), translation.double()
     axis = (torch.arange(size, dtype=torch.float64) + 0.5) / size
