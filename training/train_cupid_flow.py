@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Cupid stage 1 (book §8.9): a rectified flow over the occupancy + UV cube conditioned on one render, saved as a
 `CupidPipeline` (Accelerate); with ``--model pose_regression``, the direct pose-regression baseline (the same CRATE
-image encoder + an MLP predicting R, t, f), evaluated by the same code.
+image encoder + an MLP predicting R, t, f), evaluated by the same code; with ``--model appearance``, Cupid's stage 2
+(`CupidAppearanceModel`: per-voxel colour given the true voxels and camera, pose-aligned unless
+``--pose_aligned false``, Table 8.14's baseline).
 
     python training/train_cupid_flow.py --config training/configs/cupid_flow.yaml
     python training/train_cupid_flow.py --config training/configs/cupid_pose_regression.yaml
+    python training/train_cupid_flow.py --model appearance [--pose_aligned false] --output_dir runs/cupid/appearance
     python training/train_cupid_flow.py --config ... --resume_from_checkpoint latest
 
 Spec ``threed_and_motion.md`` §2.2-2.3. Data: `whitebox_hf.data.shape_renders.load_shape_renders`
@@ -18,7 +21,10 @@ mapped to [−1, 1] (`normalize_cube`).
 Objective (``--model flow``): `CupidFlowModel.flow_matching_loss`: t = sigmoid(1 + n), n ~ N(0, 1) (logit-normal),
 ``x_t = (1 − t)·x₀ + (σ_min + (1 − σ_min)·t)·ε``, MSE to ``v = (1 − σ_min)·ε − x₀``, the image condition replaced by
 zeros with probability ``condition_dropout_prob``. (``--model pose_regression``): ``‖R̂ − R‖²_F + ‖t̂ − t‖² +
-(log f̂ − log f)²``. Both: AdamW + a diffusers LR schedule + EMA (`diffusion_optimization`); each step's randomness (t,
+(log f̂ − log f)²``. (``--model appearance``): `CupidAppearanceModel.flow_matching_loss` on the colours of
+`whitebox_hf.evaluation.cupid.appearance_targets` (cached as safetensors next to the cupid targets): every occupied
+voxel's colour as the renderer draws it in that view (the renders are untextured grey, shaded by a light fixed to the
+camera, so that shading is the only appearance signal), MSE over occupied voxels. All: AdamW + a diffusers LR schedule + EMA (`diffusion_optimization`); each step's randomness (t,
 ε, dropout) comes from a generator seeded by ``(seed, step, process)``, so ``--resume_from_checkpoint latest``
 continues the exact trajectory.
 
@@ -31,7 +37,7 @@ Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, 
 scores of the EMA weights, `whitebox_hf.evaluation.cupid`, on view 0 of ``eval_num_items`` renders evenly spaced
 over ``eval_split``) and ``pipeline/`` (flow: a `CupidPipeline`, loads with ``CupidPipeline.from_pretrained`` or
 ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)``) or ``model/`` (pose regression:
-``CupidPoseRegressionModel.from_pretrained``), each with a model card ``README.md``.
+``CupidPoseRegressionModel.from_pretrained``; appearance: ``AutoModel.from_pretrained``), each with a model card ``README.md``.
 """
 
 from __future__ import annotations
@@ -51,11 +57,20 @@ import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline's
 from whitebox_hf.evaluation.cupid import (
     cupid_targets,
     evaluate_cupid_pipeline,
+    appearance_targets,
+    evaluate_appearance_model,
     evaluate_pose_regressor,
     occupied_items,
+    target_colors,
     target_cubes,
 )
-from whitebox_hf.models.cupid import CupidFlowConfig, CupidFlowModel, normalize_cube
+from whitebox_hf.models.cupid import (
+    CupidAppearanceConfig,
+    CupidAppearanceModel,
+    CupidFlowConfig,
+    CupidFlowModel,
+    normalize_cube,
+)
 from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionModel
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
@@ -70,11 +85,14 @@ from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
 
-MODELS = ("flow", "pose_regression")
+MODELS = ("flow", "pose_regression", "appearance")
 EVAL_SPLITS = ("validation", "test")
 
 DEFAULTS = {
-    "model": "flow",  # flow (Cupid stage 1) | pose_regression (baseline (c))
+    "model": "flow",  # flow (Cupid stage 1) | pose_regression (baseline (c)) | appearance (Cupid stage 2)
+    # appearance flow (CupidAppearanceConfig): the projected features, or global image tokens only (Table 8.14)
+    "pose_aligned": True,
+    "appearance_guidance_scale": 4.0,  # TRELLIS stage 2: w = 3, i.e. g = 1 + w
     # flow transformer (CupidFlowConfig; the cupid-flow-cpu preset's sizes)
     "cube_resolution": 32,
     "patch_size": 4,
@@ -129,7 +147,8 @@ DEFAULTS = {
 CARD_HYPERPARAMETERS = ("model", "cube_resolution", "patch_size", "hidden_size", "num_layers", "num_attention_heads",
                         "condition_dropout_prob", "freeze_image_encoder", "learning_rate", "lr_scheduler",
                         "lr_warmup_steps", "batch_size", "epochs", "max_steps", "ema_max_decay", "num_per_category",
-                        "num_views", "data_seed", "seed", "sample_steps", "sample_guidance_scale")
+                        "num_views", "data_seed", "seed", "sample_steps", "sample_guidance_scale", "pose_aligned",
+                        "appearance_guidance_scale")
 
 
 def parse_args(argv=None) -> dict:
@@ -147,6 +166,10 @@ def parse_args(argv=None) -> dict:
         raise ValueError(f"`eval_num_items` must be >= 0, got {args['eval_num_items']!r}")
     if not args["extent"] > 0:
         raise ValueError(f"`extent` must be positive, got {args['extent']!r}")
+    if not isinstance(args["pose_aligned"], bool):
+        raise ValueError(f"`pose_aligned` must be true or false, got {args['pose_aligned']!r}")
+    if args["appearance_guidance_scale"] < 0:
+        raise ValueError(f"`appearance_guidance_scale` must be >= 0, got {args['appearance_guidance_scale']!r}")
     if args["sample_guidance_scale"] < 0:
         raise ValueError(f"`sample_guidance_scale` must be >= 0, got {args['sample_guidance_scale']!r}")
     if args["freeze_image_encoder"] and not args["image_encoder"]:
@@ -203,6 +226,15 @@ def build_model(args: dict):
                                  freeze_image_encoder=args["freeze_image_encoder"],
                                  image_encoder_config=encoder_config)
         model = CupidFlowModel(config)
+    elif args["model"] == "appearance":
+        config = CupidAppearanceConfig(cube_resolution=args["cube_resolution"], patch_size=args["patch_size"],
+                                       hidden_size=args["hidden_size"], num_hidden_layers=args["num_layers"],
+                                       num_attention_heads=args["num_attention_heads"],
+                                       condition_dropout_prob=args["condition_dropout_prob"],
+                                       freeze_image_encoder=args["freeze_image_encoder"],
+                                       pose_aligned=args["pose_aligned"], extent=args["extent"],
+                                       image_encoder_config=encoder_config)
+        model = CupidAppearanceModel(config)
     else:
         model = CupidPoseRegressionModel(
             image_encoder_config=encoder_config, freeze_image_encoder=args["freeze_image_encoder"],
@@ -231,6 +263,11 @@ def step_loss(model, args: dict, targets: dict, pixels: torch.Tensor, pairs: tor
     if args["model"] == "flow":
         cubes = normalize_cube(target_cubes(targets, items, views, args["extent"])).to(device)
         return model.flow_matching_loss(cubes, pixel_values=images, generator=generator)
+    if args["model"] == "appearance":
+        colors = normalize_cube(target_colors(targets, items, views, model.config.color_channels)).to(device)
+        cameras = [targets[key][items, views].float().to(device) for key in ("intrinsics", "rotations", "translations")]
+        return model.flow_matching_loss(colors, targets["occupancy"][items].bool().to(device), images, *cameras,
+                                        generator=generator)
     return model(pixel_values=images, rotations=targets["rotations"][items, views].float().to(device),
                  translations=targets["translations"][items, views].float().to(device),
                  intrinsics=targets["intrinsics"][items, views].float().to(device), return_dict=True).loss
@@ -285,6 +322,11 @@ def main(argv=None, renders=None) -> dict:
                              f"(got {args['num_per_category']})")
     renders = {split: renders[split] for split in ("train", eval_split)}
     targets = cupid_targets(renders, args["cube_resolution"], args["extent"], cache_file)
+    if args["model"] == "appearance":
+        colors_file = None if cache_file is None else cache_file.with_name("appearance_" + cache_file.name)
+        colors = appearance_targets(renders, targets, args["extent"], colors_file)
+        targets = {split: {**targets[split], "colors": colors[split]["colors"], "visible": colors[split]["visible"]}
+                   for split in targets}
     model, image_mean, image_std = build_model(args)
     pixels = {split: split_images(renders[split], image_mean, image_std) for split in renders}
     num_views = pixels["train"].shape[1]
@@ -348,12 +390,14 @@ def main(argv=None, renders=None) -> dict:
         "threads": torch.get_num_threads(), "sample_steps": args["sample_steps"],
         "sample_guidance_scale": args["sample_guidance_scale"],
     }
+    if args["model"] == "appearance":
+        results.update(pose_aligned=args["pose_aligned"], appearance_guidance_scale=args["appearance_guidance_scale"])
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.end_training()
         plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
-                             train_label="flow-matching MSE (train)" if args["model"] == "flow"
-                             else "pose loss (train)")
+                             train_label="pose loss (train)" if args["model"] == "pose_regression"
+                             else "flow-matching MSE (train)")
         ema.store(unwrapped.parameters())
         ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and saved
         unwrapped.eval()
@@ -369,7 +413,13 @@ def main(argv=None, renders=None) -> dict:
             saved, folder_name = unwrapped, "model"
         if args["eval_num_items"]:
             eval_start = time.time()
-            if args["model"] == "flow":
+            if args["model"] == "appearance":
+                summary, rows = evaluate_appearance_model(
+                    saved, renders[eval_split], targets[eval_split], targets[eval_split], image_mean, image_std,
+                    max_items=args["eval_num_items"], num_inference_steps=args["sample_steps"],
+                    guidance_scale=args["appearance_guidance_scale"], seed=args["seed"],
+                    batch_size=args["eval_batch_size"])
+            elif args["model"] == "flow":
                 summary, rows = evaluate_cupid_pipeline(
                     saved, renders[eval_split], targets[eval_split], max_items=args["eval_num_items"],
                     num_inference_steps=args["sample_steps"], guidance_scale=args["sample_guidance_scale"],
@@ -387,9 +437,13 @@ def main(argv=None, renders=None) -> dict:
         ema.restore(unwrapped.parameters())
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         write_card(args, results, unwrapped, output_dir / folder_name, argv, real_dataset)
+        evaluation = results.get("evaluation", {})
         accelerator.print(f"step {progress.step}: {eval_split} loss {results['val_loss']:.4f}"
+                          + (f", input-view PSNR {evaluation['psnr']:.2f} dB (exact colours "
+                             f"{evaluation['oracle_psnr']:.2f}, flat grey {evaluation['flat_psnr']:.2f})"
+                             if "psnr" in evaluation else "")
                           + (f", median rotation error {results['evaluation']['pose']['rotation_error_median_deg']:.1f}°"
-                             if "evaluation" in results else ""))
+                             if "pose" in evaluation else ""))
     else:
         accelerator.end_training()
     return results
@@ -399,7 +453,10 @@ def card_metrics(results: dict) -> dict:
     """The measured numbers a card reports (`CUPID_METRIC_KEYS`' names)."""
     metrics = {"val_loss": results["val_loss"]}
     evaluation = results.get("evaluation")
-    if evaluation:
+    if evaluation and "psnr" in evaluation:
+        metrics.update({key: evaluation[key] for key in ("psnr", "oracle_psnr", "flat_psnr", "foreground_psnr",
+                                                         "oracle_foreground_psnr", "visible_color_mae")})
+    elif evaluation:
         metrics.update({key: value for key, value in evaluation["pose"].items() if key != "failures"})
         metrics.update(evaluation.get("geometry", {}))
     return metrics
@@ -423,6 +480,19 @@ def write_card(args: dict, results: dict, model, folder: Path, argv=None, real_d
         card = cupid_flow_model_card(model.config, metrics, dataset_name=dataset, hyperparameters=hyperparameters,
                                      training_summary=summary, eval_split=results["eval_split"], command=command)
         card.save(str(path))
+    elif args["model"] == "appearance":
+        variant = "pose-aligned" if args["pose_aligned"] else "global tokens only (Table 8.14's baseline)"
+        lines = ["---", "library_name: transformers", "tags:", "- image-to-3d", "- cupid", "---", "",
+                 "# cupid-appearance", "",
+                 f"Cupid's stage 2 (`CupidAppearanceModel`, conditioning: {variant}): a rectified flow generating a "
+                 "colour for every occupied voxel from one render and its camera. Trained on the true voxels and "
+                 "cameras; the target is each voxel's colour as the renderer draws it in that view (the renders are "
+                 "untextured and grey: shading is their only appearance). Load with `AutoModel.from_pretrained(folder)` "
+                 "after `import whitebox_hf`.", "", "## Training", "", summary, "", f"Command: `{command}`", "",
+                 "## Measured (EMA weights; input-view PSNR in dB of the voxels drawn at the true camera)", "",
+                 "| metric | value |", "|---|---|", *[f"| {key} | {value:.4g} |" for key, value in metrics.items()],
+                 "", "Hyperparameters: " + ", ".join(f"{k}={v}" for k, v in hyperparameters.items()), ""]
+        path.write_text("\n".join(lines))
     else:
         lines = ["---", "library_name: diffusers", "tags:", "- pose-estimation", "- image-to-3d", "---", "",
                  "# cupid-pose-regression", "",

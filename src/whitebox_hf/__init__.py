@@ -36,7 +36,8 @@ _import_structure = {
     "utils": [],
     "models.aot": ["AOT_PRESETS", "AoTConfig", "AoTForCausalLM", "AoTModel"],
     "models.sita_vae": ["SITA_VAE_PRESETS", "SitaVaeConfig", "SitaVaeModel"],
-    "models.cupid": ["CUPID_FLOW_PRESETS", "CupidFlowConfig", "CupidFlowModel"],
+    "models.cupid": ["CUPID_APPEARANCE_PRESETS", "CUPID_FLOW_PRESETS", "CupidAppearanceConfig", "CupidAppearanceModel",
+                     "CupidFlowConfig", "CupidFlowModel"],
     "models.motion_prior": ["MOTION_PRIOR_PRESETS", "MotionPriorConfig", "MotionPriorModel"],
     "models.causal_crate": ["CAUSAL_CRATE_PRESETS", "CausalCrateConfig", "CausalCrateForCausalLM", "CausalCrateModel"],
     "models.crate": [
@@ -74,7 +75,14 @@ _import_structure = {
 if TYPE_CHECKING:
     from .models.aot import AOT_PRESETS, AoTConfig, AoTForCausalLM, AoTModel
     from .models.sita_vae import SITA_VAE_PRESETS, SitaVaeConfig, SitaVaeModel
-    from .models.cupid import CUPID_FLOW_PRESETS, CupidFlowConfig, CupidFlowModel
+    from .models.cupid import (
+        CUPID_APPEARANCE_PRESETS,
+        CUPID_FLOW_PRESETS,
+        CupidAppearanceConfig,
+        CupidAppearanceModel,
+        CupidFlowConfig,
+        CupidFlowModel,
+    )
     from .models.motion_prior import MOTION_PRIOR_PRESETS, MotionPriorConfig, MotionPriorModel
     from .models.causal_crate import CAUSAL_CRATE_PRESETS, CausalCrateConfig, CausalCrateForCausalLM, CausalCrateModel
     from .models.crate import (

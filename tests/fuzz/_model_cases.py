@@ -49,6 +49,9 @@ TINY: dict[str, dict] = {
                           num_decoder_layers=1, latent_channels=3, alignment_dim=8),
     "CupidFlowConfig": dict(cube_resolution=4, patch_size=2, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                             image_encoder_config=dict(_TINY_VISION)),
+    "CupidAppearanceConfig": dict(cube_resolution=4, patch_size=2, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, pixel_feature_layers=1,
+                                  image_encoder_config=dict(_TINY_VISION, num_channels=3)),
     "MotionPriorConfig": dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1,
                               num_decoder_layers=1, noise_embedding_dim=8),
 }
@@ -129,7 +132,8 @@ def tiny_model(model_name: str):
 
 def _vision_config(config, kind: str):
     """The configuration of the model's image encoder (the model's own for a vision model)."""
-    return config.vision_config if kind == "clip" else config.image_encoder_config if kind == "cube" else config
+    return (config.vision_config if kind == "clip" else config.image_encoder_config if kind in ("cube", "appearance")
+            else config)
 
 
 def _kind(model) -> str:
@@ -137,6 +141,8 @@ def _kind(model) -> str:
         return "clip"
     if model.config.model_type == "motion_prior":
         return "motion"
+    if model.config.model_type == "cupid_appearance":
+        return "appearance"
     if model.main_input_name == "surface_points":
         return "shape"
     if model.main_input_name == "sample":
@@ -172,7 +178,18 @@ def valid_inputs(model) -> dict:
         inputs["timestep"] = torch.rand(BATCH, generator=generator)
         inputs["target"] = torch.randn(BATCH, config.cube_channels, side, side, side, generator=generator)
         inputs["drop_condition"] = torch.tensor([True, False])
-    if kind in ("vision", "clip", "cube"):
+    if kind == "appearance":
+        # Noisy per-voxel colours, their flow times, the occupied voxels, a camera looking at them, a target.
+        side = config.cube_resolution
+        inputs["sample"] = torch.randn(BATCH, config.color_channels, side, side, side, generator=generator)
+        inputs["timestep"] = torch.rand(BATCH, generator=generator)
+        inputs["occupancy"] = torch.rand(BATCH, side, side, side, generator=generator) > 0.5
+        inputs["intrinsics"] = torch.tensor([[1.4, 0.0, 0.5], [0.0, 1.4, 0.5], [0.0, 0.0, 1.0]]).repeat(BATCH, 1, 1)
+        inputs["rotations"] = torch.eye(3).repeat(BATCH, 1, 1)
+        inputs["translations"] = torch.tensor([0.0, 0.0, 2.5]).repeat(BATCH, 1)
+        inputs["target"] = torch.randn(BATCH, config.color_channels, side, side, side, generator=generator)
+        inputs["drop_condition"] = torch.tensor([True, False])
+    if kind in ("vision", "clip", "cube", "appearance"):
         vision = _vision_config(config, kind)
         side = vision.image_size
         inputs["pixel_values"] = torch.randn(BATCH, vision.num_channels, side, side, generator=generator)
@@ -283,6 +300,18 @@ def bad_inputs(model):
         yield "timestep", "another batch size", timestep[:1]
         yield "drop_condition", "int64 mask", valid["drop_condition"].long()
         yield "drop_condition", "wrong shape", valid["drop_condition"][:1]
+    if "occupancy" in valid:
+        occupancy = valid["occupancy"]
+        yield "occupancy", "float occupancy", occupancy.float()
+        yield "occupancy", "wrong side", occupancy[..., :-1]
+        yield "occupancy", "another batch size", occupancy[:1]
+        yield "occupancy", "a list", occupancy.tolist()
+        for name in ("intrinsics", "rotations", "translations"):
+            camera = valid[name]
+            yield name, "another batch size", camera[:1]
+            yield name, "int64 camera", camera.long()
+            yield name, "a NaN", _with_value_at_first(camera, NAN)
+            yield name, "missing", None
     if "input_ids" in valid:
         ids = valid["input_ids"]
         vocab = config.text_config.vocab_size if kind == "clip" else config.vocab_size

@@ -32,6 +32,8 @@ from whitebox_hf import (
     CrateForImageClassification,
     CrateForMaskedImageModeling,
     CrateModel,
+    CupidAppearanceConfig,
+    CupidAppearanceModel,
     CupidFlowConfig,
     CupidFlowModel,
     MotionPriorConfig,
@@ -117,6 +119,22 @@ def noisy_cube():
                 pixel_values=torch.randn(2, 3, 8, 8, generator=generator))
 
 
+def cupid_appearance():
+    return CupidAppearanceConfig(cube_resolution=4, patch_size=2, hidden_size=16, num_hidden_layers=1,
+                                 num_attention_heads=2, pixel_feature_layers=1,
+                                 image_encoder_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                           image_size=8, patch_size=4, num_channels=3))
+
+
+def noisy_colors():
+    generator = torch.Generator().manual_seed(7)
+    return dict(sample=torch.randn(2, 3, 4, 4, 4, generator=generator), timestep=torch.rand(2, generator=generator),
+                occupancy=torch.rand(2, 4, 4, 4, generator=generator) > 0.4,
+                pixel_values=torch.randn(2, 3, 8, 8, generator=generator),
+                intrinsics=torch.tensor([[1.4, 0.0, 0.5], [0.0, 1.4, 0.5], [0.0, 0.0, 1.0]]).repeat(2, 1, 1),
+                rotations=torch.eye(3).repeat(2, 1, 1), translations=torch.tensor([0.0, 0.0, 2.5]).repeat(2, 1))
+
+
 def motion_prior():
     return MotionPriorConfig(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_encoder_layers=1,
                              num_decoder_layers=1, noise_embedding_dim=8)
@@ -160,6 +178,7 @@ CASES = {
     "whitebox-lift": (WhiteboxClipModel, clip("lift"), image_text, image_text),
     "sita-vae": (SitaVaeModel, sita_vae, shape_points, shape_points),
     "cupid-flow": (CupidFlowModel, cupid_flow, noisy_cube, noisy_cube),
+    "cupid-appearance": (CupidAppearanceModel, cupid_appearance, noisy_colors, noisy_colors),
     "motion-prior": (MotionPriorModel, motion_prior, noisy_motion, noisy_motion),
 }
 

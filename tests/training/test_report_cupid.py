@@ -1,6 +1,6 @@
-"""training/report_cupid.py end to end on tiny runs of train_cupid_flow.py (both models, 2 steps, 16² renders): the
-page holds both rows, the oracle row at zero error, the not-built rows, the multi-view and known-camera rows, and
-the JSON the numbers; a missing run is listed;
+"""training/report_cupid.py end to end on tiny runs of train_cupid_flow.py (every model, 2 steps, 16² renders): the page
+holds the pose rows, the oracle row at zero error, the stage-2 rows (pose-aligned and not) with their ceiling and
+floor, the multi-view and known-camera rows, the not-built rows, and the JSON the numbers; a missing run is listed;
 bad settings are refused."""
 
 import json
@@ -18,9 +18,11 @@ train = load_training_script("train_cupid_flow")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cupid_runs")
     renders = cupid_renders()
-    for model in ("flow", "pose_regression"):
+    for name, model, extra in (("flow", "flow", []), ("pose_regression", "pose_regression", []),
+                               ("appearance", "appearance", []),
+                               ("appearance_global", "appearance", ["--pose_aligned", "false"])):
         train.main(CUPID + ["--model", model, "--max_steps", "2", "--eval_num_items", "2", "--sample_steps", "2",
-                            "--num_threads", "1", "--output_dir", str(root / model)], renders=renders)
+                            "--num_threads", "1", "--output_dir", str(root / name), *extra], renders=renders)
     return root, renders
 
 
@@ -31,9 +33,17 @@ def test_report_writes_every_row_from_measured_numbers(runs, tmp_path):
                            "3", "--sample_steps", "2"], renders=renders)
     page = output.read_text()
     assert "(a) Cupid stage 1" in page and "(c) direct pose regression" in page
-    assert page.count("not built") >= 3 and "oracle" in page
+    assert page.count("not built") >= 2 and "oracle" in page
     stored = json.loads(output.with_suffix(".json").read_text())
     assert stored["runs"].keys() == {"flow", "pose_regression"}
+    assert stored["appearance_runs"].keys() == {"appearance", "appearance_global"}
+    assert stored["appearance_runs"]["appearance"]["training"]["pose_aligned"] is True
+    assert stored["appearance_runs"]["appearance_global"]["training"]["pose_aligned"] is False
+    aligned = stored["appearance_runs"]["appearance"]["evaluation"]
+    assert "(a) stage 2, pose-aligned" in page and "(b) stage 2 without pose-aligned" in page
+    assert f"{aligned['psnr']:.2f} dB" in page and f"{aligned['oracle_psnr']:.2f} dB" in page
+    assert aligned["oracle_psnr"] > aligned["flat_psnr"] - 1.0  # the exact colours are no worse than flat grey
+    assert "stage 2 (pose-aligned appearance)" not in page  # the old not-built line is gone
     assert stored["oracle"]["pose"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
     assert stored["oracle"]["geometry"]["volumetric_iou"] == 1.0
     flow = results["runs"]["flow"]["evaluation"]

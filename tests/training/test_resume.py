@@ -190,6 +190,7 @@ CASES = {
     "cupid_flow": ("train_cupid_flow", lambda tmp: CUPID, "cupid_renders"),
     "cupid_pose_regression": ("train_cupid_flow", lambda tmp: CUPID + ["--model", "pose_regression"],
                               "cupid_renders"),
+    "cupid_appearance": ("train_cupid_flow", lambda tmp: CUPID + ["--model", "appearance"], "cupid_renders"),
     "motion_prior": ("train_motion_prior", motion_argv, None),
 }
 

@@ -7,11 +7,15 @@ occupancy.
   are 2.5 from the origin) and relative focal error ``|f̂ − f| / f`` (f the mean of K's two focal lengths, uv units).
 * **Geometry**: volumetric IoU of the generated occupancy against the exact one at the same voxel centres, in the
   canonical frame (no alignment: Cupid generates the object in its canonical frame).
+* **Appearance** (stage 2, `evaluate_appearance_model`): with the true voxels and camera, the input-view PSNR of
+  the generated per-voxel colours drawn at the camera (`render_voxel_colors`) against the input render, next to the
+  same rendering of the exact target colours (`appearance_targets`: the ceiling a voxel colouring at this resolution
+  reaches) and of one flat grey (the floor: silhouette only).
 * **Pose grounding**: the *true* shape rendered at the predicted camera against the input view (silhouette IoU and
   PSNR): it scores the camera alone, so a model with no geometry (pose regression) is scored the same way; and, for
   a model that generates geometry, that geometry rendered at its own camera against the input (the re-rendering
-  Cupid's users see). Rendering is `whitebox_hf.data.rendering.render_sdf` with the renders' own shading: the
-  generated object has no colour yet (stage 2 is not built), so it is shaded as the training renders are.
+  Cupid's users see). Rendering is `whitebox_hf.data.rendering.render_sdf` with the renders' own shading (the
+  stage-1 pipeline's object has no colour; stage 2 is scored on its own, above).
 
 Beyond the released code (issue 15, item 6 (d) and item 4's known cameras): `evaluate_cupid_multiview` scores the
 pipeline's multi-view approximation against each view alone (rotation error per view, geometry IoU), and
@@ -35,8 +39,11 @@ import numpy as np
 import torch
 
 __all__ = [
+    "APPEARANCE_TARGETS_VERSION",
     "CUPID_TARGETS_VERSION",
+    "appearance_targets",
     "cupid_targets",
+    "evaluate_appearance_model",
     "evaluate_cupid_known_camera",
     "evaluate_cupid_multiview",
     "evaluate_cupid_pipeline",
@@ -54,6 +61,7 @@ __all__ = [
 ]
 
 CUPID_TARGETS_VERSION = 1  # bumped whenever the cached targets change meaning
+APPEARANCE_TARGETS_VERSION = 1
 PSNR_CAP_DB = 100.0  # identical images: the PSNR of an MSE of 1e-10, not infinity
 FAILED_ROTATION_DEG = 180.0
 
@@ -128,6 +136,73 @@ def cupid_targets(renders, resolution: int = 32, extent: float = 2.0,
                    for key, value in values.items()}, str(staging), metadata=metadata)
         os.replace(staging, path)
     return targets
+
+
+def appearance_targets(renders, targets: dict[str, dict[str, torch.Tensor]], extent: float = 2.0,
+                       cache_file: str | os.PathLike | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Per split: the stage-2 targets of every (shape, view) of ``renders`` given their `cupid_targets`
+    ``targets``: ``colors`` ``(n, V, R, R, R)`` uint8 and ``visible`` ``(n, V, R, R, R)`` bool
+    (`whitebox_hf.models.cupid.voxel_view_colors`). One grey channel is stored because the renders' albedo is grey
+    (R = G = B exactly); rounding to 8 bits is the precision of the input images themselves.
+
+    With ``cache_file`` (``.safetensors``) they are read from it when it holds the same splits, instance seeds,
+    resolution and extent, and written to it otherwise (atomically)."""
+    from safetensors.torch import load_file, save_file
+
+    from ..data.shapes import make_shape
+    from ..models.cupid import voxel_view_colors
+
+    splits = list(targets)
+    resolution = int(targets[splits[0]]["occupancy"].shape[-1])
+    metadata = {"version": str(APPEARANCE_TARGETS_VERSION), "resolution": str(resolution),
+                "extent": repr(float(extent)), "splits": ",".join(splits)}
+    if cache_file is not None and Path(cache_file).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache_file), framework="pt") as handle:
+            stored = handle.metadata() or {}
+        if stored == metadata:
+            flat = load_file(str(cache_file))
+            loaded = {split: {key.split("/", 1)[1]: value for key, value in flat.items()
+                              if key.split("/", 1)[0] == split} for split in splits}
+            if all(loaded[s]["instance_seeds"].tolist() == targets[s]["instance_seeds"].tolist() for s in splits):
+                return loaded
+    result = {}
+    for split in splits:
+        light = renders[split].select_columns(["category", "parameters"])
+        occupancy, rotations, translations = (targets[split][k] for k in ("occupancy", "rotations", "translations"))
+        num_shapes, num_views = rotations.shape[:2]
+        colors = torch.zeros(num_shapes, num_views, resolution, resolution, resolution, dtype=torch.uint8)
+        visible = torch.zeros(num_shapes, num_views, resolution, resolution, resolution, dtype=torch.bool)
+        for item in range(num_shapes):
+            occupied = occupancy[item].bool()
+            if not bool(occupied.any()):
+                continue
+            record = light[item]
+            shape = make_shape(record["category"], json.loads(record["parameters"]))
+            for view in range(num_views):
+                color, seen = voxel_view_colors(shape.sdf, occupied, rotations[item, view],
+                                                translations[item, view], extent, channels=1)
+                colors[item, view] = (color[0] * 255).round().clamp(0, 255).to(torch.uint8)
+                visible[item, view] = seen
+        result[split] = {"colors": colors, "visible": visible,
+                         "instance_seeds": targets[split]["instance_seeds"].clone()}
+    if cache_file is not None:
+        path = Path(cache_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(path.name + f".{os.getpid()}.tmp")
+        save_file({f"{split}/{key}": value.contiguous() for split, values in result.items()
+                   for key, value in values.items()}, str(staging), metadata=metadata)
+        os.replace(staging, path)
+    return result
+
+
+def target_colors(appearance: dict[str, torch.Tensor], items: torch.Tensor, views: torch.Tensor,
+                  channels: int = 3) -> torch.Tensor:
+    """The ``(B, channels, R, R, R)`` float32 colours in [0, 1] of shapes ``items`` in views ``views`` from one
+    split's `appearance_targets` (the grey channel repeated)."""
+    grey = appearance["colors"][items, views].float() / 255.0
+    return grey[:, None].expand(-1, channels, -1, -1, -1).contiguous()
 
 
 def target_cubes(targets: dict[str, torch.Tensor], items: torch.Tensor, views: torch.Tensor,
@@ -561,3 +636,67 @@ def evaluate_cupid_known_camera(pipeline, split, targets: dict, max_items: int |
                 rows += [_geometry_rows(targets, i, view, output, j, mode) for j, i in enumerate(indices)]
     summary = {mode: summarize_geometry_rows([r for r in rows if r["mode"] == mode]) for mode in ("without", "with")}
     return dict(summary, num_items=len(items), num_empty_skipped=skipped), rows
+
+
+@torch.no_grad()
+def evaluate_appearance_model(model, split, targets: dict, appearance: dict, image_mean=(0.5, 0.5, 0.5),
+                              image_std=(0.5, 0.5, 0.5), max_items: int | None = None, view: int = 0,
+                              num_inference_steps: int = 25, guidance_scale: float | None = None, seed: int = 0,
+                              batch_size: int = 32) -> tuple[dict, list[dict]]:
+    """Score a `CupidAppearanceModel` (stage 2 alone: the true voxels and the true camera of each render, so the
+    score is the appearance's, not stage 1's) on view ``view`` of ``max_items`` renders evenly spaced over
+    ``split``. Per item, drawn at the true camera with `render_voxel_colors` and compared with the input render:
+    ``psnr`` (the generated colours), ``oracle_psnr`` (the exact targets of `appearance_targets`: what a voxel
+    colouring at this resolution can reach), ``flat_psnr`` (every voxel the item's mean visible target grey:
+    silhouette and mean brightness only), each also as ``*foreground_psnr`` on the pixels both the input's mask and
+    the drawn voxels cover (the colour without the voxel silhouette's error); and ``visible_color_mae``, the mean absolute colour error on the voxels
+    the input view sees. Item ``i``'s noise comes from ``seed + i``. Returns the means and the per-item rows."""
+    from ..models.cupid import render_voxel_colors
+
+    items, skipped = _check_items(split, targets, max_items)
+    model.eval()
+    channels = model.config.color_channels
+    extent = model.config.extent
+    mean = torch.tensor(list(image_mean), dtype=torch.float32).reshape(1, -1, 1, 1)
+    std = torch.tensor(list(image_std), dtype=torch.float32).reshape(1, -1, 1, 1)
+    rows = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        index = torch.tensor(chunk)
+        views = torch.full_like(index, view)
+        images = _images(split, chunk, view)
+        occupancy = targets["occupancy"][index].bool()
+        cameras = [targets[key][index, views].float() for key in ("intrinsics", "rotations", "translations")]
+        generators = [torch.Generator().manual_seed(seed + i) for i in chunk]
+        colors = model.sample(((images - mean) / std), occupancy, *cameras, num_inference_steps=num_inference_steps,
+                              guidance_scale=guidance_scale, generator=generators).float().cpu()
+        exact = target_colors(appearance, index, views, channels)
+        visible = appearance["visible"][index, views]
+        for j, item in enumerate(chunk):
+            camera = [targets[key][item, view] for key in ("intrinsics", "rotations", "translations")]
+            image = images[j].permute(1, 2, 0)
+            seen = visible[j]
+            grey = float(exact[j][0][seen].mean()) if bool(seen.any()) else 0.5
+            record = split[item]
+            mask = torch.from_numpy(np.asarray(record["masks"][view], dtype=bool))
+            row = {"item": item, "view": view, "category": record["category"]}
+            for key, grid in (("psnr", colors[j]), ("oracle_psnr", exact[j]),
+                              ("flat_psnr", torch.full_like(exact[j], grey))):
+                drawn = render_voxel_colors(occupancy[j], grid, *camera, size=image.shape[0], extent=extent)
+                rgb, target = drawn["rgb"], image[..., :drawn["rgb"].shape[-1]]
+                row[key] = float(psnr(rgb[None], target[None])[0])
+                # On the pixels both the object and the voxels cover: the colour alone, not the voxel silhouette.
+                both = mask & drawn["mask"]
+                row[key.replace("psnr", "foreground_psnr")] = (
+                    float(psnr(rgb[both][None], target[both][None])[0]) if bool(both.any()) else float("nan"))
+            row["visible_color_mae"] = (float((colors[j] - exact[j]).abs()[:, seen].mean()) if bool(seen.any())
+                                        else 0.0)
+            rows.append(row)
+    if not rows:
+        raise ValueError("`split` gave no item to score")
+    summary = {"num_items": len(rows), "num_empty_skipped": skipped,
+               # nanmean: an item whose voxels and mask share no pixel has no foreground PSNR.
+               **{key: float(np.nanmean([row[key] for row in rows]))
+                  for key in ("psnr", "oracle_psnr", "flat_psnr", "foreground_psnr", "oracle_foreground_psnr",
+                              "flat_foreground_psnr", "visible_color_mae")}}
+    return summary, rows

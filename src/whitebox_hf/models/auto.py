@@ -29,7 +29,8 @@ __all__ = ["AUTO_MODULES", "CONFIGS", "IMAGE_PROCESSORS", "MODELS", "PROCESSORS"
 
 # Config classes registered with AutoConfig under their own ``model_type``.
 CONFIGS = ("CrateConfig", "CausalCrateConfig", "AoTConfig", "ToSTConfig", "ToSTVisionConfig", "WhiteboxClipConfig",
-           "SitaVaeConfig", "CupidFlowConfig", "MotionPriorConfig")
+           "SitaVaeConfig", "CupidFlowConfig", "CupidAppearanceConfig",
+           "MotionPriorConfig")
 
 # (transformers Auto model class, config class, model class)
 MODELS = (
@@ -47,6 +48,7 @@ MODELS = (
     ("AutoModel", "WhiteboxClipConfig", "WhiteboxClipModel"),
     ("AutoModel", "SitaVaeConfig", "SitaVaeModel"),
     ("AutoModel", "CupidFlowConfig", "CupidFlowModel"),
+    ("AutoModel", "CupidAppearanceConfig", "CupidAppearanceModel"),
     ("AutoModel", "MotionPriorConfig", "MotionPriorModel"),
 )
 

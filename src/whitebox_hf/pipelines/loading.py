@@ -21,7 +21,7 @@ from transformers import PreTrainedModel
 
 from ..models.autoencoders import CrateRepresentationAutoencoder
 from ..models.crate import CrateModel
-from ..models.cupid import CupidFlowModel
+from ..models.cupid import CupidAppearanceModel, CupidFlowModel
 from ..models.denoisers import (
     AlignedShapeLatentDenoiser,
     CrateDenoiserTransformer,
@@ -37,7 +37,8 @@ __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pip
 
 # The package's pipeline component classes, by class name (what ``model_index.json`` and ``config.json`` record).
 COMPONENT_CLASSES = {cls.__name__: cls for cls in (AlignedShapeLatentDenoiser, CrateDenoiserTransformer,
-                                                   CrateModel, CupidFlowModel, CrateRepresentationAutoencoder, SitaVaeModel,
+                                                   CrateModel, CupidFlowModel, CupidAppearanceModel,
+                                                   CrateRepresentationAutoencoder, SitaVaeModel,
                                                    WhiteboxClipModel, MotionPriorModel)}
 
 # `from_pretrained` options: where to download from, and how to load each model component.

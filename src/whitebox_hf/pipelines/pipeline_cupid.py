@@ -9,9 +9,12 @@ few voxels pass) → the shape in the object's canonical frame (a marching-cubes
 occupied voxels, or the cube itself) and an overlay: the input image with the generated object's silhouette
 re-projected at the recovered camera.
 
-**Stage 1 only.** Cupid's stage 2 (pose-aligned appearance: per-voxel colour from a second flow conditioned on image
-features sampled at the voxels' projections) is not built yet, so the mesh is uncoloured and the overlay shows the
-silhouette, not a re-rendering.
+**Stage 2 (optional ``appearance_model``).** With a `CupidAppearanceModel`, one more step runs once the camera is
+recovered (`CupidPipeline.generate_appearance`): a colour for every occupied voxel, from a second flow conditioned on
+the image features sampled at each voxel's projection under the *recovered* camera. The outputs then carry
+``colors`` (per voxel), coloured meshes (vertex colours of the nearest occupied voxel) and ``renderings``: the coloured
+voxels drawn at the recovered camera over the input image. Without it the mesh is uncoloured and the overlay is the
+silhouette alone.
 
 **Beyond the released code** (`whitebox_hf.pipelines.cupid_extensions`): ``multi_view=True`` reads the images as views
 of one object (the spec's multi-view *approximation*: one shared occupancy by averaging its velocity over the views,
@@ -82,6 +85,10 @@ class CupidPipelineOutput(BaseOutput):
         silhouettes: ``(B, H, W)`` bool, that silhouette (the union of the occupied voxels' projected boxes).
         approximation (`str`, *optional*): set when the result is the spec's multi-view approximation
             (`MULTI_VIEW_APPROXIMATION`); ``None`` otherwise (and then left out of `to_tuple`).
+        colors: with an ``appearance_model``, the generated colours ``(B, 3, R, R, R)`` in [0, 1] (zero at empty
+            voxels); else ``None``.
+        renderings: with an ``appearance_model``, the input images (PIL RGB) with the coloured voxels drawn over them
+            at the recovered camera; else ``None``.
     """
 
     shapes: list | torch.Tensor
@@ -93,6 +100,8 @@ class CupidPipelineOutput(BaseOutput):
     overlays: list
     silhouettes: torch.Tensor
     approximation: str | None = None
+    colors: torch.Tensor | None = None
+    renderings: list | None = None
 
 
 def _check_number(name: str, value, minimum: float) -> None:
@@ -101,7 +110,8 @@ def _check_number(name: str, value, minimum: float) -> None:
 
 
 class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
-    """Cupid stage 1: image → canonical shape + camera (see the module docstring; stage 2, appearance, is not built).
+    """Cupid: image → canonical shape + camera (stage 1), and with an ``appearance_model`` per-voxel colour (stage 2;
+    see the module docstring).
 
     Args:
         flow_model (`CupidFlowModel`): the stage-1 flow with its CRATE image encoder.
@@ -112,12 +122,15 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
         extent (`float`, defaults to 2.0): side of the canonical cube the voxels span (the procedural shapes lie in
             [−1, 1]³).
         background (`float`, defaults to 1.0): grey level in [0, 1] put outside ``mask`` (the renders' white).
+        appearance_model (`CupidAppearanceModel`, *optional*): Cupid's stage 2, on the same voxel grid, image size
+            and canonical cube; see the module docstring.
     """
 
-    model_cpu_offload_seq = "flow_model"
+    model_cpu_offload_seq = "flow_model->appearance_model"
+    _optional_components = ["appearance_model"]
 
     def __init__(self, flow_model, scheduler, image_mean: list | None = None, image_std: list | None = None,
-                 extent: float = 2.0, background: float = 1.0):
+                 extent: float = 2.0, background: float = 1.0, appearance_model=None):
         super().__init__()
         encoder_config = flow_model.config.image_encoder_config
         channels = encoder_config.num_channels
@@ -135,7 +148,17 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
         if not isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
             raise TypeError(f"`scheduler` must be a FlowMatchEulerDiscreteScheduler (the sampler of spec §2.2), got "
                             f"{type(scheduler).__name__}")
-        self.register_modules(flow_model=flow_model, scheduler=scheduler)
+        if appearance_model is not None:
+            stage2 = appearance_model.config
+            stage2_encoder = stage2.image_encoder_config
+            for name, own, expected in (
+                    ("cube_resolution", stage2.cube_resolution, flow_model.config.cube_resolution),
+                    ("image_encoder_config.image_size", stage2_encoder.image_size, encoder_config.image_size),
+                    ("extent", stage2.extent, float(extent))):
+                if own != expected:
+                    raise ValueError(f"`appearance_model` must have {name} = {expected!r} (that of the stage-1 "
+                                     f"pipeline), got {own!r}")
+        self.register_modules(flow_model=flow_model, scheduler=scheduler, appearance_model=appearance_model)
         self.register_to_config(image_mean=image_mean, image_std=image_std, extent=float(extent),
                                 background=float(background))
 
@@ -339,19 +362,80 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
                                    for o, k, r, t in zip(occupied, intrinsics, rotations, translations)])
         overlays = self.overlay(images.float().cpu(), silhouettes)
 
+        # -- Stage 2 (optional): colours from the image at the voxels' projections under the recovered camera. ----
+        colors = renderings = None
+        if self.appearance_model is not None:
+            colors = self.generate_appearance(pixel_values, occupied, intrinsics, rotations, translations,
+                                              num_inference_steps, generator)
+            renderings = self.draw_colored_voxels(images.float().cpu(), occupied, colors, intrinsics, rotations,
+                                                  translations, extent)
+        # -- end of stage 2 --------------------------------------------------------------------------------------
+
         if output_type == "latent":
             shapes = cubes
         elif output_type == "voxels":
             shapes = occupied
         else:
             shapes = self.to_meshes(cubes[:, 0], thresholds, extent)
+            if colors is not None:
+                self.color_meshes(shapes, occupied, colors, extent)
         self.maybe_free_model_hooks()
         output = CupidPipelineOutput(shapes=shapes, intrinsics=intrinsics, rotations=rotations,
                                      translations=translations,
                                      reprojection_errors=torch.stack([c[3] for c in cameras]),
                                      thresholds=thresholds, overlays=overlays, silhouettes=silhouettes,
-                                     approximation=MULTI_VIEW_APPROXIMATION if multi_view else None)
+                                     approximation=MULTI_VIEW_APPROXIMATION if multi_view else None,
+                                     colors=colors, renderings=renderings)
         return output if return_dict else output.to_tuple()
+
+    # -- stage 2 ---------------------------------------------------------------------------------------------
+
+    def generate_appearance(self, pixel_values: torch.Tensor, occupied: torch.Tensor, intrinsics: torch.Tensor,
+                            rotations: torch.Tensor, translations: torch.Tensor, num_inference_steps: int,
+                            generator=None) -> torch.Tensor:
+        """Per-voxel colours ``(B, 3, R, R, R)`` in [0, 1] (CPU, float32) from the ``appearance_model`` at the
+        recovered cameras (its own default guidance scale; the same number of steps as stage 1). The noise comes
+        from ``generator`` after stage 1 drew its own, so a seeded call stays reproducible."""
+        model = self.appearance_model
+        device, dtype = self._execution_device, model.dtype
+        colors = model.sample(pixel_values.to(device=device, dtype=dtype), occupied.to(device),
+                              intrinsics.to(device=device, dtype=dtype), rotations.to(device=device, dtype=dtype),
+                              translations.to(device=device, dtype=dtype), num_inference_steps=num_inference_steps,
+                              generator=generator, progress=self.progress_bar)
+        return colors.float().cpu()
+
+    @staticmethod
+    def draw_colored_voxels(images: torch.Tensor, occupied: torch.Tensor, colors: torch.Tensor,
+                            intrinsics: torch.Tensor, rotations: torch.Tensor, translations: torch.Tensor,
+                            extent: float) -> list:
+        """PIL RGB images: ``images`` ``(B, 3, S, S)`` with the coloured voxels drawn opaquely over them at the
+        cameras (`render_voxel_colors`)."""
+        from PIL import Image
+
+        from ..models.cupid import render_voxel_colors
+
+        pictures = []
+        for image, grid, color, k, r, t in zip(images, occupied, colors, intrinsics, rotations, translations):
+            drawn = render_voxel_colors(grid, color, k, r, t, size=image.shape[-1], extent=extent)
+            rgb = image.permute(1, 2, 0).expand(-1, -1, 3)
+            picture = torch.where(drawn["mask"][..., None], drawn["rgb"][..., :3], rgb)
+            pictures.append(Image.fromarray((picture.clamp(0, 1).numpy() * 255).round().astype(np.uint8), mode="RGB"))
+        return pictures
+
+    @staticmethod
+    def color_meshes(meshes: list, occupied: torch.Tensor, colors: torch.Tensor, extent: float) -> None:
+        """Give each mesh (in place) vertex colours: the colour of the occupied voxel nearest each vertex."""
+        from scipy.spatial import cKDTree
+
+        for mesh, grid, color in zip(meshes, occupied, colors):
+            if mesh is None:
+                continue
+            _, centres = voxel_grid_points(grid.shape[0], extent)
+            inside = grid.reshape(-1)
+            _, nearest = cKDTree(centres[inside].numpy()).query(np.asarray(mesh.vertices))
+            rgb = color.reshape(color.shape[0], -1)[:, inside].T[nearest].clamp(0, 1).numpy()
+            alpha = np.ones((rgb.shape[0], 1))
+            mesh.visual.vertex_colors = (np.concatenate([rgb[:, :3], alpha], axis=1) * 255).round().astype(np.uint8)
 
     # -- outputs ---------------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Cupid (pose-grounded single-image 3D generation, book §8.9): the occupancy + UV cube and the stage-1 flow.
+"""Cupid (pose-grounded single-image 3D generation, book §8.9): the occupancy + UV cube, the stage-1 flow and the
+stage-2 appearance flow.
 
 Lazy (transformers' `_LazyModule`): to export a name, add it to `_import_structure` and to the `TYPE_CHECKING`
 imports."""
@@ -6,6 +7,18 @@ imports."""
 from typing import TYPE_CHECKING
 
 _import_structure = {
+    "configuration_cupid_appearance": ["CUPID_APPEARANCE_PRESETS", "CupidAppearanceConfig"],
+    "modeling_cupid_appearance": [
+        "CupidAppearanceCondition",
+        "CupidAppearanceModel",
+        "CupidAppearanceOutput",
+        "CupidAppearancePreTrainedModel",
+        "project_voxel_centers",
+        "render_voxel_colors",
+        "shaded_voxel_colors",
+        "voxel_normals",
+        "voxel_view_colors",
+    ],
     "configuration_cupid_flow": ["CUPID_FLOW_PRESETS", "CupidFlowConfig", "DEFAULT_IMAGE_ENCODER_CONFIG"],
     "modeling_cupid_flow": [
         "CupidFlowModel",
@@ -31,10 +44,22 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
+    from .configuration_cupid_appearance import CUPID_APPEARANCE_PRESETS, CupidAppearanceConfig
     from .configuration_cupid_flow import (
         CUPID_FLOW_PRESETS,
         DEFAULT_IMAGE_ENCODER_CONFIG,
         CupidFlowConfig,
+    )
+    from .modeling_cupid_appearance import (
+        CupidAppearanceCondition,
+        CupidAppearanceModel,
+        CupidAppearanceOutput,
+        CupidAppearancePreTrainedModel,
+        project_voxel_centers,
+        render_voxel_colors,
+        shaded_voxel_colors,
+        voxel_normals,
+        voxel_view_colors,
     )
     from .modeling_cupid_flow import (
         CupidFlowModel,
