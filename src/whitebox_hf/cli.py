@@ -49,6 +49,8 @@ TRAINING_SCRIPTS = {
     "tokenizer": "train_tokenizer.py",
     "sita-vae": "train_sita_vae.py",
     "shape-diffusion": "train_shape_diffusion.py",
+    "cupid-flow": "train_cupid_flow.py",
+    "motion-prior": "train_motion_prior.py",
 }
 
 
