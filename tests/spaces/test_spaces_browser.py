@@ -320,6 +320,31 @@ def test_text_to_3d_space(page, tmp_path, screenshot_dir):
         page.screenshot(path=str(screenshot_dir / "text-to-3d.png"), full_page=True)
 
 
+def tiny_cupid_pipeline(folder, appearance: bool = False):
+    """A `CupidPipeline` with a tiny random flow (16³ cube) reading the 64² renders of the Space's examples, with a
+    tiny random stage-2 `CupidAppearanceModel` if ``appearance``; saved in ``folder``."""
+    from whitebox_hf import CupidAppearanceConfig, CupidAppearanceModel, CupidFlowConfig, CupidFlowModel, CupidPipeline
+
+    encoder = dict(image_size=64, patch_size=16, num_channels=3, hidden_size=16, num_hidden_layers=1,
+                   num_attention_heads=2)
+    torch.manual_seed(0)
+    model = CupidFlowModel(CupidFlowConfig(cube_resolution=16, patch_size=4, hidden_size=16, num_hidden_layers=1,
+                                           num_attention_heads=2, image_encoder_config=dict(encoder)))
+    stage2 = None
+    if appearance:
+        stage2 = CupidAppearanceModel(CupidAppearanceConfig(cube_resolution=16, patch_size=4, hidden_size=16,
+                                                            num_hidden_layers=1, num_attention_heads=2,
+                                                            image_encoder_config=dict(encoder)))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a fresh flow's output layer is zero; random weights make the cube depend on it
+        for part in filter(None, (model, stage2)):
+            for parameter in part.parameters():
+                parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    CupidPipeline(model.eval(), model.make_scheduler(),
+                  appearance_model=None if stage2 is None else stage2.eval()).save_pretrained(folder)
+    return folder
+
+
 TINY_MOTION_PRIOR = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "num_encoder_layers": 1,
                      "num_decoder_layers": 1, "noise_embedding_dim": 8}
 
