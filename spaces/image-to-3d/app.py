@@ -258,7 +258,7 @@ def build_demo(model_path=None, *, appearance_path=None, max_size: int | None = 
     output_dir = Path(tempfile.mkdtemp(prefix="cupid_space_"))
     reconstruct = make_reconstruct(pipe, output_dir, held_out)
     config = pipe.flow_model.config
-    parameters = sum(p.numel() for p in pipe.flow_model.parameters()) / 1e6
+    parameters = sum(p.numel() for p in pipe.flow_model.parameters())
     stage2 = ("with the stage-2 appearance flow (pose-aligned colours)" if pipe.appearance_model is not None
               else "stage 1 only (an uncoloured mesh; no appearance model found)")
     with gr.Blocks(title="White-box image-to-3D (Cupid)") as demo:
@@ -267,8 +267,8 @@ def build_demo(model_path=None, *, appearance_path=None, max_size: int | None = 
             "Give an image; `CupidPipeline` generates, for every occupied voxel of a "
             f"{config.cube_resolution}³ cube, the pixel it projects to, solves for the camera by PnP and extracts the "
             "mesh in the object's canonical frame. The overlay re-projects the generated object at the recovered "
-            f"camera. Model: `CupidFlowModel` ({parameters:.1f} M parameters, {config.num_hidden_layers} blocks of "
-            f"width {config.hidden_size}), {stage2}. Trained on procedural shapes of 8 families rendered grey on "
+            f"camera. Model: `CupidFlowModel` ({parameters:,} parameters with its CRATE image encoder; "
+            f"{config.num_hidden_layers} transformer block(s) of width {config.hidden_size}), {stage2}. Trained on procedural shapes of 8 families rendered grey on "
             f"white at {pipe.image_size}×{pipe.image_size}: other images give arbitrary shapes."
         )
         with gr.Row():
