@@ -167,8 +167,8 @@ def describe_camera(intrinsics: torch.Tensor, rotation: torch.Tensor, translatio
         return "\n".join("  [" + ", ".join(f"{value:9.4f}" for value in row) + "]" for row in matrix.tolist())
 
     lines = [f"K (pixels of the {size}×{size} input; x right, y down):", rows(k_pixels),
-             f"  focal {k_pixels[0, 0]:.2f} × {k_pixels[1, 1]:.2f} px, principal point "
-             f"({k_pixels[0, 2]:.2f}, {k_pixels[1, 2]:.2f}) px",
+             (f"  focal {k_pixels[0, 0]:.2f} × {k_pixels[1, 1]:.2f} px, principal point "
+              f"({k_pixels[0, 2]:.2f}, {k_pixels[1, 2]:.2f}) px"),
              "R (world-to-camera, OpenCV axes: x right, y down, z forward):", rows(rotation),
              f"  Euler angles ({EULER_ORDER}, extrinsic, degrees): "
              + ", ".join(f"{axis} {value:.1f}°" for axis, value in zip(EULER_ORDER, angles)),

@@ -323,7 +323,13 @@ def test_text_to_3d_space(page, tmp_path, screenshot_dir):
 def tiny_cupid_pipeline(folder, appearance: bool = False):
     """A `CupidPipeline` with a tiny random flow (16³ cube) reading the 64² renders of the Space's examples, with a
     tiny random stage-2 `CupidAppearanceModel` if ``appearance``; saved in ``folder``."""
-    from whitebox_hf import CupidAppearanceConfig, CupidAppearanceModel, CupidFlowConfig, CupidFlowModel, CupidPipeline
+    from whitebox_hf import (
+        CupidAppearanceConfig,
+        CupidAppearanceModel,
+        CupidFlowConfig,
+        CupidFlowModel,
+        CupidPipeline,
+    )
 
     encoder = dict(image_size=64, patch_size=16, num_channels=3, hidden_size=16, num_hidden_layers=1,
                    num_attention_heads=2)
