@@ -69,13 +69,18 @@ def request_args(space: str, index: int) -> tuple:
         # the example head trajectory (no BVH cache needed), 1.1 s (33 frames) of it, few steps, no guidance
         return ("01_01", handle_file(str(SPACES_DIR / space / "examples" / "01_01_head_first_5s.csv")), 2, "off",
                 0.0, index, 0.0, 1.1)
+    if space == "image-to-3d":  # (image, steps, guidance_scale, seed, occupancy_threshold): a held-out render
+        from gradio_client import handle_file
+
+        return (handle_file(str(SPACES_DIR / space / "examples" / "chair.png")), 2, 3.0, index, 0.5)
     raise ValueError(f"`space` must be one of {sorted(API_NAMES)}, got {space!r}")
 
 
 API_NAMES = {"crate-image-classification": "/classify", "text-generation": "/generate",
-             "image-generation": "/generate", "text-to-3d": "/generate", "motion-from-head": "/estimate"}
+             "image-generation": "/generate", "text-to-3d": "/generate", "motion-from-head": "/estimate",
+             "image-to-3d": "/reconstruct"}
 CONCURRENCY = {"crate-image-classification": 2, "text-generation": 1, "image-generation": 1, "text-to-3d": 1,
-               "motion-from-head": 1}  # the apps' defaults
+               "motion-from-head": 1, "image-to-3d": 1}  # the apps' defaults
 
 
 def free_port() -> int:

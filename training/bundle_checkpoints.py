@@ -63,6 +63,16 @@ BUNDLES = {
                 "latent space, procedural shapes; weights stored in float16",
         "dtype": "float16",  # the float32 run (12 MB) would take the total past MAX_TOTAL_MB
     },
+    # For spaces/image-to-3d. Not bundled yet: the documented run's flow (1.88 M parameters with its CRATE encoder,
+    # cupid-flow-cpu sizes) is 3.8 MB in float16, which with the bundles above and the motion bundle would take the
+    # total past MAX_TOTAL_MB; the Space then serves runs/cupid/flow/pipeline.
+    "procedural-shapes-cupid": {
+        "source": "runs/cupid/flow/pipeline",
+        "command": "python training/train_cupid_flow.py --config training/configs/cupid_flow.yaml",
+        "what": "CupidPipeline (stage 1): occupancy + UV cube flow (32³, width 128, 4 blocks) with its CRATE image "
+                "encoder, camera by PnP, procedural shape renders; weights stored in float16",
+        "dtype": "float16",
+    },
     # train_motion_prior.py saves the bare prior (<run>/model); the bundle wraps it into a MotionGenerationPipeline
     # with the skeleton of the run's training clip (`build_motion_pipeline`), for spaces/motion-from-head.
     "cmu-motion-from-head": {

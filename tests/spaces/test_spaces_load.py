@@ -14,11 +14,13 @@ import pytest
 from test_spaces_browser import (  # noqa: E402  (same folder; sets GRADIO_ANALYTICS_ENABLED)
     load_app,
     serve,
+    tiny_cupid_pipeline,
     tiny_motion_pipeline,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACES = ["crate-image-classification", "text-generation", "image-generation", "text-to-3d", "motion-from-head"]
+SPACES = ["crate-image-classification", "text-generation", "image-generation", "text-to-3d", "motion-from-head",
+          "image-to-3d"]
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),  # gradio's queue and pandas 3
@@ -39,11 +41,13 @@ bench = load_benchmark()
 
 
 def build(name: str, folder: Path, **kwargs):
-    """The Space's demo on its bundled checkpoint; the motion Space, which has none bundled yet, on a tiny random
-    pipeline."""
+    """The Space's demo on its bundled checkpoint; the motion and image-to-3D Spaces, which have none bundled yet, on
+    tiny random pipelines."""
     app = load_app(name)
     if name == "motion-from-head":
         return app.build_demo(tiny_motion_pipeline(folder / "motion-pipeline"), **kwargs)
+    if name == "image-to-3d":
+        return app.build_demo(tiny_cupid_pipeline(folder / "cupid-pipeline"), **kwargs)
     return app.build_demo(**kwargs)
 
 
@@ -122,6 +126,13 @@ BAD_INPUTS = {
          "Start 9 s lies beyond the end"),
         (("01_01", bench.request_args("motion-from-head", 0)[1], 2, "sometimes", 0.0, 0, 0.0, 1.2),
          "not in the list of choices"),
+    ],
+    "image-to-3d": [  # (image, steps, guidance_scale, seed, occupancy_threshold)
+        ((None, 2, 3.0, 0, 0.5), "Upload an image or pick a held-out render first."),
+        ((bench.request_args("image-to-3d", 0)[0], 2.5, 3.0, 0, 0.5), "Steps must be a whole number, got 2.5."),
+        ((bench.request_args("image-to-3d", 0)[0], 2, -1.0, 0, 0.5), "less than minimum"),
+        ((bench.request_args("image-to-3d", 0)[0], 2, 3.0, 0, 0.99), "greater than maximum"),
+        ((bench.request_args("image-to-3d", 0)[0], 2, 3.0, None, 0.5), "Seed must be a whole number, got None."),
     ],
 }
 
