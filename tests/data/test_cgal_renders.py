@@ -61,15 +61,16 @@ def test_columns_and_cameras_are_the_procedural_renders(renders):
         np.testing.assert_array_equal(np.asarray(row["poses"]), np.stack([c.pose.numpy() for c in cameras]))
         np.testing.assert_array_equal(np.asarray(row["intrinsics"]), np.stack([c.intrinsics.numpy() for c in cameras]))
         np.testing.assert_array_equal(row["azimuth"], azimuths)
+        np.testing.assert_array_equal(row["elevation"], elevations)
         assert all(-10 <= e <= 40 for e in row["elevation"])
         assert row["category"] == "cgal" and renders.features["images"].dtype == "uint8"
 
 
 def test_mask_holds_the_projected_vertices_and_the_stored_camera_redraws_the_image(renders):
+    import trimesh
+
     from whitebox_hf.data.rendering import Camera
     from whitebox_hf.geometry import uv_to_pixels
-
-    import trimesh
 
     for row in renders:
         mesh = trimesh.Trimesh(np.asarray(row["vertices"]), np.asarray(row["faces"]), process=False)
@@ -147,6 +148,7 @@ def test_occupancy_targets_are_exact_winding_numbers(renders):
         assert exact.any()
     k, r, t = camera_from_pose(torch.tensor(np.asarray(renders[0]["intrinsics"][1])),
                                torch.tensor(np.asarray(renders[0]["poses"][1])), (32, 32))
+    torch.testing.assert_close(targets["intrinsics"][0, 1], k)
     torch.testing.assert_close(targets["rotations"][0, 1], r)
     torch.testing.assert_close(targets["translations"][0, 1], t)
 

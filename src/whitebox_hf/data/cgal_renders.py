@@ -33,7 +33,14 @@ import numpy as np
 import torch
 
 from .fashion_mnist import default_cache_dir
-from .rendering import _ALBEDO, _LIGHT_DIRECTION_CAMERA, Camera, _check_camera, camera_rays, random_cameras
+from .rendering import (
+    _ALBEDO,
+    _LIGHT_DIRECTION_CAMERA,
+    Camera,
+    _check_camera,
+    camera_rays,
+    random_cameras,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,9 @@ def render_mesh(vertices, faces, camera: Camera, ambient: float = 0.25, backgrou
     `render_sdf` shades: ``rgb`` ``(size, size, 3)`` float32, ``mask`` ``(size, size)`` bool, ``depth`` float32
     z-depth (0 where the ray misses) and ``normals`` ``(size, size, 3)`` float32 world-space unit normals."""
     import trimesh
-    from trimesh.ray.ray_pyembree import RayMeshIntersector  # embreex: a declared dependency
+    from trimesh.ray.ray_pyembree import (
+        RayMeshIntersector,  # embreex: a declared dependency
+    )
 
     _check_camera(camera)
     vertices = np.asarray(vertices, dtype=np.float64)
