@@ -1,6 +1,7 @@
 """training/report_cupid.py end to end on tiny runs of train_cupid_flow.py (every model, 2 steps, 16² renders): the page
 holds the pose rows, the oracle row at zero error, the stage-2 rows (pose-aligned and not) with their ceiling and
-floor, the multi-view and known-camera rows, the not-built rows, and the JSON the numbers; a missing run is listed;
+floor, the multi-view and known-camera rows, the CGAL section (both stage-1 runs on meshes rendered from random
+cameras), no not-built row, and the JSON the numbers; a missing run is listed;
 bad settings are refused."""
 
 import json
@@ -26,14 +27,48 @@ def runs(tmp_path_factory):
     return root, renders
 
 
-def test_report_writes_every_row_from_measured_numbers(runs, tmp_path):
+@pytest.fixture(scope="module")
+def cgal_renders(tmp_path_factory):
+    """Two closed meshes (and an open one, skipped) rendered as the runs' renders are: 16², 2 views."""
+    import trimesh
+
+    from whitebox_hf.data.cgal_renders import load_cgal_renders
+
+    folder = tmp_path_factory.mktemp("meshes")
+    trimesh.creation.icosphere(subdivisions=2).export(folder / "ball.off")
+    trimesh.creation.box(extents=(1.0, 0.5, 0.25)).export(folder / "slab.off")
+    cap = trimesh.creation.icosphere(subdivisions=2)
+    cap.update_faces(cap.triangles_center[:, 1] > 0)
+    cap.export(folder / "cap.off")
+    return load_cgal_renders(num_views=2, size=16, min_faces=10, mesh_dir=folder,
+                             cache_dir=tmp_path_factory.mktemp("cgal_cache"))
+
+
+def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_path):
     root, renders = runs
     output = tmp_path / "cupid.md"
     results = report.main(["--runs_dir", str(root), "--output", str(output), "--split", "validation", "--num_items",
-                           "3", "--sample_steps", "2"], renders=renders)
+                           "3", "--sample_steps", "2"], renders=renders, cgal_renders=cgal_renders)
     page = output.read_text()
     assert "(a) Cupid stage 1" in page and "(c) direct pose regression" in page
-    assert page.count("not built") == 1 and "CGAL meshes rendered from random cameras" in page and "oracle" in page
+    assert page.count("not built") == 0 and "oracle" in page
+    # The CGAL section: both stage-1 runs and the oracle scored on the two closed meshes; the open one left out.
+    assert "## CGAL meshes rendered from random cameras" in page
+    cgal = json.loads(output.with_suffix(".json").read_text())["cgal"]
+    assert cgal["meshes"] == ["ball", "slab"] and cgal["skipped"]["cap"].startswith("not watertight")
+    assert cgal["runs"].keys() == {"flow", "pose_regression"}
+    section = page.split("## CGAL meshes rendered from random cameras")[1].split("## Appearance")[0]
+    assert "2 meshes scored; left out — not watertight: 1" in section
+    for name, label in report.RUNS.items():
+        summary = cgal["runs"][name]
+        assert summary["num_items"] + summary["num_empty_skipped"] == 2
+        assert summary["per_mesh_rotation_deg"].keys() <= {"ball", "slab"}
+        assert report._pose_row(label, summary, summary["eval_seconds"]) in section
+    assert "volumetric_iou" in cgal["runs"]["flow"]["geometry"] and "geometry" not in cgal["runs"]["pose_regression"]
+    assert cgal["oracle"]["pose"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert cgal["oracle"]["geometry"]["volumetric_iou"] == 1.0
+    # The true mesh drawn at its own camera redraws the input's silhouette.
+    assert cgal["oracle"]["grounding"]["true_shape_mask_iou"] == pytest.approx(1.0)
     stored = json.loads(output.with_suffix(".json").read_text())
     assert stored["runs"].keys() == {"flow", "pose_regression"}
     assert stored["appearance_runs"].keys() == {"appearance", "appearance_global"}
@@ -59,7 +94,7 @@ def test_report_writes_every_row_from_measured_numbers(runs, tmp_path):
     assert f"{known['with']['volumetric_iou']:.3f} with the camera" in page
 
 
-def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, tmp_path):
+def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, cgal_renders, tmp_path):
     import shutil
 
     root, renders = runs
@@ -67,8 +102,18 @@ def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, tmp_path):
     shutil.copytree(root / "pose_regression", partial / "pose_regression")
     output = tmp_path / "cupid.md"
     report.main(["--runs_dir", str(partial), "--output", str(output), "--split", "validation", "--num_items", "2"],
-                renders=renders)
-    assert "(a) Cupid stage 1: pose by PnP on the generated UV cube | not run" in output.read_text()
+                renders=renders, cgal_renders=cgal_renders)
+    page = output.read_text()
+    assert "(a) Cupid stage 1: pose by PnP on the generated UV cube | not run" in page
+    section = page.split("## CGAL meshes rendered from random cameras")[1]
+    assert "(a) Cupid stage 1: pose by PnP on the generated UV cube | not run" in section
+    assert "(c) direct pose regression (same CRATE encoder + MLP → R, t, f) | not run" not in section
+    # --no-cgal leaves the section out and says so.
+    report.main(["--runs_dir", str(partial), "--output", str(output), "--split", "validation", "--num_items", "2",
+                 "--no-cgal"], renders=renders)
+    assert "Not scored (`--no-cgal`, or no stage-1 run)." in output.read_text()
+    with pytest.raises(SystemExit):
+        report.parse_args(["--cgal_num_items", "0"])
     with pytest.raises(SystemExit):
         report.parse_args(["--num_items", "0"])
     with pytest.raises(SystemExit):

@@ -24,6 +24,7 @@ _import_structure = {
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
     "rendering": ["Camera", "look_at_camera", "render_sdf", "render_views"],
     "cgal_meshes": ["cgal_mesh_names", "fetch_cgal_meshes", "load_cgal_mesh", "load_cgal_meshes"],
+    "cgal_renders": ["load_cgal_renders", "mesh_voxel_occupancy", "render_mesh", "skipped_cgal_meshes"],
     "debian_packages": ["download_debian_package"],
     "motion": [
         "BVHParseError",
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
     from .rendering import Camera, look_at_camera, render_sdf, render_views
     from .cgal_meshes import cgal_mesh_names, fetch_cgal_meshes, load_cgal_mesh, load_cgal_meshes
+    from .cgal_renders import load_cgal_renders, mesh_voxel_occupancy, render_mesh, skipped_cgal_meshes
     from .debian_packages import download_debian_package
     from .motion import (
         BVHParseError,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Camera", "look_at_camera", "render_sdf", "render_views"]
+__all__ = ["Camera", "camera_rays", "look_at_camera", "random_cameras", "render_sdf", "render_views"]
 
 # Half the diagonal of [-1, 1]^3: the shapes' bounding sphere, beyond which a ray can stop searching.
 _SCENE_RADIUS = math.sqrt(3.0)
@@ -196,18 +196,12 @@ def render_sdf(sdf_fn: Callable[[torch.Tensor], torch.Tensor], camera: Camera, m
             "depth": depth.reshape(size, size).float(), "normals": normals.reshape(size, size, 3).float()}
 
 
-def render_views(shape, num_views: int, size: int = 64, seed: int = 0, distance: float = 2.5, fov: float = 40.0,
-                 elevation_range: tuple[float, float] = (-10.0, 40.0)) -> dict[str, torch.Tensor]:
-    """``num_views`` renderings of a `whitebox_hf.data.shapes.Shape` (anything with a NumPy ``sdf(points)``) from
-    cameras at ``distance`` with azimuth uniform in [0, 360) and elevation uniform in ``elevation_range`` degrees,
-    drawn from ``seed``.
-
-    Returns `render_sdf`'s images stacked over the views (``rgb`` ``(V, size, size, 3)``, ``mask``, ``depth``,
-    ``normals``) with each view's camera: ``intrinsics`` ``(V, 3, 3)``, ``poses`` ``(V, 4, 4)`` (camera-to-world),
-    ``azimuth`` and ``elevation`` ``(V,)`` in degrees.
-    """
-    if not callable(getattr(shape, "sdf", None)):
-        raise TypeError(f"`shape` must have an sdf(points) method (a data.shapes.Shape), got {type(shape).__name__}")
+def random_cameras(num_views: int, size: int = 64, seed: int = 0, distance: float = 2.5, fov: float = 40.0,
+                   elevation_range: tuple[float, float] = (-10.0, 40.0)):
+    """``num_views`` look-at cameras (`look_at_camera`) at ``distance`` with azimuth uniform in [0, 360) and
+    elevation uniform in ``elevation_range`` degrees, drawn from ``seed``: the cameras of `render_views` (and of every
+    renderer that must see its objects exactly as the procedural renders are seen). Returns the cameras and the azimuths and elevations
+    ``(V,)`` float64 arrays, in degrees."""
     if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views <= 0:
         raise ValueError(f"`num_views` must be a positive integer, got {num_views!r}")
     _check_size(size)
@@ -219,17 +213,31 @@ def render_views(shape, num_views: int, size: int = 64, seed: int = 0, distance:
     high = _check_number("elevation_range", elevation_range[1], -90.0, 90.0, low_open=True, high_open=True)
     if low > high:
         raise ValueError(f"`elevation_range` must have low <= high, got {elevation_range!r}")
+    rng = np.random.default_rng(seed)
+    azimuths, elevations = rng.uniform(0.0, 360.0, num_views), rng.uniform(low, high, num_views)
+    cameras = [look_at_camera(float(azimuth), float(elevation), distance, fov, size)
+               for azimuth, elevation in zip(azimuths, elevations)]
+    return cameras, azimuths, elevations
+
+
+def render_views(shape, num_views: int, size: int = 64, seed: int = 0, distance: float = 2.5, fov: float = 40.0,
+                 elevation_range: tuple[float, float] = (-10.0, 40.0)) -> dict[str, torch.Tensor]:
+    """``num_views`` renderings of a `whitebox_hf.data.shapes.Shape` (anything with a NumPy ``sdf(points)``) from
+    the cameras of `random_cameras` (azimuth uniform in [0, 360), elevation uniform in ``elevation_range`` degrees,
+    at ``distance``), drawn from ``seed``.
+
+    Returns `render_sdf`'s images stacked over the views (``rgb`` ``(V, size, size, 3)``, ``mask``, ``depth``,
+    ``normals``) with each view's camera: ``intrinsics`` ``(V, 3, 3)``, ``poses`` ``(V, 4, 4)`` (camera-to-world),
+    ``azimuth`` and ``elevation`` ``(V,)`` in degrees.
+    """
+    if not callable(getattr(shape, "sdf", None)):
+        raise TypeError(f"`shape` must have an sdf(points) method (a data.shapes.Shape), got {type(shape).__name__}")
+    cameras, azimuths, elevations = random_cameras(num_views, size, seed, distance, fov, elevation_range)
 
     def sdf_fn(points: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.asarray(shape.sdf(points.numpy()), dtype=np.float64))
 
-    rng = np.random.default_rng(seed)
-    azimuths, elevations = rng.uniform(0.0, 360.0, num_views), rng.uniform(low, high, num_views)
-    views, cameras = [], []
-    for azimuth, elevation in zip(azimuths, elevations):
-        camera = look_at_camera(float(azimuth), float(elevation), distance, fov, size)
-        views.append(render_sdf(sdf_fn, camera))
-        cameras.append(camera)
+    views = [render_sdf(sdf_fn, camera) for camera in cameras]
     result = {key: torch.stack([view[key] for view in views]) for key in views[0]}
     result["intrinsics"] = torch.stack([camera.intrinsics for camera in cameras])
     result["poses"] = torch.stack([camera.pose for camera in cameras])

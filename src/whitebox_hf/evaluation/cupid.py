@@ -68,6 +68,12 @@ FAILED_ROTATION_DEG = 180.0
 
 # -- targets ----------------------------------------------------------------------------------------------------
 
+def _is_mesh_split(split) -> bool:
+    """Whether ``split`` holds meshes with their renders (`whitebox_hf.data.cgal_renders.load_cgal_renders`: the
+    ``vertices`` and ``faces`` columns) rather than procedural shapes (``category`` + ``parameters``)."""
+    return {"vertices", "faces"} <= set(split.column_names)
+
+
 def _split_targets(split, resolution: int, extent: float) -> dict[str, torch.Tensor]:
     from ..data.shapes import make_shape
     from ..models.cupid.uv_cube import camera_from_pose, voxel_grid_points
@@ -75,13 +81,22 @@ def _split_targets(split, resolution: int, extent: float) -> dict[str, torch.Ten
     _, points = voxel_grid_points(resolution, extent)
     occupancy, intrinsics, rotations, translations = [], [], [], []
     size = int(np.asarray(split[0]["images"]).shape[1])
+    meshes = _is_mesh_split(split)
     # Only the light columns: reading a row with its images decodes them, which costs far more than the SDF.
-    light = split.select_columns(["category", "parameters", "intrinsics", "poses"])
+    light = split.select_columns(["category", "parameters", "intrinsics", "poses"]
+                                 + (["vertices", "faces"] if meshes else []))
     for row in range(len(light)):
         item = light[row]
-        shape = make_shape(item["category"], json.loads(item["parameters"]))
-        occupancy.append(torch.from_numpy(np.asarray(shape.sdf(points.numpy())) < 0).reshape(
-            resolution, resolution, resolution))
+        if meshes:
+            # A mesh (`load_cgal_renders`): exact winding-number labels at the voxel centres.
+            from ..data.cgal_renders import mesh_voxel_occupancy
+
+            occupancy.append(torch.from_numpy(mesh_voxel_occupancy(np.asarray(item["vertices"]),
+                                                                   np.asarray(item["faces"]), resolution, extent)))
+        else:
+            shape = make_shape(item["category"], json.loads(item["parameters"]))
+            occupancy.append(torch.from_numpy(np.asarray(shape.sdf(points.numpy())) < 0).reshape(
+                resolution, resolution, resolution))
         cameras = [camera_from_pose(torch.tensor(k, dtype=torch.float64), torch.tensor(p, dtype=torch.float64),
                                     (size, size)) for k, p in zip(item["intrinsics"], item["poses"])]
         intrinsics.append(torch.stack([c[0] for c in cameras]))
@@ -94,8 +109,10 @@ def _split_targets(split, resolution: int, extent: float) -> dict[str, torch.Ten
 
 def cupid_targets(renders, resolution: int = 32, extent: float = 2.0,
                   cache_file: str | os.PathLike | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """Per split of ``renders`` (a `datasets.DatasetDict` shaped like `load_shape_renders`'): ``occupancy``
-    ``(n, R, R, R)`` uint8 (exact, ``sdf < 0`` at the voxel centres of the cube of side ``extent``), the views'
+    """Per split of ``renders`` (a `datasets.DatasetDict` shaped like `load_shape_renders`', or a dict of
+    `load_cgal_renders` data sets): ``occupancy`` ``(n, R, R, R)`` uint8 (exact at the voxel centres of the cube of
+    side ``extent``: ``sdf < 0`` for a procedural shape, the winding number of a mesh by `mesh_voxel_occupancy`, which
+    needs ``R`` a power of two), the views'
     cameras in normalised uv units and world-to-camera form (`camera_from_pose`): ``intrinsics`` ``(n, V, 3, 3)``,
     ``rotations`` ``(n, V, 3, 3)``, ``translations`` ``(n, V, 3)`` (float64), and ``instance_seeds`` ``(n,)``.
 
@@ -349,6 +366,24 @@ def _shape_sdf(category: str, parameters: str):
     return lambda points: torch.from_numpy(np.asarray(shape.sdf(points.numpy()), dtype=np.float64))
 
 
+def _render_true_shape(record: dict, intrinsics, rotation, translation, size: int) -> dict[str, torch.Tensor]:
+    """The true shape of a render's row at the camera ``(K, R, t)`` (uv units, world-to-camera): the procedural
+    shape's SDF sphere-traced, or the row's mesh (`load_cgal_renders`) ray-cast with the same shading."""
+    if "vertices" in record and "faces" in record:
+        from ..data.cgal_renders import render_mesh
+        from ..data.rendering import Camera
+        from ..geometry import intrinsics_uv_to_pixels
+
+        pose = torch.eye(4, dtype=torch.float64)
+        rotation, translation = rotation.double(), translation.double()
+        pose[:3, :3] = rotation.T
+        pose[:3, 3] = -rotation.T @ translation
+        camera = Camera(intrinsics=intrinsics_uv_to_pixels(intrinsics.double(), (size, size)), pose=pose, size=size)
+        return render_mesh(np.asarray(record["vertices"]), np.asarray(record["faces"]), camera)
+    return render_at_camera(_shape_sdf(record["category"], record["parameters"]), intrinsics, rotation, translation,
+                            size)
+
+
 # -- scoring a model --------------------------------------------------------------------------------------------
 
 def _score_items(split, targets: dict, items: list[int], view: int, cameras: list, occupancies: list,
@@ -377,8 +412,7 @@ def _score_items(split, targets: dict, items: list[int], view: int, cameras: lis
         errors = pose_errors(k[None], r[None], t[None], targets["intrinsics"][item, view][None],
                              targets["rotations"][item, view][None], targets["translations"][item, view][None])
         row.update({key: float(value[0]) for key, value in errors.items()})
-        renders = {"true_shape": render_at_camera(_shape_sdf(record["category"], record["parameters"]), k, r, t,
-                                                  size)}
+        renders = {"true_shape": _render_true_shape(record, k, r, t, size)}
         if occupancy is not None:
             truth = targets["occupancy"][item].bool()
             row["voxel_iou"] = float(voxel_iou(occupancy[None], truth[None])[0])
