@@ -26,6 +26,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import gradio as gr
@@ -89,16 +90,23 @@ def resolve_appearance_path(appearance_path=None) -> Path | None:
     return next((path for path in APPEARANCE_CANDIDATES if (path / "config.json").is_file()), None)
 
 
-def load_pipeline(folder, appearance_folder=None) -> CupidPipeline:
+def load_pipeline(folder, appearance_folder=None, *, require_appearance: bool = True) -> CupidPipeline:
     """The pipeline in float32 whatever dtype its weights are stored in (a bundle stores float16 to fit the package's
     size cap; the up-cast is exact), with the stage-2 model of ``appearance_folder`` added when it has none (the
-    pipeline checks that both share the cube, the image size and the canonical cube)."""
+    pipeline checks that both share the cube, the image size and the canonical cube). A stage-2 model found only by
+    the default lookup (``require_appearance=False``) that does not match the pipeline is left out with a warning
+    instead of an error: the user asked for neither."""
     pipe = CupidPipeline.from_pretrained(folder, torch_dtype=torch.float32)
     if appearance_folder is not None and pipe.appearance_model is None:
         appearance = CupidAppearanceModel.from_pretrained(appearance_folder, dtype=torch.float32).eval()
-        pipe = CupidPipeline(**{**pipe.components, "appearance_model": appearance},
-                             image_mean=pipe.config.image_mean, image_std=pipe.config.image_std,
-                             extent=pipe.config.extent, background=pipe.config.background)
+        try:
+            pipe = CupidPipeline(**{**pipe.components, "appearance_model": appearance},
+                                 image_mean=pipe.config.image_mean, image_std=pipe.config.image_std,
+                                 extent=pipe.config.extent, background=pipe.config.background)
+        except ValueError as error:
+            if require_appearance:
+                raise
+            warnings.warn(f"stage-2 model {appearance_folder} left out: {error}", stacklevel=2)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -253,7 +261,8 @@ def build_demo(model_path=None, *, appearance_path=None, max_size: int | None = 
     gets Gradio's "Queue is full" answer."""
     queue_size = queue_setting(max_size, "max_size", QUEUE_SIZE_ENV, QUEUE_SIZE)
     concurrency = queue_setting(concurrency_limit, "concurrency_limit", CONCURRENCY_ENV, CONCURRENCY)
-    pipe = load_pipeline(resolve_model_path(model_path), resolve_appearance_path(appearance_path))
+    pipe = load_pipeline(resolve_model_path(model_path), resolve_appearance_path(appearance_path),
+                         require_appearance=appearance_path is not None or bool(os.environ.get(APPEARANCE_ENV_VAR)))
     held_out = load_held_out_cameras()
     output_dir = Path(tempfile.mkdtemp(prefix="cupid_space_"))
     reconstruct = make_reconstruct(pipe, output_dir, held_out)
