@@ -38,6 +38,7 @@ from .modeling_cupid_flow import (
     _Modulation,
     _modulate,
     flow_matching_target,
+    init_dit_weights,
     interpolate_flow_path,
     sample_logit_normal_timesteps,
 )
@@ -290,26 +291,8 @@ class CupidAppearancePreTrainedModel(WhiteboxPreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, _Modulation):
-            init.zeros_(module[1].weight)  # AdaLN-zero: every block starts as the identity
-            init.zeros_(module[1].bias)
-        elif isinstance(module, (nn.Linear, nn.Conv3d, nn.Conv2d)):
-            if module is getattr(self, "output_projection", None):
-                init.zeros_(module.weight)  # DiT's zero output layer
-            else:
-                init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            if module.weight is not None:
-                init.ones_(module.weight)
-                init.zeros_(module.bias)
-        elif isinstance(module, CupidAppearanceModel):
-            init.normal_(module.position_embedding, mean=0.0, std=std)
-        elif isinstance(module, TimestepEmbedding):
-            pass  # its Linear layers are initialised above
-        else:
+        # Stage 1's DiT initialisation; here also the pixel convolutions (Conv2d).
+        if not init_dit_weights(self, module, (nn.Linear, nn.Conv3d, nn.Conv2d)):
             super()._init_weights(module)
 
 

@@ -168,28 +168,36 @@ class CupidFlowPreTrainedModel(WhiteboxPreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, _Modulation):
-            # AdaLN-zero (DiT): every block starts as the identity and the output layer at zero velocity.
-            init.zeros_(module[1].weight)
-            init.zeros_(module[1].bias)
-        elif isinstance(module, (nn.Linear, nn.Conv3d)):
-            if module is getattr(self, "output_projection", None):
-                init.zeros_(module.weight)  # DiT's zero output layer (with the zero modulation: velocity 0 at init)
-            else:
-                init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            if module.weight is not None:
-                init.ones_(module.weight)
-                init.zeros_(module.bias)
-        elif isinstance(module, CupidFlowModel):
-            init.normal_(module.position_embedding, mean=0.0, std=std)
-        elif isinstance(module, TimestepEmbedding):
-            pass  # its Linear layers are initialised above
-        else:
+        if not init_dit_weights(self, module, (nn.Linear, nn.Conv3d)):
             super()._init_weights(module)
+
+
+@torch.no_grad()
+def init_dit_weights(model, module, projection_types: tuple) -> bool:
+    """DiT's initialisation for the Cupid flows (stage 1 and stage 2): AdaLN-zero modulation, a zero output layer
+    (``model.output_projection``; with the zero modulation the velocity is 0 at init), normal(``initializer_range``)
+    weights and zero biases for ``projection_types``, unit LayerNorms and a normal ``model.position_embedding``.
+    Returns False for a module it leaves to the caller's default."""
+    std = model.config.initializer_range
+    if isinstance(module, _Modulation):
+        init.zeros_(module[1].weight)  # AdaLN-zero: every block starts as the identity
+        init.zeros_(module[1].bias)
+    elif isinstance(module, projection_types):
+        if module is getattr(model, "output_projection", None):
+            init.zeros_(module.weight)
+        else:
+            init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+    elif module is model:
+        init.normal_(module.position_embedding, mean=0.0, std=std)
+    elif not isinstance(module, TimestepEmbedding):  # its Linear layers are initialised above
+        return False
+    return True
 
 
 def _check_cube_tensor(name: str, value, config: CupidFlowConfig, batch_size: int | None = None) -> None:
