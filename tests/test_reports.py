@@ -1,5 +1,6 @@
 """The verdicts of the training/report_*.py scripts are computed from the values: each one, both ways."""
 
+import json
 import importlib.util
 from pathlib import Path
 
@@ -183,3 +184,28 @@ def test_fashion_mnist_precision_note_is_measured():
     assert report.precision_note(rows) == "Test accuracy here is measured in fp32 after reloading."
     rows[0]["log_test_accuracy"], rows[1]["log_test_accuracy"] = 0.8636, 0.8330
     assert report.precision_note(rows).endswith("differs by at most 0.06 points.")
+
+
+def test_multimodal_seed_intervals_and_verdicts():
+    report = load("report_multimodal")
+    mean, half = report.mean_interval([0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2) and half == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)
+    assert report.mean_interval([0.4]) == (pytest.approx(0.4), 0.0)
+    difference, low, high = report.difference_interval([0.5, 0.52, 0.54], [0.1, 0.12, 0.14])
+    assert difference == pytest.approx(0.4) and low > 0.3 and high < 0.5
+    assert report.verdict_of(low, high) == "LIFT better"
+    assert report.verdict_of(-0.2, -0.1) == "CLIP better" and report.verdict_of(-0.1, 0.1) == "no clear difference"
+
+
+def test_multimodal_seeds_section_reads_runs(tmp_path):
+    report = load("report_multimodal")
+    for seed, (lift_r1, clip_r1) in enumerate([(0.50, 0.10), (0.52, 0.12), (0.54, 0.14)]):
+        for name, value in (("lift", lift_r1), ("clip", clip_r1)):
+            run_dir = tmp_path / f"{name}-s{seed}"
+            run_dir.mkdir()
+            (run_dir / "metrics.json").write_text(json.dumps({**arm(), "image_to_text_R@1": value}))
+    lines = "\n".join(report.seeds_section(tmp_path, "Openclipart"))
+    assert "| LIFT (frozen all-MiniLM-L6-v2, cached) | 3 | 560 |" in lines
+    assert "+40.0 [" in lines and "(LIFT better)" in lines
+    assert "LIFT's claim (as good or better) **holds** here" in lines
+    assert "No finished seed runs" in "\n".join(report.seeds_section(tmp_path / "missing", "Emoji"))

@@ -160,15 +160,117 @@ def reading(runs: dict[str, dict]) -> list[str]:
     return lines
 
 
+SEED_ARMS = ("lift", "clip", "lift-long")
+METRIC_NAMES = {"image_to_text_R@1": "I→T R@1", "image_to_text_R@5": "I→T R@5", "text_to_image_R@1": "T→I R@1",
+                "text_to_image_R@5": "T→I R@5", "zero_shot_balanced_accuracy": "zero-shot balanced acc"}
+
+
+def read_seed_runs(seeds_dir: Path) -> dict[str, list[dict]]:
+    """``{arm: [run of seed 0, seed 1, ...]}`` from ``seeds_dir/<arm>-s<seed>/`` (finished runs only)."""
+    runs: dict[str, list[dict]] = {}
+    for arm in SEED_ARMS:
+        for path in sorted(seeds_dir.glob(f"{arm}-s*")):
+            if path.name[len(arm) + 2:].isdigit() and (run := read_run(path)) is not None:
+                runs.setdefault(arm, []).append(run)
+    return runs
+
+
+def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval of the mean (0 half-width for one value)."""
+    import numpy as np
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float(values.mean()), 0.0
+    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean()), float(half)
+
+
+def difference_interval(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Welch's interval for mean(a) − mean(b): (difference, low, high). Needs at least two values on each side."""
+    import numpy as np
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    difference = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return difference, difference, difference
+    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * np.sqrt(va + vb))
+    return difference, difference - half, difference + half
+
+
+def verdict_of(low: float, high: float) -> str:
+    if low > 0:
+        return "LIFT better"
+    if high < 0:
+        return "CLIP better"
+    return "no clear difference"
+
+
+def seeds_section(seeds_dir: Path, dataset_label: str) -> list[str]:
+    """Mean ± 95 % interval over seeds per arm, and LIFT − CLIP at equal steps and at (about) equal wall time."""
+    runs = read_seed_runs(seeds_dir)
+    if not {"lift", "clip"} <= set(runs):
+        return [f"No finished seed runs of both arms under `{seeds_dir.name}/` yet ({dataset_label})."]
+    lines = [
+        "| arm | seeds | steps | train time (mean) | " + " | ".join(METRIC_NAMES.values()) + " |",
+        "|---|---|---|---|" + "---|" * len(METRIC_NAMES),
+    ]
+    for arm, arm_runs in runs.items():
+        cells = []
+        for key in METRIC_NAMES:
+            mean, half = mean_interval([r[key] for r in arm_runs])
+            cells.append(f"{pct(mean)} ± {pct(half)}")
+        steps = "/".join(sorted({str(r["steps"]) for r in arm_runs}))
+        train = sum(r["train_seconds"] for r in arm_runs) / len(arm_runs)
+        lines.append(f"| {ARMS[arm]} | {len(arm_runs)} | {steps} | {train / 60:.1f} min | " + " | ".join(cells) + " |")
+    lines += ["", "LIFT − CLIP (points, Welch 95 % interval over seeds):", "",
+              "| comparison | LIFT/CLIP train time | " + " | ".join(METRIC_NAMES.values()) + " |",
+              "|---|---|" + "---|" * len(METRIC_NAMES)]
+    clip_runs = runs["clip"]
+    clip_time = sum(r["train_seconds"] for r in clip_runs) / len(clip_runs)
+    summaries = {}
+    for arm, label in (("lift", "equal steps"), ("lift-long", "LIFT trained longer (about equal wall time)")):
+        if arm not in runs or len(runs[arm]) < 2 or len(clip_runs) < 2:
+            continue
+        lift_time = sum(r["train_seconds"] for r in runs[arm]) / len(runs[arm])
+        cells, verdicts = [], []
+        for key in METRIC_NAMES:
+            difference, low, high = difference_interval([r[key] for r in runs[arm]], [r[key] for r in clip_runs])
+            verdicts.append(verdict_of(low, high))
+            cells.append(f"{100 * difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] ({verdicts[-1]})")
+        summaries[label] = verdicts
+        lines.append(f"| {label} | {lift_time / clip_time:.2f}× | " + " | ".join(cells) + " |")
+    lines.append("")
+    for label, verdicts in summaries.items():
+        counts = {v: verdicts.count(v) for v in ("LIFT better", "no clear difference", "CLIP better")}
+        holds = counts["CLIP better"] == 0
+        lines.append(f"- {dataset_label}, {label}: LIFT better on {counts['LIFT better']}, no clear difference on "
+                     f"{counts['no clear difference']}, CLIP better on {counts['CLIP better']} of {len(verdicts)} "
+                     f"metrics: LIFT's claim (as good or better) **{'holds' if holds else 'does not hold'}** here.")
+    return lines
+
+
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs_dir", default=str(ROOT / "runs"))
+    parser.add_argument("--seeds_dir", default=str(ROOT / "runs" / "clip_seeds"),
+                        help="Openclipart runs <arm>-s<seed>/ (seed 0 also fills the main table when "
+                             "runs_dir/clip-<arm> is missing)")
+    parser.add_argument("--emoji_seeds_dir", default=str(ROOT / "runs" / "clip_seeds_emoji"),
+                        help="the same arms trained on the emoji captions (--dataset emoji)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "results" / "multimodal.md"))
     args = parser.parse_args(argv)
     runs_dir, output = Path(args.runs_dir), Path(args.output)
-    runs = {arm: run for arm in ARMS if (run := read_run(runs_dir / f"clip-{arm}")) is not None}
+    seeds_dir, emoji_seeds_dir = Path(args.seeds_dir), Path(args.emoji_seeds_dir)
+    runs = {arm: run for arm in ARMS
+            if (run := read_run(runs_dir / f"clip-{arm}") or read_run(seeds_dir / f"{arm}-s0")) is not None}
     if not runs:
-        raise SystemExit(f"no finished run under {runs_dir}/clip-{{lift,clip}} (metrics.json missing)")
+        raise SystemExit(f"no finished run under {runs_dir}/clip-{{lift,clip}} or {seeds_dir}/{{lift,clip}}-s0 "
+                         "(metrics.json missing)")
     output.parent.mkdir(parents=True, exist_ok=True)
     png = output.with_name("multimodal_loss.png")
     loss_plot(runs, png)
@@ -222,7 +324,7 @@ def main(argv=None) -> Path:
         "",
         *reading(runs),
         "",
-        "Caveats: one seed per arm, a small test set (a difference of one or two points in retrieval is a handful "
+        "Caveats: one seed per arm in this table (several below), a small test set (a difference of one or two points in retrieval is a handful "
         f"of queries), {any_run['config'].get('image_size', '?')}-px clip art, and captions whose keywords often "
         "contain the category name itself "
         "(\"... Keywords: food\"), which helps the zero-shot prompts. The CLIP text tower is tiny and sees only "
@@ -231,6 +333,21 @@ def main(argv=None) -> Path:
         "encoder to help, and the numbers say nothing about either method at scale. Times come from a shared "
         "2-core machine whose load from other jobs differed between the runs, so time ratios are rough; per step, "
         "LIFT runs only the image tower while CLIP also runs its text tower forward and backward.",
+        "",
+        "## Several seeds: equal steps and equal wall time",
+        "",
+        "The same arms, settings and data with seeds 0, 1, 2 (`--seed`: initialisation, batch order and shifts); "
+        "\"LIFT trained longer\" gives LIFT about CLIP's training time, since a LIFT step skips the text tower. "
+        "Intervals are 95 % Student-t intervals of the mean over seeds; a difference whose interval excludes 0 is "
+        "called better.",
+        "",
+        "### Openclipart",
+        "",
+        *seeds_section(seeds_dir, "Openclipart"),
+        "",
+        "### Noto emoji with their Unicode names",
+        "",
+        *seeds_section(emoji_seeds_dir, "Emoji"),
         "",
         "## Settings and commands",
         "",
