@@ -20,7 +20,7 @@ def tiny_text_to_image_pipeline(seed: int = 0, text_width: int = 16):
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), model_max_length=32)
     text_encoder = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=text_width, num_hidden_layers=1,
                                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=32),
-                             add_pooling_layer=False).eval()
+                             ).eval()
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8),
                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
                         layers_per_block=1, norm_num_groups=4, sample_size=32)
