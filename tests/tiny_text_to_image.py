@@ -11,7 +11,12 @@ import torch
 
 
 def tiny_text_to_image_pipeline(seed: int = 0, text_width: int = 16):
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from whitebox_hf.models.whitebox_clip import minilm_path

@@ -49,7 +49,12 @@ import whitebox_hf  # noqa: F401
 from whitebox_hf.data import EpochPermutationSampler
 from whitebox_hf.evaluation.edges import edge_agreement
 from whitebox_hf.hub.conditioning_card import conditioning_model_card
-from whitebox_hf.pipelines.control import canny_control_images, canny_edges, control_pipeline, controlnet_from_base
+from whitebox_hf.pipelines.control import (
+    canny_control_images,
+    canny_edges,
+    control_pipeline,
+    controlnet_from_base,
+)
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (
     exit_if_interrupt_requested,
@@ -191,7 +196,7 @@ def main(argv=None, data: dict | None = None) -> dict:
         text = torch.where(drop[:, None, None], empty_embeds, prompt_embeds[index])
         cond = control[index]
 
-        def predict(noisy, timesteps):
+        def predict(noisy, timesteps, text=text, cond=cond):
             down, mid = model(noisy, timesteps, encoder_hidden_states=text, controlnet_cond=cond, return_dict=False)
             return unet(noisy, timesteps, encoder_hidden_states=text, down_block_additional_residuals=down,
                         mid_block_additional_residual=mid, return_dict=False)[0]

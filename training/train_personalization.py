@@ -170,7 +170,11 @@ def generate(pipe, prompts: list[str], args: dict) -> torch.Tensor:
 
 def evaluate(pipe, args: dict, subject: torch.Tensor, instance_phrase: str, lift, effnet) -> tuple[dict, torch.Tensor]:
     """Subject and prompt fidelity of ``pipe`` prompted with ``instance_phrase`` in every template; the images."""
-    from whitebox_hf.evaluation.personalization import image_features, prompt_fidelity, subject_fidelity
+    from whitebox_hf.evaluation.personalization import (
+        image_features,
+        prompt_fidelity,
+        subject_fidelity,
+    )
 
     templates = [t.strip() for t in args["eval_prompts"].split(";") if t.strip()]
     per = args["eval_samples_per_prompt"]
@@ -267,6 +271,8 @@ def main(argv=None, data: dict | None = None) -> dict:
     results = {
         "method": args["method"], "steps": progress.step, "start_step": start_step, "subject": args["subject"],
         "subject_indices": subject_indices, "num_instance_images": len(instance_latents),
+        # Other drawings of the series in the base's training split: the base knows the series, not these drawings.
+        "series_in_train_split": sum(title_stem(t) == args["subject"] for t in data["train_titles"]),
         "instance_prompt": instance_phrase, "class_prompt": args["class_noun"],
         "num_class_images": 0 if class_latents is None else len(class_latents),
         "target_modules": METHODS[args["method"]], "num_lora_parameters": sum(p.numel() for p in trainable),

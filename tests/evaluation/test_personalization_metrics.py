@@ -47,10 +47,15 @@ def test_image_features_of_equal_images_agree_and_the_encoder_is_checked():
 
 def test_prompt_fidelity_is_the_mean_lift_image_text_cosine(tmp_path):
     from whitebox_hf.models.crate import CrateImageProcessor
-    from whitebox_hf.models.whitebox_clip import MINILM_TEXT_CONFIG, WhiteboxClipConfig, WhiteboxClipModel
+    from whitebox_hf.models.whitebox_clip import (
+        MINILM_TEXT_CONFIG,
+        WhiteboxClipConfig,
+        WhiteboxClipModel,
+    )
 
     model = WhiteboxClipModel(WhiteboxClipConfig(
-        vision_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=8),
+        vision_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 16,
+                       "patch_size": 8},
         text_config=dict(MINILM_TEXT_CONFIG, num_hidden_layers=1), text_tower="lift"))  # LIFT: MiniLM's 384-d space
     processor = CrateImageProcessor(num_channels=3, do_resize=True, size={"height": 16, "width": 16},
                                     image_mean=[0.5] * 3, image_std=[0.25] * 3)

@@ -12,7 +12,11 @@ from peft import LoraConfig
 from safetensors.torch import load_file
 
 from tests.conftest import load_training_script
-from tests.tiny_text_to_image import caption_data, save_tiny_text_to_image_pipeline, tiny_text_to_image_pipeline
+from tests.tiny_text_to_image import (
+    caption_data,
+    save_tiny_text_to_image_pipeline,
+    tiny_text_to_image_pipeline,
+)
 from tests.training.test_resume import final_weights
 from whitebox_hf.training.checkpointing import INTERRUPT_EXIT_CODE
 

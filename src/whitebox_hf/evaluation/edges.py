@@ -81,7 +81,7 @@ def edge_f1(reference, predicted, tolerance: int = 1) -> dict:
     per_image = f1(np.where((num_predicted == 0) & (num_reference > 0), 0.0, precision_i),
                    np.where((num_reference == 0) & (num_predicted > 0), 0.0, recall_i))
     return {"precision": precision, "recall": recall, "f1": float(f1(np.float64(precision), np.float64(recall))),
-            "f1_per_image": [float(v) for v in per_image], "num_images": int(len(reference))}
+            "f1_per_image": [float(v) for v in per_image], "num_images": len(reference)}
 
 
 def edge_agreement(control_edges, generated_images, tolerance: int = 1, sigma: float = 1.0) -> dict:

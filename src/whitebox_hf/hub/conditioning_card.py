@@ -4,6 +4,8 @@ the run's measured results; the card's `model-index` holds the measured metrics.
 
 from __future__ import annotations
 
+import math
+
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .model_card import BOOK_CITATION, _portable, _portable_text
@@ -41,7 +43,7 @@ def conditioning_model_card(
         ValueError: a metric is not a finite number.
     """
     for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"`metrics[{name!r}]` must be a finite number, got {value!r}")
     results = [EvalResult(task_type="text-to-image", dataset_type=dataset_name, dataset_name=dataset_name,
                           metric_type=name, metric_value=float(value)) for name, value in metrics.items()]

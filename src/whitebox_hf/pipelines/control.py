@@ -123,7 +123,7 @@ def controlnet_from_base(base, conditioning_channels: int = 3, conditioning_embe
     from diffusers import ControlNetModel
 
     factor = base.vae_scale_factor
-    downsamplings = int(round(math.log2(factor))) if factor > 0 else -1
+    downsamplings = round(math.log2(factor)) if factor > 0 else -1
     if factor < 1 or 2**downsamplings != factor:
         raise ValueError(f"the base's VAE scale factor must be a power of two, got {factor}")
     if conditioning_embedding_out_channels is None:
@@ -139,7 +139,11 @@ def controlnet_from_base(base, conditioning_channels: int = 3, conditioning_embe
 def control_pipeline(base, controlnet):
     """diffusers' `StableDiffusionControlNetPipeline` on the components of ``base`` (a `StableDiffusionPipeline` or
     its folder) and ``controlnet`` (a `ControlNetModel` or its folder); no safety checker, as the base."""
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from diffusers import (
+        ControlNetModel,
+        StableDiffusionControlNetPipeline,
+        StableDiffusionPipeline,
+    )
 
     if isinstance(base, (str, os.PathLike)):
         base = StableDiffusionPipeline.from_pretrained(base, safety_checker=None)
