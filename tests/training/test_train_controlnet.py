@@ -63,3 +63,17 @@ def test_resumed_controlnet_run_ends_with_the_uninterrupted_weights(base, tmp_pa
     assert resumed.keys() == straight.keys() and straight
     assert not [key for key in straight if not torch.equal(straight[key], resumed[key])]
     assert results["steps"] == 4
+
+
+def test_prompt_truncation_is_announced_once_and_matches_the_pipeline():
+    from tests.tiny_text_to_image import tiny_text_to_image_pipeline
+    from whitebox_hf.training.conditioning import encode_prompts
+
+    pipe = tiny_text_to_image_pipeline()
+    prompts = ["a star", " ".join(["tree"] * 40)]
+    told = []
+    embeds = encode_prompts(pipe, prompts, batch_size=1, announce=told.append)
+    assert told == ["1 of 2 prompts exceed the tokenizer's 32 tokens and are truncated (as the pipeline truncates "
+                    "them at inference)"]
+    expected, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
+    assert embeds.shape == (2, 32, 16) and torch.equal(embeds, expected)

@@ -101,13 +101,30 @@ def encode_images(pipe, images: torch.Tensor, batch_size: int = 256) -> torch.Te
 
 
 @torch.no_grad()
-def encode_prompts(pipe, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+def encode_prompts(pipe, prompts: list[str], batch_size: int = 256, announce=print) -> torch.Tensor:
     """The frozen text encoder's token embeddings ``(n, model_max_length, width)`` of ``prompts``, exactly as the
-    pipeline computes them at inference (`StableDiffusionPipeline.encode_prompt`), float32 on the CPU."""
+    pipeline computes them at inference (`StableDiffusionPipeline.encode_prompt`), float32 on the CPU.
+
+    Prompts longer than the tokenizer's ``model_max_length`` are truncated, as at inference; ``announce`` (when not
+    None) is told once how many were, instead of diffusers' per-batch warning listing every cut token."""
+    from diffusers.utils import logging as diffusers_logging
+
+    limit = pipe.tokenizer.model_max_length
+    lengths = [len(ids) for ids in pipe.tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]]
+    truncated = sum(length > limit for length in lengths)
+    if truncated and announce is not None:
+        announce(f"{truncated} of {len(prompts)} prompts exceed the tokenizer's {limit} tokens and are truncated "
+                 f"(as the pipeline truncates them at inference)")
     chunks = []
-    for start in range(0, len(prompts), batch_size):
-        embeds, _ = pipe.encode_prompt(list(prompts[start: start + batch_size]), pipe.text_encoder.device, 1, False)
-        chunks.append(embeds.float().cpu())
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # the truncation was announced above
+    try:
+        for start in range(0, len(prompts), batch_size):
+            embeds, _ = pipe.encode_prompt(list(prompts[start: start + batch_size]), pipe.text_encoder.device, 1,
+                                           False)
+            chunks.append(embeds.float().cpu())
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
     return torch.cat(chunks)
 
 
