@@ -73,7 +73,7 @@ def test_prompt_truncation_is_announced_once_and_matches_the_pipeline():
     prompts = ["a star", " ".join(["tree"] * 40)]
     told = []
     embeds = encode_prompts(pipe, prompts, batch_size=1, announce=told.append)
-    assert told == ["1 of 2 prompts exceed the tokenizer's 32 tokens and are truncated (as the pipeline truncates "
-                    "them at inference)"]
+    assert told == [("1 of 2 prompts exceed the tokenizer's 32 tokens and are truncated (as the pipeline truncates "
+                     "them at inference)")]
     expected, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
     assert embeds.shape == (2, 32, 16) and torch.equal(embeds, expected)
