@@ -77,3 +77,18 @@ def test_prompt_truncation_is_announced_once_and_matches_the_pipeline():
                      "them at inference)")]
     expected, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
     assert embeds.shape == (2, 32, 16) and torch.equal(embeds, expected)
+
+
+def test_the_base_must_be_a_saved_ddpm_family_pipeline(tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from tests.tiny_text_to_image import tiny_text_to_image_pipeline
+    from whitebox_hf.training.conditioning import load_text_to_image_base, training_noise_scheduler
+
+    with pytest.raises(OSError, match="`base` must be a saved StableDiffusionPipeline folder"):
+        load_text_to_image_base(str(tmp_path / "missing"))
+    pipe = tiny_text_to_image_pipeline()
+    assert training_noise_scheduler(pipe).config.num_train_timesteps == 100
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler()
+    with pytest.raises(ValueError, match="DDPM-family scheduler .* got FlowMatchEulerDiscreteScheduler"):
+        training_noise_scheduler(pipe)

@@ -82,10 +82,19 @@ def load_text_to_image_base(path: str):
 
 def training_noise_scheduler(pipe):
     """A `DDPMScheduler` with the base scheduler's noise schedule and prediction type (diffusers' training
-    examples do the same: training needs ``add_noise``, whatever scheduler samples)."""
+    examples do the same: training needs ``add_noise``, whatever scheduler samples).
+
+    Raises:
+        ValueError: the base's scheduler has no DDPM noise schedule (a flow-matching scheduler).
+    """
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler.from_config(pipe.scheduler.config)
+    config = pipe.scheduler.config
+    if "beta_schedule" not in config or "num_train_timesteps" not in config:
+        # A flow-matching scheduler has no noise schedule: DDPMScheduler would silently fall back to its defaults.
+        raise ValueError(f"the base's scheduler must be a DDPM-family scheduler (with `beta_schedule`), got "
+                         f"{type(pipe.scheduler).__name__}")
+    return DDPMScheduler.from_config(config)
 
 
 @torch.no_grad()
