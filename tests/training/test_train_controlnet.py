@@ -83,7 +83,10 @@ def test_the_base_must_be_a_saved_ddpm_family_pipeline(tmp_path):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from tests.tiny_text_to_image import tiny_text_to_image_pipeline
-    from whitebox_hf.training.conditioning import load_text_to_image_base, training_noise_scheduler
+    from whitebox_hf.training.conditioning import (
+        load_text_to_image_base,
+        training_noise_scheduler,
+    )
 
     with pytest.raises(OSError, match="`base` must be a saved StableDiffusionPipeline folder"):
         load_text_to_image_base(str(tmp_path / "missing"))
