@@ -39,7 +39,10 @@ import torch
 from peft import LoraConfig
 
 import whitebox_hf  # noqa: F401
-from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_builtin_label_dropout
+from whitebox_hf.models.denoisers import (
+    CrateDenoiserTransformer,
+    disable_builtin_label_dropout,
+)
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import resume_run
