@@ -39,17 +39,16 @@ import torch
 from peft import LoraConfig
 
 import whitebox_hf  # noqa: F401
-from whitebox_hf.models.denoisers import CrateDenoiserTransformer, disable_builtin_label_dropout
+from whitebox_hf.models.denoisers import (
+    CrateDenoiserTransformer,
+    disable_builtin_label_dropout,
+)
 from whitebox_hf.pipelines import WhiteboxFlowPipeline
 from whitebox_hf.training.atomic import atomic_directory
-from whitebox_hf.training.checkpointing import (
-    exit_if_interrupt_requested,
-    resume_run,
-    save_checkpoint_if_due,
-)
+from whitebox_hf.training.checkpointing import resume_run
+from whitebox_hf.training.conditioning import image_grid, personalization_loop
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
 from whitebox_hf.training.generative import flow_matching_loss, load_training_images
-from whitebox_hf.training.optim import optimizer_step
 from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
@@ -97,18 +96,6 @@ def lora_target_modules(transformer, spec: str) -> list[str]:
     if isinstance(transformer, CrateDenoiserTransformer):
         return ["subspace_projection", "output_projection"]
     return ["to_q", "to_k", "to_v", "to_out.0"]
-
-
-def comparison_grid(rows: list[list]):
-    from PIL import Image
-
-    width, height = rows[0][0].size
-    columns = max(len(row) for row in rows)
-    grid = Image.new("L", (columns * width, len(rows) * height))
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            grid.paste(image.convert("L"), (c * width, r * height))
-    return grid
 
 
 def main(argv=None, data: dict | None = None) -> dict:
@@ -162,38 +149,25 @@ def main(argv=None, data: dict | None = None) -> dict:
     progress = resume_run(accelerator, output_dir, args)
     flow_args = {**args, "flow_shift": float(pipe.scheduler.config.get("shift", 1.0))}
     transformer.train()
-    log, start, start_step = [], time.time(), progress.step
-    while progress.step < args["max_steps"]:
-        step = progress.step
-        # The step's batches and noise depend on (seed, step) only, so a resumed run draws what it would have.
-        generator = torch.Generator().manual_seed(args["seed"] * 1_000_003 + step)
+    start_step = progress.step
+
+    def losses(step, generator):
         index = torch.randint(0, len(instance_latents), (args["batch_size"],), generator=generator)
         y = torch.full((args["batch_size"],), c, dtype=torch.long)
         instance_loss = flow_matching_loss(transformer, instance_latents[index], y, flow_args, generator)
-        loss = instance_loss
-        prior_loss = torch.zeros(())
-        if class_latents is not None:
-            index = torch.randint(0, len(class_latents), (args["batch_size"],), generator=generator)
-            prior_loss = flow_matching_loss(transformer, class_latents[index], y, flow_args, generator)
-            loss = loss + args["prior_loss_weight"] * prior_loss
-        optimizer_step(accelerator, loss, trainable, optimizer, None, args["max_grad_norm"], step)
-        progress.step += 1
-        log.append({"step": progress.step, "loss": loss.item(), "instance_loss": instance_loss.item(),
-                    "prior_loss": prior_loss.item()})
-        if progress.step % args["log_every"] == 0 or progress.step == args["max_steps"]:
-            accelerator.print(f"step {progress.step}/{args['max_steps']} loss {loss.item():.4f} "
-                              f"(instance {instance_loss.item():.4f}, prior {prior_loss.item():.4f})")
-        save_checkpoint_if_due(accelerator, progress.step, args["checkpoint_every"] or args["max_steps"],
-                               args["max_steps"], config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    train_seconds = time.time() - start
+        if class_latents is None:
+            return instance_loss, None
+        index = torch.randint(0, len(class_latents), (args["batch_size"],), generator=generator)
+        return instance_loss, flow_matching_loss(transformer, class_latents[index], y, flow_args, generator)
+
+    log, train_seconds = personalization_loop(accelerator, args, progress, trainable, optimizer, losses)
     transformer.eval()
 
     with atomic_directory(output_dir / "lora") as folder:  # never a half-written adapter
         lora_path = output_dir / "lora" / pipe.save_lora_weights(folder).name
     if args["comparison_samples"]:
         instance_images = pipe.image_processor.postprocess(instance_pixels, output_type="pil")
-        comparison_grid([instance_images, base_images, comparison_samples()]).save(output_dir / "comparison.png")
+        image_grid([instance_images, base_images, comparison_samples()], mode="L").save(output_dir / "comparison.png")
     results = {
         "steps": progress.step, "start_step": start_step, "instance_class": c,
         "num_instance_images": len(instance_latents),

@@ -46,6 +46,8 @@ TRAINING_SCRIPTS = {
     "latent-flow": "train_latent_flow.py",
     "ddpm": "train_ddpm_unet.py",
     "dreambooth-lora": "train_dreambooth_lora.py",
+    "controlnet": "train_controlnet.py",
+    "personalization": "train_personalization.py",
     "tokenizer": "train_tokenizer.py",
     "sita-vae": "train_sita_vae.py",
     "shape-diffusion": "train_shape_diffusion.py",
