@@ -10,16 +10,23 @@ CausalCRATE (MSSA + ISTA), CausalCRATE-α (MSSA + ODL), AoT-MSSA, AoT-MHSA and t
       Every configuration runs in a fresh process so that its peak memory is its own; configurations whose
       predicted N×N attention buffers exceed ``--max-memory-gb`` are skipped, not run.
   (b) generation: tokens/s of greedy one-token decode steps with each model's cache after a prefill of
-      128…4096 tokens (ToST, CausalCRATE, AoT-MSSA, AoT-MHSA, GPT-2).
+      128…4096 tokens (ToST, CausalCRATE, AoT-MSSA, AoT-MHSA, GPT-2), with a growing `DynamicCache` and with a
+      preallocated `StaticCache` (``--caches``; ToST keeps its own constant-size state either way).
   (c) training: tokens/s of forward + backward + AdamW step at batch 8 × 256 tokens for all six models.
 
-It writes a markdown report (``--output``) and a JSON with every raw timing next to it, and prints the goals
-as PASS/MISS. Smoke test: ``--quick`` (tiny lengths; writes under /tmp unless ``--output`` is given).
+It writes a markdown report (``--output``) and a JSON with every raw timing next to it, with a log-log slope
+table (time and memory against the length or context) next to the ratios, and prints the goals as PASS/MISS.
+``--reuse-from OLD.json`` takes the parts not run now from an earlier run's JSON (same model sizes), so one
+part can be rerun without rerunning the others; the page names both commands. Smoke test: ``--quick`` (tiny
+lengths; writes under /tmp unless ``--output`` is given).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_language_models.py --threads 2
     .venv/bin/python benchmarks/bench_language_models.py --quick --threads 2
+    # decode only, both caches, the other parts kept from the previous full run:
+    .venv/bin/python benchmarks/bench_language_models.py --threads 2 --parts b \
+        --reuse-from docs/results/benchmark_language.json
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from transformers import StaticCache
 
 from whitebox_hf.training.builders import build_causal_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize, time_call  # noqa: E402
+from _slopes import loglog_slope, slope_cell  # noqa: E402
 
 DEFAULT_OUTPUT = "docs/results/benchmark_language.md"
 QUICK_OUTPUT = "/tmp/whitebox_hf_bench/benchmark_language_quick.md"  # never next to the real results
@@ -65,6 +74,11 @@ LABELS = {
     "gpt2": "GPT-2",
 }
 GEN_MODELS = ("tost", "causal-crate", "aot-mssa", "aot-mhsa", "gpt2")
+# (b) caches: "dynamic" is each model's default (a growing DynamicCache; ToST's constant-size statistics),
+# "static" a preallocated transformers StaticCache of context + decode-steps slots. ToST has no keys to
+# preallocate: it runs only under "dynamic", its own state.
+CACHES = ("dynamic", "static")
+CACHE_LABELS = {"dynamic": "dyn", "static": "static"}
 TRAIN_MODELS = ("tost", "causal-crate", "causal-crate-alpha", "aot-mssa", "aot-mhsa", "gpt2")
 # Part (a): (key, model, attention implementation). ToST has no softmax attention: its "sdpa" is never used.
 FORWARD_CONFIGS = (
@@ -293,14 +307,18 @@ def cache_bytes(cache) -> int:
     return total
 
 
-def decode_fn(model, context_ids, steps: int, autocast: bool, record: dict):
+def decode_fn(model, context_ids, steps: int, autocast: bool, record: dict, cache_kind: str = "dynamic"):
     """Prefill ``context_ids`` (untimed), then time ``steps`` greedy decode steps, one token each, calling the
-    model's forward with its cache. Returns the seconds of the decode steps."""
+    model's forward with its cache (``cache_kind`` "static": a `StaticCache` of context + steps slots, allocated
+    before the prefill). Returns the seconds of the decode steps."""
 
     def fn():
         with torch.inference_mode(), autocast_ctx(autocast):
             t0 = time.perf_counter()
-            out = model(input_ids=context_ids, use_cache=True, logits_to_keep=1)
+            cache = None
+            if cache_kind == "static":
+                cache = StaticCache(config=model.config, max_cache_len=context_ids.shape[1] + steps)
+            out = model(input_ids=context_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
             record["prefill_s"].append(time.perf_counter() - t0)
             cache = out.past_key_values
             if "cache_bytes_after_prefill" not in record:
@@ -312,34 +330,51 @@ def decode_fn(model, context_ids, steps: int, autocast: bool, record: dict):
                 cache = out.past_key_values
                 token = out.logits[:, -1].argmax(-1, keepdim=True)
             elapsed = time.perf_counter() - t1
-            assert cache.get_seq_length() == context_ids.shape[1] + steps, cache.get_seq_length()
+            assert int(cache.get_seq_length()) == context_ids.shape[1] + steps, cache.get_seq_length()
         return elapsed
 
     return fn
 
 
+def series_key(model_key: str, cache_kind: str) -> str:
+    return f"{model_key}/{cache_kind}"
+
+
+def series_label(key: str) -> str:
+    model_key, cache_kind = key.split("/")
+    return LABELS[model_key] if model_key == "tost" else f"{LABELS[model_key]} {CACHE_LABELS[cache_kind]}"
+
+
+def generation_series(models, caches) -> list[str]:
+    """The (model, cache) pairs part (b) times, cache-major so that each cache's columns sit together."""
+    return [series_key(k, c) for c in caches for k in models if not (k == "tost" and c != "dynamic")]
+
+
 def run_generation_part(args, dims: Dims) -> dict:
     torch.manual_seed(0)
     models = {k: build_model(k, dims) for k in args.gen_models}
-    part = dict(contexts=args.contexts, decode_steps=args.decode_steps, models=list(models), modes={})
+    series = generation_series(models, args.caches)
+    part = dict(contexts=args.contexts, decode_steps=args.decode_steps, models=list(models), caches=args.caches,
+                series=series, modes={})
     g = torch.Generator().manual_seed(2)
     for mode in args.modes:
         entry = {}
         for context in args.contexts:
             ids = torch.randint(0, dims.vocab_size, (1, context), generator=g)
-            records = {k: dict(prefill_s=[]) for k in models}
-            fns = {k: decode_fn(m, ids, args.decode_steps, MODES[mode], records[k]) for k, m in models.items()}
+            records = {s: dict(prefill_s=[]) for s in series}
+            fns = {s: decode_fn(models[s.split("/")[0]], ids, args.decode_steps, MODES[mode], records[s],
+                                s.split("/")[1]) for s in series}
             times = interleaved(fns, args.warmup, args.reps, self_timed=True)
             row = {}
-            for k in models:
-                stats = summarize(times[k])
-                row[k] = dict(ms_per_token=1e3 * stats["median_s"] / args.decode_steps,
+            for s in series:
+                stats = summarize(times[s])
+                row[s] = dict(ms_per_token=1e3 * stats["median_s"] / args.decode_steps,
                               tokens_per_s=args.decode_steps / stats["median_s"],
-                              prefill_median_s=summarize(records[k]["prefill_s"][-args.reps:])["median_s"],
-                              cache_bytes_after_prefill=records[k]["cache_bytes_after_prefill"], **stats)
+                              prefill_median_s=summarize(records[s]["prefill_s"][-args.reps:])["median_s"],
+                              cache_bytes_after_prefill=records[s]["cache_bytes_after_prefill"], **stats)
             entry[context] = row
             print(f"[b {mode}] context {context:>5}: " + ", ".join(
-                f"{LABELS[k]} {row[k]['tokens_per_s']:.0f} tok/s" for k in models), flush=True)
+                f"{series_label(s)} {row[s]['tokens_per_s']:.0f} tok/s" for s in series), flush=True)
         part["modes"][mode] = entry
     return part
 
@@ -431,19 +466,22 @@ def evaluate_goals(report: dict) -> list[dict]:
                     f"≥ {GOAL_TOST_MEMORY_VS_EAGER}×", ratio, ratio >= GOAL_TOST_MEMORY_VS_EAGER, note)
     gen = report["parts"].get("b")
     if gen:
+        series = gen["series"]
         for mode, entry in gen["modes"].items():
             contexts = list(entry)
-            if "tost" in gen["models"]:
-                ms = [entry[c]["tost"]["ms_per_token"] for c in contexts]
-                flat = max(ms) / min(ms)
-                add(f"ToST ms/token, slowest / fastest context ({contexts[0]}…{contexts[-1]})", mode, f"{flat:.2f}×",
+            if "tost/dynamic" in series:
+                ms = [entry[c]["tost/dynamic"]["ms_per_token"] for c in contexts]
+                flat = ms[-1] / ms[0]
+                add(f"ToST ms/token, context {contexts[-1]} / context {contexts[0]}", mode, f"{flat:.2f}×",
                     f"≤ {GOAL_TOST_DECODE_FLATNESS}×", flat, flat <= GOAL_TOST_DECODE_FLATNESS,
                     ", ".join(f"{c}: {m:.2f} ms" for c, m in zip(contexts, ms)))
-            if "causal-crate" in gen["models"] and "gpt2" in gen["models"]:
-                for c in contexts:
-                    r = entry[c]["causal-crate"]["tokens_per_s"] / entry[c]["gpt2"]["tokens_per_s"]
-                    add(f"CausalCRATE / GPT-2 decode tokens/s at context {c}", mode, f"{r:.2f}×",
-                        f"≥ {GOAL_CRATE_DECODE_VS_GPT2}×", r, r >= GOAL_CRATE_DECODE_VS_GPT2)
+            for cache in gen["caches"]:
+                crate, gpt2 = series_key("causal-crate", cache), series_key("gpt2", cache)
+                if crate in series and gpt2 in series:
+                    for c in contexts:
+                        r = entry[c][crate]["tokens_per_s"] / entry[c][gpt2]["tokens_per_s"]
+                        add(f"CausalCRATE / GPT-2 decode tokens/s at context {c}, both {cache} cache", mode,
+                            f"{r:.2f}×", f"≥ {GOAL_CRATE_DECODE_VS_GPT2}×", r, r >= GOAL_CRATE_DECODE_VS_GPT2)
     return goals
 
 
@@ -519,37 +557,71 @@ def render_forward(part: dict, dims: Dims) -> list[str]:
             lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
         lines += ["", "`[pred. …]`: the predicted N×N buffers (MB) used for the skip rule, next to the measured peak.",
                   ""]
+        lines += ["**Cost growth**: log-log slope of the forward time and of its peak memory against N (least squares "
+                  "over the lengths that ran; 1 = linear, 2 = quadratic):", "",
+                  "| configuration | lengths | time slope | memory slope |", "|---|---|---|---|"]
+        for k in keys:
+            ran = [n for n in lengths if ok(entry[k].get(n))]
+            time_slope = loglog_slope(ran, [entry[k][n]["median_s"] for n in ran])
+            memory_slope = loglog_slope(ran, [entry[k][n]["peak_increase_bytes"] for n in ran])
+            span = f"{ran[0]:,}…{ran[-1]:,}" if ran else "none"
+            lines.append(f"| {FORWARD_LABELS[k]} | {span} | {slope_cell(time_slope)} | {slope_cell(memory_slope)} |")
+        lines.append("")
     return lines
 
 
 def render_generation(part: dict) -> list[str]:
-    models, steps = part["models"], part["decode_steps"]
+    series, steps = part["series"], part["decode_steps"]
     lines = [
         "## (b) Generation: greedy decode speed vs context length", "",
         f"Batch 1. Each repetition prefills a random context (untimed), then times {steps} greedy decode steps of one "
         "token each: `model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)` followed by an "
         "argmax. Calling forward directly rather than `generate()` keeps the logits processors and stopping "
         "criteria out of the timing; the work per step is the same. All attention models use SDPA. Caches: "
-        "transformers `DynamicCache` (GPT-2, AoT-MHSA: keys + values; CausalCRATE, AoT-MSSA: the shared "
-        "projection `U_kᵀZ` once), ToST's constant-size `TokenStatisticsCache`.", "",
+        "*dyn* = transformers `DynamicCache`, which concatenates each new key onto the old ones (GPT-2, AoT-MHSA: "
+        "keys + values; CausalCRATE, AoT-MSSA: the shared projection `U_kᵀZ` once); *static* = a `StaticCache` "
+        "preallocated for context + decode steps before the prefill, written in place, its unfilled slots masked "
+        "(`generate(..., cache_implementation=\"static\")` uses the same cache). ToST keeps its constant-size "
+        "`TokenStatisticsCache` in both cases.", "",
     ]
-    head = "| context | " + " | ".join(LABELS[k] for k in models) + " |"
-    rule = "|---" * (len(models) + 1) + "|"
+    head = "| context | " + " | ".join(series_label(s) for s in series) + " |"
+    rule = "|---" * (len(series) + 1) + "|"
     for mode, entry in part["modes"].items():
+        contexts = [int(c) for c in entry]
         lines += [f"### {mode}", "", "**Decode speed**: tokens/s (ms per token)", "", head, rule]
         for c, row in entry.items():
             lines.append(f"| {int(c):,} | " + " | ".join(
-                f"{row[k]['tokens_per_s']:,.0f} ({row[k]['ms_per_token']:.2f})" for k in models) + " |")
-        if "gpt2" in models:
-            lines += ["", "**Decode tokens/s relative to GPT-2**:", "", head, rule]
+                f"{row[s]['tokens_per_s']:,.0f} ({row[s]['ms_per_token']:.2f})" for s in series) + " |")
+        baselines = {s: series_key("gpt2", s.split("/")[1]) for s in series}
+        if all(b in series or s.startswith("tost/") for s, b in baselines.items()):
+            lines += ["", "**Decode tokens/s relative to GPT-2 with the same cache** (ToST: to GPT-2 dyn):", "",
+                      head, rule]
             for c, row in entry.items():
                 lines.append(f"| {int(c):,} | " + " | ".join(
-                    f"{row[k]['tokens_per_s'] / row['gpt2']['tokens_per_s']:.2f}×" for k in models) + " |")
-        lines += ["", "**Cache size after the prefill** (MB) and prefill time (median, ms):", "", head, rule]
+                    f"{row[s]['tokens_per_s'] / row[baselines[s]]['tokens_per_s']:.2f}×" for s in series) + " |")
+        statics = [s for s in series if s.endswith("/static") and series_key(s.split("/")[0], "dynamic") in series]
+        if statics:
+            lines += ["", "**Static over dynamic cache**, tokens/s:", "",
+                      "| context | " + " | ".join(LABELS[s.split("/")[0]] for s in statics) + " |",
+                      "|---" * (len(statics) + 1) + "|"]
+            for c, row in entry.items():
+                lines.append(f"| {int(c):,} | " + " | ".join(
+                    f"{row[s]['tokens_per_s'] / row[series_key(s.split('/')[0], 'dynamic')]['tokens_per_s']:.2f}×"
+                    for s in statics) + " |")
+        lines += ["", "**Cost growth**: log-log slope against the context over "
+                  f"{contexts[0]:,}…{contexts[-1]:,} (0 = flat, 1 = linear; a least-squares fit of all contexts) of "
+                  "the time per decoded token, of the cache after the prefill, and of the prefill time:", "",
+                  "| series | ms/token | cache bytes | prefill time |", "|---|---|---|---|"]
+        for s in series:
+            column = [entry[c][s] for c in entry]
+            lines.append(f"| {series_label(s)} | " + " | ".join(slope_cell(loglog_slope(contexts, [r[name] for r in column]))
+                         for name in ("ms_per_token", "cache_bytes_after_prefill", "prefill_median_s")) + " |")
+        lines += ["", "**Cache size after the prefill** (MB; a static cache holds all its slots from the start) and "
+                  "prefill time (median, ms):", "", head, rule]
         for c, row in entry.items():
             lines.append(f"| {int(c):,} | " + " | ".join(
-                f"{row[k]['cache_bytes_after_prefill'] / 1e6:.2f} MB, {fmt_ms(row[k]['prefill_median_s'])} ms"
-                for k in models) + " |")
+                f"{row[s]['cache_bytes_after_prefill'] / 1e6:.2f} MB, {fmt_ms(row[s]['prefill_median_s'])} ms"
+                for s in series) + " |")
         lines.append("")
     return lines
 
@@ -579,6 +651,14 @@ def render(report: dict) -> str:
     if report["quick"]:
         lines += ["> **SMOKE RUN (`--quick`)**: tiny lengths and 1–2 repetitions. The numbers below only show "
                   "that the harness works; they are not a measurement.", ""]
+    reused = report.get("reused", {})
+    if reused:
+        lines += ["> Parts " + ", ".join(f"({p})" for p in sorted(reused)) + " are taken unchanged from an earlier "
+                  "run (`--reuse-from`): " + "; ".join(f"({p}) `{r['command']}` on {r['date']}, load average "
+                  f"{r['loadavg_start']} → {r['loadavg_end']}" for p, r in sorted(reused.items())) + ". The "
+                  "environment below is this run's, which measured part"
+                  f"{'s' if len(report['parts']) - len(reused) > 1 else ''} "
+                  + ", ".join(f"({p})" for p in report["parts"] if p not in reused) + ".", ""]
     lines += environment_lines(report, extra=[
         f"* parts: {', '.join(report['parts'])}; modes: {', '.join(report['modes'])}; warm-up iterations: "
         f"{report['warmup']}, timed repetitions: {report['reps']} (part (a): up to {report['forward_reps']}, at least "
@@ -622,11 +702,14 @@ def render(report: dict) -> str:
     if report["quick"]:
         lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
 
+    lines += ["## Explanation", ""]
+    if report.get("explanation"):
+        lines += [report["explanation"].strip(), ""]
+    else:
+        lines += ["_To be written after the full run: why each goal passed or missed (what dominates ToST's time at "
+                  "each length, where the softmax models' time and memory go, the per-token overheads in decode, and "
+                  "what the parameter differences between the blocks mean for the training ratios)._", ""]
     lines += [
-        "## Explanation", "",
-        "_To be written after the full run: why each goal passed or missed (what dominates ToST's time at each "
-        "length, where the softmax models' time and memory go, the per-token overheads in decode, and what the "
-        "parameter differences between the blocks mean for the training ratios)._", "",
         "## How measured", "",
         "* **Timing**: `time.perf_counter()` around each call; the median of the timed repetitions after the "
         "warm-up is reported. `torch.set_num_threads(--threads)` in every process. fp32 runs the fp32 model; "
@@ -645,7 +728,10 @@ def render(report: dict) -> str:
         "model order every other length.",
         "* **(b)** all models in one process, repetitions interleaved (A B …, then … B A) with the garbage "
         "collector paused; the prefill of each repetition is not timed.",
-        "* **(c)** a fresh copy of each model in `train()` mode per mode, repetitions interleaved as in (b).",
+        "* **(c)** a fresh copy of each model in `train()` mode per mode, repetitions interleaved as in (b). One "
+        "batch size only, so no slope is fitted for (c).",
+        "* **Slopes**: least-squares fit of log(cost) on log(length) over every measured length "
+        "(`benchmarks/_slopes.py`), computed from the same medians as the tables.",
         "",
     ]
     return "\n".join(lines) + "\n"
@@ -691,6 +777,11 @@ def parse_args(argv=None):
     p.add_argument("--contexts", type=int_list, default=[128, 256, 512, 1024, 2048, 4096], help="(b) context lengths")
     p.add_argument("--decode-steps", type=int, default=32, help="(b) timed greedy decode steps per repetition")
     p.add_argument("--gen-models", nargs="+", default=list(GEN_MODELS), choices=list(LABELS))
+    p.add_argument("--caches", nargs="+", default=list(CACHES), choices=list(CACHES),
+                   help="(b) caches to decode with: the model's default (dynamic) and/or a preallocated StaticCache")
+    p.add_argument("--reuse-from", default=None,
+                   help="JSON of an earlier run of this script: the parts not in --parts are copied from it (the "
+                        "model sizes must match), and so is its page's hand-written Explanation section")
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--train-context", type=int, default=256)
     p.add_argument("--train-models", nargs="+", default=list(TRAIN_MODELS), choices=list(LABELS))
@@ -705,16 +796,55 @@ def parse_args(argv=None):
         args.train_batch, args.train_context = 2, 64
     if args.output is None:
         args.output = QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT
+    if args.reuse_from is not None and not Path(args.reuse_from).is_file():
+        p.error(f"--reuse-from must be an existing JSON file of an earlier run, got {args.reuse_from!r}")
     args.lengths, args.contexts = sorted(args.lengths), sorted(args.contexts)
     needed = max(args.lengths + [c + args.decode_steps for c in args.contexts] + [args.train_context])
     args.max_positions = max(args.max_positions, needed)
     return args
 
 
+def check_reusable(path: str, dims: Dims) -> dict:
+    """The earlier run at ``path``, refused (before anything is measured) if its model sizes differ."""
+    old = json.loads(Path(path).read_text())
+    if old.get("dims") != asdict(dims):
+        raise ValueError(f"--reuse-from {path}: the earlier run's model sizes {old.get('dims')} differ from this "
+                         f"run's {asdict(dims)}; rerun every part instead")
+    return old
+
+
+def reuse_parts(path: str, dims: Dims, parts: dict) -> tuple[dict, str | None]:
+    """Copy into ``parts`` the parts of the earlier run at ``path`` that this run did not measure; returns where
+    each came from and the Explanation section of the earlier page (the JSON's, or else its markdown's)."""
+    old = check_reusable(path, dims)
+    reused = {}
+    for name, part in old["parts"].items():
+        if name not in parts:
+            parts[name] = part
+            source = old.get("reused", {}).get(name) or dict(
+                command=old["command"], date=old["date"], loadavg_start=old["environment"]["loadavg_start"],
+                loadavg_end=old["environment"].get("loadavg_end", "n/a"))
+            reused[name] = source
+    explanation = old.get("explanation")
+    page = Path(path).with_suffix(".md")
+    if explanation is None and page.is_file():
+        text = page.read_text()
+        if "## Explanation" in text:
+            explanation = text.split("## Explanation", 1)[1].split("\n## ", 1)[0]
+            if "_To be written" in explanation:
+                explanation = None
+    if explanation and reused:
+        explanation = (f"*Written for the earlier run of {', '.join(sorted(reused))} (and its part (b), with "
+                       "`DynamicCache` only); the numbers it quotes are that run's.*\n\n" + explanation.strip())
+    return reused, explanation
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     command, env = start(args, argv, "bench_language_models.main")
     dims = Dims(args.hidden_size, args.num_layers, args.num_heads, args.vocab_size, args.max_positions)
+    if args.reuse_from is not None:
+        check_reusable(args.reuse_from, dims)
     torch.manual_seed(0)
     params = {k: parameter_counts(build_model(k, dims)) for k in LABELS}
 
@@ -727,11 +857,15 @@ def main(argv=None) -> dict:
     if "c" in args.parts:
         parts["c"] = run_training_part(args, dims)
     env["loadavg_end"] = loadavg()
+    reused, explanation = {}, None
+    if args.reuse_from is not None:
+        reused, explanation = reuse_parts(args.reuse_from, dims, parts)
 
     report = dict(
         command=command, date=now(), quick=args.quick, wall_s=time.perf_counter() - t0, environment=env,
         dims=asdict(dims), modes=args.modes, warmup=args.warmup, reps=args.reps, forward_reps=args.forward_reps,
-        forward_min_reps=args.forward_min_reps, forward_budget_s=args.forward_budget_s, params=params, parts=parts,
+        forward_min_reps=args.forward_min_reps, forward_budget_s=args.forward_budget_s, params=params,
+        parts={p: parts[p] for p in ("a", "b", "c") if p in parts}, reused=reused, explanation=explanation,
         goals_definition=dict(tost_growth_per_doubling=GOAL_TOST_GROWTH, tost_speedup_vs_sdpa=GOAL_TOST_SPEEDUP_SDPA,
                               tost_memory_vs_eager=GOAL_TOST_MEMORY_VS_EAGER,
                               tost_decode_flatness=GOAL_TOST_DECODE_FLATNESS,

@@ -6,7 +6,9 @@ lives here once:
 - `WhiteboxCausalLMConfig`: the fields of the scaffold (vocabulary, context, width, depth, dropout, …);
 - `WhiteboxDecoderModel`: token + position embeddings → L family layers → optional final LayerNorm, with
   input checks, position ids (from the attention mask, so left padding works), the causal/padding mask and
-  the generation cache;
+  the generation cache: a growing `DynamicCache` by default, or a preallocated `StaticCache`
+  (``generate(..., cache_implementation="static")``), whose unfilled slots the mask hides, so that a decode step
+  has the same shapes at every length (flat latency, and one graph under `torch.compile`);
 - `WhiteboxForCausalLM`: the tied LM head, the shifted cross-entropy loss and `GenerationMixin`.
 
 Initialisation follows nanoGPT / GPT-2: normal(0.02) for linear and embedding weights, zero biases, and the
@@ -195,6 +197,59 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         """The cache `forward` creates when `use_cache` is on and none is given."""
         return DynamicCache(config=self.config)
 
+    @staticmethod
+    def static_cache_length(past_key_values: Cache | None) -> int | None:
+        """The preallocated key length of a static cache (`StaticCache`), or None for a growing one."""
+        if past_key_values is None or not getattr(past_key_values, "is_compileable", False):
+            return None
+        if any(getattr(layer, "is_sliding", False) for layer in past_key_values.layers):
+            # A sliding-window layer rolls its slots: the slot index is then not the position the mask assumes.
+            raise ValueError(
+                "`past_key_values` must be a full-attention static cache: these models have no sliding window, got "
+                f"a {type(past_key_values).__name__} with sliding layers"
+            )
+        length = past_key_values.get_max_length(0)
+        return int(length) if length is not None and length > 0 else None
+
+    @staticmethod
+    def static_cache_mask(past_length, num_tokens: int, key_length: int, padding_mask, dtype, device) -> torch.Tensor:
+        """Additive mask ``(batch or 1, 1, num_tokens, key_length)`` for a static cache of ``key_length`` slots.
+
+        The new tokens fill slots ``past_length ..``: query ``i`` sees slot ``j`` iff ``j ≤ past_length + i``,
+        which also hides every unfilled slot (they all lie after the query). ``past_length`` may be the cache's
+        0-d length tensor, so that no host sync (or graph break under `torch.compile`) is needed.
+        ``padding_mask`` ``(batch, past + new)`` (1 = real token) hides padded keys.
+        """
+        query_slots = torch.arange(num_tokens, device=device) + past_length
+        allowed = (torch.arange(key_length, device=device)[None, :] <= query_slots[:, None])[None, None]
+        if padding_mask is not None:
+            # Slots past the filled ones are hidden by causality already: pad the padding mask with "real".
+            padding = torch.nn.functional.pad(padding_mask.to(torch.bool), (0, key_length - padding_mask.shape[-1]),
+                                              value=True)
+            allowed = allowed & padding[:, None, None, :].to(device)
+        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def _prepared_attention_mask(self, attention_mask, batch_size, num_tokens, key_length, dtype):
+        """A 4-D mask (what `generate` prepares for a static cache), checked and made additive in ``dtype``."""
+        if not self.uses_attention_mask_4d:
+            raise ValueError(
+                f"`attention_mask` must be a 2-D (batch, sequence) padding mask for {type(self).__name__}, got shape "
+                f"{tuple(attention_mask.shape)}"
+            )
+        expected = (1, num_tokens, key_length)
+        if attention_mask.ndim != 4 or attention_mask.shape[0] not in (1, batch_size) or tuple(attention_mask.shape[1:]) != expected:
+            raise ValueError(
+                f"a 4-D `attention_mask` must have shape (batch or 1, {', '.join(map(str, expected))}) = (batch, 1, "
+                f"new tokens, key length), got {tuple(attention_mask.shape)}"
+            )
+        if attention_mask.dtype == torch.bool:  # True = attend (SDPA's convention)
+            return torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device).masked_fill(
+                ~attention_mask, torch.finfo(dtype).min
+            )
+        if not attention_mask.is_floating_point():
+            raise TypeError(f"a 4-D `attention_mask` must be bool or additive float, got dtype {attention_mask.dtype}")
+        return attention_mask.to(dtype)
+
     def _check_inputs(self, input_ids, inputs_embeds, attention_mask, past_length):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of `input_ids` and `inputs_embeds`")
@@ -224,7 +279,13 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         if attention_mask is not None:
             if not isinstance(attention_mask, torch.Tensor):
                 raise TypeError(f"`attention_mask` must be a torch.Tensor, got {type(attention_mask).__name__}")
-            if tuple(attention_mask.shape) != (batch_size, past_length + num_tokens):
+            if attention_mask.ndim == 4:
+                return batch_size, num_tokens  # a prepared mask: checked against the key length in `forward`
+            if past_length is None:  # a static cache's length on an accelerator: only the batch can be checked
+                if attention_mask.ndim != 2 or attention_mask.shape[0] != batch_size:
+                    raise ValueError(f"`attention_mask` must have shape (batch = {batch_size}, past + new tokens), "
+                                     f"got {tuple(attention_mask.shape)}")
+            elif tuple(attention_mask.shape) != (batch_size, past_length + num_tokens):
                 raise ValueError(
                     f"`attention_mask` must have shape (batch, past + new tokens) = ({batch_size}, "
                     f"{past_length + num_tokens}), got {tuple(attention_mask.shape)}"
@@ -258,22 +319,39 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         if not use_cache:
             past_key_values = None
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        batch_size, num_tokens = self._check_inputs(input_ids, inputs_embeds, attention_mask, past_length)
+        # A static cache reports its length as a 0-d tensor (so a compiled step does not bake it in): kept as a
+        # tensor for the positions and the mask, read as an int only for the eager-mode checks.
+        static_length = self.static_cache_length(past_key_values)
+        compiling = torch.compiler.is_compiling()
+        if isinstance(past_length, int):
+            past_length_int = past_length
+        else:  # reading it back would sync an accelerator at every step (and break a compiled graph)
+            past_length_int = int(past_length) if past_length.device.type == "cpu" and not compiling else None
+        batch_size, num_tokens = self._check_inputs(input_ids, inputs_embeds, attention_mask, past_length_int)
+        prepared_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 4 else None
+        if prepared_mask is not None:
+            attention_mask = None
+        if static_length is not None and past_length_int is not None and past_length_int + num_tokens > static_length:
+            raise ValueError(
+                f"the static cache holds {static_length} tokens, but {past_length_int} cached + {num_tokens} new "
+                f"were given: build it with a larger `max_cache_len`"
+            )
 
         # Looking at tensor values syncs with the host; on an accelerator only shapes are checked (see below).
-        on_cpu = (input_ids if input_ids is not None else inputs_embeds).device.type == "cpu"
+        on_cpu = (input_ids if input_ids is not None else inputs_embeds).device.type == "cpu" and not compiling
         if on_cpu and attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None  # nothing padded: the plain causal path is exact and faster
         if position_ids is None and attention_mask is None:
-            last_position = past_length + num_tokens - 1  # known from shapes alone
-            position_ids = torch.arange(past_length, past_length + num_tokens, device=self.device)[None]
+            # Known from shapes alone (a static cache's length only where reading it is free).
+            last_position = past_length_int + num_tokens - 1 if past_length_int is not None else None
+            position_ids = torch.arange(num_tokens, device=self.device)[None] + past_length
             position_ids = position_ids.expand(batch_size, -1)
         else:
             if position_ids is None:
                 # Left padding: real tokens count their positions from the first real token.
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -num_tokens:]
             # Data-dependent: checked on CPU; on an accelerator an out-of-range position fails in the lookup.
-            last_position = int(position_ids.max()) if position_ids.device.type == "cpu" else None
+            last_position = int(position_ids.max()) if position_ids.device.type == "cpu" and not compiling else None
         if last_position is not None and last_position >= self.config.max_position_embeddings:
             raise ValueError(
                 f"sequence too long: position {last_position} reached, but this model supports at most "
@@ -286,7 +364,15 @@ class WhiteboxDecoderModel(WhiteboxCausalLMPreTrainedModel):
         hidden_states = self.dropout(hidden_states)
 
         mask_4d = None
-        if self.uses_attention_mask_4d and attention_mask is not None:
+        key_length = static_length if static_length is not None else past_length + num_tokens
+        if prepared_mask is not None:
+            mask_4d = self._prepared_attention_mask(prepared_mask, batch_size, num_tokens, key_length,
+                                                    hidden_states.dtype)
+        elif self.uses_attention_mask_4d and static_length is not None:
+            # Every step attends over all preallocated slots: the mask is needed even without padding.
+            mask_4d = self.static_cache_mask(past_length, num_tokens, static_length, attention_mask,
+                                             hidden_states.dtype, hidden_states.device)
+        elif self.uses_attention_mask_4d and attention_mask is not None:
             mask_4d = causal_attention_mask(
                 num_tokens, past_length + num_tokens, attention_mask, hidden_states.dtype, hidden_states.device
             )

@@ -1,0 +1,64 @@
+"""benchmarks/bench_language_models.py at a tiny size: part (b) decodes with both caches and writes the ratios and
+the slope table; ``--reuse-from`` keeps an earlier run's other parts and names their command."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--quick", "--threads", "1", "--hidden-size", "32", "--num-layers", "1", "--num-heads", "4",
+        "--vocab-size", "64", "--modes", "fp32"]
+
+
+def load_benchmark():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_language_models", ROOT / "benchmarks" / "bench_language_models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(300)
+def test_decode_with_both_caches_and_reuse_of_other_parts(tmp_path):
+    bench = load_benchmark()
+    first = tmp_path / "first.md"
+    bench.main([*TINY, "--parts", "c", "--train-models", "gpt2", "--output", str(first)])
+    second = tmp_path / "second.md"
+    report = bench.main([*TINY, "--parts", "b", "--gen-models", "tost", "causal-crate", "gpt2",
+                         "--reuse-from", str(first.with_suffix(".json")), "--output", str(second)])
+    assert set(report["parts"]) == {"b", "c"} and set(report["reused"]) == {"c"}
+    assert report["parts"]["c"] == json.loads(first.with_suffix(".json").read_text())["parts"]["c"]
+    series = report["parts"]["b"]["series"]
+    assert series == ["tost/dynamic", "causal-crate/dynamic", "gpt2/dynamic", "causal-crate/static", "gpt2/static"]
+    row = report["parts"]["b"]["modes"]["fp32"][128]
+    # A static cache is preallocated for context + decode steps: more bytes than the dynamic one after prefill.
+    assert row["causal-crate/static"]["cache_bytes_after_prefill"] > row["causal-crate/dynamic"]["cache_bytes_after_prefill"]
+    goals = [g["goal"] for g in report["goals"]]
+    assert any("both static cache" in g for g in goals) and any("both dynamic cache" in g for g in goals)
+    page = second.read_text()
+    assert "taken unchanged from an earlier run" in page and "**Cost growth**" in page
+    assert "CausalCRATE static" in page and "Static over dynamic cache" in page
+
+
+def test_reuse_refuses_other_model_sizes(tmp_path):
+    bench = load_benchmark()
+    first = tmp_path / "first.md"
+    bench.main([*TINY, "--parts", "c", "--train-models", "gpt2", "--output", str(first)])
+    with pytest.raises(ValueError, match="model sizes"):
+        bench.main([*TINY, "--hidden-size", "64", "--parts", "b", "--gen-models", "gpt2", "--contexts", "16",
+                    "--reuse-from", str(first.with_suffix(".json")), "--output", str(tmp_path / "x.md")])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--reuse-from", str(tmp_path / "missing.json")])
+
+
+def test_loglog_slope():
+    from _slopes import loglog_slope
+
+    assert loglog_slope([1, 2, 4, 8], [3, 6, 12, 24]) == pytest.approx(1.0)
+    assert loglog_slope([1, 2, 4], [5, 20, 80]) == pytest.approx(2.0)
+    assert loglog_slope([128, 4096], [2.0, 2.0]) == pytest.approx(0.0)
+    assert loglog_slope([4], [1.0]) is None and loglog_slope([1, 2], [None, 3]) is None
