@@ -122,11 +122,40 @@ def build_model(args: dict, image_size: int, num_channels: int) -> nn.Module:
             **shape, decoder_num_hidden_layers=args["decoder_num_hidden_layers"], ista_lambda=args["ista_lambda"],
             patch_embedding_type="conv"))
     intermediate = args["mlp_ratio"] * args["hidden_size"]
-    return ViTMAEForPreTraining(ViTMAEConfig(
+    model = ViTMAEForPreTraining(ViTMAEConfig(
         **shape, intermediate_size=intermediate, decoder_hidden_size=args["hidden_size"],
         decoder_num_hidden_layers=args["decoder_num_hidden_layers"],
         decoder_num_attention_heads=args["num_attention_heads"], decoder_intermediate_size=intermediate,
         layer_norm_eps=1e-6))
+    return initialize_vit_mae_(model)
+
+
+def initialize_vit_mae_(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
+    """Give a freshly built `ViTMAEForPreTraining` MAE's initialisation, which transformers 5.x leaves out.
+
+    With transformers 5.23, ``ViTMAEForPreTraining(config)`` comes out with **all-zero** encoder and decoder
+    position tables and all-zero class and mask tokens: ``post_init`` flags the patch projection as initialised
+    before it reaches ``ViTMAEEmbeddings.initialize_weights`` (which then returns early), and
+    ``ViTMAEPreTrainedModel._init_weights`` zeroes the decoder's sin-cos table and mask token after the decoder's
+    own ``initialize_weights`` filled them. Without positions every mask token the decoder sees is the same
+    vector, so it can only predict one value for every hidden patch: the grey-patch plateau (masked MSE ≈ the
+    pixel variance, 0.915 here). This re-runs transformers' own ``initialize_weights`` of both modules (fixed
+    2-D sin-cos tables, xavier patch projection, N(0, 0.02) class and mask tokens, as He et al.) after clearing
+    the "already initialised" flags, and checks the tables are no longer zero.
+    """
+    embeddings, decoder = model.vit.embeddings, model.decoder
+    tensors = (embeddings.patch_embeddings.projection, embeddings.patch_embeddings.projection.weight,
+               embeddings.position_embeddings, embeddings.cls_token, decoder.decoder_pos_embed, decoder.mask_token)
+    for tensor in tensors:
+        tensor._is_hf_initialized = False
+    embeddings.initialize_weights()
+    decoder.initialize_weights(embeddings.patch_embeddings.num_patches)
+    for name, table in (("vit.embeddings.position_embeddings", embeddings.position_embeddings),
+                        ("decoder.decoder_pos_embed", decoder.decoder_pos_embed)):
+        if not bool(table[0, 1:].abs().sum(-1).gt(0).all()):
+            raise RuntimeError(f"ViT-MAE's `{name}` is still zero after initialisation: the transformers "
+                               "version changed how ViTMAE initialises; check `initialize_vit_mae_`")
+    return model
 
 
 def evaluation_masks(num_images: int, num_patches: int, mask_ratio: float, seed: int) -> torch.Tensor:

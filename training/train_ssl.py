@@ -70,6 +70,13 @@ DEFAULTS = {
     "num_attention_heads": 4,
     "patch_size": 4,
     "mlp_ratio": 4,  # vit only
+    # crate only. The authors' CRATE draws the class token and position table from N(0, 1) (CrateConfig's
+    # default, kept for supervised CRATE); at width 96 that constant token is far larger than what an MSSA update
+    # (0.02-std projections) writes into it, so every image's class token starts at nearly the same point and the
+    # SimDINO/DINO feature stays concentrated (docs/results/ssl_diagnosis.md). DINO's ViT draws both from
+    # N(0, 0.02), as transformers' ViT does: the same here.
+    "position_embedding_init_std": 0.02,
+    "pooling": "cls",  # crate only: "cls" (DINO's feature) or "mean" of every token
     # head
     "head_hidden_dim": 512,  # 2048 in the papers
     "head_bottleneck_dim": 128,  # 256 in the papers
@@ -137,7 +144,8 @@ def build_backbone(args: dict, image_size: int, num_channels: int) -> nn.Module:
                  num_attention_heads=args["num_attention_heads"], image_size=image_size,
                  patch_size=args["patch_size"], num_channels=num_channels)
     if args["backbone"] == "crate":
-        return CrateModel(CrateConfig(**shape))
+        return CrateModel(CrateConfig(**shape, position_embedding_init_std=args["position_embedding_init_std"],
+                                      pooling=args["pooling"]))
     if args["backbone"] == "vit":
         config = ViTConfig(**shape, intermediate_size=args["mlp_ratio"] * args["hidden_size"], layer_norm_eps=1e-6)
         return ViTModel(config, add_pooling_layer=False)

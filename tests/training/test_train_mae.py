@@ -87,3 +87,46 @@ def test_encoder_features_do_not_depend_on_vit_masking():
 def test_bad_arguments_raise(flag, value):
     with pytest.raises(ValueError, match=flag.lstrip("-")):
         train_mae.parse_args([flag, value])
+
+
+def test_vit_mae_starts_with_mae_initialisation():
+    """transformers 5.x builds ViT-MAE with all-zero position tables and tokens; `build_model` must give it MAE's
+    fixed sin-cos tables (one distinct row per patch, shared by encoder and decoder) and N(0, 0.02) tokens."""
+    model, _ = tiny_model("vit")
+    encoder_table = model.vit.embeddings.position_embeddings[0]
+    decoder_table = model.decoder.decoder_pos_embed[0]
+    assert encoder_table.shape == (1 + 16, 32)
+    torch.testing.assert_close(encoder_table, decoder_table)
+    patches = encoder_table[1:]
+    distances = torch.cdist(patches, patches) + torch.eye(16) * 1e3
+    assert distances.min() > 0.1, "two patches share a position code"
+    assert patches.abs().max() <= 1.0 and not patches.requires_grad  # sin-cos values, frozen
+    assert 0.01 < model.vit.embeddings.cls_token.std() < 0.03
+    assert 0.01 < model.decoder.mask_token.std() < 0.03
+
+
+def test_vit_mae_beats_the_position_blind_plateau_on_a_fixed_batch():
+    """With positions, a few steps on one batch of a position-dependent pattern fit the hidden patches far better
+    than any decoder blind to where they are can: the best such decoder predicts, per image, the mean of the hidden
+    patches (the grey-patch plateau). Fails with ViT-MAE's zero position tables."""
+    torch.manual_seed(0)
+    model, _ = tiny_model("vit")
+    ramp = torch.linspace(-1.5, 1.5, 16)
+    pattern = ramp.view(1, -1) + torch.sin(3 * ramp).view(-1, 1)
+    pixels = pattern.expand(8, 1, 16, 16) + 0.05 * torch.randn(8, 1, 16, 16)
+    mask = train_mae.evaluation_masks(8, 16, 0.75, seed=0)
+    target = model.patchify(pixels)
+    hidden = mask.unsqueeze(-1).float()
+    per_image_mean = (target * hidden).sum((1, 2), keepdim=True) / (hidden.sum((1, 2), keepdim=True) * 16)
+    plateau = (((target - per_image_mean) ** 2).mean(-1) * mask).sum() / mask.sum()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        _, loss = train_mae.reconstruct(model, pixels, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        _, loss = train_mae.reconstruct(model, pixels, mask)
+    assert loss < 0.3 * plateau, (loss.item(), plateau.item())

@@ -11,6 +11,7 @@ from transformers import AutoModel
 from whitebox_hf.data import AugmentedTensorDataset, MultiCropTransform, multicrop_collate
 from tests.conftest import load_training_script
 from whitebox_hf.data import normalise_images
+from whitebox_hf.evaluation import extract_features, feature_std
 
 train_ssl = load_training_script("train_ssl")
 
@@ -158,3 +159,44 @@ def test_three_step_run_saves_reloadable_teacher(tmp_path, monkeypatch, method, 
 def test_bad_method_or_backbone_raises(flag, value):
     with pytest.raises(ValueError, match=flag.lstrip("-")):
         train_ssl.parse_args([flag, value])
+
+
+# -- the evaluated feature is spread at initialisation -----------------------------------------------------------
+
+
+def _smooth_images(n=64):
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.randn(n, 1, 7, 7, generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=28, mode="bilinear")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_crate_class_token_is_spread_at_initialisation(seed):
+    """With the configuration of the SimDINO/DINO runs, different images must start at different class-token
+    features. CRATE's N(0, 1) class token and positions (the supervised default) leave the class token nearly
+    constant (feature std ~3e-4 on these images, against ~1e-2 with N(0, 0.02))."""
+    args = train_ssl.parse_args(["--config", "training/configs/ssl_fashion_mnist.yaml", "--backbone", "crate"])
+    assert args["position_embedding_init_std"] == train_ssl.DEFAULTS["position_embedding_init_std"] == 0.02
+    torch.manual_seed(seed)
+    backbone = train_ssl.build_backbone(args, image_size=28, num_channels=1).eval()
+    with torch.no_grad():
+        features = train_ssl.backbone_features(backbone, _smooth_images())
+    assert feature_std(features) > 3e-3
+
+    torch.manual_seed(seed)
+    supervised_init = train_ssl.build_backbone({**args, "position_embedding_init_std": 1.0}, 28, 1).eval()
+    with torch.no_grad():
+        concentrated = train_ssl.backbone_features(supervised_init, _smooth_images())
+    assert feature_std(concentrated) < 1e-3  # the failure the setting removes, still detected by the measure
+
+
+@pytest.mark.parametrize("backbone_name", ["crate", "vit"])
+def test_probes_score_the_feature_the_head_reads(backbone_name):
+    """The k-NN / linear probe (`extract_features`) read the very feature SimDINO's head is trained on."""
+    args = train_ssl.parse_args(TINY + ["--backbone", backbone_name])
+    torch.manual_seed(0)
+    backbone = train_ssl.build_backbone(args, image_size=IMAGE_SIZE, num_channels=1).eval()
+    pixels = torch.randn(6, 1, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        expected = train_ssl.backbone_features(backbone, pixels)
+    torch.testing.assert_close(extract_features(backbone, pixels, batch_size=4), expected)
