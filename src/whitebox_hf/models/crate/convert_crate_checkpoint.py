@@ -318,8 +318,8 @@ def convert_crate_checkpoint(
 ) -> CrateForImageClassification:
     """Read an authors' checkpoint, build the matching `CrateForImageClassification`, load every tensor (strict),
     and write ``output_dir`` with ``save_pretrained`` and a `CrateImageProcessor` of the authors' evaluation
-    transform (resize to the image size, ImageNet mean and std; the authors resize to 256 and centre-crop 224,
-    which is left to the user). ``AutoModelForImageClassification.from_pretrained(output_dir)`` loads it.
+    transform (resize to the image size, ImageNet mean and std; the crop is left to the user: CRATE's main.py
+    resizes to 256 and centre-crops 224, the CRATE-α evaluation resizes the short side to 224 and centre-crops). ``AutoModelForImageClassification.from_pretrained(output_dir)`` loads it.
 
     Returns the converted model (in eval mode).
     """
