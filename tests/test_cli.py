@@ -27,7 +27,8 @@ def test_fetch_from_a_folder_without_the_files_fails_clearly(tmp_path, capsys):
 
 # ---- every sub-command: --help, errors, push / export / card / eval / train / demo -------------------------------
 
-COMMANDS = [["data"], ["data", "fetch"], ["presets"], ["train"], ["eval"], ["card"], ["push"], ["export"], ["demo"]]
+COMMANDS = [["data"], ["data", "fetch"], ["presets"], ["train"], ["eval"], ["card"], ["push"], ["export"], ["demo"],
+            ["convert"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -43,7 +44,7 @@ def test_top_level_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("data", "presets", "train", "eval", "card", "push", "export", "demo"):
+    for command in ("data", "presets", "train", "eval", "card", "push", "export", "demo", "convert"):
         assert command in out
 
 
@@ -262,3 +263,31 @@ def test_library_errors_of_a_command_are_one_line(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--dataset", "digits", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("whitebox-hf eval: error: ") and err.count("\n") == 1
+
+
+def test_convert_writes_a_folder_auto_loads_with_the_official_logits(tmp_path, capsys):
+    from transformers import AutoModelForImageClassification
+
+    from tests.models.official_crate_reference import OfficialCrate, randomise_
+
+    official = randomise_(OfficialCrate(32, 8, 5, 32, 2, 4, 8)).eval()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, tmp_path / "ckpt.pth")
+    assert main(["convert", str(tmp_path / "ckpt.pth"), str(tmp_path / "out"), "--num-heads", "4"]) == 0
+    assert "CrateForImageClassification (ista, width 32, 2 layers, 4 heads" in capsys.readouterr().out
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, official(x), rtol=1e-4, atol=1e-4)
+    # A second run into the same folder is refused without --overwrite.
+    assert main(["convert", str(tmp_path / "ckpt.pth"), str(tmp_path / "out"), "--num-heads", "4"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_convert_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "broken.pth").write_bytes(b"not a torch file")
+    assert main(["convert", str(tmp_path / "broken.pth"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("whitebox-hf convert: error: ") and "broken.pth" in err and err.count("\n") == 1
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    assert main(["convert", str(tmp_path / "other.pth"), str(tmp_path / "out")]) == 2
+    assert "neither an official CRATE" in capsys.readouterr().err

@@ -209,3 +209,24 @@ def test_multimodal_seeds_section_reads_runs(tmp_path):
     assert "+40.0 [" in lines and "(LIFT better)" in lines
     assert "LIFT's claim (as good or better) **holds** here" in lines
     assert "No finished seed runs" in "\n".join(report.seeds_section(tmp_path / "missing", "Emoji"))
+
+
+# --- emergent segmentation -------------------------------------------------------------------------------------
+
+def segmentation_scores(share, iou, ncut):
+    return {"share_mean_head": [0.4, share], "iou_mean_head": [iou, 0.1], "ncut_iou": [0.2, ncut]}
+
+
+def test_segmentation_verdict_follows_the_values_both_ways():
+    report = load("report_segmentation")
+    better, worse = segmentation_scores(0.6, 0.5, 0.7), segmentation_scores(0.5, 0.4, 0.6)
+    models = {"crate": better, "vit": worse, "simdino-crate": better, "simdino-vit": worse}
+    text = report.crate_vs_vit(models)
+    assert "**holds**: CRATE above ViT on all 6 comparisons" in text
+    assert "attention share (last layer) CRATE 0.600 > ViT 0.500" in text
+    text = report.crate_vs_vit({**models, "crate": worse, "vit": better, "simdino-crate": worse, "simdino-vit": better})
+    assert "**does not hold**: CRATE above ViT on none of the 6 comparisons" in text
+    text = report.crate_vs_vit({**models, "simdino-vit": None})
+    assert "**holds**: CRATE above ViT on all 3 comparisons" in text and "SimDINO: not compared" in text
+    mixed = segmentation_scores(0.6, 0.3, 0.7)  # wins share and cut, loses the top-60% IoU (best layer 0.4)
+    assert "**holds in part**: CRATE above ViT on 2 of 3" in report.crate_vs_vit({"crate": mixed, "vit": worse})

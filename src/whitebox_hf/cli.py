@@ -8,6 +8,7 @@
     whitebox-hf card FOLDER [--metrics FILE]                  write FOLDER/README.md from the run's metrics
     whitebox-hf push FOLDER REPO_ID [--endpoint URL]          upload a folder to a Hub ($HF_ENDPOINT)
     whitebox-hf export --remote-code FOLDER OUT               a folder loadable with trust_remote_code=True
+    whitebox-hf convert CHECKPOINT OUT                        the authors' CRATE / CRATE-α weights as a folder
     whitebox-hf demo NAME                                     launch the Gradio app spaces/NAME/app.py
     whitebox-hf shapes prepare MESH --out DIR                 your own mesh as a SITA-VAE item (points, occupancy)
     whitebox-hf shapes reconstruct DIR --model M --out F.glb  encode it with a SITA-VAE, write the decoded mesh
@@ -270,6 +271,23 @@ def _export(args) -> int:
     return 0
 
 
+def _convert(args) -> int:
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise CommandError(f"the output folder {args.out!r} exists and is not empty (pass --overwrite)")
+    from .models.crate.convert_crate_checkpoint import convert_crate_checkpoint
+
+    model = convert_crate_checkpoint(
+        args.checkpoint, out, layout=None if args.layout == "auto" else args.layout,
+        num_attention_heads=args.num_heads, num_channels=args.num_channels, pooling=args.pooling,
+    )
+    config = model.config
+    print(f"wrote {args.out}: CrateForImageClassification ({config.block_type}, width {config.hidden_size}, "
+          f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads, patch {config.patch_size}, "
+          f"{config.image_size}px, {config.num_labels} labels, {model.num_parameters():,} parameters)")
+    return 0
+
+
 def _shapes_prepare(args) -> int:
     if not Path(args.mesh).is_file():
         raise CommandError(f"mesh file {args.mesh!r} does not exist")
@@ -435,6 +453,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="the folder to write (must be empty unless --overwrite)")
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(handler=_export)
+
+    convert = _add(commands, "convert", "convert the authors' CRATE / CRATE-α weights to a from_pretrained folder",
+                   "whitebox-hf convert CRATE_base.pth converted/crate-base\n"
+                   "whitebox-hf convert crate_alpha_B16.pth converted/crate-alpha-b16 --layout crate-alpha",
+                   description="Read CHECKPOINT (.pth / .pt / .bin with torch.load(weights_only=True), or "
+                               ".safetensors): a Ma-Lab-Berkeley/CRATE model/crate.py state dict (bare or as "
+                               "main.py saves it) or a UCSC-VLAA/CRATE-alpha torch_inference state dict; check every "
+                               "key and shape, and write OUT with save_pretrained and an image processor, for "
+                               "AutoModelForImageClassification.from_pretrained(OUT).")
+    convert.add_argument("checkpoint", help="the authors' checkpoint file")
+    convert.add_argument("out", help="the folder to write (must be empty unless --overwrite)")
+    convert.add_argument("--layout", default="auto", choices=["auto", "crate", "crate-alpha"],
+                         help="the source layout (default: from the keys)")
+    convert.add_argument("--num-heads", type=_positive_int, default=None,
+                         help="attention heads (default: the authors' variant of that width)")
+    convert.add_argument("--num-channels", type=_positive_int, default=3, help="CRATE only: image channels")
+    convert.add_argument("--pooling", default="cls", choices=["cls", "mean"],
+                         help="CRATE only: the `pool` the model was trained with (authors' default cls)")
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(handler=_convert)
 
     demo = _add(commands, "demo", "launch a Gradio demo of spaces/ (Hub Space layout)",
                 "whitebox-hf demo crate-image-classification",

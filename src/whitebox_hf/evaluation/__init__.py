@@ -44,6 +44,8 @@ _import_structure = {
     ],
     "saliency": ["attention_saliency", "save_saliency_grid"],
     "scoring": ["METRIC_NAMES", "compute_accuracy", "metric_path"],
+    "segmentation": ["attention_share", "border_patches", "mask_iou", "normalized_cut_mask", "patch_object_masks",
+                     "random_mass_masks", "segmentation_scores", "top_mass_mask"],
     "shape_generation": ["generated_shape_embeddings", "mesh_surface_samples", "shape_alignment_scores"],
     "shape_reconstruction": [
         "cgal_reconstruction_scores",
@@ -96,6 +98,16 @@ if TYPE_CHECKING:
     )
     from .saliency import attention_saliency, save_saliency_grid
     from .scoring import METRIC_NAMES, compute_accuracy, metric_path
+    from .segmentation import (
+        attention_share,
+        border_patches,
+        mask_iou,
+        normalized_cut_mask,
+        patch_object_masks,
+        random_mass_masks,
+        segmentation_scores,
+        top_mass_mask,
+    )
     from .shape_generation import generated_shape_embeddings, mesh_surface_samples, shape_alignment_scores
     from .shape_reconstruction import (
         cgal_reconstruction_scores,

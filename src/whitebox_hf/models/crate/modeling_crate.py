@@ -258,7 +258,8 @@ class CrateModel(CratePreTrainedModel):
         super().__init__(config)
         self.embeddings = CrateEmbeddings(config, use_mask_token=use_mask_token)
         self.layers = nn.ModuleList([CrateLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
-        self.pooler_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        pooler_eps = config.layer_norm_eps if config.pooler_layer_norm_eps is None else config.pooler_layer_norm_eps
+        self.pooler_norm = nn.LayerNorm(config.hidden_size, eps=pooler_eps)
         self.gradient_checkpointing = False
         self.post_init()
 
