@@ -8,7 +8,7 @@ from whitebox_hf.data import ENVIRONMENT_ACTIONS, load_environment_recordings, r
 
 def test_recordings_have_the_documented_layout_and_are_deterministic():
     first = record_episodes(3, 6, seed=0)
-    assert first.frames.shape == (3, 7, 40, 40, 3) and first.frames.dtype == np.uint8
+    assert first.frames.shape == (3, 7, 24, 24, 3) and first.frames.dtype == np.uint8
     assert first.actions.shape == (3, 6) and first.actions.dtype == np.int64
     assert set(np.unique(first.actions)) <= set(ENVIRONMENT_ACTIONS)
     again = record_episodes(3, 6, seed=0)

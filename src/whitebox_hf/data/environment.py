@@ -3,7 +3,9 @@
 
 MiniGrid is pure Python and deterministic given its seed; the whole grid is rendered as RGB (``render_mode=
 "rgb_array"``, ``tile_size`` pixels per cell, with the agent's field of view highlighted), so the frame shows the
-agent's position and heading. Only the three actions that move the agent are used: ``0`` turn left, ``1`` turn right,
+agent's position and heading. The default room, ``MiniGrid-Empty-Random-6x6-v0`` at 4 pixels a cell, gives 24×24
+frames (a 4×4 floor, a random start cell and heading, the goal in the far corner): small enough to train on two CPU
+cores, and at that size the heading is read mostly from the highlighted field of view, which every turn moves. Only the three actions that move the agent are used: ``0`` turn left, ``1`` turn right,
 ``2`` forward (MiniGrid's ids). The others (pick up, drop, toggle, done) change nothing in an empty room, and a world
 model that is never shown a frame-changing difference between actions could ignore them.
 
@@ -34,7 +36,7 @@ __all__ = ["ENVIRONMENT_ACTIONS", "EnvironmentRecordings", "load_environment_rec
 
 # The frame-changing actions of MiniGrid, by their MiniGrid ids (minigrid.core.actions.Actions).
 ENVIRONMENT_ACTIONS = {0: "left", 1: "right", 2: "forward"}
-DEFAULT_ENV_ID = "MiniGrid-Empty-Random-5x5-v0"
+DEFAULT_ENV_ID = "MiniGrid-Empty-Random-6x6-v0"
 _TEST_SEED_OFFSET = 1_000_000
 _MAX_TRIES_PER_EPISODE = 50
 
@@ -75,7 +77,7 @@ def _make_env(env_id: str, tile_size: int):
 
 
 def record_episodes(num_episodes: int, episode_length: int, seed: int = 0, env_id: str = DEFAULT_ENV_ID,
-                    tile_size: int = 8) -> EnvironmentRecordings:
+                    tile_size: int = 4) -> EnvironmentRecordings:
     """Record ``num_episodes`` episodes of ``episode_length`` random actions (see the module docstring), with
     environment seeds from ``seed`` on.
 
@@ -121,7 +123,7 @@ def record_episodes(num_episodes: int, episode_length: int, seed: int = 0, env_i
 
 def load_environment_recordings(num_train_episodes: int = 200, num_test_episodes: int = 40,
                                 episode_length: int = 24, seed: int = 0, env_id: str = DEFAULT_ENV_ID,
-                                tile_size: int = 8,
+                                tile_size: int = 4,
                                 cache_dir: str | os.PathLike | None = None) -> dict[str, EnvironmentRecordings]:
     """``{"train": ..., "test": ...}`` recordings, split by episode (see the module docstring), read from the
     cache when present (written atomically otherwise)."""
