@@ -8,6 +8,9 @@
   rollout of ``horizon`` steps; PSNR, SSIM and MSE of step h against the recorded frame h, averaged over episodes,
   for h = 1 .. horizon.
 
+* `temporal_consistency`: for generated clips (the inflated video model vs frames sampled independently),
+  frame-to-frame feature similarity, pixel change, and the Fréchet distance of their frames to recorded ones.
+
 PSNR and SSIM are scikit-image's (``skimage.metrics``, uint8 frames, ``data_range=255``, SSIM over the RGB channels
 with its default 7×7 window), computed per frame and averaged.
 """
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-__all__ = ["PSNR_CAP", "frame_metrics", "next_frame_metrics", "rollout_errors"]
+__all__ = ["PSNR_CAP", "frame_metrics", "next_frame_metrics", "rollout_errors", "temporal_consistency"]
 
 PSNR_CAP = 20 * float(np.log10(255.0))  # dB: an error of one grey level everywhere
 
@@ -109,3 +112,47 @@ def rollout_errors(pipe, frames: np.ndarray, actions: np.ndarray, horizon: int =
     per_step = [frame_metrics(out.frames[:, h], truth[:, h]) for h in range(horizon)]
     return {key: [float(m[key].mean()) for m in per_step] for key in ("psnr", "ssim", "mse")} | {
         "num_episodes": int(frames.shape[0]), "frames": out.frames}
+
+
+def temporal_consistency(clips: np.ndarray, reference_frames: np.ndarray, network=None, image_size: int = 96,
+                         batch_size: int = 128) -> dict:
+    """Temporal consistency of clips and the quality of their frames.
+
+    * ``feature_similarity``: mean cosine similarity of consecutive frames' EfficientNet-Lite0 features (1280-d,
+      pooled; images resized to ``image_size``), the frame-to-frame feature similarity of VideoLDM/AnimateDiff
+      evaluations; 1 for a still video.
+    * ``pixel_change``: mean absolute change between consecutive frames, on [0, 1] pixels.
+    * ``fd_frames``: the Fréchet distance (`whitebox_hf.evaluation.frechet.frechet_distance`) between the features
+      of all the clips' frames and those of ``reference_frames`` (the recorded frames; same network and size).
+
+    Args:
+        clips: uint8 ``(N, F, H, W, 3)``, F >= 2.
+        reference_frames: uint8 ``(M, H, W, 3)``, M >= 2.
+        network: an `EfficientNetLite0` to reuse (loaded offline when None).
+    """
+    from .efficientnet_lite import load_efficientnet_lite0
+    from .frechet import frechet_distance
+
+    if not isinstance(clips, np.ndarray) or clips.dtype != np.uint8 or clips.ndim != 5 or clips.shape[1] < 2:
+        raise ValueError(f"`clips` must be uint8 (N, F >= 2, H, W, 3), got {getattr(clips, 'dtype', type(clips))} "
+                         f"{getattr(clips, 'shape', '')}")
+    if (not isinstance(reference_frames, np.ndarray) or reference_frames.dtype != np.uint8
+            or reference_frames.ndim != 4):
+        raise ValueError(f"`reference_frames` must be uint8 (M, H, W, 3), got "
+                         f"{getattr(reference_frames, 'dtype', type(reference_frames))} "
+                         f"{getattr(reference_frames, 'shape', '')}")
+    network = network or load_efficientnet_lite0(image_size=image_size)
+
+    def features(frames: np.ndarray) -> torch.Tensor:
+        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            return torch.cat([network.pooled_features(network.preprocess(images[i:i + batch_size], image_size))
+                              for i in range(0, len(images), batch_size)])
+
+    n, f = clips.shape[:2]
+    clip_features = features(clips.reshape(n * f, *clips.shape[2:])).view(n, f, -1)
+    similarity = torch.nn.functional.cosine_similarity(clip_features[:, 1:], clip_features[:, :-1], dim=-1)
+    change = np.abs(np.diff(clips.astype(np.float64) / 255.0, axis=1)).mean()
+    return {"feature_similarity": float(similarity.mean()), "pixel_change": float(change),
+            "fd_frames": float(frechet_distance(clip_features.flatten(0, 1), features(reference_frames))),
+            "num_clips": int(n), "num_frames": int(f)}
