@@ -25,7 +25,8 @@ def test_the_report_tabulates_the_runs_and_draws_the_strips(tmp_path):
     one = json.loads((runs / "diffusion" / "metrics.json").read_text())["evaluation"]["next_frame"]
     assert f"| {one['true_action']['psnr']:.2f} | {one['wrong_action']['psnr']:.2f} |" in text
     gain = summary["diffusion"]["psnr_gain"]
-    assert (f"gives higher next-frame PSNR" in text) == (gain > 0)
+    assert ("the model uses the action" in text) == (gain > report.ACTION_MARGIN_DB)
+    assert f"{gain:+.2f} dB" in text
     assert (out.parent / "conditional_world_rollouts.png").is_file()
 
     train_world_model.main(WORLD_TINY + ["--model", "regressor", "--max_steps", "2", "--output_dir",
