@@ -76,19 +76,19 @@ def world_section(runs: dict, lines: list[str], summary: dict, out: Path) -> Non
         return
     first = next(iter(present.values()))
     config = first["config"]
-    lines += ["", f"**Data**: `{first['env_id']}` ({first['frame_shape'][0]}×{first['frame_shape'][1]} RGB frames), "
+    lines += ["", (f"**Data**: `{first['env_id']}` ({first['frame_shape'][0]}×{first['frame_shape'][1]} RGB frames), "
               f"{first['num_train_episodes']} training episodes of {config['episode_length']} uniformly random "
               f"actions (left, right, forward): {first['num_train_transitions']:,} transitions, "
               f"{first['num_train_frames']:,} frames; {first['num_test_episodes']} held-out episodes (other seeds). "
               f"{config['num_context_frames']} context frames; both models are the same U-Net "
-              f"({first['num_parameters']:,} parameters) with the action as a cross-attention token.", "",
+              f"({first['num_parameters']:,} parameters) with the action as a cross-attention token."), "",
               "| model | steps | batch | epochs | training time (min) | parameters |", "|---|---|---|---|---|---|"]
     for name, m in present.items():
         lines.append(f"| {name} | {m['steps']:,} | {m['batch_size']} | {m['epochs']:.2f} | "
                      f"{m['train_seconds_total'] / 60:.1f} | {m['num_parameters']:,} |")
     lines += ["", "### Next frame: true action vs wrong action", "",
-              "One step from recorded frames; the wrong action is (a + 1) mod 3. PSNR in dB, SSIM from "
-              "scikit-image, on uint8 frames.", "",
+              ("One step from recorded frames; the wrong action is (a + 1) mod 3. PSNR in dB, SSIM from "
+              "scikit-image, on uint8 frames."), "",
               "| model | transitions | PSNR true | PSNR wrong | SSIM true | SSIM wrong | PSNR gain of the true action |",
               "|---|---|---|---|---|---|---|"]
     for name, m in present.items():
@@ -106,8 +106,8 @@ def world_section(runs: dict, lines: list[str], summary: dict, out: Path) -> Non
     horizon = len(first["evaluation"]["rollout"]["psnr"])
     shown = [h for h in (1, 2, 4, 8, 12, 16) if h <= horizon]
     lines += ["", f"### Rollout error over 1..{horizon} steps", "",
-              "From the first recorded frames of each held-out episode and its recorded actions; every generated "
-              "frame is fed back as context. PSNR (dB) / SSIM at step h.", "",
+              ("From the first recorded frames of each held-out episode and its recorded actions; every generated "
+              "frame is fed back as context. PSNR (dB) / SSIM at step h."), "",
               "| model | episodes | " + " | ".join(f"h={h}" for h in shown) + " |",
               "|---|---|" + "---|" * len(shown)]
     for name, m in present.items():
@@ -165,10 +165,10 @@ def video_section(image: dict | None, temporal: dict | None, lines: list[str], s
         lines.append(f"- image stage: {'done' if image else 'not run'}; temporal stage: "
                      f"{'done' if temporal else 'not run'} (no `metrics.json`).")
         return
-    lines += ["The image model (a `UNet2DConditionModel` on single recorded frames) is inflated with diffusers' "
+    lines += [("The image model (a `UNet2DConditionModel` on single recorded frames) is inflated with diffusers' "
               "`MotionAdapter` + `UNetMotionModel.from_unet2d`; the temporal layers' output projections start at "
               "zero, so the video model starts as the image model on every frame (tested); only the temporal "
-              f"layers are trained, on clips of {temporal['frames_per_item']} recorded frames.", "",
+              f"layers are trained, on clips of {temporal['frames_per_item']} recorded frames."), "",
               "| stage | steps | batch | training time (min) | parameters | trained parameters |",
               "|---|---|---|---|---|---|"]
     for name, m in (("image (single frames)", image), ("temporal (clips)", temporal)):
@@ -177,10 +177,10 @@ def video_section(image: dict | None, temporal: dict | None, lines: list[str], s
     scores = temporal["evaluation"]
     summary["video"] = scores
     first = scores["video"]
-    lines += ["", f"{first['num_clips']} clips of {first['num_frames']} frames each; feature similarity = mean "
+    lines += ["", (f"{first['num_clips']} clips of {first['num_frames']} frames each; feature similarity = mean "
               "cosine similarity of consecutive frames' EfficientNet-Lite0 features; pixel change = mean |Δ| "
               "between consecutive frames ([0, 1] pixels); FD = Fréchet distance of all frames' features to the "
-              "held-out recorded frames (small sets: compare rows, not other pages).", "",
+              "held-out recorded frames (small sets: compare rows, not other pages)."), "",
               "| clips | feature similarity | pixel change | FD of frames |", "|---|---|---|---|"]
     for key, label in VIDEO_ROWS:
         s = scores[key]
@@ -188,17 +188,17 @@ def video_section(image: dict | None, temporal: dict | None, lines: list[str], s
     v, i, rec = scores["video"], scores["independent"], scores["recorded"]
     calmer = v["pixel_change"] < (1 - PIXEL_CHANGE_MARGIN) * i["pixel_change"]
     similar = v["feature_similarity"] > i["feature_similarity"] + SIMILARITY_MARGIN
-    lines += ["", f"- Frame to frame, the video model's clips change "
+    lines += ["", (f"- Frame to frame, the video model's clips change "
               f"{'less' if calmer else 'not measurably less'} than independently sampled frames (pixel change "
               f"{v['pixel_change']:.4f} vs {i['pixel_change']:.4f}, margin {PIXEL_CHANGE_MARGIN:.0%}; recorded clips "
               f"{rec['pixel_change']:.4f}), and their feature similarity is "
               f"{'higher' if similar else 'not measurably higher'} ({v['feature_similarity']:.3f} vs "
               f"{i['feature_similarity']:.3f}, margin {SIMILARITY_MARGIN}; recorded clips "
-              f"{rec['feature_similarity']:.3f}).",
-              f"- FD of frames: video model {v['fd_frames']:.2f}, independent frames {i['fd_frames']:.2f}, against "
+              f"{rec['feature_similarity']:.3f})."),
+              (f"- FD of frames: video model {v['fd_frames']:.2f}, independent frames {i['fd_frames']:.2f}, against "
               f"{scores['shuffled']['fd_frames']:.2f} for recorded frames: the image model's frames are "
               f"{'far from' if i['fd_frames'] > 10 * max(scores['shuffled']['fd_frames'], 1e-9) else 'close to'} "
-              f"the recorded ones at this training budget, which bounds what the temporal layers can show."]
+              f"the recorded ones at this training budget, which bounds what the temporal layers can show.")]
     samples_path = out.parent / "conditional_world_video.png"
     samples = Path(temporal["config"]["output_dir"]) / "samples.safetensors"
     if samples.is_file():
@@ -220,8 +220,8 @@ def main(argv=None) -> dict:
     runs_dir, out = Path(args.runs), Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Conditional generation: world model and video (book §8.7)", "",
-             "Written by `training/report_world_model.py` from the runs of `training/run_world_comparison.sh` "
-             "(CPU, one thread each). Every number below is read from the runs' `metrics.json`.", ""]
+             ("Written by `training/report_world_model.py` from the runs of `training/run_world_comparison.sh` "
+             "(CPU, one thread each). Every number below is read from the runs' `metrics.json`."), ""]
     summary: dict = {}
     world_section({name: read_metrics(runs_dir / name) for name in WORLD_RUNS}, lines, summary, out)
     video_section(read_metrics(runs_dir / "video_image"), read_metrics(runs_dir / "video_temporal"), lines, summary,

@@ -45,7 +45,12 @@ from tqdm.auto import tqdm
 
 from whitebox_hf.data import ENVIRONMENT_ACTIONS, load_environment_recordings
 from whitebox_hf.evaluation.world_model import next_frame_metrics, rollout_errors
-from whitebox_hf.models.world_model import PREDICTIONS, WorldModel, frames_to_pixels, world_model_loss
+from whitebox_hf.models.world_model import (
+    PREDICTIONS,
+    WorldModel,
+    frames_to_pixels,
+    world_model_loss,
+)
 from whitebox_hf.pipelines import WorldModelPipeline
 from whitebox_hf.training.atomic import atomic_directory
 from whitebox_hf.training.checkpointing import (

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from whitebox_hf.data import ENVIRONMENT_ACTIONS, load_environment_recordings, record_episodes
+from whitebox_hf.data import (
+    ENVIRONMENT_ACTIONS,
+    load_environment_recordings,
+    record_episodes,
+)
 
 
 def test_recordings_have_the_documented_layout_and_are_deterministic():

@@ -3,10 +3,14 @@ the wrong action), rollouts are scored per step, and bad recordings are refused.
 
 import numpy as np
 import pytest
-import torch
 
 from whitebox_hf.data import record_episodes
-from whitebox_hf.evaluation.world_model import PSNR_CAP, frame_metrics, next_frame_metrics, rollout_errors
+from whitebox_hf.evaluation.world_model import (
+    PSNR_CAP,
+    frame_metrics,
+    next_frame_metrics,
+    rollout_errors,
+)
 
 
 class Oracle:

@@ -15,8 +15,8 @@ from whitebox_hf.models.world_model.video import (
     video_loss,
 )
 
-TINY = dict(sample_size=8, block_out_channels=(8, 16), cross_attention_dim=8, attention_head_dim=4,
-            norm_num_groups=4)
+TINY = {"sample_size": 8, "block_out_channels": (8, 16), "cross_attention_dim": 8, "attention_head_dim": 4,
+        "norm_num_groups": 4}
 
 
 def tiny_image_model(seed=0):

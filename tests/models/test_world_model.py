@@ -5,10 +5,15 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from whitebox_hf.models.world_model import WorldModel, frames_to_pixels, pixels_to_frames, world_model_loss
+from whitebox_hf.models.world_model import (
+    WorldModel,
+    frames_to_pixels,
+    pixels_to_frames,
+    world_model_loss,
+)
 
-TINY = dict(sample_size=8, num_context_frames=2, block_out_channels=(8, 16), norm_num_groups=4,
-            cross_attention_dim=16, attention_head_dim=8)
+TINY = {"sample_size": 8, "num_context_frames": 2, "block_out_channels": (8, 16), "norm_num_groups": 4,
+        "cross_attention_dim": 16, "attention_head_dim": 8}
 
 
 def tiny(prediction="diffusion", seed=0):

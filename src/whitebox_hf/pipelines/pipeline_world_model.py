@@ -25,7 +25,11 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..models.world_model.modeling_world_model import check_actions, frames_to_pixels, pixels_to_frames
+from ..models.world_model.modeling_world_model import (
+    check_actions,
+    frames_to_pixels,
+    pixels_to_frames,
+)
 from .class_conditional import ClassConditionalPipelineMixin
 
 __all__ = ["WORLD_MODEL_OUTPUT_TYPES", "WorldModelPipeline", "WorldModelPipelineOutput"]
