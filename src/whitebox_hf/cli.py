@@ -54,6 +54,8 @@ TRAINING_SCRIPTS = {
     "shape-diffusion": "train_shape_diffusion.py",
     "cupid-flow": "train_cupid_flow.py",
     "motion-prior": "train_motion_prior.py",
+    "video-inflation": "train_video_inflation.py",
+    "world-model": "train_world_model.py",
 }
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 _import_structure = {
     "digits": ["load_sklearn_digits"],
+    "environment": ["ENVIRONMENT_ACTIONS", "EnvironmentRecordings", "load_environment_recordings", "record_episodes"],
     "fashion_mnist": [
         "FASHION_MNIST_CLASSES",
         "DataUnavailableError",
@@ -57,6 +58,7 @@ _import_structure = {
 
 if TYPE_CHECKING:
     from .digits import load_sklearn_digits
+    from .environment import ENVIRONMENT_ACTIONS, EnvironmentRecordings, load_environment_recordings, record_episodes
     from .fashion_mnist import (
         FASHION_MNIST_CLASSES,
         DataUnavailableError,

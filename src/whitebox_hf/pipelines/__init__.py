@@ -21,6 +21,7 @@ from .pipeline_shape_generation import (
 )
 from .pipeline_whitebox_ddpm import WhiteboxDDPMPipeline
 from .pipeline_whitebox_flow import WhiteboxFlowPipeline
+from .pipeline_world_model import WorldModelPipeline, WorldModelPipelineOutput
 
 __all__ = [
     "COMPONENT_CLASSES",
@@ -32,6 +33,8 @@ __all__ = [
     "ShapeGenerationPipelineOutput",
     "WhiteboxDDPMPipeline",
     "WhiteboxFlowPipeline",
+    "WorldModelPipeline",
+    "WorldModelPipelineOutput",
     "decode_latents",
     "default_shape_scheduler",
     "encode_to_latents",

@@ -31,6 +31,7 @@ from ..models.motion_prior import MotionPriorModel
 from ..models.safe_loading import CONVERSION_HINT, check_no_pickle_only, file_errors
 from ..models.sita_vae import SitaVaeModel
 from ..models.whitebox_clip import WhiteboxClipModel
+from ..models.world_model import WorldModel
 from .class_conditional import NAMED_LIBRARIES
 
 __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pipeline"]
@@ -39,7 +40,7 @@ __all__ = ["COMPONENT_CLASSES", "component_class", "load_autoencoder", "load_pip
 COMPONENT_CLASSES = {cls.__name__: cls for cls in (AlignedShapeLatentDenoiser, CrateDenoiserTransformer,
                                                    CrateModel, CupidFlowModel, CupidAppearanceModel,
                                                    CrateRepresentationAutoencoder, SitaVaeModel,
-                                                   WhiteboxClipModel, MotionPriorModel)}
+                                                   WhiteboxClipModel, MotionPriorModel, WorldModel)}
 
 # `from_pretrained` options: where to download from, and how to load each model component.
 DOWNLOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "token", "revision")
