@@ -51,6 +51,7 @@ TRAINING_SCRIPTS = {
     "shape-diffusion": "train_shape_diffusion.py",
     "cupid-flow": "train_cupid_flow.py",
     "motion-prior": "train_motion_prior.py",
+    "text-to-image": "train_text_to_image.py",
 }
 
 
