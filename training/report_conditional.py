@@ -114,7 +114,8 @@ def render_section(evaluation: dict, grid_name: str) -> str:
                      f"{_fmt(row['r@5'])} | {_fmt(row['chance_r@1'])} | {row['fd_effnet']:.1f} |")
     lines += ["", f"{evaluation['num_prompts']} held-out captions ({evaluation['num_emoji']} emoji, "
               f"{evaluation['num_prompts'] - evaluation['num_emoji']} Openclipart), one image each, "
-              f"{evaluation['num_inference_steps']} sampler steps, seed {evaluation['seed']}; evaluation took "
+              f"{evaluation['num_inference_steps']} sampler steps, seed {evaluation['seed']}, FD-EffNet on "
+              f"{evaluation['fd_image_size']} px inputs; evaluation took "
               f"{evaluation['eval_seconds'] / 60:.1f} min.", ""]
     if train:
         lines += ["| run | steps | batch | training time (min) | parameters | held-out denoising MSE |",
@@ -183,7 +184,7 @@ def main(argv=None, data: dict | None = None) -> dict:
     training = _json(run_dir / "results.json")
     evaluation = {"rows": rows, "real": real, "num_prompts": len(captions),
                   "num_emoji": sum(s == "emoji" for s in sources), "num_inference_steps": args.num_inference_steps,
-                  "seed": args.seed, "grid_prompts": k, "grid_captions": captions[:k],
+                  "seed": args.seed, "fd_image_size": args.fd_image_size, "grid_prompts": k, "grid_captions": captions[:k],
                   "eval_seconds": time.time() - start,
                   "training": {key: training[key] for key in ("steps", "batch_size", "train_seconds_total",
                                                               "num_parameters", "test_denoising_mse")
