@@ -128,6 +128,11 @@ def render_section(evaluation: dict, grid_name: str) -> str:
                 lines.append(f"| {name} | {info['steps']} | {info['batch_size']} | "
                              f"{info['train_seconds'] / 60:.1f} | {info['num_parameters']:,} | – |")
         lines.append("")
+        lift = evaluation.get("lift", {})
+        if "image_to_text_R@1" in lift:
+            lines += [f"The LIFT scorer itself, on the held-out pairs: image→text R@1 "
+                      f"{lift['image_to_text_R@1']:.3f} among {lift['retrieval_pairs']} distinct test captions "
+                      f"(chance {lift['retrieval_chance_R@1']:.4f}).", ""]
     lines += [f"![prompts → samples]({grid_name})", "",
               f"Rows: the first {evaluation['grid_prompts']} held-out captions (listed below); columns: the real "
               "held-out image, then one sample per guidance scale of the table, left to right.", ""]
@@ -199,7 +204,9 @@ def main(argv=None, data: dict | None = None) -> dict:
     if {"steps", "batch_size", "train_seconds"} <= set(lift_metrics):
         evaluation["lift"] = {"steps": lift_metrics["steps"], "batch_size": lift_metrics["batch_size"],
                               "train_seconds": lift_metrics["train_seconds"],
-                              "num_parameters": lift_metrics.get("trainable_parameters", 0)}
+                              "num_parameters": lift_metrics.get("trainable_parameters", 0),
+                              **{key: lift_metrics[key] for key in ("image_to_text_R@1", "retrieval_chance_R@1",
+                                                                    "retrieval_pairs") if key in lift_metrics}}
     write_page(output, render_section(evaluation, grid.name))
     if args.evaluation_json:
         Path(args.evaluation_json).write_text(json.dumps(evaluation, indent=2))
