@@ -24,6 +24,9 @@ test: $(VENV)/.installed
 	# The assimp BVH motion clips (apt-get download assimp-testmodels into the cache; the motion prior's real data).
 	$(PY) -c "from whitebox_hf.data import fetch_motion_bvh; fetch_motion_bvh()" >/dev/null \
 		|| echo "warning: could not fetch the assimp BVH clips; tests/data/test_motion.py will skip its real-clip tests" >&2
+	# The Noto colour emoji and their Unicode names (apt-get download fonts-noto-color-emoji unicode-data into the cache; text-to-image data).
+	$(PY) -c "from whitebox_hf.data import fetch_emoji; fetch_emoji()" >/dev/null \
+		|| echo "warning: could not fetch the Noto emoji; tests/data/test_emoji.py will skip its real-emoji tests" >&2
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:

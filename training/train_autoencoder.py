@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Train the autoencoder of a latent generative model on Fashion-MNIST (Accelerate): a small diffusers
 `AutoencoderKL` (VAE) or a `CrateRepresentationAutoencoder` (RAE: frozen CRATE encoder, trained ViT decoder).
+``--dataset openclipart+emoji`` (or ``openclipart``, ``emoji``; VAE only, config
+``training/configs/autoencoder_vae_captions.yaml``) trains the VAE on the 32 px RGB caption images of
+`whitebox_hf.data.load_caption_images` instead: the latent space of the text-to-image model.
 
     python training/train_autoencoder.py --config training/configs/autoencoder_vae.yaml
     python training/train_autoencoder.py --config training/configs/autoencoder_rae.yaml
@@ -49,7 +52,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import EpochPermutationSampler
-from whitebox_hf.data import DATASETS, load_image_tensors
+from whitebox_hf.data import DATASETS, load_caption_images, load_image_tensors
 from whitebox_hf.evaluation import (
     EffNetPerceptualLoss,
     FrechetEffNetDistance,
@@ -70,6 +73,8 @@ from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
 
 AUTOENCODERS = ("vae", "rae")
+# The image-caption data sets (32 px RGB on white, `whitebox_hf.data.load_caption_images`), besides DATASETS.
+CAPTION_DATASETS = {"openclipart": ["openclipart"], "emoji": ["emoji"], "openclipart+emoji": ["openclipart", "emoji"]}
 # Measured numbers of metrics.json that go into the model card's model-index, and the settings it lists.
 CARD_METRICS = ("test_l1", "test_psnr", "test_rfd_effnet")
 CARD_HYPERPARAMETERS = ("kl_weight", "perceptual_weight", "noise_tau", "learning_rate", "weight_decay", "warmup_steps",
@@ -96,7 +101,8 @@ DEFAULTS = {
     "perceptual_image_size": 56,
     "perceptual_stages": "0,1,2",
     # data
-    "dataset": "fashion-mnist",
+    "dataset": "fashion-mnist",  # fashion-mnist | digits | openclipart | emoji | openclipart+emoji
+    "caption_image_size": 32,  # the caption data sets' side
     "data_dir": "",
     "train_subset": 0,
     "test_subset": 0,
@@ -129,7 +135,38 @@ def parse_args(argv=None) -> dict:
     args = parse_config_args(DEFAULTS, argv, __doc__)
     if args["autoencoder"] not in AUTOENCODERS:
         raise ValueError(f"`autoencoder` must be one of {AUTOENCODERS}, got {args['autoencoder']!r}")
+    known = (*DATASETS, *CAPTION_DATASETS)
+    if args["dataset"] not in known:
+        raise ValueError(f"`dataset` must be one of {known}, got {args['dataset']!r}")
+    if args["dataset"] in CAPTION_DATASETS and args["autoencoder"] != "vae":
+        raise ValueError(f"`autoencoder` must be 'vae' for the caption data set {args['dataset']!r} (the RAE's "
+                         f"encoder is a Fashion-MNIST CRATE), got {args['autoencoder']!r}")
     return args
+
+
+def load_caption_tensors(args: dict, accelerator=None) -> dict:
+    """The caption images of ``args["dataset"]`` as `load_image_tensors` returns them: uint8 ``(n, 3, 32, 32)``
+    RGB, labels = the index of the source (Openclipart 0, emoji 1), for the picture grid."""
+    import numpy as np
+
+    sources = CAPTION_DATASETS[args["dataset"]]
+    if accelerator is not None:
+        with accelerator.main_process_first():  # the main process renders and caches first
+            dataset = load_caption_images(sources, image_size=args["caption_image_size"])
+    else:
+        dataset = load_caption_images(sources, image_size=args["caption_image_size"])
+    tensors = {"image_mean": None, "image_std": None, "horizontal_flip_ok": False,
+               "dataset_name": " + ".join({"openclipart": "Openclipart", "emoji": "Noto emoji"}[s] for s in sources)}
+    for split in ("train", "test"):
+        part = dataset[split]
+        images = part.select_columns(["image"]).with_format("numpy", dtype=np.uint8)[:]["image"]
+        tensors[f"{split}_images"] = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        tensors[f"{split}_labels"] = torch.tensor([sources.index(s) for s in part["source"]])
+        subset = args.get(f"{split}_subset")
+        if subset:
+            tensors[f"{split}_images"], tensors[f"{split}_labels"] = (tensors[f"{split}_images"][:subset],
+                                                                      tensors[f"{split}_labels"][:subset])
+    return tensors
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -292,7 +329,10 @@ def main(argv=None, data: dict | None = None) -> dict:
     kind = args["autoencoder"]
     accelerator, output_dir = start_run(args)
 
-    tensors = load_image_tensors(args, accelerator, data)
+    if data is None and args["dataset"] in CAPTION_DATASETS:
+        tensors = load_caption_tensors(args, accelerator)
+    else:
+        tensors = load_image_tensors(args, accelerator, data)
     train_images, test_images, test_labels = tensors["train_images"], tensors["test_images"], tensors["test_labels"]
     image_size, num_channels = train_images.shape[-1], train_images.shape[1]
 
@@ -390,7 +430,9 @@ def main(argv=None, data: dict | None = None) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_directory(output_dir / "autoencoder") as folder:  # never a half-written model
             model.save_pretrained(folder)
-        save_grid(test_images, test_labels, reconstructions, output_dir / "reconstructions.png")
+        # Caption data: 8 images of each source instead of 2 of each class.
+        save_grid(test_images, test_labels, reconstructions, output_dir / "reconstructions.png",
+                  per_class=8 if args["dataset"] in CAPTION_DATASETS else 2)
         accelerator.end_training()
         plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
                              train_label=f"{kind} training loss")
@@ -412,7 +454,7 @@ def write_card(args: dict, results: dict, model, real_dataset: bool) -> Path:
     card = autoencoder_model_card(
         model.config, {k: results[k] for k in CARD_METRICS if isinstance(results.get(k), (int, float))},
         results["dataset"], type(model).__name__, latent_shape=results["latent_shape"],
-        dataset_id=DATASETS[args["dataset"]]["hub_id"] if real_dataset else None, hyperparameters=hyperparameters,
+        dataset_id=DATASETS[args["dataset"]]["hub_id"] if real_dataset and args["dataset"] in DATASETS else None, hyperparameters=hyperparameters,
         training_summary=(f"Trained for {results['steps']:,} steps of batch {results['batch_size']} "
                           f"({results['epochs']:.2f} epochs, {results['train_seconds'] / 60:.1f} min); "
                           f"{results['num_trainable_parameters']:,} trainable of {results['num_parameters']:,} "

@@ -107,7 +107,7 @@ DEFAULTS = {
     "text_embedding_cache_dir": "",  # "" = ~/.cache/whitebox_hf/lift_text_embeddings
     "logit_scale_init_value": 2.6592,
     # data
-    "dataset": "openclipart",  # openclipart | shape_renders
+    "dataset": "openclipart",  # openclipart | emoji | openclipart+emoji | shape_renders
     "data_root": "",  # "" = /usr/share/openclipart/svg
     "image_size": 32,
     "test_fraction": 0.1,
@@ -143,7 +143,9 @@ DEFAULTS = {
 }
 
 
-DATASETS = ("openclipart", "shape_renders")
+DATASETS = ("openclipart", "emoji", "openclipart+emoji", "shape_renders")
+# The image-caption choices read through `whitebox_hf.data.load_caption_images` (each source keeps its own split).
+CAPTION_DATASETS = {"emoji": ["emoji"], "openclipart+emoji": ["openclipart", "emoji"]}
 
 # Settings listed in the model card.
 CARD_HYPERPARAMETERS = ("text_tower", "dataset", "learning_rate", "weight_decay", "warmup_steps", "epochs", "max_steps",
@@ -270,11 +272,32 @@ def load_shape_render_data(args: dict) -> dict:
     return data
 
 
+def load_caption_data(args: dict) -> dict:
+    """Emoji (or Openclipart + emoji) as tensors; the classes for zero-shot are the Openclipart categories and
+    the emoji groups (``label_name``), sorted."""
+    from whitebox_hf.data import load_caption_images
+
+    sources = CAPTION_DATASETS[args["dataset"]]
+    dataset = load_caption_images(sources, image_size=args["image_size"], test_fraction=args["test_fraction"])
+    class_names = sorted(set(dataset["train"]["label_name"]) | set(dataset["test"]["label_name"]))
+    names = {"openclipart": "Openclipart (Debian openclipart-svg)", "emoji": "Noto emoji (Debian fonts-noto-color-emoji)"}
+    data = {"class_names": class_names, "dataset": " + ".join(names[s] for s in sources)}
+    for split in ("train", "test"):
+        part = dataset[split]
+        images = part.select_columns(["image"]).with_format("numpy", dtype=np.uint8)[:]["image"]
+        data[f"{split}_images"] = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        data[f"{split}_labels"] = torch.tensor([class_names.index(name) for name in part["label_name"]])
+        data[f"{split}_captions"] = list(part["caption"])
+    return data
+
+
 def load_data(args: dict) -> dict:
     """Openclipart (or the shape renders) as tensors: uint8 images ``(n, 3, H, W)`` (views ``(n, V, 3, H, W)``),
     captions, category labels and names."""
     if args["dataset"] == "shape_renders":
         return load_shape_render_data(args)
+    if args["dataset"] in CAPTION_DATASETS:
+        return load_caption_data(args)
     dataset = load_openclipart(root=args["data_root"] or None, image_size=args["image_size"],
                                test_fraction=args["test_fraction"])
     data = {"class_names": dataset["train"].features["label"].names, "dataset": "Openclipart (Debian openclipart-svg)"}

@@ -56,6 +56,7 @@ TRAINING_SCRIPTS = {
     "motion-prior": "train_motion_prior.py",
     "video-inflation": "train_video_inflation.py",
     "world-model": "train_world_model.py",
+    "text-to-image": "train_text_to_image.py",
 }
 
 

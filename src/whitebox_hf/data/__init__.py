@@ -22,6 +22,8 @@ _import_structure = {
     "augmentation": ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classification_transforms"],
     "language_modeling": ["PackedTokenBlocks", "tokenize_and_concatenate"],
     "multicrop": ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"],
+    "emoji": ["emoji_caption", "fetch_emoji", "load_emoji", "parse_emoji_test", "render_emoji"],
+    "caption_images": ["CAPTION_SOURCES", "load_caption_images"],
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
     "rendering": ["Camera", "look_at_camera", "render_sdf", "render_views"],
     "cgal_meshes": ["cgal_mesh_names", "fetch_cgal_meshes", "load_cgal_mesh", "load_cgal_meshes"],
@@ -74,6 +76,8 @@ if TYPE_CHECKING:
     from .augmentation import AugmentedTensorDataset, EpochPermutationSampler, image_classification_transforms
     from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
     from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
+    from .emoji import emoji_caption, fetch_emoji, load_emoji, parse_emoji_test, render_emoji
+    from .caption_images import CAPTION_SOURCES, load_caption_images
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of
     from .rendering import Camera, look_at_camera, render_sdf, render_views
     from .cgal_meshes import cgal_mesh_names, fetch_cgal_meshes, load_cgal_mesh, load_cgal_meshes

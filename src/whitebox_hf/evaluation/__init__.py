@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 _import_structure = {
     "alignment": ["LIFT_MAX_LENGTH", "embed_images", "embed_texts", "lift_text_tower", "retrieval_metrics"],
+    "text_to_image": ["fd_effnet_uint8", "text_image_scores"],
     "collapse": ["effective_rank", "feature_std"],
     "cupid": ["cupid_targets", "evaluate_cupid_pipeline", "evaluate_pose_regressor", "pose_errors",
               "summarize_cupid_scores"],
@@ -59,6 +60,7 @@ _import_structure = {
 
 if TYPE_CHECKING:
     from .alignment import LIFT_MAX_LENGTH, embed_images, embed_texts, lift_text_tower, retrieval_metrics
+    from .text_to_image import fd_effnet_uint8, text_image_scores
     from .collapse import effective_rank, feature_std
     from .cupid import (
         cupid_targets,
