@@ -144,6 +144,13 @@ class TokenStatisticsSelfAttention(nn.Module):
         chunk_size (`int`, defaults to 1024): causal inputs longer than this run in chunks that carry the running
             sums forward (the same recurrence as generation), which bounds the temporaries; results are identical.
 
+    The causal statistics of each chunk run through `FusedCausalTokenStatistics` (in place on three chunk-sized
+    float32 buffers; backward recomputes the chunk from its inputs instead of keeping about ten (N, d)
+    temporaries), and at inference the chunks are written straight into one (B, N, d) output buffer. Its forward
+    values are those of the out-of-place formula `causal_token_statistics`, which autograd differentiates in
+    the recomputation; with active gate dropout (a recomputation would draw another mask) that formula runs
+    directly.
+
     ``forward(hidden_states, token_mask=None, position_ids=None, past_key_values=None, output_attentions=False)``
     returns ``(output, memberships Π (batch, heads, tokens) or None)``. ``token_mask`` ``(batch, tokens)`` marks
     real tokens with 1 and padding with 0; padding contributes nothing to any statistic, so a left-padded
