@@ -146,7 +146,7 @@ class TokenStatisticsSelfAttention(nn.Module):
 
     The causal statistics of each chunk run through `FusedCausalTokenStatistics` (in place on three chunk-sized
     float32 buffers; backward recomputes the chunk from its inputs instead of keeping about ten (N, d)
-    temporaries), and at inference the chunks are written straight into one (B, N, d) output buffer. Its forward
+    temporaries), and at inference the chunks are written back into the projection's (B, N, d) output. Its forward
     values are those of the out-of-place formula `causal_token_statistics`, which autograd differentiates in
     the recomputation; with active gate dropout (a recomputation would draw another mask) that formula runs
     directly.
@@ -221,9 +221,10 @@ class TokenStatisticsSelfAttention(nn.Module):
                 carry = (layer_state.energy, layer_state.weighted_moment, layer_state.mass)
             # Long inputs run chunk by chunk, carrying the running sums exactly as generation does: every float32
             # temporary is the size of one chunk (cache-resident), so time and extra memory grow linearly with N.
-            # Without autograd each chunk's heads go straight into one (B, N, d) buffer in the projection's dtype
-            # (no float32 copy of the whole sequence, no concatenation).
-            heads = None if torch.is_grad_enabled() else projected.new_empty(batch_size, num_tokens, hidden_size)
+            # Without autograd each chunk's heads go straight back into `projected`, whose chunk has already been
+            # copied to float32 coordinates and is read no more: no second (B, N, d) tensor, no float32 copy of the
+            # whole sequence, no concatenation. (`projected` is this layer's own fresh output.)
+            heads = None if torch.is_grad_enabled() else projected
             head_chunks, membership_chunks = [], []
             for start in range(0, num_tokens, self.chunk_size):
                 stop = min(start + self.chunk_size, num_tokens)
