@@ -352,7 +352,8 @@ class FusedCausalTokenStatistics(torch.autograd.Function):
     def forward(ctx, coordinates, real, bias, temperature, energy0, weighted0, mass0, has_carry):
         ctx.has_carry = has_carry
         ctx.save_for_backward(coordinates, real, bias, temperature, energy0, weighted0, mass0)
-        with torch.no_grad(), torch.autocast(coordinates.device.type, enabled=False):
+        # Element-wise ops, cumsums and a softmax on float32 tensors: autocast has nothing to lower here.
+        with torch.no_grad():
             squared = coordinates.square()
             energy = squared.cumsum(dim=-1)
             if has_carry:
@@ -379,7 +380,7 @@ class FusedCausalTokenStatistics(torch.autograd.Function):
         coordinates, real, bias, temperature, energy0, weighted0, mass0 = ctx.saved_tensors
         inputs = [coordinates, bias, temperature] + ([energy0, weighted0, mass0] if ctx.has_carry else [])
         wants = [tensor.requires_grad for tensor in inputs]
-        with torch.enable_grad(), torch.autocast(coordinates.device.type, enabled=False):
+        with torch.enable_grad():
             leaves = [tensor.detach().requires_grad_(want) for tensor, want in zip(inputs, wants)]
             carry = tuple(leaves[3:]) if ctx.has_carry else None
             heads, memberships, (energy, weighted, mass) = causal_token_statistics(
