@@ -62,6 +62,40 @@ def test_compiled_crate_equals_eager_through_inductor_as_one_graph():
     torch.testing.assert_close(fast.logits, eager.logits, atol=1e-6, rtol=1e-5)
 
 
+def test_compiled_crate_training_step_equals_eager_as_one_graph():
+    """The training path (dropout off, labels, cross-entropy) traces as one graph too, and its gradients match.
+    ``aot_eager``: dynamo and AOTAutograd (the joint forward-backward graph) without code generation."""
+    torch.manual_seed(0)
+    model = CrateForImageClassification(CrateConfig(**VISION, num_labels=3)).train()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    labels = torch.tensor([0, 2])
+    losses, grads = [], []
+    for run in (model, compiled):
+        model.zero_grad(set_to_none=True)
+        loss = run(pixels(), labels=labels).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+    for fast, eager in zip(grads[1], grads[0]):
+        torch.testing.assert_close(fast, eager, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_crate_layer_equals_eager_under_bf16_autocast():
+    """One CRATE layer through inductor under bf16 autocast (the benchmark's compiled bf16 path): inductor may
+    fuse casts, LayerNorm and the ReLU differently from eager, so the match is to bf16 resolution."""
+    from whitebox_hf.models.crate.modeling_crate import CrateLayer
+
+    torch.manual_seed(0)
+    layer = CrateLayer(CrateConfig(**VISION, num_labels=3)).eval()
+    compiled = torch.compile(layer, backend="inductor", fullgraph=True)
+    tokens = torch.randn(2, 17, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        eager, fast = layer(tokens)[0], compiled(tokens)[0]
+    assert fast.dtype == eager.dtype
+    assert (fast.float() - eager.float()).abs().max() < 4 * 2**-8 * eager.float().abs().max()
+
+
 @pytest.mark.parametrize("family", list(LANGUAGE_MODELS))
 def test_compiled_causal_lm_equals_eager(family):
     torch.manual_seed(0)

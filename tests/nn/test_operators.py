@@ -77,6 +77,43 @@ def test_ista_is_one_nonnegative_proximal_step(num_tokens):
     assert ista.dictionary.grad is not None and ista.dictionary.grad.abs().sum() > 0
 
 
+def _unfused_ista(ista, y):
+    """The folded-GEMM step as it was written before the fusion: GEMM, then a threshold pass, then ReLU."""
+    return F.relu(F.linear(y, ista.folded_weight()) - ista.step_size * ista.lambd)
+
+
+def test_fused_ista_equals_the_separate_threshold_and_relu_in_fp32_forward_and_backward():
+    torch.manual_seed(0)
+    ista = ISTA(24, step_size=0.1, lambd=0.5)
+    y = torch.randn(3, 40, 24, requires_grad=True)
+    weight = torch.randn(3, 40, 24)
+    fused = ista(y)
+    unfused = _unfused_ista(ista, y)
+    torch.testing.assert_close(fused, unfused, atol=1e-6, rtol=1e-5)
+    assert (fused == 0).float().mean() > 0.2  # the threshold is active: the comparison covers the ReLU's kink
+    fused_grads = torch.autograd.grad((fused * weight).sum(), [y, ista.dictionary])
+    unfused_grads = torch.autograd.grad((unfused * weight).sum(), [y, ista.dictionary])
+    for got, want in zip(fused_grads, unfused_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["cast", "autocast"])
+def test_fused_ista_stays_within_bf16_resolution_of_the_fp32_formula(mode):
+    torch.manual_seed(0)
+    ista = ISTA(24, step_size=0.1, lambd=0.5)
+    y = torch.randn(3, 40, 24)
+    reference = _unfused_ista(ista, y)
+    if mode == "cast":
+        low = ista.to(torch.bfloat16)(y.to(torch.bfloat16))
+    else:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = ista(y)
+    assert low.dtype == torch.bfloat16
+    # bf16 keeps 8 mantissa bits: errors of a few 2⁻⁸ of the output's scale, not more.
+    assert (low.float() - reference).abs().max() < 4 * 2**-8 * reference.abs().max()
+    assert torch.all(low >= 0)
+
+
 def test_ista_threshold_is_subtracted_and_sparsity_grows_with_lambda():
     y = torch.randn(64, 16)
     weak, strong = ISTA(16, lambd=0.0), ISTA(16, lambd=5.0)

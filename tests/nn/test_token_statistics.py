@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from whitebox_hf.nn import TokenStatisticsCache, TokenStatisticsSelfAttention
+from whitebox_hf.nn.token_statistics import FusedCausalTokenStatistics, causal_token_statistics
 
 
 def reference_tssa(coordinates, temperature, position_bias=None):
@@ -154,3 +155,101 @@ def test_bad_construction_arguments():
         TokenStatisticsSelfAttention(16, 4, is_causal=True)
     with pytest.raises(ValueError, match="chunk_size"):
         TokenStatisticsSelfAttention(16, 4, chunk_size=0)
+
+
+def _causal_layer(hidden_size=16, num_heads=4, max_positions=64, chunk_size=1024, dtype=torch.float32):
+    torch.manual_seed(0)
+    layer = TokenStatisticsSelfAttention(
+        hidden_size, num_heads, is_causal=True, max_position_embeddings=max_positions, chunk_size=chunk_size
+    ).to(dtype)
+    with torch.no_grad():
+        layer.position_bias.normal_()
+        layer.temperature.uniform_(0.5, 2.0)
+    return layer
+
+
+def test_fused_causal_statistics_equal_the_reference_formula_forward_and_gradients():
+    """The in-place, recomputing `FusedCausalTokenStatistics` against the out-of-place `causal_token_statistics`
+    that autograd differentiates, with a carry from earlier tokens and padding."""
+    torch.manual_seed(0)
+    coordinates = torch.randn(2, 4, 3, 9)
+    real = torch.ones(2, 1, 9)
+    real[1, :, :2] = 0
+    coordinates = coordinates * real[:, :, None]
+    bias, temperature = torch.randn(2, 4, 9), torch.rand(4) + 0.5
+    carry = (torch.rand(2, 4, 3) + 0.1, torch.rand(2, 4, 3), torch.rand(2, 4) + 0.5)
+    leaves = [t.clone().requires_grad_() for t in (coordinates, bias, temperature, *carry)]
+    reference = causal_token_statistics(leaves[0], real, leaves[1], leaves[2], tuple(leaves[3:]))
+    reference = [reference[0], reference[1], *reference[2]]
+    fused_leaves = [t.detach().clone().requires_grad_() for t in leaves]
+    fused = FusedCausalTokenStatistics.apply(fused_leaves[0], real, *fused_leaves[1:], True)
+    for got, want in zip(fused, reference):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)  # same operations, same order: the same values
+    weights = [torch.randn_like(t) for t in reference]
+    grads = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, reference)), leaves)
+    fused_grads = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, fused)), fused_leaves)
+    for got, want in zip(fused_grads, grads):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_fused_causal_statistics_pass_gradcheck_in_float64():
+    torch.manual_seed(0)
+    inputs = [torch.randn(1, 2, 2, 5, dtype=torch.float64), torch.randn(1, 2, 5, dtype=torch.float64),
+              torch.rand(2, dtype=torch.float64) + 0.5, torch.rand(1, 2, 2, dtype=torch.float64) + 0.1,
+              torch.rand(1, 2, 2, dtype=torch.float64), torch.rand(1, 2, dtype=torch.float64) + 0.5]
+    inputs = [t.requires_grad_() for t in inputs]
+
+    def fused(coordinates, bias, temperature, energy, weighted, mass):
+        return FusedCausalTokenStatistics.apply(coordinates, None, bias, temperature, energy, weighted, mass, True)
+
+    assert torch.autograd.gradcheck(fused, inputs)
+
+
+def test_causal_layer_gradients_equal_the_plain_autograd_path_across_chunks():
+    """Module level: parameter and input gradients of the fused, chunked layer equal those of the plain autograd
+    path (`causal_token_statistics` chained over the same chunks), which active gate dropout selects."""
+    layer = _causal_layer(chunk_size=4)
+    z = torch.randn(2, 11, 16, requires_grad=True)
+    mask = torch.ones(2, 11)
+    mask[0, :3] = 0
+    positions = (mask.cumsum(-1) - 1).clamp_min(0).long()
+    weight = torch.randn(2, 11, 16)
+
+    def gradients():
+        output, _ = layer(z, token_mask=mask, position_ids=positions)
+        return output, torch.autograd.grad((output * weight).sum(), [z, *layer.parameters()])
+
+    layer.train()
+    fused_out, fused_grads = gradients()
+    layer.gate_dropout.p = 1e-12  # selects the plain path; a mask dropping nothing at this rate
+    plain_out, plain_grads = gradients()
+    torch.testing.assert_close(fused_out, plain_out, atol=1e-6, rtol=1e-5)
+    for got, want in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_causal_tssa_output_at_t_ignores_later_inputs():
+    layer = _causal_layer(chunk_size=4).eval()
+    z = torch.randn(1, 13, 16, requires_grad=True)
+    output, _ = layer(z, position_ids=torch.arange(13)[None])
+    t = 6
+    (gradient,) = torch.autograd.grad(output[0, t].sum(), z)
+    assert gradient[0, t + 1 :].abs().max() == 0
+    assert gradient[0, : t + 1].abs().max() > 0
+    changed = z.detach().clone()
+    changed[0, t + 1 :] = torch.randn(13 - t - 1, 16)
+    with torch.no_grad():
+        again, _ = layer(changed, position_ids=torch.arange(13)[None])
+    torch.testing.assert_close(again[0, : t + 1], output.detach()[0, : t + 1], atol=0, rtol=0)
+
+
+def test_causal_tssa_inference_buffer_equals_the_autograd_path_in_bf16():
+    """Without autograd the chunks are written into one bf16 buffer; with it they are concatenated: same values."""
+    layer = _causal_layer(chunk_size=8, dtype=torch.bfloat16).eval()
+    z = torch.randn(2, 30, 16, dtype=torch.bfloat16)
+    positions = torch.arange(30).expand(2, -1)
+    with torch.no_grad():
+        buffered, _ = layer(z, position_ids=positions)
+    concatenated, _ = layer(z, position_ids=positions)
+    assert buffered.dtype == torch.bfloat16
+    torch.testing.assert_close(buffered, concatenated.detach(), atol=0, rtol=0)

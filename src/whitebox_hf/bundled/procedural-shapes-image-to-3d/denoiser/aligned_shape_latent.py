@@ -180,7 +180,11 @@ class ISTA(nn.Module):
         threshold = self.step_size * self.lambd
         if hidden_states.numel() // hidden_size > hidden_size:
             # Many tokens: one GEMM with the folded matrix (d³ to form it once, then d² per token instead of 2d²).
-            return F.relu(F.linear(hidden_states, self.folded_weight()) - threshold)
+            # The threshold rides in the GEMM as a bias (added in its epilogue, not in a separate pass over the
+            # tokens) and the ReLU runs in place on the GEMM's fresh output: two element-wise passes and one
+            # (tokens, d) temporary fewer. ReLU's backward reads its output, which it overwrites by design.
+            bias = self.dictionary.new_full((hidden_size,), -threshold)
+            return F.relu(F.linear(hidden_states, self.folded_weight(), bias), inplace=True)
         # Few tokens: forming DᵀD would cost more than applying D twice.
         reconstruction = F.linear(hidden_states, self.dictionary)  # D y
         gradient = F.linear(reconstruction - hidden_states, self.dictionary.t())  # Dᵀ(D y − y)
