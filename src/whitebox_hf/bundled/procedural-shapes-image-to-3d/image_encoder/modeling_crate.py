@@ -1078,6 +1078,10 @@ class CrateConfig(PreTrainedConfig):
             Dropout on the attention probabilities.
         layer_norm_eps (`float`, *optional*, defaults to 1e-5):
             LayerNorm epsilon (1e-5 in CRATE, 1e-6 in CRATE-α).
+        pooler_layer_norm_eps (`float`, *optional*):
+            Epsilon of the feature extractor's LayerNorm (``pooler_norm``, the head's ``LN``); defaults to
+            ``layer_norm_eps``. Checkpoints converted from the CRATE-α torch port (UCSC-VLAA/CRATE-alpha
+            ``torch_inference``) set 1e-5: that port's head keeps PyTorch's default while its layers use 1e-6.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal init of linear layers.
         position_embedding_init_std (`float`, *optional*, defaults to 1.0):
@@ -1130,6 +1134,7 @@ class CrateConfig(PreTrainedConfig):
     hidden_dropout_prob: float = 0.0
     attention_probs_dropout_prob: float = 0.0
     layer_norm_eps: float = 1e-5
+    pooler_layer_norm_eps: float | None = None
     initializer_range: float = 0.02
     position_embedding_init_std: float = 1.0
     mask_ratio: float = 0.75
@@ -1152,6 +1157,8 @@ class CrateConfig(PreTrainedConfig):
                              f"divisible by 4, got {self.hidden_size}")
         check_sparse_coding_fields(self)
         check_positive(self, "layer_norm_eps", "initializer_range", "position_embedding_init_std")
+        if self.pooler_layer_norm_eps is not None:
+            check_positive(self, "pooler_layer_norm_eps")
         check_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob", "mask_ratio")
         if self.decoder_num_hidden_layers is None:
             self.decoder_num_hidden_layers = self.num_hidden_layers
@@ -1392,7 +1399,8 @@ class CrateModel(CratePreTrainedModel):
         super().__init__(config)
         self.embeddings = CrateEmbeddings(config, use_mask_token=use_mask_token)
         self.layers = nn.ModuleList([CrateLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
-        self.pooler_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        pooler_eps = config.layer_norm_eps if config.pooler_layer_norm_eps is None else config.pooler_layer_norm_eps
+        self.pooler_norm = nn.LayerNorm(config.hidden_size, eps=pooler_eps)
         self.gradient_checkpointing = False
         self.post_init()
 
