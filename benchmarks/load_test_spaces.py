@@ -74,7 +74,8 @@ def request_args(space: str, index: int) -> tuple:
 
         return (handle_file(str(SPACES_DIR / space / "examples" / "chair.png")), 2, 3.0, index, 0.5)
     if space == "text-to-image":  # (prompt, guidance_scale, steps, seed, control_image, control_mode): every other
-        from gradio_client import handle_file  # request with an example picture's Canny edges (the ControlNet path)
+        # request with an example picture's Canny edges (the ControlNet path)
+        from gradio_client import handle_file
 
         picture = handle_file(str(SPACES_DIR / space / "examples" / "star.png")) if index % 2 else None
         return ("Yellow star", 3.0, 2, index, picture, "Image: compute its Canny edges")

