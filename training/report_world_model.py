@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 WORLD_RUNS = ("diffusion", "regressor")
+# Optional: the same diffusion model trained with ε-prediction (``--prediction_type epsilon``), kept as an ablation.
+OPTIONAL_WORLD_RUNS = ("diffusion_epsilon",)
 # dB of next-frame PSNR the true action must gain over the wrong one for the page to say the model uses the action:
 # differences below it are within what one seed of sampling noise moves on 128 transitions.
 ACTION_MARGIN_DB = 0.5
@@ -137,7 +139,7 @@ def world_findings(summary: dict) -> list[str]:
     """The verdicts, computed from the values."""
     lines = []
     copy = summary.get("copy_last_frame")
-    for name in WORLD_RUNS:
+    for name in (*WORLD_RUNS, *OPTIONAL_WORLD_RUNS):
         if name in summary:
             gain = summary[name]["psnr_gain"]
             uses = gain > ACTION_MARGIN_DB
@@ -223,7 +225,9 @@ def main(argv=None) -> dict:
              ("Written by `training/report_world_model.py` from the runs of `training/run_world_comparison.sh` "
              "(CPU, one thread each). Every number below is read from the runs' `metrics.json`."), ""]
     summary: dict = {}
-    world_section({name: read_metrics(runs_dir / name) for name in WORLD_RUNS}, lines, summary, out)
+    world_runs = {name: read_metrics(runs_dir / name) for name in WORLD_RUNS}
+    world_runs.update({name: m for name in OPTIONAL_WORLD_RUNS if (m := read_metrics(runs_dir / name)) is not None})
+    world_section(world_runs, lines, summary, out)
     video_section(read_metrics(runs_dir / "video_image"), read_metrics(runs_dir / "video_temporal"), lines, summary,
                   out)
     out.write_text("\n".join(lines) + "\n")

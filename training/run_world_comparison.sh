@@ -10,6 +10,9 @@ for model in diffusion regressor; do
     $PY training/train_world_model.py --config training/configs/world_model.yaml --model "$model" \
         --output_dir "runs/world/$model"
 done
+# Ablation: the same diffusion model with ε-prediction (the default is x0, prediction_type: sample).
+$PY training/train_world_model.py --config training/configs/world_model.yaml --model diffusion \
+    --prediction_type epsilon --output_dir runs/world/diffusion_epsilon
 $PY training/train_video_inflation.py --config training/configs/video_inflation.yaml --stage image \
     --output_dir runs/world/video_image
 $PY training/train_video_inflation.py --config training/configs/video_inflation.yaml --stage temporal \

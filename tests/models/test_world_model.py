@@ -110,3 +110,36 @@ def test_a_few_steps_lower_the_loss_on_one_transition(prediction):
     with torch.no_grad():
         after = sum(loss_at(s).item() for s in range(4))
     assert after < 0.7 * before
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_diffusion_loss_targets_the_schedulers_prediction_type(prediction_type):
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    from whitebox_hf.models.world_model.modeling_world_model import world_model_loss
+
+    scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2",
+                              prediction_type=prediction_type)
+    next_frame = torch.rand(4, 3, 8, 8) * 2 - 1
+    seen = {}
+
+    class Oracle:  # predicts exactly the target of `prediction_type`, from the noisy frame it is given
+        config = SimpleNamespace(prediction="diffusion")
+
+        def __call__(self, context, actions, noisy, timesteps):
+            alpha = scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+            noise = (noisy - alpha.sqrt() * next_frame) / (1 - alpha).sqrt()
+            seen["noisy"] = noisy
+            target = {"epsilon": noise, "sample": next_frame,
+                      "v_prediction": alpha.sqrt() * noise - (1 - alpha).sqrt() * next_frame}[prediction_type]
+            return SimpleNamespace(sample=target)
+
+    loss = world_model_loss(Oracle(), scheduler, torch.zeros(4, 2, 3, 8, 8), torch.zeros(4, dtype=torch.long),
+                            next_frame, generator=torch.Generator().manual_seed(0))
+    assert loss.item() < 1e-8
+    wrong = "sample" if prediction_type != "sample" else "epsilon"
+    scheduler.register_to_config(prediction_type=wrong)
+    assert world_model_loss(Oracle(), scheduler, torch.zeros(4, 2, 3, 8, 8), torch.zeros(4, dtype=torch.long),
+                            next_frame, generator=torch.Generator().manual_seed(0)).item() > 1e-3

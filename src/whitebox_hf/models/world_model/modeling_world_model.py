@@ -222,8 +222,9 @@ class WorldModel(SafetensorsOnlyModelMixin, ModelMixin, ConfigMixin):
 
 def world_model_loss(model: WorldModel, noise_scheduler, context_frames: torch.Tensor, actions: torch.Tensor,
                      next_frame: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The training loss: for diffusion, ``‖ε̂(x_t, t) − ε‖²`` with t uniform and x_t from ``noise_scheduler``'s
-    ``add_noise`` (a diffusers DDPM-style scheduler, ε-prediction); for the regressor, ``‖f̂ − f‖²``. ``generator``
+    """The training loss: for diffusion, the squared error of the network's prediction of the scheduler's
+    ``prediction_type`` target (ε, the clean frame x0 for ``"sample"``, or v) with t uniform and x_t from
+    ``noise_scheduler``'s ``add_noise`` (a diffusers DDPM-style scheduler); for the regressor, ``‖f̂ − f‖²``. ``generator``
     (CPU) draws t and ε, so a resumed run draws what an uninterrupted one drew."""
     if model.config.prediction == "regressor":
         return F.mse_loss(model(context_frames, actions).sample.float(), next_frame.float())
@@ -232,4 +233,14 @@ def world_model_loss(model: WorldModel, noise_scheduler, context_frames: torch.T
     noise = torch.randn(next_frame.shape, generator=generator, dtype=torch.float32).to(next_frame)
     timesteps = timesteps.to(next_frame.device)
     noisy = noise_scheduler.add_noise(next_frame, noise, timesteps)
-    return F.mse_loss(model(context_frames, actions, noisy, timesteps).sample.float(), noise.float())
+    prediction_type = noise_scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "sample":
+        target = next_frame
+    elif prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(next_frame, noise, timesteps)
+    else:
+        raise ValueError(f"the noise scheduler's `prediction_type` must be 'epsilon', 'sample' or 'v_prediction', "
+                         f"got {prediction_type!r}")
+    return F.mse_loss(model(context_frames, actions, noisy, timesteps).sample.float(), target.float())
