@@ -125,6 +125,19 @@ def pf(flag: bool) -> str:
     return "**PASS**" if flag else "**MISS**"
 
 
+def goals_table(goals: list[dict], keys: tuple[str, ...], header: tuple[str, ...] | None = None,
+                quick: bool = False) -> list[str]:
+    """A report's goals as markdown lines: one column per key of ``keys`` (``"pass"`` shown by `pf`), headed by
+    ``header`` (default: the keys, ``"pass"`` as ``result``), a blank line, and with ``quick`` the smoke-run note."""
+    header = header or tuple("result" if key == "pass" else key for key in keys)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(pf(g[key]) if key == "pass" else f"{g[key]}" for key in keys) + " |" for g in goals]
+    lines.append("")
+    if quick:
+        lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
+    return lines
+
+
 def now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 

@@ -34,7 +34,7 @@ import torch
 from whitebox_hf.nn import MultiHeadSelfAttention, TokenStatisticsSelfAttention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize  # noqa: E402
+from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
 
 # Targets of issue 19 (item 2), at the longest length.
 GOAL_SPEEDUP = 10.0  # SDPA forward time / ToST forward time, fp32 and bf16
@@ -239,13 +239,9 @@ def render(report: dict) -> str:
             lines.append(f"| {LABELS[k]} | " + " | ".join(f"{g:.2f}×" for g in entry[k]["growth"])
                          + f" | {fmt(sl['time'])} | {fmt(sl['forward_memory'])} | {fmt(sl['train_memory'])} |")
         lines.append("")
-    lines += ["## Goals", "", "Issue 19, item 2, at the longest length unless stated.", "",
-              "| goal | dtype | measured | target | result |", "|---|---|---|---|---|"]
-    for g in report["goals"]:
-        lines.append(f"| {g['goal']} | {g['mode']} | {g['measured']} | {g['target']} | {pf(g['pass'])} |")
-    lines.append("")
-    if report["quick"]:
-        lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
+    lines += ["## Goals", "", "Issue 19, item 2, at the longest length unless stated.", ""]
+    lines += goals_table(report["goals"], ("goal", "mode", "measured", "target", "pass"),
+                         header=("goal", "dtype", "measured", "target", "result"), quick=report["quick"])
     lines += [
         "## How measured", "",
         "* Operators built with `torch.manual_seed(0)`: `TokenStatisticsSelfAttention(d, K, is_causal=True, "
