@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import json
 import os
 import platform
 import shlex
@@ -136,6 +137,20 @@ def goals_table(goals: list[dict], keys: tuple[str, ...], header: tuple[str, ...
     if quick:
         lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
     return lines
+
+
+def write_report(output, report: dict, render) -> Path:
+    """``<output>.json`` with ``report`` first (a long run's measurements survive a failure in the rendering:
+    ``--from-json``), then the markdown page ``render()`` returns to ``output``; prints the page and both paths."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = render()
+    out.write_text(markdown)
+    print()
+    print(markdown)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return out
 
 
 def now() -> str:

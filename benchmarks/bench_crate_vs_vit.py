@@ -46,7 +46,16 @@ from transformers import ViTConfig, ViTForImageClassification
 from whitebox_hf import CrateConfig, CrateForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import (  # noqa: E402
+    environment_lines,
+    goals_table,
+    interleaved,
+    loadavg,
+    now,
+    start,
+    summarize,
+    write_report,
+)
 from _common import time_call as _time  # noqa: E402
 
 # Goals of issue 19 (evaluated on inference, per execution: eager against eager, compiled against compiled).
@@ -648,15 +657,7 @@ def main(argv=None) -> dict:
                               peak_fraction=GOAL_PEAK_FRACTION),
     )
     report["goals"] = evaluate_goals(report)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The raw numbers first: a long run's measurements survive a failure in the rendering (`--from-json`).
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    markdown = render(report)
-    out.write_text(markdown)
-    print()
-    print(markdown)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    write_report(args.output, report, lambda: render(report))
     return report
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
 import math
 import sys
 from pathlib import Path
@@ -34,7 +33,16 @@ import torch
 from whitebox_hf.nn import MultiHeadSelfAttention, TokenStatisticsSelfAttention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import (  # noqa: E402
+    environment_lines,
+    goals_table,
+    interleaved,
+    loadavg,
+    now,
+    start,
+    summarize,
+    write_report,
+)
 
 # Targets of issue 19 (item 2), at the longest length.
 GOAL_SPEEDUP = 10.0  # SDPA forward time / ToST forward time, fp32 and bf16
@@ -304,14 +312,7 @@ def main(argv=None) -> dict:
                                for k, e in entry.items()} for d, entry in results.items()})
     report_for_render = dict(report, results=results)
     report["goals"] = report_for_render["goals"] = evaluate_goals(report_for_render)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")  # raw numbers first
-    markdown = render(report_for_render)
-    out.write_text(markdown)
-    print()
-    print(markdown)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    write_report(args.output, report, lambda: render(report_for_render))
     return report
 
 
