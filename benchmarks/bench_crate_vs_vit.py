@@ -46,16 +46,8 @@ from transformers import ViTConfig, ViTForImageClassification
 from whitebox_hf import CrateConfig, CrateForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import (  # noqa: E402
-    environment_lines,
-    goals_table,
-    interleaved,
-    loadavg,
-    now,
-    start,
-    summarize,
-    write_report,
-)
+from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import write_report  # noqa: E402
 from _common import time_call as _time  # noqa: E402
 
 # Goals of issue 19 (evaluated on inference, per execution: eager against eager, compiled against compiled).

@@ -33,16 +33,8 @@ import torch
 from whitebox_hf.nn import MultiHeadSelfAttention, TokenStatisticsSelfAttention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import (  # noqa: E402
-    environment_lines,
-    goals_table,
-    interleaved,
-    loadavg,
-    now,
-    start,
-    summarize,
-    write_report,
-)
+from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import write_report  # noqa: E402
 
 # Targets of issue 19 (item 2), at the longest length.
 GOAL_SPEEDUP = 10.0  # SDPA forward time / ToST forward time, fp32 and bf16
