@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import json
 import os
 import platform
 import shlex
@@ -123,6 +124,33 @@ def memory_total_gb() -> float | None:
 
 def pf(flag: bool) -> str:
     return "**PASS**" if flag else "**MISS**"
+
+
+def goals_table(goals: list[dict], keys: tuple[str, ...], header: tuple[str, ...] | None = None,
+                quick: bool = False) -> list[str]:
+    """A report's goals as markdown lines: one column per key of ``keys`` (``"pass"`` shown by `pf`), headed by
+    ``header`` (default: the keys, ``"pass"`` as ``result``), a blank line, and with ``quick`` the smoke-run note."""
+    header = header or tuple("result" if key == "pass" else key for key in keys)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(pf(g[key]) if key == "pass" else f"{g[key]}" for key in keys) + " |" for g in goals]
+    lines.append("")
+    if quick:
+        lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
+    return lines
+
+
+def write_report(output, report: dict, render) -> Path:
+    """``<output>.json`` with ``report`` first (a long run's measurements survive a failure in the rendering:
+    ``--from-json``), then the markdown page ``render()`` returns to ``output``; prints the page and both paths."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = render()
+    out.write_text(markdown)
+    print()
+    print(markdown)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return out
 
 
 def now() -> str:

@@ -46,7 +46,8 @@ from transformers import ViTConfig, ViTForImageClassification
 from whitebox_hf import CrateConfig, CrateForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize  # noqa: E402
+from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import write_report  # noqa: E402
 from _common import time_call as _time  # noqa: E402
 
 # Goals of issue 19 (evaluated on inference, per execution: eager against eager, compiled against compiled).
@@ -480,13 +481,9 @@ def render(report: dict) -> str:
               f"Issue 19, per setting and per execution (eager against eager, compiled against compiled): inference "
               f"throughput CRATE/ViT ≥ {GOAL_SPEEDUP_FP32}× in fp32 and ≥ {GOAL_SPEEDUP_BF16}× in bf16; CRATE's "
               f"achieved bf16 FLOP rate ≥ {100 * GOAL_PEAK_FRACTION:.0f}% of the measured bf16 matmul peak; a CRATE "
-              "bf16-autocast training step faster than an fp32 one (ratio < 1).", "",
-              "| goal | setting | mode | measured | target | result |", "|---|---|---|---|---|---|"]
-    for g in report["goals"]:
-        lines.append(f"| {g['goal']} | {g['setting']} | {g['mode']} | {g['measured']} | {g['target']} | {pf(g['pass'])} |")
-    lines.append("")
-    if report["quick"]:
-        lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
+              "bf16-autocast training step faster than an fp32 one (ratio < 1).", ""]
+    lines += goals_table(report["goals"], ("goal", "setting", "mode", "measured", "target", "pass"),
+                         quick=report["quick"])
 
     lines += [
         "## How measured", "",
@@ -652,15 +649,7 @@ def main(argv=None) -> dict:
                               peak_fraction=GOAL_PEAK_FRACTION),
     )
     report["goals"] = evaluate_goals(report)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The raw numbers first: a long run's measurements survive a failure in the rendering (`--from-json`).
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    markdown = render(report)
-    out.write_text(markdown)
-    print()
-    print(markdown)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    write_report(args.output, report, lambda: render(report))
     return report
 
 

@@ -50,7 +50,7 @@ from transformers import StaticCache
 from whitebox_hf.training.builders import build_causal_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize, time_call  # noqa: E402
+from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize, time_call  # noqa: E402
 from _slopes import loglog_slope, slope_cell  # noqa: E402
 
 DEFAULT_OUTPUT = "docs/results/benchmark_language.md"
@@ -683,10 +683,7 @@ def render(report: dict) -> str:
     if "c" in report["parts"]:
         lines += render_training(report["parts"]["c"])
 
-    lines += ["## Goals", "", "| goal | mode | measured | target | result | note |", "|---|---|---|---|---|---|"]
-    for g in report["goals"]:
-        lines.append(f"| {g['goal']} | {g['mode']} | {g['measured']} | {g['target']} | {pf(g['pass'])} | {g['note']} |")
-    lines.append("")
+    lines += ["## Goals", "", *goals_table(report["goals"], ("goal", "mode", "measured", "target", "pass", "note"))]
     fwd = report["parts"].get("a")
     if fwd:
         longest = fwd["lengths"][-1]

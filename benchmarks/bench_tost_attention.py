@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
 import math
 import sys
 from pathlib import Path
@@ -34,7 +33,8 @@ import torch
 from whitebox_hf.nn import MultiHeadSelfAttention, TokenStatisticsSelfAttention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, interleaved, loadavg, now, pf, start, summarize  # noqa: E402
+from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import write_report  # noqa: E402
 
 # Targets of issue 19 (item 2), at the longest length.
 GOAL_SPEEDUP = 10.0  # SDPA forward time / ToST forward time, fp32 and bf16
@@ -239,13 +239,9 @@ def render(report: dict) -> str:
             lines.append(f"| {LABELS[k]} | " + " | ".join(f"{g:.2f}×" for g in entry[k]["growth"])
                          + f" | {fmt(sl['time'])} | {fmt(sl['forward_memory'])} | {fmt(sl['train_memory'])} |")
         lines.append("")
-    lines += ["## Goals", "", "Issue 19, item 2, at the longest length unless stated.", "",
-              "| goal | dtype | measured | target | result |", "|---|---|---|---|---|"]
-    for g in report["goals"]:
-        lines.append(f"| {g['goal']} | {g['mode']} | {g['measured']} | {g['target']} | {pf(g['pass'])} |")
-    lines.append("")
-    if report["quick"]:
-        lines += ["(Smoke run: PASS/MISS above is not meaningful.)", ""]
+    lines += ["## Goals", "", "Issue 19, item 2, at the longest length unless stated.", ""]
+    lines += goals_table(report["goals"], ("goal", "mode", "measured", "target", "pass"),
+                         header=("goal", "dtype", "measured", "target", "result"), quick=report["quick"])
     lines += [
         "## How measured", "",
         "* Operators built with `torch.manual_seed(0)`: `TokenStatisticsSelfAttention(d, K, is_causal=True, "
@@ -308,14 +304,7 @@ def main(argv=None) -> dict:
                                for k, e in entry.items()} for d, entry in results.items()})
     report_for_render = dict(report, results=results)
     report["goals"] = report_for_render["goals"] = evaluate_goals(report_for_render)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")  # raw numbers first
-    markdown = render(report_for_render)
-    out.write_text(markdown)
-    print()
-    print(markdown)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    write_report(args.output, report, lambda: render(report_for_render))
     return report
 
 

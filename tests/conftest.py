@@ -48,6 +48,24 @@ def load_training_script(name: str):
     return module
 
 
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as the module ``name`` (the benchmarks are scripts, not a package): with
+    ``benchmarks/`` on ``sys.path`` for their shared helpers (``_common``, ``_slopes``) and the module in
+    ``sys.modules`` (dataclasses and pickling look their module up there)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def hub_server(tmp_path_factory):
     """A Hub-compatible HTTP server (``tests/hub_server.py``) on a free loopback port, repos kept in a temp dir;

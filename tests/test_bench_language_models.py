@@ -1,30 +1,19 @@
 """benchmarks/bench_language_models.py at a tiny size: part (b) decodes with both caches and writes the ratios and
 the slope table; ``--reuse-from`` keeps an earlier run's other parts and names their command."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark
+
 TINY = ["--quick", "--threads", "1", "--hidden-size", "32", "--num-layers", "1", "--num-heads", "4",
         "--vocab-size", "64", "--modes", "fp32"]
 
 
-def load_benchmark():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_language_models", ROOT / "benchmarks" / "bench_language_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.timeout(300)
 def test_decode_with_both_caches_and_reuse_of_other_parts(tmp_path):
-    bench = load_benchmark()
+    bench = load_benchmark("bench_language_models")
     first = tmp_path / "first.md"
     bench.main([*TINY, "--parts", "c", "--train-models", "gpt2", "--output", str(first)])
     second = tmp_path / "second.md"
@@ -45,7 +34,7 @@ def test_decode_with_both_caches_and_reuse_of_other_parts(tmp_path):
 
 
 def test_reuse_refuses_other_model_sizes(tmp_path):
-    bench = load_benchmark()
+    bench = load_benchmark("bench_language_models")
     first = tmp_path / "first.md"
     bench.main([*TINY, "--parts", "c", "--train-models", "gpt2", "--output", str(first)])
     with pytest.raises(ValueError, match="model sizes"):

@@ -2,28 +2,16 @@
 tests/training/test_scale_out.py) writes the page with throughput, memory, slopes and the multi-GPU/multi-node
 instructions, and bad arguments are refused."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_scaling", ROOT / "benchmarks" / "bench_scaling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 @pytest.mark.timeout(300)
 def test_one_process_quick_run_writes_the_page(tmp_path):
-    bench = load_benchmark()
+    bench = load_benchmark("bench_scaling")
     page = tmp_path / "scaling.md"
     report = bench.main(["--setups", "1 process", "--batch-sizes", "16", "32", "--steps", "4", "--log-every", "1",
                          "--hidden-size", "32", "--num-layers", "2", "--output", str(page)])
@@ -43,7 +31,7 @@ def test_one_process_quick_run_writes_the_page(tmp_path):
 @pytest.mark.parametrize("argv, field", [(["--batch-sizes", "63"], "--batch-sizes"), (["--steps", "0"], "--steps"),
                                          (["--steps", "4", "--log-every", "3"], "--steps")])
 def test_bad_arguments_are_refused(argv, field, capsys):
-    bench = load_benchmark()
+    bench = load_benchmark("bench_scaling")
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert field in capsys.readouterr().err

@@ -1,30 +1,21 @@
 """benchmarks/bench_shape_generation.py at its smallest setting on the bundled image-to-3D pipeline: it writes the page
 and the JSON with every timed part for both dtypes and the same-size diffusers baseline."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark():
-    path = ROOT / "benchmarks" / "bench_shape_generation.py"
-    spec = importlib.util.spec_from_file_location("bench_shape_generation", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.timeout(300)
 def test_smallest_run_writes_the_page_and_json(tmp_path):
     from whitebox_hf.hub import bundled_checkpoint
 
-    bench = load_benchmark()
+    bench = load_benchmark("bench_shape_generation")
     page = tmp_path / "benchmark_shape_generation.md"
     argv = ["--pipeline", str(bundled_checkpoint("procedural-shapes-image-to-3d")), "--steps", "1", "--depth", "3",
             "--repeats", "1", "--warmup", "0", "--forward-repeats", "1", "--image",
@@ -46,7 +37,7 @@ def test_smallest_run_writes_the_page_and_json(tmp_path):
 
 
 def test_bad_arguments_are_refused():
-    bench = load_benchmark()
+    bench = load_benchmark("bench_shape_generation")
     with pytest.raises(SystemExit):
         bench.parse_args(["--steps", "0"])
     with pytest.raises(SystemExit):

@@ -1,7 +1,6 @@
 """benchmarks/gpu_suite.sh and its Python entry point benchmarks/bench_gpu.py, checked without a GPU: the script's
 syntax, its refusal without CUDA, and every part of the entry point in its tiny CPU ``--dry-run``."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
-
-
-def load_bench_gpu():
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_suite_script_parses():
@@ -41,7 +34,7 @@ def test_suite_refuses_an_unknown_argument():
 
 @pytest.mark.timeout(300)
 def test_every_part_runs_in_dry_run_mode(tmp_path):
-    bench = load_bench_gpu()
+    bench = load_benchmark("bench_gpu")
     written = bench.main(["all", "--dry-run", "--out", str(tmp_path)])
     assert [p.name for p in written] == ["vision.md", "long-context.md", "decode.md"]
     for name in ("vision", "long-context", "decode"):
@@ -57,7 +50,7 @@ def test_every_part_runs_in_dry_run_mode(tmp_path):
 
 
 def test_entry_point_without_cuda_and_without_dry_run_refuses():
-    bench = load_bench_gpu()
+    bench = load_benchmark("bench_gpu")
     if bench.torch.cuda.is_available():
         pytest.skip("a CUDA device is visible: the refusal path is not reachable here")
     with pytest.raises(SystemExit, match="no CUDA device"):

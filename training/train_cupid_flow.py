@@ -51,7 +51,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline's component modules)
 from whitebox_hf.evaluation.cupid import (
@@ -73,16 +72,13 @@ from whitebox_hf.models.cupid import (
 )
 from whitebox_hf.models.cupid.pose_regression import CupidPoseRegressionModel
 from whitebox_hf.training.atomic import atomic_directory
-from whitebox_hf.training.checkpointing import (
-    exit_if_interrupt_requested,
-    resumable_batches,
-    save_checkpoint_if_due,
-    step_seed,
-)
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import start_diffusion_training
-from whitebox_hf.training.optim import optimizer_step
-from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.generative import (
+    ema_weights,
+    finish_training_run,
+    start_diffusion_training,
+    train_denoiser,
+)
 from whitebox_hf.training.run import start_run
 
 MODELS = ("flow", "pose_regression", "appearance")
@@ -339,49 +335,17 @@ def main(argv=None, renders=None) -> dict:
 
     pairs = torch.stack(torch.meshgrid(shapes, torch.arange(num_views), indexing="ij"), dim=-1).reshape(-1, 2)
     train_set = TensorDataset(pairs)
-    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
-     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set,
-                                                  "training (shape, view) pairs")
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    loss_sum, count = 0.0, 0
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", desc=f"cupid-{args['model']}",
-               disable=not accelerator.is_local_main_process)
-    model.train()
-    for (batch,) in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
-        # t, ε and the condition dropout depend on (seed, step, process) only: a resumed run draws what the
-        # uninterrupted one drew.
-        generator = torch.Generator().manual_seed(step_seed(args["seed"], progress.step, accelerator.process_index))
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                loss = step_loss(accelerator.unwrap_model(model), args, targets["train"], pixels["train"],
-                                 batch.cpu(), generator, device)
-            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
-                           progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        bar.update(1)
-        loss_sum, count = loss_sum + loss.item(), count + 1
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}")
-            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
-                             "ema_decay": ema.cur_decay_value, "epoch": progress.step / steps_per_epoch,
-                             "elapsed_s": time.time() - start_time}, step=progress.step)
-            loss_sum, count = 0.0, 0
-        progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    bar.close()
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
+    training = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training (shape, view) pairs")
 
-    unwrapped = accelerator.unwrap_model(model)
+    def pair_loss(batch, generator):  # t, ε and the condition dropout come from the step's generator
+        return step_loss(accelerator.unwrap_model(training.model), args, targets["train"], pixels["train"],
+                         batch[0].cpu(), generator, device)
+
+    run = train_denoiser(accelerator, args, training, pair_loss, description=f"cupid-{args['model']}")
+
+    unwrapped = accelerator.unwrap_model(training.model)
     results = {
-        "model": args["model"], "steps": progress.step, "start_step": start_step,
-        "epochs": progress.step / steps_per_epoch, "train_seconds_this_run": train_seconds,
-        "train_seconds_total": earlier_seconds + train_seconds,
-        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "model": args["model"], **run.facts(unwrapped),
         "num_trainable_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
         "num_train_shapes": int(num_shapes), "num_train_shapes_empty": int(num_empty), "num_train_pairs": len(train_set), "batch_size": args["batch_size"],
         "num_per_category": args["num_per_category"], "data_seed": args["data_seed"], "num_views": num_views,
@@ -392,60 +356,52 @@ def main(argv=None, renders=None) -> dict:
     }
     if args["model"] == "appearance":
         results.update(pose_aligned=args["pose_aligned"], appearance_guidance_scale=args["appearance_guidance_scale"])
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
-                             train_label="pose loss (train)" if args["model"] == "pose_regression"
-                             else "flow-matching MSE (train)")
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and saved
-        unwrapped.eval()
-        results["val_loss"] = held_out_loss(unwrapped, args, targets[eval_split], pixels[eval_split],
-                                            args["eval_batch_size"], device)
-        if args["model"] == "flow":
-            from whitebox_hf import CupidPipeline
+    if finish_training_run(accelerator, output_dir, "pose loss (train)" if args["model"] == "pose_regression"
+                           else "flow-matching MSE (train)"):
+        with ema_weights(training.ema, unwrapped):  # the EMA weights are scored and saved
+            unwrapped.eval()
+            results["val_loss"] = held_out_loss(unwrapped, args, targets[eval_split], pixels[eval_split],
+                                                args["eval_batch_size"], device)
+            if args["model"] == "flow":
+                from whitebox_hf import CupidPipeline
 
-            saved = CupidPipeline(flow_model=unwrapped, scheduler=unwrapped.make_scheduler(), image_mean=image_mean,
-                                  image_std=image_std, extent=args["extent"])
-            folder_name = "pipeline"
-        else:
-            saved, folder_name = unwrapped, "model"
-        if args["eval_num_items"]:
-            eval_start = time.time()
-            if args["model"] == "appearance":
-                summary, rows = evaluate_appearance_model(
-                    saved, renders[eval_split], targets[eval_split], targets[eval_split], image_mean, image_std,
-                    max_items=args["eval_num_items"], num_inference_steps=args["sample_steps"],
-                    guidance_scale=args["appearance_guidance_scale"], seed=args["seed"],
-                    batch_size=args["eval_batch_size"])
-            elif args["model"] == "flow":
-                summary, rows = evaluate_cupid_pipeline(
-                    saved, renders[eval_split], targets[eval_split], max_items=args["eval_num_items"],
-                    num_inference_steps=args["sample_steps"], guidance_scale=args["sample_guidance_scale"],
-                    seed=args["seed"], batch_size=args["eval_batch_size"])
+                saved = CupidPipeline(flow_model=unwrapped, scheduler=unwrapped.make_scheduler(),
+                                      image_mean=image_mean, image_std=image_std, extent=args["extent"])
+                folder_name = "pipeline"
             else:
-                summary, rows = evaluate_pose_regressor(saved, renders[eval_split], targets[eval_split], image_mean,
-                                                        image_std, max_items=args["eval_num_items"],
-                                                        batch_size=args["eval_batch_size"])
-            summary["eval_seconds"] = time.time() - eval_start
-            results["evaluation"] = summary
-            (output_dir / "eval_items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-        with atomic_directory(output_dir / folder_name) as folder:  # never a half-written folder
-            saved.save_pretrained(folder)
-        results["saved_folder"] = str(output_dir / folder_name)
-        ema.restore(unwrapped.parameters())
+                saved, folder_name = unwrapped, "model"
+            if args["eval_num_items"]:
+                eval_start = time.time()
+                if args["model"] == "appearance":
+                    summary, rows = evaluate_appearance_model(
+                        saved, renders[eval_split], targets[eval_split], targets[eval_split], image_mean, image_std,
+                        max_items=args["eval_num_items"], num_inference_steps=args["sample_steps"],
+                        guidance_scale=args["appearance_guidance_scale"], seed=args["seed"],
+                        batch_size=args["eval_batch_size"])
+                elif args["model"] == "flow":
+                    summary, rows = evaluate_cupid_pipeline(
+                        saved, renders[eval_split], targets[eval_split], max_items=args["eval_num_items"],
+                        num_inference_steps=args["sample_steps"], guidance_scale=args["sample_guidance_scale"],
+                        seed=args["seed"], batch_size=args["eval_batch_size"])
+                else:
+                    summary, rows = evaluate_pose_regressor(saved, renders[eval_split], targets[eval_split],
+                                                            image_mean, image_std, max_items=args["eval_num_items"],
+                                                            batch_size=args["eval_batch_size"])
+                summary["eval_seconds"] = time.time() - eval_start
+                results["evaluation"] = summary
+                (output_dir / "eval_items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+            with atomic_directory(output_dir / folder_name) as folder:  # never a half-written folder
+                saved.save_pretrained(folder)
+            results["saved_folder"] = str(output_dir / folder_name)
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         write_card(args, results, unwrapped, output_dir / folder_name, argv, real_dataset)
         evaluation = results.get("evaluation", {})
-        accelerator.print(f"step {progress.step}: {eval_split} loss {results['val_loss']:.4f}"
+        accelerator.print(f"step {run.steps}: {eval_split} loss {results['val_loss']:.4f}"
                           + (f", input-view PSNR {evaluation['psnr']:.2f} dB (exact colours "
                              f"{evaluation['oracle_psnr']:.2f}, flat grey {evaluation['flat_psnr']:.2f})"
                              if "psnr" in evaluation else "")
                           + (f", median rotation error {results['evaluation']['pose']['rotation_error_median_deg']:.1f}°"
                              if "pose" in evaluation else ""))
-    else:
-        accelerator.end_training()
     return results
 
 

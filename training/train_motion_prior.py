@@ -50,7 +50,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes)
 from whitebox_hf.data import load_motion, load_motion_clip
@@ -67,15 +66,13 @@ from whitebox_hf.models.motion_prior import (
 )
 from whitebox_hf.models.motion_prior.baselines import motion_prior_regression_loss, regress_motion
 from whitebox_hf.training.atomic import atomic_directory
-from whitebox_hf.training.checkpointing import (
-    exit_if_interrupt_requested,
-    resumable_batches,
-    save_checkpoint_if_due,
-)
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import start_diffusion_training
-from whitebox_hf.training.optim import optimizer_step
-from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.generative import (
+    ema_weights,
+    finish_training_run,
+    start_diffusion_training,
+    train_denoiser,
+)
 from whitebox_hf.training.run import start_run
 
 OBJECTIVES = ("diffusion", "regression")
@@ -240,62 +237,27 @@ def main(argv=None) -> dict:
 
     model = MotionPriorModel(model_config(args))
     train_set = TensorDataset(torch.arange(len(clean)))
-    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
-     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training windows")
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    sums, count = {}, 0
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step",
-               desc=f"motion-{args['objective']}-{args['head_conditioning']}",
-               disable=not accelerator.is_local_main_process)
-    model.train()
-    for (index,) in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
-        index = index.cpu()
-        # The step's randomness (floor shifts, t, ε) depends on (seed, step, process) only: a resumed run draws
-        # what the uninterrupted one drew.
-        generator = torch.Generator().manual_seed((args["seed"] * 1_000_003 + progress.step) * 64
-                                                  + accelerator.process_index)
-        shift = floor_shifts(len(index), args, generator)
-        head = lift(train["head_poses"][index], shift).to(device)
-        floor = shift.to(device) if args["floor_height"] == "on" else None
-        target = clean[index].to(device)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                if args["objective"] == "diffusion":
-                    terms = motion_prior_training_loss(model, target, head, floor, generator=generator)
-                else:
-                    terms = motion_prior_regression_loss(model, target, head, floor)
-            optimizer_step(accelerator, terms["loss"], model.parameters(), optimizer, lr_scheduler,
-                           args["max_grad_norm"], progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        bar.update(1)
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + value.item()
-        count += 1
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
-            accelerator.log({"train_loss": sums["loss"] / count, "body_loss": sums["body"] / count,
-                             "contacts_loss": sums["contacts"] / count,
-                             "learning_rate": lr_scheduler.get_last_lr()[0], "ema_decay": ema.cur_decay_value,
-                             "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
-                            step=progress.step)
-            sums, count = {}, 0
-        progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    bar.close()
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
+    training = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training windows")
 
-    unwrapped = accelerator.unwrap_model(model)
+    def window_batch(batch, generator):  # the floor shifts come from the step's generator
+        index = batch[0].cpu()
+        shift = floor_shifts(len(index), args, generator)
+        floor = shift.to(device) if args["floor_height"] == "on" else None
+        return clean[index].to(device), lift(train["head_poses"][index], shift).to(device), floor
+
+    def step_loss(batch, generator):  # {"body", "contacts", "loss"}: logged as body_loss, contacts_loss, train_loss
+        target, head, floor = batch
+        if args["objective"] == "diffusion":
+            return motion_prior_training_loss(training.model, target, head, floor, generator=generator)
+        return motion_prior_regression_loss(training.model, target, head, floor)
+
+    run = train_denoiser(accelerator, args, training, step_loss, prepare_batch=window_batch,
+                         description=f"motion-{args['objective']}-{args['head_conditioning']}")
+
+    unwrapped = accelerator.unwrap_model(training.model)
     results = {
         "objective": args["objective"], "head_conditioning": args["head_conditioning"],
-        "floor_height": args["floor_height"], "window": args["window"],
-        "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
-        "train_seconds_this_run": train_seconds, "train_seconds_total": earlier_seconds + train_seconds,
-        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "floor_height": args["floor_height"], "window": args["window"], **run.facts(unwrapped),
         "train_clips": clip_list("train_clips", args["train_clips"]),
         "test_clips": clip_list("test_clips", args["test_clips"]),
         "num_train_windows": len(train_set), "num_train_frames": train_frames(windows["train"], args),
@@ -303,27 +265,19 @@ def main(argv=None) -> dict:
         "command": shlex.join(["python", "training/train_motion_prior.py", *(sys.argv[1:] if argv is None else argv)]),
         "config": dict(args),
     }
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
-                             train_label=f"{args['objective']} loss (train)")
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and saved
-        start = time.time()
-        results["evaluation"] = evaluate(unwrapped, windows["test"], args)
-        results["eval_seconds"] = time.time() - start
-        with atomic_directory(output_dir / "model") as folder:  # never a half-written model
-            unwrapped.save_pretrained(folder)
-        results["model"] = str(output_dir / "model")
-        ema.restore(unwrapped.parameters())
+    if finish_training_run(accelerator, output_dir, f"{args['objective']} loss (train)"):
+        with ema_weights(training.ema, unwrapped):  # the EMA weights are scored and saved
+            start = time.time()
+            results["evaluation"] = evaluate(unwrapped, windows["test"], args)
+            results["eval_seconds"] = time.time() - start
+            with atomic_directory(output_dir / "model") as folder:  # never a half-written model
+                unwrapped.save_pretrained(folder)
+            results["model"] = str(output_dir / "model")
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         write_card(args, results, unwrapped.config)
         overall = results["evaluation"]["all"]
-        accelerator.print(f"step {progress.step}: held-out MPJPE {overall['mpjpe_mm']:.1f} mm, PA-MPJPE "
+        accelerator.print(f"step {run.steps}: held-out MPJPE {overall['mpjpe_mm']:.1f} mm, PA-MPJPE "
                           f"{overall['pa_mpjpe_mm']:.1f} mm over {overall['num_windows']} windows")
-    else:
-        accelerator.end_training()
     return results
 
 

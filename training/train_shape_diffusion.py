@@ -49,7 +49,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 import whitebox_hf  # noqa: F401  (registers the Auto classes and the pipeline's component modules)
 from whitebox_hf.hub.model_card import pipeline_model_card
@@ -70,15 +69,13 @@ from whitebox_hf.pipelines.pipeline_shape_generation import (
     training_noise_scheduler,
 )
 from whitebox_hf.training.atomic import atomic_directory
-from whitebox_hf.training.checkpointing import (
-    exit_if_interrupt_requested,
-    resumable_batches,
-    save_checkpoint_if_due,
-)
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import start_diffusion_training
-from whitebox_hf.training.optim import optimizer_step
-from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.generative import (
+    ema_weights,
+    finish_training_run,
+    start_diffusion_training,
+    train_denoiser,
+)
 from whitebox_hf.training.run import start_run
 
 CONDITIONS = ("text", "image")
@@ -382,86 +379,58 @@ def main(argv=None, data=None, renders=None) -> dict:
     scheduler = training_noise_scheduler()
 
     train_set = TensorDataset(torch.arange(len(latents["train"])))
-    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
-     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training shapes")
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    loss_sum, count, dropped, seen = 0.0, 0, 0, 0
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", desc=f"asldm-{args['condition']}",
-               disable=not accelerator.is_local_main_process)
-    model.train()
-    for (index,) in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
-        index = index.cpu()
-        # The step's randomness (view, dropout, t, ε) depends on (seed, step, process) only: a resumed run draws
-        # what the uninterrupted one drew.
-        generator = torch.Generator(device=device).manual_seed(
-            (args["seed"] * 1_000_003 + progress.step) * 64 + accelerator.process_index)
+    training = start_diffusion_training(accelerator, output_dir, args, model, train_set, "training shapes")
+    dropped = {"items": 0, "seen": 0}  # condition dropout since the last log row
+
+    def condition_batch(batch, generator):  # the view, the dropout, t and ε come from the step's generator
+        index = batch[0].cpu()
         drop = drop_conditions(len(index), args["condition_dropout_prob"], generator)
         tokens, mask = conditions.batch("train", index, drop, generator)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                loss = denoising_loss(model, latents["train"][index].to(device), tokens.to(device),
-                                      None if mask is None else mask.to(device), scheduler, generator)
-            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
-                           progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        bar.update(1)
-        loss_sum, count = loss_sum + loss.item(), count + 1
-        dropped, seen = dropped + int(drop.sum()), seen + len(index)
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}")
-            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
-                             "ema_decay": ema.cur_decay_value, "dropped_fraction": dropped / seen,
-                             "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
-                            step=progress.step)
-            loss_sum, count, dropped, seen = 0.0, 0, 0, 0
-        progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    bar.close()
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
+        dropped["items"], dropped["seen"] = dropped["items"] + int(drop.sum()), dropped["seen"] + len(index)
+        return index, tokens, mask
 
-    unwrapped = accelerator.unwrap_model(model)
+    def step_loss(batch, generator):
+        index, tokens, mask = batch
+        return denoising_loss(training.model, latents["train"][index].to(device), tokens.to(device),
+                              None if mask is None else mask.to(device), scheduler, generator)
+
+    def dropped_fraction() -> dict:
+        fraction = dropped["items"] / dropped["seen"]
+        dropped["items"], dropped["seen"] = 0, 0
+        return {"dropped_fraction": fraction}
+
+    run = train_denoiser(accelerator, args, training, step_loss, prepare_batch=condition_batch,
+                         description=f"asldm-{args['condition']}", generator_device=device,
+                         extra_log=dropped_fraction)
+
+    unwrapped = accelerator.unwrap_model(training.model)
     results = {
         "condition": args["condition"], "conditioning": args["conditioning"], "block_type": args["block_type"],
         "denoiser": "asldm" if args["block_type"] == "transformer" else "asldm_crate",
         "autoencoder": args["vae_model"], "alignment_model": args["alignment_model"] or None,
-        "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
-        "train_seconds_this_run": train_seconds, "train_seconds_total": earlier_seconds + train_seconds,
-        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        **run.facts(unwrapped),
         "num_train_shapes": len(train_set), "input_shape": list(latents["train"].shape[1:]),
         "batch_size": args["batch_size"], "latent_scaling_factor": scaling_factor,
         "num_per_category": args["num_per_category"], "data_seed": args["data_seed"], "eval_split": eval_split,
     }
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
-                             train_label="ε-prediction MSE (train)")
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and go into the pipeline
-        unwrapped.eval()
-        for split, key in (("train", "train_loss"), (eval_split, f"{eval_split}_loss")):
-            results[key] = fixed_noise_loss(unwrapped, latents[split], conditions, split, scheduler,
-                                            args["encode_batch_size"], args["seed"], device)
-        pipeline = ShapeGenerationPipeline(denoiser=unwrapped, scheduler=default_shape_scheduler(), vae=vae,
-                                           latent_scaling_factor=scaling_factor, **encoders)
-        with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
-            pipeline.save_pretrained(folder)
-        results["pipeline"] = str(output_dir / "pipeline")
-        if args["eval_num_shapes"]:
-            results["generation"] = evaluate_generation(args, pipeline.to(device), vae, alignment, data, views,
-                                                        renders)
-        ema.restore(unwrapped.parameters())
+    if finish_training_run(accelerator, output_dir, "ε-prediction MSE (train)"):
+        with ema_weights(training.ema, unwrapped):  # the EMA weights are scored and go into the pipeline
+            unwrapped.eval()
+            for split, key in (("train", "train_loss"), (eval_split, f"{eval_split}_loss")):
+                results[key] = fixed_noise_loss(unwrapped, latents[split], conditions, split, scheduler,
+                                                args["encode_batch_size"], args["seed"], device)
+            pipeline = ShapeGenerationPipeline(denoiser=unwrapped, scheduler=default_shape_scheduler(), vae=vae,
+                                               latent_scaling_factor=scaling_factor, **encoders)
+            with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
+                pipeline.save_pretrained(folder)
+            results["pipeline"] = str(output_dir / "pipeline")
+            if args["eval_num_shapes"]:
+                results["generation"] = evaluate_generation(args, pipeline.to(device), vae, alignment, data, views,
+                                                            renders)
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         write_card(args, results, argv, real_dataset=real_dataset)
-        accelerator.print(f"step {progress.step}: train loss {results['train_loss']:.4f}, {eval_split} loss "
+        accelerator.print(f"step {run.steps}: train loss {results['train_loss']:.4f}, {eval_split} loss "
                           f"{results[f'{eval_split}_loss']:.4f}")
-    else:
-        accelerator.end_training()
     return results
 
 

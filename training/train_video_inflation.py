@@ -34,7 +34,6 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import save_file
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from whitebox_hf.data import load_environment_recordings
 from whitebox_hf.evaluation.world_model import temporal_consistency
@@ -47,15 +46,13 @@ from whitebox_hf.models.world_model.video import (
     video_loss,
 )
 from whitebox_hf.training.atomic import atomic_directory
-from whitebox_hf.training.checkpointing import (
-    exit_if_interrupt_requested,
-    resumable_batches,
-    save_checkpoint_if_due,
-)
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import start_diffusion_training
-from whitebox_hf.training.optim import optimizer_step
-from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.generative import (
+    ema_weights,
+    finish_training_run,
+    start_diffusion_training,
+    train_denoiser,
+)
 from whitebox_hf.training.run import start_run
 
 STAGES = ("image", "temporal")
@@ -169,48 +166,25 @@ def main(argv=None, data: dict | None = None) -> dict:
         check_num_frames(model, f)
     scheduler = noise_scheduler(args)
     train_set = TensorDataset(torch.arange(len(index)))
-    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
-     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set, "clips")
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    loss_sum, count = 0.0, 0
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", desc=f"video-{args['stage']}",
-               disable=not accelerator.is_local_main_process)
-    model.train()
+    training = start_diffusion_training(accelerator, output_dir, args, model, train_set, "clips")
     offsets = torch.arange(f)
-    for (batch,) in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
-        episode, start = index[batch.cpu()].unbind(1)
-        clips = pixels[episode[:, None], start[:, None] + offsets].to(device)  # (B, F, 3, H, W)
-        generator = torch.Generator().manual_seed((args["seed"] * 1_000_003 + progress.step) * 64
-                                                  + accelerator.process_index)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                loss = video_loss(accelerator.unwrap_model(model), scheduler, clips, generator)
-            optimizer_step(accelerator, loss, [p for p in model.parameters() if p.requires_grad], optimizer,
-                           lr_scheduler, args["max_grad_norm"], progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        bar.update(1)
-        loss_sum, count = loss_sum + loss.item(), count + 1
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}")
-            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
-                             "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
-                            step=progress.step)
-            loss_sum, count = 0.0, 0
-        progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    bar.close()
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
 
-    unwrapped = accelerator.unwrap_model(model)
+    def clip_batch(batch, generator):
+        episode, start = index[batch[0].cpu()].unbind(1)
+        return pixels[episode[:, None], start[:, None] + offsets].to(device)  # (B, F, 3, H, W)
+
+    def step_loss(clips, generator):
+        return video_loss(accelerator.unwrap_model(training.model), scheduler, clips, generator)
+
+    # The temporal stage trains the inflated layers only: the gradient norm is clipped over those.
+    run = train_denoiser(accelerator, args, training, step_loss, prepare_batch=clip_batch,
+                         description=f"video-{args['stage']}", trainable_only=True, log_ema_decay=False)
+
+    unwrapped = accelerator.unwrap_model(training.model)
+    facts = run.facts(unwrapped)
+    del facts["seconds_per_step"]  # this script's metrics.json never had it (the reports read its keys)
     results = {
-        "stage": args["stage"], "steps": progress.step, "start_step": start_step,
-        "epochs": progress.step / steps_per_epoch, "train_seconds_this_run": train_seconds,
-        "train_seconds_total": earlier_seconds + train_seconds,
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "stage": args["stage"], **facts,
         "num_trainable_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
         "num_train_episodes": int(train.frames.shape[0]), "num_train_items": len(index),
         "frames_per_item": f, "batch_size": args["batch_size"], "env_id": train.env_id,
@@ -218,29 +192,22 @@ def main(argv=None, data: dict | None = None) -> dict:
                                *(sys.argv[1:] if argv is None else argv)]),
         "config": dict(args),
     }
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
-                             train_label=f"{args['stage']} stage loss (train)")
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and saved
-        with atomic_directory(output_dir / "unet") as folder:
-            unwrapped.save_pretrained(folder)
-        if args["stage"] == "temporal":
-            image = UNet2DConditionModel.from_pretrained(args["image_model"], use_safetensors=True)
-            start = time.time()
-            results["evaluation"], samples = evaluate(unwrapped, image, test, args)
-            results["eval_seconds"] = time.time() - start
-            save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples.items()},
-                      output_dir / "samples.safetensors")
-            scores = results["evaluation"]
-            accelerator.print("  ".join(f"{name}: sim {s['feature_similarity']:.3f} change {s['pixel_change']:.3f} "
-                                        f"FD {s['fd_frames']:.1f}" for name, s in scores.items()))
-        ema.restore(unwrapped.parameters())
+    if finish_training_run(accelerator, output_dir, f"{args['stage']} stage loss (train)"):
+        with ema_weights(training.ema, unwrapped):  # the EMA weights are scored and saved
+            with atomic_directory(output_dir / "unet") as folder:
+                unwrapped.save_pretrained(folder)
+            if args["stage"] == "temporal":
+                image = UNet2DConditionModel.from_pretrained(args["image_model"], use_safetensors=True)
+                start = time.time()
+                results["evaluation"], samples = evaluate(unwrapped, image, test, args)
+                results["eval_seconds"] = time.time() - start
+                save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in samples.items()},
+                          output_dir / "samples.safetensors")
+                scores = results["evaluation"]
+                accelerator.print("  ".join(f"{name}: sim {s['feature_similarity']:.3f} change "
+                                            f"{s['pixel_change']:.3f} FD {s['fd_frames']:.1f}"
+                                            for name, s in scores.items()))
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    else:
-        accelerator.end_training()
     return results
 
 

@@ -41,7 +41,6 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from safetensors.torch import save_file
 from torch.utils.data import TensorDataset
-from tqdm.auto import tqdm
 
 from whitebox_hf.data import ENVIRONMENT_ACTIONS, load_environment_recordings
 from whitebox_hf.evaluation.world_model import next_frame_metrics, rollout_errors
@@ -53,15 +52,13 @@ from whitebox_hf.models.world_model import (
 )
 from whitebox_hf.pipelines import WorldModelPipeline
 from whitebox_hf.training.atomic import atomic_directory
-from whitebox_hf.training.checkpointing import (
-    exit_if_interrupt_requested,
-    resumable_batches,
-    save_checkpoint_if_due,
-)
 from whitebox_hf.training.config import RUN_DEFAULTS, parse_config_args, run_script
-from whitebox_hf.training.generative import start_diffusion_training
-from whitebox_hf.training.optim import optimizer_step
-from whitebox_hf.training.plots import plot_training_curves
+from whitebox_hf.training.generative import (
+    ema_weights,
+    finish_training_run,
+    start_diffusion_training,
+    train_denoiser,
+)
 from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
@@ -195,53 +192,25 @@ def main(argv=None, data: dict | None = None) -> dict:
     model = build_model(args, train.frames.shape[2])
     scheduler = noise_scheduler(args)
     train_set = TensorDataset(torch.arange(len(index)))
-    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
-     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set, "transitions")
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    loss_sum, count = 0.0, 0
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", desc=f"world-{args['model']}",
-               disable=not accelerator.is_local_main_process)
-    model.train()
+    training = start_diffusion_training(accelerator, output_dir, args, model, train_set, "transitions")
     offsets = torch.arange(-k + 1, 1)
-    for (batch,) in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
-        episode, t = index[batch.cpu()].unbind(1)
-        context = pixels[episode[:, None], t[:, None] + offsets].to(device)
-        target = pixels[episode, t + 1].to(device)
-        action = actions[episode, t].to(device)
-        # t and ε depend on (seed, step, process) only: a resumed run draws what the uninterrupted one drew.
-        generator = torch.Generator().manual_seed((args["seed"] * 1_000_003 + progress.step) * 64
-                                                  + accelerator.process_index)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                loss = world_model_loss(accelerator.unwrap_model(model), scheduler, context, action, target,
-                                        generator)
-            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
-                           progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        bar.update(1)
-        loss_sum, count = loss_sum + loss.item(), count + 1
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}")
-            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
-                             "epoch": progress.step / steps_per_epoch, "elapsed_s": time.time() - start_time},
-                            step=progress.step)
-            loss_sum, count = 0.0, 0
-        progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    bar.close()
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
 
-    unwrapped = accelerator.unwrap_model(model)
+    def transition(batch, generator):
+        episode, t = index[batch[0].cpu()].unbind(1)
+        context = pixels[episode[:, None], t[:, None] + offsets].to(device)
+        return context, actions[episode, t].to(device), pixels[episode, t + 1].to(device)
+
+    def step_loss(batch, generator):  # t and ε come from the step's generator
+        context, action, target = batch
+        return world_model_loss(accelerator.unwrap_model(training.model), scheduler, context, action, target,
+                                generator)
+
+    run = train_denoiser(accelerator, args, training, step_loss, prepare_batch=transition,
+                         description=f"world-{args['model']}", log_ema_decay=False)
+
+    unwrapped = accelerator.unwrap_model(training.model)
     results = {
-        "model": args["model"], "steps": progress.step, "start_step": start_step,
-        "epochs": progress.step / steps_per_epoch, "train_seconds_this_run": train_seconds,
-        "train_seconds_total": earlier_seconds + train_seconds,
-        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "model": args["model"], **run.facts(unwrapped),
         "num_train_episodes": int(train.frames.shape[0]), "num_train_transitions": len(index),
         "num_train_frames": int(train.frames.shape[0] * train.frames.shape[1]),
         "num_test_episodes": int(test.frames.shape[0]), "frame_shape": list(train.frames.shape[2:]),
@@ -249,34 +218,26 @@ def main(argv=None, data: dict | None = None) -> dict:
         "command": shlex.join(["python", "training/train_world_model.py", *(sys.argv[1:] if argv is None else argv)]),
         "config": dict(args),
     }
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss",
-                             train_label=f"{args['model']} loss (train)")
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights are scored and saved
-        evaluation = evaluate(unwrapped, test, args)
-        rollout_frames = evaluation["rollout"].pop("frames")
-        results["evaluation"] = evaluation
-        k, horizon = args["num_context_frames"], args["rollout_horizon"]
-        episodes = rollout_frames.shape[0]
-        save_file({"rollout": torch.from_numpy(np.ascontiguousarray(rollout_frames)),
-                   "truth": torch.from_numpy(test.frames[:episodes, :k + horizon].copy()),
-                   "actions": torch.from_numpy(test.actions[:episodes, k - 1:k - 1 + horizon].copy())},
-                  output_dir / "rollouts.safetensors")
-        with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
-            make_pipeline(unwrapped, args).save_pretrained(folder)
-        results["pipeline"] = str(output_dir / "pipeline")
-        ema.restore(unwrapped.parameters())
+    if finish_training_run(accelerator, output_dir, f"{args['model']} loss (train)"):
+        with ema_weights(training.ema, unwrapped):  # the EMA weights are scored and saved
+            evaluation = evaluate(unwrapped, test, args)
+            rollout_frames = evaluation["rollout"].pop("frames")
+            results["evaluation"] = evaluation
+            k, horizon = args["num_context_frames"], args["rollout_horizon"]
+            episodes = rollout_frames.shape[0]
+            save_file({"rollout": torch.from_numpy(np.ascontiguousarray(rollout_frames)),
+                       "truth": torch.from_numpy(test.frames[:episodes, :k + horizon].copy()),
+                       "actions": torch.from_numpy(test.actions[:episodes, k - 1:k - 1 + horizon].copy())},
+                      output_dir / "rollouts.safetensors")
+            with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
+                make_pipeline(unwrapped, args).save_pretrained(folder)
+            results["pipeline"] = str(output_dir / "pipeline")
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         write_card(args, results)
         one = evaluation["next_frame"]
-        accelerator.print(f"step {progress.step}: next-frame PSNR {one['true_action']['psnr']:.2f} dB (true action) "
+        accelerator.print(f"step {run.steps}: next-frame PSNR {one['true_action']['psnr']:.2f} dB (true action) "
                           f"vs {one['wrong_action']['psnr']:.2f} dB (wrong); rollout PSNR at "
                           f"{horizon} steps {evaluation['rollout']['psnr'][-1]:.2f} dB")
-    else:
-        accelerator.end_training()
     return results
 
 

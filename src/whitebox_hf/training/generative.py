@@ -1,8 +1,9 @@
 """What the generative training scripts share (``train_latent_flow.py``, ``train_ddpm_unet.py``,
 ``train_dreambooth_lora.py``): the settings, the training images, classifier-free-guidance label dropout, the
-rectified-flow loss, the start of a denoiser's run (`start_diffusion_training`, also used by the shape, Cupid and
-motion scripts), the EMA training loop with checkpoints and resume (`run_training`), the sample grid and the
-pipeline's model card."""
+rectified-flow loss, the start of a denoiser's run (`start_diffusion_training`) and its training loop with EMA,
+checkpoints and exact resume (`train_denoiser`, the loss a callable; both also used by the world-model, video,
+shape, Cupid and motion scripts), the end of a run (`finish_training_run`, `ema_weights`), the whole class-conditional
+run (`run_training`), the sample grid and the pipeline's model card."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +22,7 @@ from diffusers.training_utils import EMAModel, compute_density_for_timestep_samp
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from ..data import DATASETS, EpochPermutationSampler, dataset_to_tensors, load_image_dataset
 from ..hub.model_card import pipeline_model_card
@@ -30,6 +33,7 @@ from .checkpointing import (
     resume_run,
     resumable_batches,
     save_checkpoint_if_due,
+    step_seed,
 )
 from .config import RUN_DEFAULTS
 from .optim import optimizer_step
@@ -38,14 +42,18 @@ from .plots import plot_training_curves
 __all__ = [
     "CARD_HYPERPARAMETERS",
     "GENERATIVE_DEFAULTS",
+    "DenoiserRun",
     "DiffusionTraining",
     "drop_class_labels",
+    "ema_weights",
+    "finish_training_run",
     "flow_matching_loss",
     "load_training_images",
     "run_training",
     "sample_grid",
     "shift_sigmas",
     "start_diffusion_training",
+    "train_denoiser",
     "write_pipeline_card",
 ]
 
@@ -165,6 +173,135 @@ def start_diffusion_training(accelerator, output_dir: Path, args: dict, model: n
                              args["checkpoint_every"] or steps_per_epoch)
 
 
+class DenoiserRun(NamedTuple):
+    """What `train_denoiser` measured: the step it started from, the steps reached, the steps of an epoch, the
+    training seconds of this run and of the runs it resumed."""
+
+    start_step: int
+    steps: int
+    steps_per_epoch: int
+    train_seconds: float
+    earlier_seconds: float
+
+    def facts(self, model: nn.Module) -> dict:
+        """The training facts every script's ``metrics.json`` / ``results.json`` holds, in their order."""
+        return {
+            "steps": self.steps, "start_step": self.start_step, "epochs": self.steps / self.steps_per_epoch,
+            "train_seconds_this_run": self.train_seconds,
+            "train_seconds_total": self.earlier_seconds + self.train_seconds,
+            "seconds_per_step": self.train_seconds / max(self.steps - self.start_step, 1),
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+        }
+
+
+def train_denoiser(
+    accelerator,
+    args: dict,
+    training: DiffusionTraining,
+    compute_loss: Callable[[object, torch.Generator], torch.Tensor | dict[str, torch.Tensor]],
+    *,
+    prepare_batch: Callable[[object, torch.Generator], object] | None = None,
+    description: str | None = None,
+    generator_device=None,
+    trainable_only: bool = False,
+    log_ema_decay: bool = True,
+    extra_log: Callable[[], dict] | None = None,
+) -> DenoiserRun:
+    """The training loop of a run set up by `start_diffusion_training`, from its resumed step to ``total_steps``.
+
+    Each step draws a generator seeded by `step_seed` ``(seed, step, process)`` (on ``generator_device``, default
+    the CPU), so a resumed run draws exactly what the uninterrupted one drew; ``prepare_batch(batch, generator)``
+    (optional, outside autocast) turns the loader's batch into what ``compute_loss(batch, generator)`` takes,
+    which runs under ``accelerator.accumulate`` and ``accelerator.autocast`` and returns the loss or a dict of
+    terms with the loss under ``"loss"``. Then `optimizer_step` (over the parameters that require grad if
+    ``trainable_only``), the EMA step, and every ``log_every`` steps a ``log.jsonl`` row: ``train_loss``, the
+    other terms' means as ``<term>_loss``, ``learning_rate``, ``ema_decay`` (if ``log_ema_decay``), what
+    ``extra_log()`` returns, ``epoch`` and ``elapsed_s``. Checkpoints (`save_checkpoint_if_due`, also at the end)
+    and ``interrupt_after_steps`` as every script. ``description`` names a tqdm bar; without it each log row is
+    printed."""
+    model, optimizer, lr_scheduler, ema, progress = (training.model, training.optimizer, training.lr_scheduler,
+                                                     training.ema, training.progress)
+    total_steps, steps_per_epoch = training.total_steps, training.steps_per_epoch
+    start_step, earlier_seconds = progress.step, progress.train_seconds
+    start_time = time.time()
+    sums, count = {}, 0
+    bar = None if description is None else tqdm(total=total_steps, initial=progress.step, unit="step",
+                                                desc=description, disable=not accelerator.is_local_main_process)
+    model.train()
+    for batch in resumable_batches(accelerator, training.loader, progress.step, total_steps, seed=args["seed"]):
+        # The global RNG is also drawn by the data-loader iterator: the step's own randomness comes from here.
+        generator = torch.Generator(device=generator_device or "cpu").manual_seed(
+            step_seed(args["seed"], progress.step, accelerator.process_index))
+        if prepare_batch is not None:
+            batch = prepare_batch(batch, generator)
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                terms = compute_loss(batch, generator)
+            if not isinstance(terms, dict):
+                terms = {"loss": terms}
+            parameters = [p for p in model.parameters() if p.requires_grad] if trainable_only else model.parameters()
+            optimizer_step(accelerator, terms["loss"], parameters, optimizer, lr_scheduler, args["max_grad_norm"],
+                           progress.step)
+        ema.step(accelerator.unwrap_model(model).parameters())
+        progress.step += 1
+        if bar is not None:
+            bar.update(1)
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value.item()
+        count += 1
+        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
+            elapsed = time.time() - start_time
+            row = {"train_loss": sums["loss"] / count,
+                   **{f"{key}_loss": value / count for key, value in sums.items() if key != "loss"},
+                   "learning_rate": lr_scheduler.get_last_lr()[0]}
+            if log_ema_decay:
+                row["ema_decay"] = ema.cur_decay_value
+            if extra_log is not None:
+                row.update(extra_log())
+            row.update(epoch=progress.step / steps_per_epoch, elapsed_s=elapsed)
+            accelerator.log(row, step=progress.step)
+            if bar is not None:
+                bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            else:
+                accelerator.print(f"step {progress.step}/{total_steps} loss {sums['loss'] / count:.4f} "
+                                  f"({elapsed / (progress.step - start_step):.3f} s/step)")
+            sums, count = {}, 0
+        progress.train_seconds = earlier_seconds + time.time() - start_time
+        save_checkpoint_if_due(accelerator, progress.step, training.checkpoint_every, total_steps, at_end=True,
+                               config=args)
+        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
+    if bar is not None:
+        bar.close()
+    train_seconds = time.time() - start_time
+    accelerator.wait_for_everyone()
+    return DenoiserRun(start_step, progress.step, steps_per_epoch, train_seconds, earlier_seconds)
+
+
+def finish_training_run(accelerator, output_dir: Path, train_label: str | None = None) -> bool:
+    """End the trackers; on the main process also create ``output_dir`` and plot ``log.jsonl``'s training loss
+    into ``loss_curve.png`` (``train_label`` names its curve). Returns whether this is the main process (which
+    writes the results)."""
+    if not accelerator.is_main_process:
+        accelerator.end_training()
+        return False
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.end_training()
+    labels = {} if train_label is None else {"train_label": train_label}
+    plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss", **labels)
+    return True
+
+
+@contextmanager
+def ema_weights(ema: EMAModel, model: nn.Module):
+    """Inside the block ``model`` holds the EMA weights (what is scored and saved); its own come back after."""
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield model
+    finally:
+        ema.restore(model.parameters())
+
+
 def run_training(
     args: dict,
     accelerator,
@@ -182,69 +319,30 @@ def run_training(
     results written to ``results.json``."""
     output_dir = Path(args["output_dir"])
     train_set = TensorDataset(inputs, labels)
-    (model, optimizer, loader, lr_scheduler, ema, progress, steps_per_epoch, total_steps,
-     checkpoint_every) = start_diffusion_training(accelerator, output_dir, args, model, train_set)
-    start_step, earlier_seconds = progress.step, progress.train_seconds
-    start_time = time.time()
-    loss_sum, count = 0.0, 0
-    model.train()
-    for x0, y in resumable_batches(accelerator, loader, progress.step, total_steps, seed=args["seed"]):
-        # The step's randomness (label dropout, noise levels, noise) depends on (seed, step, rank) only, so a
-        # resumed run continues the exact trajectory (the global RNG is also drawn by the data-loader iterator).
-        generator = torch.Generator(device=x0.device).manual_seed(
-            (args["seed"] * 1_000_003 + progress.step) * 64 + accelerator.process_index)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                y = drop_class_labels(y, args["class_dropout_prob"], num_classes, generator)
-                loss = compute_loss(model, x0, y, generator)
-            optimizer_step(accelerator, loss, model.parameters(), optimizer, lr_scheduler, args["max_grad_norm"],
-                           progress.step)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        progress.step += 1
-        loss_sum, count = loss_sum + loss.item(), count + 1
-        if progress.step % args["log_every"] == 0 or progress.step == total_steps:
-            elapsed = time.time() - start_time
-            accelerator.log({"train_loss": loss_sum / count, "learning_rate": lr_scheduler.get_last_lr()[0],
-                             "ema_decay": ema.cur_decay_value, "epoch": progress.step / steps_per_epoch,
-                             "elapsed_s": elapsed}, step=progress.step)
-            accelerator.print(f"step {progress.step}/{total_steps} loss {loss_sum / count:.4f} "
-                              f"({elapsed / (progress.step - start_step):.3f} s/step)")
-            loss_sum, count = 0.0, 0
-        progress.train_seconds = earlier_seconds + time.time() - start_time
-        save_checkpoint_if_due(accelerator, progress.step, checkpoint_every, total_steps, at_end=True, config=args)
-        exit_if_interrupt_requested(accelerator, progress.step, args["interrupt_after_steps"])
-    train_seconds = time.time() - start_time
-    accelerator.wait_for_everyone()
+    training = start_diffusion_training(accelerator, output_dir, args, model, train_set)
 
-    results = {
-        "steps": progress.step, "start_step": start_step, "epochs": progress.step / steps_per_epoch,
-        "train_seconds_this_run": train_seconds, "train_seconds_total": earlier_seconds + train_seconds,
-        "seconds_per_step": train_seconds / max(progress.step - start_step, 1),
-        "num_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-        "num_train_examples": len(train_set), "input_shape": list(inputs.shape[1:]),
-        "batch_size": args["batch_size"],
-    }
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        accelerator.end_training()
-        plot_training_curves(output_dir / "log.jsonl", output_dir / "loss_curve.png", train_key="train_loss")
-        unwrapped = accelerator.unwrap_model(model)
-        ema.store(unwrapped.parameters())
-        ema.copy_to(unwrapped.parameters())  # the EMA weights go into the pipeline
-        unwrapped.eval()
-        with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
-            pipeline = save_pipeline(unwrapped, folder)
-        results["pipeline"] = str(output_dir / "pipeline")
-        if args["samples_per_class"] > 0:
-            start = time.time()
-            grid = sample_grid(pipeline, num_classes, args["samples_per_class"], args["sample_guidance_scale"],
-                               seed=args["seed"], **sample_kwargs)
-            grid.save(output_dir / "samples.png")
-            results["sample_seconds"] = time.time() - start
-        ema.restore(unwrapped.parameters())
+    def step_loss(batch, generator):
+        x0, y = batch
+        y = drop_class_labels(y, args["class_dropout_prob"], num_classes, generator)
+        return compute_loss(training.model, x0, y, generator)
+
+    run = train_denoiser(accelerator, args, training, step_loss, generator_device=accelerator.device)
+    unwrapped = accelerator.unwrap_model(training.model)
+    results = {**run.facts(unwrapped), "num_train_examples": len(train_set), "input_shape": list(inputs.shape[1:]),
+               "batch_size": args["batch_size"]}
+    if finish_training_run(accelerator, output_dir):
+        with ema_weights(training.ema, unwrapped):  # the EMA weights go into the pipeline
+            unwrapped.eval()
+            with atomic_directory(output_dir / "pipeline") as folder:  # never a half-written pipeline
+                pipeline = save_pipeline(unwrapped, folder)
+            results["pipeline"] = str(output_dir / "pipeline")
+            if args["samples_per_class"] > 0:
+                start = time.time()
+                grid = sample_grid(pipeline, num_classes, args["samples_per_class"], args["sample_guidance_scale"],
+                                   seed=args["seed"], **sample_kwargs)
+                grid.save(output_dir / "samples.png")
+                results["sample_seconds"] = time.time() - start
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    else:
-        accelerator.end_training()
     return results
 
 
