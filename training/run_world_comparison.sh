@@ -16,6 +16,6 @@ $PY training/train_world_model.py --config training/configs/world_model.yaml --m
 $PY training/train_video_inflation.py --config training/configs/video_inflation.yaml --stage image \
     --output_dir runs/world/video_image
 $PY training/train_video_inflation.py --config training/configs/video_inflation.yaml --stage temporal \
-    --image_model runs/world/video_image/unet --batch_size 2 --max_steps 120 --checkpoint_every 40 \
+    --image_model runs/world/video_image/unet --batch_size 2 --max_steps 300 --checkpoint_every 50 \
     --output_dir runs/world/video_temporal
 $PY training/report_world_model.py --runs runs/world --out docs/results/conditional_world.md
