@@ -343,7 +343,7 @@ def main(argv=None) -> Path:
         "",
         "The same arms, settings and data with seeds 0, 1, 2 (`--seed`: initialisation, batch order and shifts); "
         "\"LIFT trained longer\" spends up to CLIP's training time on more LIFT steps, since a LIFT step skips "
-        "the text tower. "
+        "the text tower. Runs: `bash training/run_clip_seeds.sh`. "
         "Intervals are 95 % Student-t intervals of the mean over seeds; a difference whose interval excludes 0 is "
         "called better.",
         "",
