@@ -34,6 +34,8 @@ PAGE_TITLE = "# Conditional generation and control (book §8.7)"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default="runs/text-to-image/pipeline")
+    parser.add_argument("--mssa_pipeline", default="",
+                        help="also evaluate the white-box U-Net (train_text_to_image.py --attention mssa)")
     parser.add_argument("--lift", default="runs/clip-lift-captions/model")
     parser.add_argument("--output", default="docs/results/conditional.md")
     parser.add_argument("--grid", default="", help="picture grid path (default: next to --output)")
@@ -104,29 +106,41 @@ def render_section(evaluation: dict, grid_name: str) -> str:
              "embedding of its caption (a CLIP-score analogue, not comparable to published CLIP scores). "
              "Retrieval: rank of the true caption among all the held-out captions of the table (chance shown). "
              "FD-EffNet: Fréchet distance of EfficientNet-Lite0 features against the held-out images of the same "
-             "captions (not FID; with this few images it is biased upwards and only compares rows).", "",
-             "| images | guidance | LIFT score | R@1 | R@5 | chance R@1 | FD-EffNet |",
-             "|---|---|---|---|---|---|---|",
-             f"| real held-out images | – | {_fmt(real['lift_score'])} | {_fmt(real['r@1'])} | {_fmt(real['r@5'])} | "
-             f"{_fmt(real['chance_r@1'])} | – |"]
-    for row in rows:
-        lines.append(f"| generated | {row['guidance_scale']:g} | {_fmt(row['lift_score'])} | {_fmt(row['r@1'])} | "
-                     f"{_fmt(row['r@5'])} | {_fmt(row['chance_r@1'])} | {row['fd_effnet']:.1f} |")
+             "captions (not FID; with this few images it is biased upwards and only compares rows).", ""]
+    mssa = evaluation.get("mssa")
+    if mssa:
+        lines += ["Two U-Nets of the same layout, data and budget: diffusers' multi-head attention (MHSA), and the "
+                  "white-box variant in which every attention is CRATE's MSSA (`--attention mssa`: query = key = "
+                  "value in each subspace; in cross-attention the text tokens are projected onto the same subspace "
+                  "coordinates and serve as keys and values).", ""]
+    lines += ["| images | U-Net attention | guidance | LIFT score | R@1 | R@5 | chance R@1 | FD-EffNet |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| real held-out images | – | – | {_fmt(real['lift_score'])} | {_fmt(real['r@1'])} | "
+              f"{_fmt(real['r@5'])} | {_fmt(real['chance_r@1'])} | – |"]
+    for name, variant_rows in (("MHSA", rows), ("MSSA", mssa["rows"] if mssa else [])):
+        for row in variant_rows:
+            lines.append(f"| generated | {name} | {row['guidance_scale']:g} | {_fmt(row['lift_score'])} | "
+                         f"{_fmt(row['r@1'])} | {_fmt(row['r@5'])} | {_fmt(row['chance_r@1'])} | "
+                         f"{row['fd_effnet']:.1f} |")
     lines += ["", f"{evaluation['num_prompts']} held-out captions ({evaluation['num_emoji']} emoji, "
               f"{evaluation['num_prompts'] - evaluation['num_emoji']} Openclipart), one image each, "
               f"{evaluation['num_inference_steps']} sampler steps, seed {evaluation['seed']}, FD-EffNet on "
               f"{evaluation['fd_image_size']} px inputs; evaluation took "
               f"{evaluation['eval_seconds'] / 60:.1f} min.", ""]
     if train:
-        lines += ["| run | steps | batch | training time (min) | parameters | held-out denoising MSE |",
-                  "|---|---|---|---|---|---|",
-                  f"| U-Net | {train['steps']} | {train['batch_size']} | {train['train_seconds_total'] / 60:.1f} | "
-                  f"{train['num_parameters']:,} | {train['test_denoising_mse']:.4f} |"]
+        lines += ["| run | steps | batch | training time (min) | trained parameters | held-out |",
+                  "|---|---|---|---|---|---|"]
+        for name, info in (("U-Net (MHSA)", train), ("U-Net (MSSA)", (mssa or {}).get("training"))):
+            if info:
+                lines.append(f"| {name} | {info['steps']} | {info['batch_size']} | "
+                             f"{info['train_seconds_total'] / 60:.1f} | {info['num_parameters']:,} | denoising MSE "
+                             f"{info['test_denoising_mse']:.4f} |")
         for name, key in (("VAE", "vae"), ("LIFT scorer", "lift")):
             info = evaluation.get(key)
             if info:
+                held_out = f"PSNR {info['test_psnr']:.2f} dB" if "test_psnr" in info else "–"
                 lines.append(f"| {name} | {info['steps']} | {info['batch_size']} | "
-                             f"{info['train_seconds'] / 60:.1f} | {info['num_parameters']:,} | – |")
+                             f"{info['train_seconds'] / 60:.1f} | {info['num_parameters']:,} | {held_out} |")
         lines.append("")
         lift = evaluation.get("lift", {})
         if "image_to_text_R@1" in lift:
@@ -135,7 +149,8 @@ def render_section(evaluation: dict, grid_name: str) -> str:
                       f"(chance {lift['retrieval_chance_R@1']:.4f}).", ""]
     lines += [f"![prompts → samples]({grid_name})", "",
               f"Rows: the first {evaluation['grid_prompts']} held-out captions (listed below); columns: the real "
-              "held-out image, then one sample per guidance scale of the table, left to right.", ""]
+              "held-out image, then one sample per guidance scale of the table, left to right"
+              + (" (the MHSA U-Net's, then the MSSA U-Net's)." if mssa else "."), ""]
     lines += [f"{i + 1}. {caption}" for i, caption in enumerate(evaluation["grid_captions"])]
     return "\n".join(lines) + "\n"
 
@@ -153,6 +168,16 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+TRAINING_KEYS = ("steps", "batch_size", "train_seconds_total", "num_parameters", "test_denoising_mse")
+
+
+def training_facts(results_path: Path) -> dict:
+    """The training run's steps, batch, time, parameters and held-out MSE from its ``results.json`` ({} if any is
+    missing)."""
+    results = _json(results_path)
+    return {key: results[key] for key in TRAINING_KEYS} if set(TRAINING_KEYS) <= set(results) else {}
+
+
 def main(argv=None, data: dict | None = None) -> dict:
     """Evaluate and write the page; ``data`` (tests) replaces the held-out pairs: ``{"captions", "images" uint8
     (n, H, W, 3), "sources"}``."""
@@ -165,37 +190,42 @@ def main(argv=None, data: dict | None = None) -> dict:
     args = parse_args(argv)
     start = time.time()
     scales = [float(s) for s in args.guidance_scales.split(",") if s.strip()]
-    pipeline = StableDiffusionPipeline.from_pretrained(args.pipeline)
     lift = AutoModel.from_pretrained(args.lift).eval()
     captions, real_images, sources = held_out_pairs(args.sources.split(","), args.num_prompts, data)
     metric = FrechetEffNetDistance(image_size=args.fd_image_size)
     real_features = metric.features(real_images.permute(0, 3, 1, 2).contiguous())
     real = text_image_scores(lift, real_images, captions, gallery=captions)
-    rows, samples = [], []
-    for scale in scales:
-        images = generate_images(pipeline, captions, guidance_scale=scale,
-                                 num_inference_steps=args.num_inference_steps, seed=args.seed)
-        scores = text_image_scores(lift, images, captions, gallery=captions)
-        scores.update(guidance_scale=scale, fd_effnet=frechet_distance(
-            real_features, metric.features(images.permute(0, 3, 1, 2).contiguous())))
-        rows.append(scores)
-        samples.append(images)
+
+    def evaluate(pipeline_path: str):
+        pipeline = StableDiffusionPipeline.from_pretrained(pipeline_path)
+        rows, samples = [], []
+        for scale in scales:
+            images = generate_images(pipeline, captions, guidance_scale=scale,
+                                     num_inference_steps=args.num_inference_steps, seed=args.seed)
+            scores = text_image_scores(lift, images, captions, gallery=captions)
+            scores.update(guidance_scale=scale, fd_effnet=frechet_distance(
+                real_features, metric.features(images.permute(0, 3, 1, 2).contiguous())))
+            rows.append(scores)
+            samples.append(images)
+        return rows, samples, training_facts(Path(pipeline_path).parent / "results.json")
+
+    rows, samples, training = evaluate(args.pipeline)
+    mssa = None
+    if args.mssa_pipeline:
+        mssa_rows, mssa_samples, mssa_training = evaluate(args.mssa_pipeline)
+        mssa = {"rows": mssa_rows, "training": mssa_training}
+        samples += mssa_samples
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     grid = Path(args.grid) if args.grid else output.with_name(output.stem + "_text_to_image.png")
     k = min(args.grid_prompts, len(captions))
     save_grid([real_images[:k]] + [s[:k] for s in samples], grid)
-    run_dir = Path(args.pipeline).parent
-    training = _json(run_dir / "results.json")
     evaluation = {"rows": rows, "real": real, "num_prompts": len(captions),
                   "num_emoji": sum(s == "emoji" for s in sources), "num_inference_steps": args.num_inference_steps,
                   "seed": args.seed, "fd_image_size": args.fd_image_size, "grid_prompts": k, "grid_captions": captions[:k],
-                  "eval_seconds": time.time() - start,
-                  "training": {key: training[key] for key in ("steps", "batch_size", "train_seconds_total",
-                                                              "num_parameters", "test_denoising_mse")
-                               if key in training} if training else {}}
-    if evaluation["training"] and len(evaluation["training"]) < 5:
-        evaluation["training"] = {}
+                  "eval_seconds": time.time() - start, "training": training}
+    if mssa:
+        evaluation["mssa"] = mssa
     vae_metrics = _json(Path(args.vae_metrics)) if args.vae_metrics else {}
     if {"steps", "batch_size", "train_seconds", "num_parameters"} <= set(vae_metrics):
         evaluation["vae"] = {key: vae_metrics[key] for key in ("steps", "batch_size", "train_seconds",

@@ -13,6 +13,11 @@ decodes: `whitebox_hf.pipelines.text_to_image.encode_latents`) and the token emb
 (padded to 32 tokens, no attention mask: exactly `StableDiffusionPipeline.encode_prompt`, `encode_prompts`) are
 computed once; training never runs the VAE or the text encoder.
 
+``--attention mssa`` trains the white-box U-Net: every attention is CRATE's MSSA (one subspace projection for query,
+key and value; cross-attention puts the text tokens in the same subspace coordinates,
+`whitebox_hf.pipelines.text_to_image.SubspaceAttnProcessor`). The saved pipeline holds the tied weights in a stock
+U-Net (`subspace_unet_to_standard`), so it loads with plain diffusers all the same.
+
 Objective: diffusers' `DDPMScheduler` (SD's ``scaled_linear`` betas 0.00085-0.012, 1000 steps), ``epsilon`` or
 ``v_prediction`` (``prediction_type``), MSE, uniform timesteps. Classifier-free guidance: each caption is replaced by
 the empty prompt ``""`` with probability ``class_dropout_prob`` (0.1): the caption index is dropped to the null id,
@@ -43,6 +48,7 @@ import whitebox_hf  # noqa: F401
 from whitebox_hf.data import load_caption_images
 from whitebox_hf.data.fashion_mnist import default_cache_dir
 from whitebox_hf.pipelines.text_to_image import (
+    ATTENTION_TYPES,
     TEXT_MAX_LENGTH,
     assemble_text_to_image_pipeline,
     build_text_to_image_unet,
@@ -50,6 +56,7 @@ from whitebox_hf.pipelines.text_to_image import (
     encode_prompts,
     generate_images,
     load_minilm_text_encoder,
+    subspace_unet_to_standard,
 )
 from whitebox_hf.training.config import parse_config_args, run_script
 from whitebox_hf.training.generative import GENERATIVE_DEFAULTS, run_training
@@ -66,6 +73,7 @@ DEFAULTS = {
     "block_out_channels": "64,128",
     "layers_per_block": 1,
     "attention_head_dim": 8,
+    "attention": "mhsa",  # "mssa": the white-box U-Net (CRATE's subspace attention, `SubspaceAttnProcessor`)
     # DDPM
     "num_train_timesteps": 1000,
     "beta_schedule": "scaled_linear",
@@ -91,6 +99,8 @@ def parse_args(argv=None) -> dict:
     args = parse_config_args(DEFAULTS, argv, __doc__)
     if args["prediction_type"] not in PREDICTION_TYPES:
         raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {args['prediction_type']!r}")
+    if args["attention"] not in ATTENTION_TYPES:
+        raise ValueError(f"`attention` must be one of {ATTENTION_TYPES}, got {args['attention']!r}")
     if not 0.0 <= args["class_dropout_prob"] < 1.0:
         raise ValueError(f"`class_dropout_prob` must be in [0, 1), got {args['class_dropout_prob']!r}")
     return args
@@ -187,9 +197,13 @@ def write_card(args: dict, results: dict, folder: Path, argv) -> Path:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     command = shlex.join(["python", "training/train_text_to_image.py", *(sys.argv[1:] if argv is None else argv)])
+    attention = ("diffusers' multi-head attention" if args["attention"] == "mhsa" else
+                 "every attention CRATE's MSSA, query = key = value in each subspace, trained with the tied "
+                 "parameters counted once and saved with the tied weights copied into the stock key/value slots")
     data = ModelCardData(
         library_name="diffusers", pipeline_tag="text-to-image", license="apache-2.0",
-        tags=["text-to-image", "stable-diffusion", "cross-attention", "whitebox_hf"],
+        tags=["text-to-image", "stable-diffusion", "cross-attention", "whitebox_hf"]
+        + (["mssa", "white-box"] if args["attention"] == "mssa" else []),
         model_name="text-to-image-minilm-unet",
         eval_results=[EvalResult(task_type="text-to-image", dataset_type=results["dataset"],
                                  dataset_name=results["dataset"], dataset_split="test",
@@ -203,7 +217,7 @@ def write_card(args: dict, results: dict, folder: Path, argv) -> Path:
 # Text-to-image U-Net (MiniLM cross-attention)
 
 A `StableDiffusionPipeline` at CPU scale: a `UNet2DConditionModel` ({results['num_parameters']:,} parameters,
-block channels {args['block_out_channels']}) cross-attends to the frozen all-MiniLM-L6-v2 token embeddings
+block channels {args['block_out_channels']}, {attention}) cross-attends to the frozen all-MiniLM-L6-v2 token embeddings
 (384-d, prompts padded to {TEXT_MAX_LENGTH} tokens) in the 4×8×8 latent space of a small `AutoencoderKL` on 32 px
 RGB images. Trained on the train split of {results['dataset']} ({results['num_train_examples']:,} images) for
 {results['steps']:,} steps of batch {results['batch_size']} ({results['train_seconds_total'] / 60:.1f} min),
@@ -266,11 +280,14 @@ def main(argv=None, data: dict | None = None) -> dict:
                                     layers_per_block=args["layers_per_block"],
                                     attention_head_dim=args["attention_head_dim"],
                                     cross_attention_dim=text_encoder.config.hidden_size,
-                                    sample_size=latents.shape[-1], latent_channels=latents.shape[1])
+                                    sample_size=latents.shape[-1], latent_channels=latents.shape[1],
+                                    attention=args["attention"])
     scheduler = noise_scheduler(args)
 
     def save_pipeline(ema_unet, folder: Path):
         inference = DPMSolverMultistepScheduler.from_config(scheduler.config)
+        if args["attention"] == "mssa":  # tied weights written into a stock U-Net: plain diffusers loads it
+            ema_unet = subspace_unet_to_standard(ema_unet)
         pipeline = assemble_text_to_image_pipeline(vae, ema_unet, text_encoder, tokenizer, inference)
         pipeline.save_pretrained(folder)
         return pipeline

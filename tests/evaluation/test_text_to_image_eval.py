@@ -85,9 +85,38 @@ def test_report_writes_its_section_and_keeps_the_others(lift_folder, tmp_path):
     text = page.read_text()
     assert "## ControlNet\n\nkept" in text and text.count("## Text-to-image") == 1
     assert [r["guidance_scale"] for r in evaluation["rows"]] == [1.0, 3.0]
-    assert f"| generated | 3 | {evaluation['rows'][1]['lift_score']:.3f} |" in text
-    assert "| U-Net | 5 | 4 | 1.0 | 1,234 | 0.5000 |" in text
+    assert f"| generated | MHSA | 3 | {evaluation['rows'][1]['lift_score']:.3f} |" in text
+    assert "| U-Net (MHSA) | 5 | 4 | 1.0 | 1,234 | denoising MSE 0.5000 |" in text and "MSSA" not in text
     assert (tmp_path / "conditional_text_to_image.png").stat().st_size > 0
     # Rerunning replaces the section instead of appending a second one.
     report_conditional.main(argv, data=data)
     assert page.read_text().count("## Text-to-image") == 1 and "kept" in page.read_text()
+
+
+def test_report_compares_the_mssa_unet_when_given(lift_folder, tmp_path):
+    from whitebox_hf.pipelines.text_to_image import subspace_unet_to_standard
+
+    torch.manual_seed(0)
+    encoder, tokenizer = load_minilm_text_encoder()
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), latent_channels=4,
+                        norm_num_groups=4, sample_size=32)
+    unets = {"mhsa": build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8),
+             "mssa": subspace_unet_to_standard(build_text_to_image_unet((16, 32), attention_head_dim=4,
+                                                                        norm_num_groups=8, attention="mssa"))}
+    for name, unet in unets.items():
+        assemble_text_to_image_pipeline(vae, unet, encoder, tokenizer).save_pretrained(tmp_path / name / "pipeline")
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"steps": 5, "batch_size": 4, "train_seconds_total": 60.0, "num_parameters": 1000 + len(name),
+             "test_denoising_mse": 0.5 if name == "mhsa" else 0.25}))
+    page = tmp_path / "conditional.md"
+    data = {"captions": CAPTIONS, "images": images(3), "sources": ["emoji", "openclipart", "openclipart"]}
+    evaluation = report_conditional.main(
+        ["--pipeline", str(tmp_path / "mhsa" / "pipeline"), "--mssa_pipeline", str(tmp_path / "mssa" / "pipeline"),
+         "--lift", str(lift_folder), "--output", str(page), "--num_prompts", "3", "--guidance_scales", "2",
+         "--num_inference_steps", "2", "--fd_image_size", "64", "--vae_metrics", ""], data=data)
+    text = page.read_text()
+    assert f"| generated | MSSA | 2 | {evaluation['mssa']['rows'][0]['lift_score']:.3f} |" in text
+    assert "| U-Net (MSSA) | 5 | 4 | 1.0 | 1,004 | denoising MSE 0.2500 |" in text
+    # Different weights, same seeds: the two U-Nets' samples differ.
+    assert evaluation["mssa"]["rows"][0]["fd_effnet"] != evaluation["rows"][0]["fd_effnet"]

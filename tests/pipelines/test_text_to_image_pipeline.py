@@ -156,3 +156,69 @@ def test_validation_catches_mismatched_parts(pipeline):
         validate_text_to_image_pipeline(object())
     with pytest.raises(ValueError, match="block_out_channels"):
         build_text_to_image_unet((), norm_num_groups=8)
+
+
+# --- the white-box U-Net: every attention MSSA (SubspaceAttnProcessor) ---------------------------------------------
+
+
+def _mssa_unet():
+    torch.manual_seed(1)
+    return build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8, attention="mssa")
+
+
+def test_mssa_self_attention_is_the_packages_mssa_operator():
+    """The processor in a diffusers Attention computes nn.MultiHeadSubspaceSelfAttention with the same weights."""
+    from whitebox_hf.nn import MultiHeadSubspaceSelfAttention
+
+    unet = _mssa_unet()
+    attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    assert not hasattr(attn, "to_k") and not hasattr(attn, "to_v")
+    reference = MultiHeadSubspaceSelfAttention(16, attn.heads, 16 // attn.heads, output_bias=True)
+    reference.subspace_projection.weight.data.copy_(attn.to_q.weight)
+    reference.output_projection.load_state_dict(attn.to_out[0].state_dict())
+    tokens = torch.randn(2, 64, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(tokens), reference(tokens)[0])
+
+
+def test_mssa_cross_attention_uses_the_text_coordinates_as_keys_and_values():
+    unet = _mssa_unet()
+    attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
+    assert hasattr(attn, "to_k") and not hasattr(attn, "to_v")
+    image, text = torch.randn(2, 64, 16), torch.randn(2, 32, 384)
+    q = attn.to_q(image).view(2, 64, attn.heads, -1).transpose(1, 2)
+    k = attn.to_k(text).view(2, 32, attn.heads, -1).transpose(1, 2)
+    scores = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+    expected = attn.to_out[0]((scores @ k).transpose(1, 2).reshape(2, 64, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(attn(image, encoder_hidden_states=text), expected.detach())
+
+
+def test_mssa_unet_has_fewer_parameters_and_its_standard_copy_is_exact():
+    from whitebox_hf.pipelines.text_to_image import subspace_unet_to_standard
+
+    unet = _mssa_unet()
+    standard = subspace_unet_to_standard(unet)
+    plain = build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(standard) == count(plain) > count(unet)
+    sample, timesteps, states = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.randn(2, 32, 384)
+    with torch.no_grad():
+        torch.testing.assert_close(standard(sample, timesteps, encoder_hidden_states=states).sample,
+                                   unet(sample, timesteps, encoder_hidden_states=states).sample, rtol=0, atol=0)
+    assert {type(p).__name__ for p in standard.attn_processors.values()} == {"AttnProcessor2_0"}
+
+
+def test_mssa_conversion_errors_name_the_problem():
+    from whitebox_hf.pipelines.text_to_image import subspace_attention_, subspace_unet_to_standard
+
+    with pytest.raises(ValueError, match="attention"):
+        build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8, attention="linear")
+    unet = _mssa_unet()
+    with pytest.raises(ValueError, match="already MSSA"):
+        subspace_attention_(unet)
+    with pytest.raises(ValueError, match="no MSSA attention"):
+        subspace_unet_to_standard(build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8))
+    attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    with pytest.raises(ValueError, match="attention_mask"):
+        attn(torch.randn(1, 64, 16), attention_mask=torch.ones(1, 64))

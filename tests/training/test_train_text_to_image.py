@@ -72,3 +72,33 @@ def test_bad_prediction_type_raises():
 
     with pytest.raises(ValueError, match="prediction_type"):
         train_text_to_image.parse_args(["--prediction_type", "sample"])
+
+
+def test_mssa_unet_trains_resumes_exactly_and_saves_a_plain_folder(tmp_path):
+    """--attention mssa: fewer trained parameters, exact resume, and a saved folder that plain diffusers loads
+    into a stock U-Net whose self-attention key/value weights are the query weights."""
+    save_vae(tmp_path / "vae")
+    data = fake_data()
+    mssa = ["--attention", "mssa", "--sample_prompts", "0"]
+    straight = train_text_to_image.main(args_for(tmp_path, "a", 4) + mssa, data=data)
+    train_text_to_image.main(args_for(tmp_path, "b", 2) + mssa, data=data)
+    resumed = train_text_to_image.main(args_for(tmp_path, "b", 4) + mssa + ["--resume_from_checkpoint", "latest"],
+                                       data=data)
+    assert resumed["start_step"] == 2
+    a = StableDiffusionPipeline.from_pretrained(tmp_path / "a" / "pipeline").unet
+    b = StableDiffusionPipeline.from_pretrained(tmp_path / "b" / "pipeline").unet.state_dict()
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(b[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert straight["num_parameters"] < sum(p.numel() for p in a.parameters())
+    attn1 = a.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    assert torch.equal(attn1.to_k.weight, attn1.to_q.weight) and torch.equal(attn1.to_v.weight, attn1.to_q.weight)
+    attn2 = a.down_blocks[0].attentions[0].transformer_blocks[0].attn2
+    assert torch.equal(attn2.to_v.weight, attn2.to_k.weight)
+    assert "MSSA" in (tmp_path / "a" / "pipeline" / "README.md").read_text()
+
+
+def test_bad_attention_type_raises():
+    import pytest
+
+    with pytest.raises(ValueError, match="attention"):
+        train_text_to_image.parse_args(["--attention", "linear"])

@@ -18,6 +18,14 @@ is set, which BERT's config is not; the U-Net's cross-attention gets no mask eit
 encoded with the [PAD] positions attended to, and training encodes its captions the same way (`encode_prompts`).
 Classifier-free guidance uses the empty prompt ``""`` as the unconditional input, as SD does with no negative
 prompt; training replaces 10 % of the captions by ``""``.
+
+White-box variant (``attention="mssa"``): every attention of the U-Net becomes CRATE's MSSA, one subspace projection
+shared by query, key and value (`SubspaceAttnProcessor`). Self-attention projects the image tokens onto the subspaces
+``U_k`` and attends among those coordinates; cross-attention projects the text tokens onto the *same* ``K·p``
+coordinates with their own basis ``U_c`` (the text is 384-wide, the image channels are not), and those coordinates are
+both key and value. MSSA is MHSA with tied projections, so `subspace_unet_to_standard` writes the tied weights into
+the ``to_k``/``to_v`` slots of a stock `UNet2DConditionModel`: the saved pipeline still loads with plain diffusers and
+computes exactly the MSSA U-Net.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "ATTENTION_TYPES",
+    "SubspaceAttnProcessor",
     "TEXT_MAX_LENGTH",
     "assemble_text_to_image_pipeline",
     "build_text_to_image_unet",
@@ -35,8 +45,13 @@ __all__ = [
     "encode_prompts",
     "generate_images",
     "load_minilm_text_encoder",
+    "subspace_attention_",
+    "subspace_unet_to_standard",
     "validate_text_to_image_pipeline",
 ]
+
+# "mhsa": diffusers' attention (separate query, key, value); "mssa": this package's subspace attention.
+ATTENTION_TYPES = ("mhsa", "mssa")
 
 # The tokenizer's model_max_length: 95 % of the Openclipart and emoji captions fit (LIFT's max_length).
 TEXT_MAX_LENGTH = 32
@@ -65,16 +80,20 @@ def load_minilm_text_encoder(path: str | Path | None = None, max_length: int = T
 
 def build_text_to_image_unet(block_out_channels=(64, 128), layers_per_block: int = 1, attention_head_dim: int = 8,
                              cross_attention_dim: int = 384, sample_size: int = 8, latent_channels: int = 4,
-                             norm_num_groups: int = 32):
+                             norm_num_groups: int = 32, attention: str = "mhsa"):
     """A small `UNet2DConditionModel` for ``latent_channels``×``sample_size``² latents, cross-attending to
     ``cross_attention_dim``-wide token embeddings in every block except the lowest-resolution down/up pair's
     plain ResNet ends (SD's layout: ``CrossAttnDownBlock2D`` … ``DownBlock2D``, mirrored on the way up).
+    ``attention="mssa"`` makes every attention MSSA (`subspace_attention_`).
 
     Raises:
-        ValueError: an empty ``block_out_channels``, or channels not divisible by ``norm_num_groups``.
+        ValueError: an empty ``block_out_channels``, channels not divisible by ``norm_num_groups``, or an
+            ``attention`` not in `ATTENTION_TYPES`.
     """
     from diffusers import UNet2DConditionModel
 
+    if attention not in ATTENTION_TYPES:
+        raise ValueError(f"`attention` must be one of {ATTENTION_TYPES}, got {attention!r}")
     channels = tuple(int(c) for c in block_out_channels)
     if not channels:
         raise ValueError(f"`block_out_channels` must be a non-empty sequence, got {block_out_channels!r}")
@@ -85,12 +104,102 @@ def build_text_to_image_unet(block_out_channels=(64, 128), layers_per_block: int
     up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(channels) - 1)
     if len(channels) == 1:
         down, up = ("CrossAttnDownBlock2D",), ("CrossAttnUpBlock2D",)
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         sample_size=sample_size, in_channels=latent_channels, out_channels=latent_channels,
         down_block_types=down, up_block_types=up, block_out_channels=channels, layers_per_block=layers_per_block,
         cross_attention_dim=cross_attention_dim, attention_head_dim=attention_head_dim,
         norm_num_groups=norm_num_groups,
     )
+    return subspace_attention_(unet) if attention == "mssa" else unet
+
+
+class SubspaceAttnProcessor:
+    """A diffusers attention processor that computes MSSA (book §8.4.1; `whitebox_hf.nn.MultiHeadSubspaceSelfAttention`)
+    in an `Attention` module whose ``to_q`` holds the subspace bases ``U = [U_1 … U_K]``:
+
+        self-attention:  MSSA(Z) = W_out · concat_k [ softmax((U_kᵀZ)ᵀ(U_kᵀZ)/√p) applied to U_kᵀZ ]
+        cross-attention: queries U_kᵀZ, keys = values U_c,kᵀC (``to_k``: the text tokens C in the same coordinates)
+
+    ``to_v`` (and, in self-attention, ``to_k``) are not used; `subspace_attention_` removes them. The kernel is the
+    package's `attend` (SDPA), the scale 1/√p as in the authors' CRATE. Only what the U-Net's transformer blocks use
+    is supported: no attention mask, spatial norm, group norm, query/key norms or cross-attention norm.
+    """
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        from ..nn.attention import attend
+
+        unsupported = {"attention_mask": attention_mask is not None, "spatial_norm": attn.spatial_norm is not None,
+                       "group_norm": attn.group_norm is not None, "norm_q": attn.norm_q is not None,
+                       "norm_k": attn.norm_k is not None, "norm_cross": bool(attn.norm_cross),
+                       "4-D hidden_states": hidden_states.ndim != 3}
+        if any(unsupported.values()):
+            raise ValueError(f"SubspaceAttnProcessor does not support {[k for k, v in unsupported.items() if v]}")
+        residual = hidden_states
+        batch_size, num_tokens, _ = hidden_states.shape
+        coordinates = attn.to_q(hidden_states)  # U_kᵀ z for every head k
+        keys = coordinates if encoder_hidden_states is None else attn.to_k(encoder_hidden_states)
+        head_dim = coordinates.shape[-1] // attn.heads
+        query = coordinates.view(batch_size, num_tokens, attn.heads, head_dim).transpose(1, 2)
+        key = keys.view(batch_size, keys.shape[1], attn.heads, head_dim).transpose(1, 2)
+        # Key and value are the same tensor: MSSA compresses the tokens against the subspace coordinates themselves.
+        context, _ = attend(query, key, key, None, attn.scale, 0.0, False, "sdpa", False)
+        context = context.transpose(1, 2).reshape(batch_size, num_tokens, attn.heads * head_dim).to(query.dtype)
+        hidden_states = attn.to_out[1](attn.to_out[0](context))
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def _attention_modules(unet):
+    from diffusers.models.attention_processor import Attention
+
+    return [(name, module) for name, module in unet.named_modules() if isinstance(module, Attention)]
+
+
+def subspace_attention_(unet):
+    """Turn every attention of ``unet`` into MSSA, in place: `SubspaceAttnProcessor`, and the projections MSSA does
+    not use (``to_k`` and ``to_v`` of self-attention, ``to_v`` of cross-attention) removed so they hold no
+    parameters. Returns ``unet``.
+
+    Raises:
+        ValueError: an attention has biased query/key projections (a subspace projection is linear), or was already
+            converted.
+    """
+    for name, module in _attention_modules(unet):
+        if isinstance(module.processor, SubspaceAttnProcessor) or not hasattr(module, "to_v"):
+            raise ValueError(f"attention `{name}` is already MSSA")
+        if module.to_q.bias is not None or module.to_k.bias is not None:
+            raise ValueError(f"attention `{name}` has biased query/key projections; MSSA's subspace projection "
+                             "is linear (build the U-Net with attention_bias=False)")
+        del module.to_v
+        if not module.is_cross_attention:
+            del module.to_k
+        module.set_processor(SubspaceAttnProcessor())
+    return unet
+
+
+def subspace_unet_to_standard(unet):
+    """A stock `UNet2DConditionModel` (diffusers' own processors) that computes exactly what the MSSA ``unet``
+    computes: its query weights copied into the self-attention key and value slots, the cross-attention key weights
+    into the value slot. Loads with plain diffusers.
+
+    Raises:
+        ValueError: ``unet`` has no MSSA attention (`subspace_attention_` was not applied).
+    """
+    from diffusers import UNet2DConditionModel
+
+    converted = [(n, m) for n, m in _attention_modules(unet) if isinstance(m.processor, SubspaceAttnProcessor)]
+    if not converted:
+        raise ValueError("`unet` has no MSSA attention to convert (build it with attention='mssa')")
+    state = {key: value.detach().clone() for key, value in unet.state_dict().items()}
+    for name, module in converted:
+        basis = state[f"{name}.to_k.weight"] if module.is_cross_attention else state[f"{name}.to_q.weight"]
+        state[f"{name}.to_k.weight"], state[f"{name}.to_v.weight"] = basis.clone(), basis.clone()
+    standard = UNet2DConditionModel.from_config(unet.config).to(unet.device)
+    if standard.dtype != unet.dtype:
+        standard = standard.to(dtype=unet.dtype)
+    standard.load_state_dict(state, strict=True)
+    return standard.eval()
 
 
 @torch.no_grad()
