@@ -106,13 +106,35 @@ def build_crate(s: Setting) -> CrateForImageClassification:
     return CrateForImageClassification(config)
 
 
-def build_vit(s: Setting) -> ViTForImageClassification:
+SAME_KERNEL = "whitebox_sdpa"
+
+
+def same_kernel_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """ViT's attention through CRATE's own dispatch (`whitebox_hf.nn.attention.attend`, "sdpa"), registered with
+    transformers' `AttentionInterface`: SDPA in fp32, and in bf16 the matmul route CRATE takes at short sequences.
+    Same calling convention as transformers' ``sdpa_attention_forward``."""
+    from whitebox_hf.nn.attention import attend
+
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    context, _ = attend(query, key, value, attention_mask, scale, dropout if module.training else 0.0, False,
+                        "sdpa", False)
+    return context.transpose(1, 2).contiguous(), None
+
+
+def build_vit(s: Setting, attention: str = SAME_KERNEL) -> ViTForImageClassification:
+    """``attention``: ``"whitebox_sdpa"`` (the kernel dispatch CRATE uses, so the ratio compares the models and not
+    their attention kernels) or ``"sdpa"`` (transformers' stock SDPA)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SAME_KERNEL, same_kernel_attention)
     config = ViTConfig(
         hidden_size=s.hidden_size, num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads,
         intermediate_size=4 * s.hidden_size, image_size=s.image_size, patch_size=s.patch_size,
         num_channels=s.num_channels, num_labels=s.num_labels,
     )
-    return ViTForImageClassification(config)
+    model = ViTForImageClassification(config)
+    model.set_attn_implementation(attention)
+    return model
 
 
 def macs_per_image(kind: str, s: Setting) -> dict[str, int]:
@@ -246,11 +268,11 @@ def prepare(model, execution: str):
 
 def run_setting(s: Setting, args, peaks: dict) -> dict:
     torch.manual_seed(0)
-    models = {"crate": build_crate(s), "vit": build_vit(s)}
+    models = {"crate": build_crate(s), "vit": build_vit(s, args.vit_attention)}
     for m in models.values():
         m.eval()
     assert models["crate"].config._attn_implementation == "sdpa", models["crate"].config._attn_implementation
-    assert models["vit"].config._attn_implementation == "sdpa", models["vit"].config._attn_implementation
+    assert models["vit"].config._attn_implementation == args.vit_attention, models["vit"].config._attn_implementation
     macs = {k: macs_per_image(k, s) for k in MODELS}
     result = dict(
         setting=asdict(s),
@@ -491,7 +513,12 @@ def render(report: dict) -> str:
         "(`CrateConfig.from_preset(\"crate-tiny\")` for 224², the same fields with d 192, L 6, K 6, 28², patch 4, "
         "1 channel, 10 labels for Fashion-MNIST) and `transformers.ViTForImageClassification(ViTConfig(hidden_size, "
         "num_hidden_layers, num_attention_heads, intermediate_size=4·d, image_size, patch_size, num_channels, "
-        "num_labels))`. Both use SDPA attention (asserted). Inputs are random `N(0, 1)` pixels; labels random.",
+        "num_labels))`. Inputs are random `N(0, 1)` pixels; labels random.",
+        f"* **Attention kernel**: ViT's is `{report.get('vit_attention', 'sdpa')}`. `whitebox_sdpa` registers CRATE's "
+        "own dispatch (`whitebox_hf.nn.attention.attend`) with transformers' `AttentionInterface`, so both models run "
+        "the same kernel: PyTorch SDPA in fp32; in bf16 on CPU, with at most 256 keys, matmul-softmax-matmul in bf16, "
+        "which is faster there than PyTorch's CPU flash kernel (`benchmarks/bench_attention_kernels.py`). `sdpa` is "
+        "transformers' stock SDPA for ViT (CRATE keeps its dispatch).",
         "* **Inference**: `model.eval()`, each call in `torch.inference_mode()`; `bf16-autocast` wraps each call in "
         "`torch.autocast(\"cpu\", dtype=torch.bfloat16)` (weights fp32, matmuls bf16); `bf16-cast` runs a copy of the "
         "model cast with `.to(torch.bfloat16)` on bf16 input (everything bf16, no autocast).",
@@ -570,6 +597,8 @@ def parse_args(argv=None):
                    help="skip the inference-time-vs-batch measurement (log-log slope)")
     p.add_argument("--training-modes", nargs="+", default=list(TRAINING_MODES), choices=list(TRAINING_MODES))
     p.add_argument("--skip-train", action="store_true", help="measure inference only")
+    p.add_argument("--vit-attention", default=SAME_KERNEL, choices=[SAME_KERNEL, "sdpa"],
+                   help="ViT's attention kernel: CRATE's own dispatch (default) or transformers' stock SDPA")
     p.add_argument("--from-json", default=None, help="render the page again from a run's JSON, measuring nothing")
     p.add_argument("--warmup", type=int, default=2, help="warm-up iterations per model and mode")
     p.add_argument("--reps", type=int, default=7, help="timed repetitions per model and mode (median reported)")
@@ -642,7 +671,7 @@ def main(argv=None) -> dict:
     env["loadavg_end"] = loadavg()
 
     report = dict(
-        command=command, date=now(), quick=args.quick,
+        command=command, date=now(), quick=args.quick, vit_attention=args.vit_attention,
         warmup=args.warmup, reps=args.reps, environment=env, matmul_peak_start=peak_start,
         matmul_peak_end=peak_end, matmul_peak=peaks, settings=results, profile=profile,
         goals_definition=dict(speedup_fp32=GOAL_SPEEDUP_FP32, speedup_bf16=GOAL_SPEEDUP_BF16,

@@ -325,6 +325,8 @@ def main(argv=None) -> int:
         if name not in BUNDLES:
             parser.error(f"unknown bundle {name!r}; choose from {list(BUNDLES)}")
         if args.code_only:
+            if BUNDLES[name].get("build") == "text_to_image":
+                continue  # a plain diffusers StableDiffusionPipeline: no code of ours to write
             if (BUNDLED_DIR / name / "model_index.json").exists():
                 add_pipeline_code(BUNDLED_DIR / name)
                 print(f"rewrote the code of {name}")

@@ -189,3 +189,44 @@ def test_position_interpolation_is_identity_at_native_size_and_resizes_otherwise
     resized = interpolate_position_embedding(table, 3, 5)
     assert resized.shape == (1, 1 + 15, 8)
     torch.testing.assert_close(resized[:, :1], table[:, :1])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_low_precision_cpu_attention_takes_the_matmul_route_and_matches_fp32(dtype, is_causal, monkeypatch):
+    """bf16/fp16 on CPU with few keys: "sdpa" computes matmul-softmax-matmul (faster than PyTorch's CPU flash
+    kernel there) and stays within the dtype's resolution of the fp32 attention, forward and backward."""
+    from whitebox_hf.nn import attention
+
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(a[0].shape) or real_sdpa(*a, **k))
+    generator = torch.Generator().manual_seed(0)
+    q32 = torch.randn(2, 3, 50, 16, generator=generator, requires_grad=True)
+    q = q32.detach().to(dtype).requires_grad_()
+    low, _ = attention.attend(q, q, q, None, 0.25, 0.0, is_causal, "sdpa", False)
+    reference, _ = attention.attend(q32, q32, q32, None, 0.25, 0.0, is_causal, "sdpa", False)
+    assert len(calls) == 1 and calls[0][-2] == 50  # only the fp32 call went to SDPA
+    assert low.dtype == dtype
+    torch.testing.assert_close(low.float(), reference, atol=2e-2, rtol=2e-2)
+    low.float().square().sum().backward()
+    reference.square().sum().backward()
+    torch.testing.assert_close(q.grad.float(), q32.grad, atol=6e-2, rtol=6e-2)
+
+
+def test_low_precision_cpu_attention_keeps_sdpa_for_long_sequences(monkeypatch):
+    from whitebox_hf.nn import attention
+
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(a[1].shape[-2]) or real_sdpa(*a, **k))
+    limit = attention.LOW_PRECISION_CPU_MATMUL_MAX_KEYS
+    for keys in (limit, limit + 1):
+        q = torch.randn(1, 2, keys, 8).bfloat16()
+        attention.attend(q, q, q, None, 0.3, 0.0, True, "sdpa", False)
+    assert calls == [limit + 1]
+    assert attention.uses_low_precision_cpu_matmul(torch.zeros(1, 1, 4, 8, dtype=torch.bfloat16),
+                                                   torch.zeros(1, 1, 4, 8, dtype=torch.bfloat16))
+    assert not attention.uses_low_precision_cpu_matmul(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8))

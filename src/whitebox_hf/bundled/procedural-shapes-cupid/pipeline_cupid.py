@@ -1912,6 +1912,13 @@ from torch.nn import functional as F
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
+# PyTorch's CPU flash-attention kernel (what SDPA runs on CPU) is slow in bfloat16/float16 at short sequences: at
+# CRATE's shapes (50 tokens, head dim 32; 197 tokens, head dim 64) plain matmul-softmax-matmul in bf16 is 1.6-2.3x
+# faster forward and 2.7-7.4x faster forward + backward (one thread; `docs/results/benchmark_attention_kernels.md`).
+# With more keys the advantage shrinks while the (q_len, k_len) scores the matmul route forms grow quadratically
+# (SDPA never forms them), so the "sdpa" path takes the matmul route only up to this many keys.
+LOW_PRECISION_CPU_MATMUL_MAX_KEYS = 256
+
 
 def causal_attention_mask(
     query_length: int,
@@ -1952,13 +1959,15 @@ def eager_attention_forward(
     scaling: float,
     dropout: float = 0.0,
     is_causal: bool = False,
+    softmax_dtype: torch.dtype | None = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain softmax attention that also returns the attention probabilities.
 
     Shapes: ``query`` is ``(batch, heads, q_len, head_dim)``, ``key``/``value`` ``(batch, heads, k_len, head_dim)``.
     ``attention_mask`` is additive and broadcast to ``(batch, heads, q_len, k_len)``. With ``is_causal`` the
-    queries are taken to be the last ``q_len`` of the ``k_len`` positions.
-    Returns ``(output (batch, heads, q_len, head_dim), probabilities (batch, heads, q_len, k_len))``.
+    queries are taken to be the last ``q_len`` of the ``k_len`` positions. ``softmax_dtype`` is the precision of the
+    softmax (float32 by default; ``None``: the scores' own dtype, which PyTorch's CPU softmax still accumulates in
+    float32). Returns ``(output (batch, heads, q_len, head_dim), probabilities (batch, heads, q_len, k_len))``.
     """
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     if is_causal:
@@ -1968,9 +1977,16 @@ def eager_attention_forward(
         scores = scores.masked_fill(~causal, float("-inf"))
     if attention_mask is not None:
         scores = scores + attention_mask
-    probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probabilities = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(query.dtype)
     probabilities_dropped = F.dropout(probabilities, p=dropout, training=dropout > 0)
     return torch.matmul(probabilities_dropped, value), probabilities
+
+
+def uses_low_precision_cpu_matmul(query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether the "sdpa" path computes this attention as matmul-softmax-matmul in the inputs' precision instead of
+    calling SDPA: bfloat16/float16 on CPU with at most `LOW_PRECISION_CPU_MATMUL_MAX_KEYS` keys."""
+    return (query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
+            and key.shape[-2] <= LOW_PRECISION_CPU_MATMUL_MAX_KEYS)
 
 
 def attend(
@@ -1988,7 +2004,8 @@ def attend(
 
     ``attention_mask`` (additive, 4-D) must already encode causality when given; without one, ``is_causal``
     masks the future. The eager path runs whenever probabilities are requested, since SDPA kernels do not
-    expose them.
+    expose them. In bfloat16/float16 on CPU with few keys "sdpa" runs the same matmuls with the softmax in the
+    inputs' precision (`uses_low_precision_cpu_matmul`): faster there than PyTorch's CPU flash kernel.
     """
     if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(
@@ -2002,6 +2019,10 @@ def attend(
     causal_flag = is_causal and attention_mask is None and q_len == k_len
     if output_attentions or attn_implementation == "eager":
         return eager_attention_forward(query, key, value, attention_mask, scaling, dropout, causal_flag)
+    if uses_low_precision_cpu_matmul(query, key):
+        context, _ = eager_attention_forward(query, key, value, attention_mask, scaling, dropout, causal_flag,
+                                             softmax_dtype=None)
+        return context, None
     context = F.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, is_causal=causal_flag, scale=scaling
     )
