@@ -2,7 +2,7 @@
 """Write the "Text-to-image" section of ``docs/results/conditional.md`` from a trained text-to-image pipeline and
 the LIFT scorer (rerunnable; every number comes from the run outputs and the evaluation done here).
 
-    python training/report_conditional.py --pipeline runs/text-to-image/pipeline \
+    python training/report_conditional.py --pipeline runs/text-to-image-mhsa/pipeline \
         --lift runs/clip-lift-captions/model --output docs/results/conditional.md
 
 On the first ``num_prompts`` distinct held-out captions (test split of Openclipart + Noto emoji, never seen by the
@@ -33,7 +33,7 @@ PAGE_TITLE = "# Conditional generation and control (book §8.7)"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", default="runs/text-to-image/pipeline")
+    parser.add_argument("--pipeline", default="runs/text-to-image-mhsa/pipeline")
     parser.add_argument("--mssa_pipeline", default="",
                         help="also evaluate the white-box U-Net (train_text_to_image.py --attention mssa)")
     parser.add_argument("--lift", default="runs/clip-lift-captions/model")
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     parser.add_argument("--fd_image_size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", default="openclipart,emoji")
-    parser.add_argument("--vae_metrics", default="runs/autoencoder-vae-captions/metrics.json",
+    parser.add_argument("--vae_metrics", default="runs/autoencoder-vae-captions-l1/metrics.json",
                         help="the VAE run's metrics.json, for the training-time table ('' to leave it out)")
     parser.add_argument("--evaluation_json", default="", help="also write the measured numbers here")
     args = parser.parse_args(argv)

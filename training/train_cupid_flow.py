@@ -252,19 +252,21 @@ def split_images(split, mean, std) -> torch.Tensor:
 
 
 def step_loss(model, args: dict, targets: dict, pixels: torch.Tensor, pairs: torch.Tensor,
-              generator: torch.Generator, device) -> torch.Tensor:
-    """The loss of one batch of (shape, view) ``pairs`` ``(B, 2)``."""
+              generator: torch.Generator, device, forward=None) -> torch.Tensor:
+    """The loss of one batch of (shape, view) ``pairs`` ``(B, 2)``. ``forward``: what runs the network (the
+    accelerate-prepared model, so that DDP synchronises the gradients; default ``model``)."""
+    forward = forward or model
     items, views = pairs[:, 0], pairs[:, 1]
     images = pixels[items, views].to(device)
     if args["model"] == "flow":
         cubes = normalize_cube(target_cubes(targets, items, views, args["extent"])).to(device)
-        return model.flow_matching_loss(cubes, pixel_values=images, generator=generator)
+        return model.flow_matching_loss(cubes, pixel_values=images, generator=generator, forward=forward)
     if args["model"] == "appearance":
         colors = normalize_cube(target_colors(targets, items, views, model.config.color_channels)).to(device)
         cameras = [targets[key][items, views].float().to(device) for key in ("intrinsics", "rotations", "translations")]
         return model.flow_matching_loss(colors, targets["occupancy"][items].bool().to(device), images, *cameras,
-                                        generator=generator)
-    return model(pixel_values=images, rotations=targets["rotations"][items, views].float().to(device),
+                                        generator=generator, forward=forward)
+    return forward(pixel_values=images, rotations=targets["rotations"][items, views].float().to(device),
                  translations=targets["translations"][items, views].float().to(device),
                  intrinsics=targets["intrinsics"][items, views].float().to(device), return_dict=True).loss
 
@@ -339,7 +341,7 @@ def main(argv=None, renders=None) -> dict:
 
     def pair_loss(batch, generator):  # t, ε and the condition dropout come from the step's generator
         return step_loss(accelerator.unwrap_model(training.model), args, targets["train"], pixels["train"],
-                         batch[0].cpu(), generator, device)
+                         batch[0].cpu(), generator, device, forward=training.model)
 
     run = train_denoiser(accelerator, args, training, pair_loss, description=f"cupid-{args['model']}")
 

@@ -4,7 +4,7 @@ conditioned on the frozen all-MiniLM-L6-v2's token embeddings, in the latent spa
 trained on Openclipart + Noto emoji captions, saved as a plain `StableDiffusionPipeline` folder (Accelerate).
 
     python training/train_text_to_image.py --config training/configs/text_to_image.yaml \
-        --vae runs/autoencoder-vae-captions/autoencoder
+        --vae runs/autoencoder-vae-captions-l1/autoencoder
     python training/train_text_to_image.py --config ... --resume_from_checkpoint latest
 
 Data: the TRAIN split of `whitebox_hf.data.load_caption_images` (``sources``); the test split is held out for
@@ -66,7 +66,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 DEFAULTS = {
     **GENERATIVE_DEFAULTS,
-    "vae": "runs/autoencoder-vae-captions/autoencoder",
+    "vae": "runs/autoencoder-vae-captions-l1/autoencoder",
     "sources": "openclipart,emoji",
     "image_size": 32,
     # U-Net

@@ -174,7 +174,8 @@ def main(argv=None, data: dict | None = None) -> dict:
         return pixels[episode[:, None], start[:, None] + offsets].to(device)  # (B, F, 3, H, W)
 
     def step_loss(clips, generator):
-        return video_loss(accelerator.unwrap_model(training.model), scheduler, clips, generator)
+        # The prepared model, not the unwrapped one: under DDP its forward is what synchronises the gradients.
+        return video_loss(training.model, scheduler, clips, generator)
 
     # The temporal stage trains the inflated layers only: the gradient norm is clipped over those.
     run = train_denoiser(accelerator, args, training, step_loss, prepare_batch=clip_batch,

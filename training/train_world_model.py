@@ -202,8 +202,8 @@ def main(argv=None, data: dict | None = None) -> dict:
 
     def step_loss(batch, generator):  # t and ε come from the step's generator
         context, action, target = batch
-        return world_model_loss(accelerator.unwrap_model(training.model), scheduler, context, action, target,
-                                generator)
+        # The prepared model, not the unwrapped one: under DDP its forward is what synchronises the gradients.
+        return world_model_loss(training.model, scheduler, context, action, target, generator)
 
     run = train_denoiser(accelerator, args, training, step_loss, prepare_batch=transition,
                          description=f"world-{args['model']}", log_ema_decay=False)

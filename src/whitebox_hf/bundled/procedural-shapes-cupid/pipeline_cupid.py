@@ -3989,17 +3989,19 @@ class CupidFlowModel(CupidFlowPreTrainedModel):
 
     def flow_matching_loss(self, cube: torch.Tensor, pixel_values: torch.Tensor | None = None,
                            encoder_hidden_states: torch.Tensor | None = None,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None, forward=None) -> torch.Tensor:
         """One training loss on clean normalised cubes ``(B, C, R, R, R)``: logit-normal times, Gaussian noise, the
-        condition dropped with probability ``condition_dropout_prob``, MSE to the rectified-flow velocity."""
+        condition dropped with probability ``condition_dropout_prob``, MSE to the rectified-flow velocity.
+        ``forward`` runs the network (default: this model); pass its DDP wrapper (what ``accelerator.prepare``
+        returned) so that the gradients synchronise across processes."""
         _check_cube_tensor("cube", cube, self.config)
         batch_size, config = cube.shape[0], self.config
         t = sample_logit_normal_timesteps(batch_size, config.logit_normal_mean, config.logit_normal_std,
                                           generator=generator).to(cube.device)
         noise = torch.randn(cube.shape, generator=generator, dtype=cube.dtype).to(cube.device)
         drop = (torch.rand(batch_size, generator=generator) < config.condition_dropout_prob).to(cube.device)
-        return self(sample=interpolate_flow_path(cube, noise, t, config.sigma_min), timestep=t.to(cube.dtype),
-                    pixel_values=pixel_values, encoder_hidden_states=encoder_hidden_states, drop_condition=drop,
+        return (forward or self)(sample=interpolate_flow_path(cube, noise, t, config.sigma_min),
+                                 timestep=t.to(cube.dtype), pixel_values=pixel_values, encoder_hidden_states=encoder_hidden_states, drop_condition=drop,
                     target=flow_matching_target(cube, noise, config.sigma_min), return_dict=True).loss
 
     def guided_velocity(self, sample: torch.Tensor, timestep: torch.Tensor, image_tokens: torch.Tensor,
@@ -4509,10 +4511,11 @@ class CupidAppearanceModel(CupidAppearancePreTrainedModel):
     def flow_matching_loss(self, colors: torch.Tensor, occupancy: torch.Tensor, pixel_values: torch.Tensor,
                            intrinsics: torch.Tensor | None = None, rotations: torch.Tensor | None = None,
                            translations: torch.Tensor | None = None,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None, forward=None) -> torch.Tensor:
         """One training loss on clean colours ``(B, C, R, R, R)`` in [−1, 1] units (``2·rgb − 1``): logit-normal
         times, Gaussian noise, the condition dropped with probability ``condition_dropout_prob``, the MSE over the
-        occupied voxels."""
+        occupied voxels. ``forward`` runs the network (default: this model); pass its DDP wrapper so that the
+        gradients synchronise across processes."""
         config = self.config
         _check_grid("colors", colors, config.color_channels, config.cube_resolution)
         batch_size = colors.shape[0]
@@ -4520,7 +4523,8 @@ class CupidAppearanceModel(CupidAppearancePreTrainedModel):
                                           generator=generator).to(colors.device)
         noise = torch.randn(colors.shape, generator=generator, dtype=colors.dtype).to(colors.device)
         drop = (torch.rand(batch_size, generator=generator) < config.condition_dropout_prob).to(colors.device)
-        return self(sample=interpolate_flow_path(colors, noise, t, config.sigma_min), timestep=t.to(colors.dtype),
+        return (forward or self)(sample=interpolate_flow_path(colors, noise, t, config.sigma_min),
+                                 timestep=t.to(colors.dtype),
                     occupancy=occupancy, pixel_values=pixel_values, intrinsics=intrinsics, rotations=rotations,
                     translations=translations, drop_condition=drop,
                     target=flow_matching_target(colors, noise, config.sigma_min), return_dict=True).loss

@@ -225,8 +225,9 @@ def world_model_loss(model: WorldModel, noise_scheduler, context_frames: torch.T
     """The training loss: for diffusion, the squared error of the network's prediction of the scheduler's
     ``prediction_type`` target (ε, the clean frame x0 for ``"sample"``, or v) with t uniform and x_t from
     ``noise_scheduler``'s ``add_noise`` (a diffusers DDPM-style scheduler); for the regressor, ``‖f̂ − f‖²``. ``generator``
-    (CPU) draws t and ε, so a resumed run draws what an uninterrupted one drew."""
-    if model.config.prediction == "regressor":
+    (CPU) draws t and ε, so a resumed run draws what an uninterrupted one drew. ``model`` may be the DDP wrapper
+    ``accelerator.prepare`` returns (its forward is what synchronises the gradients across processes)."""
+    if getattr(model, "module", model).config.prediction == "regressor":
         return F.mse_loss(model(context_frames, actions).sample.float(), next_frame.float())
     batch = len(next_frame)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)

@@ -105,15 +105,17 @@ def check_num_frames(model, num_frames, name: str = "num_frames") -> int:
 
 def _predict(model, sample: torch.Tensor, timestep) -> torch.Tensor:
     """ε̂ of clips ``(B, F, C, H, W)``: the video model sees them as ``(B, C, F, H, W)``; the image model sees
-    B·F independent frames."""
+    B·F independent frames. ``model`` may be a DDP wrapper: only its forward is called, the rest is read from
+    ``model.module``."""
     batch, frames = sample.shape[:2]
-    if isinstance(model, UNetMotionModel):
-        check_num_frames(model, frames, "clips")
+    network = getattr(model, "module", model)
+    if isinstance(network, UNetMotionModel):
+        check_num_frames(network, frames, "clips")
         # UNetMotionModel takes the condition per frame (B·F, S, D), as AnimateDiffPipeline repeats it.
-        return model(sample.transpose(1, 2), timestep, encoder_hidden_states=null_condition(model, batch * frames)
+        return model(sample.transpose(1, 2), timestep, encoder_hidden_states=null_condition(network, batch * frames)
                      ).sample.transpose(1, 2)
     timestep = timestep.repeat_interleave(frames) if torch.is_tensor(timestep) and timestep.ndim else timestep
-    out = model(sample.flatten(0, 1), timestep, encoder_hidden_states=null_condition(model, batch * frames)).sample
+    out = model(sample.flatten(0, 1), timestep, encoder_hidden_states=null_condition(network, batch * frames)).sample
     return out.unflatten(0, (batch, frames))
 
 

@@ -2250,17 +2250,19 @@ class CupidFlowModel(CupidFlowPreTrainedModel):
 
     def flow_matching_loss(self, cube: torch.Tensor, pixel_values: torch.Tensor | None = None,
                            encoder_hidden_states: torch.Tensor | None = None,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None, forward=None) -> torch.Tensor:
         """One training loss on clean normalised cubes ``(B, C, R, R, R)``: logit-normal times, Gaussian noise, the
-        condition dropped with probability ``condition_dropout_prob``, MSE to the rectified-flow velocity."""
+        condition dropped with probability ``condition_dropout_prob``, MSE to the rectified-flow velocity.
+        ``forward`` runs the network (default: this model); pass its DDP wrapper (what ``accelerator.prepare``
+        returned) so that the gradients synchronise across processes."""
         _check_cube_tensor("cube", cube, self.config)
         batch_size, config = cube.shape[0], self.config
         t = sample_logit_normal_timesteps(batch_size, config.logit_normal_mean, config.logit_normal_std,
                                           generator=generator).to(cube.device)
         noise = torch.randn(cube.shape, generator=generator, dtype=cube.dtype).to(cube.device)
         drop = (torch.rand(batch_size, generator=generator) < config.condition_dropout_prob).to(cube.device)
-        return self(sample=interpolate_flow_path(cube, noise, t, config.sigma_min), timestep=t.to(cube.dtype),
-                    pixel_values=pixel_values, encoder_hidden_states=encoder_hidden_states, drop_condition=drop,
+        return (forward or self)(sample=interpolate_flow_path(cube, noise, t, config.sigma_min),
+                                 timestep=t.to(cube.dtype), pixel_values=pixel_values, encoder_hidden_states=encoder_hidden_states, drop_condition=drop,
                     target=flow_matching_target(cube, noise, config.sigma_min), return_dict=True).loss
 
     def guided_velocity(self, sample: torch.Tensor, timestep: torch.Tensor, image_tokens: torch.Tensor,
