@@ -103,3 +103,41 @@ def test_run_script_reports_a_settings_error_in_one_line(capsys):
 
     with pytest.raises(KeyError):
         run_script(buggy)
+
+
+def test_run_script_reports_a_bad_argument_value_from_parse_args_in_one_line(capsys):
+    """A ValueError raised while a script checks its arguments (its ``parse_args``) is the user's: one line, exit 2.
+    The same error raised later, inside training, keeps its traceback."""
+    from whitebox_hf.training.config import run_script
+
+    def parse_args(argv=None):
+        raise ValueError("`attention` must be one of ('mhsa', 'mssa'), got 'linear'")
+
+    def main():
+        parse_args()
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: `attention` must be one of" in err
+
+    def training_step():
+        raise ValueError("a shape bug deep in training")
+
+    with pytest.raises(ValueError, match="shape bug"):
+        run_script(training_step)
+
+
+@pytest.mark.parametrize("script, argument", [("train_text_to_image", ["--attention", "linear"]),
+                                              ("train_world_model", ["--model", "transformer"])])
+def test_a_bad_argument_value_on_the_command_line_exits_2_in_one_line(script, argument):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(root / "training" / f"{script}.py"), *argument], capture_output=True,
+                            text=True, timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"{script}.py: error: "), result.stderr

@@ -145,12 +145,26 @@ class RunSettingsError(ValueError):
     user's error, not a bug, so `run_script` reports it in one line with exit status 2 instead of a traceback."""
 
 
+def _raised_while_parsing_arguments(error: BaseException) -> bool:
+    """Whether ``error`` came out of a script's ``parse_args``: there a ValueError/TypeError is a bad argument value
+    (argparse itself reports its own errors by exiting)."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name == "parse_args":
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def run_script(main) -> None:
-    """Call a training script's ``main()``; a `RunSettingsError` becomes ``<script>: error: <message>`` on stderr
-    and exit status 2, like an argument error."""
+    """Call a training script's ``main()``; a `RunSettingsError`, or a ValueError/TypeError raised by the script's
+    ``parse_args`` (a bad argument value), becomes ``<script>: error: <message>`` on stderr and exit status 2, like
+    an argument error."""
     try:
         main()
-    except RunSettingsError as error:
+    except (ValueError, TypeError) as error:
+        if not isinstance(error, RunSettingsError) and not _raised_while_parsing_arguments(error):
+            raise
         message = " ".join(str(error).split())
         print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
