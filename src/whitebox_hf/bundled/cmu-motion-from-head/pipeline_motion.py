@@ -2134,6 +2134,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.embeddings import apply_rotary_emb, get_1d_rotary_pos_embed
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
@@ -2579,7 +2580,8 @@ def _egoallo_step(clean, sample, t: int, t_next: int, alphas_cumprod, eta: float
     a_t, a_next, a_previous = alpha_bar(t), alpha_bar(t_next), alpha_bar(t - 1)
     sigma = eta * torch.sqrt((1 - a_previous) / (1 - a_t) * (1 - a_t / a_previous))
     epsilon = (sample - a_t.sqrt() * clean) / torch.sqrt(1 - a_t + (0.1 if quirk else 0.0))
-    noise = torch.randn(sample.shape, generator=generator, dtype=sample.dtype, device=sample.device)
+    # diffusers' randn_tensor draws on the generator's device: a CPU generator also serves a model on an accelerator.
+    noise = randn_tensor(sample.shape, generator=generator, dtype=sample.dtype, device=sample.device)
     direction = torch.sqrt((1 - a_next - sigma**2).clamp_min(0))
     return a_next.sqrt() * clean + direction * epsilon + (sigma * noise if t_next > 0 else 0)
 
@@ -2620,8 +2622,8 @@ def sample_motion(model: MotionPriorModel, head_poses: torch.Tensor, offsets: to
     check_head_poses(head_poses, floor_height)
     batch, frames = head_poses.shape[:2]
     parameter = next(model.parameters())
-    motion = torch.randn(batch, frames, config.motion_size, generator=generator, dtype=parameter.dtype,
-                         device=parameter.device)
+    motion = randn_tensor((batch, frames, config.motion_size), generator=generator, dtype=parameter.dtype,
+                          device=parameter.device)
     head = head_poses.to(parameter.dtype)
     floor = None if floor_height is None else floor_height.to(parameter.dtype)
 
