@@ -258,10 +258,11 @@ from torch.nn import functional as F
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
 # PyTorch's CPU flash-attention kernel (what SDPA runs on CPU) is slow in bfloat16/float16 at short sequences: at
-# CRATE's shapes (50 tokens, head dim 32; 197 tokens, head dim 64) plain matmul-softmax-matmul in bf16 is 1.6-2.3x
-# faster forward and 2.7-7.4x faster forward + backward (one thread; `docs/results/benchmark_attention_kernels.md`).
-# With more keys the advantage shrinks while the (q_len, k_len) scores the matmul route forms grow quadratically
-# (SDPA never forms them), so the "sdpa" path takes the matmul route only up to this many keys.
+# CRATE's shapes (50 tokens, head dim 32; 197 tokens, head dim 64) plain matmul-softmax-matmul in bf16 is 1.4-2.0x
+# faster forward and 2.4-6.8x faster forward + backward (one idle thread; `docs/results/benchmark_attention_kernels.md`).
+# With more keys the advantage shrinks (about even at 1,024 causal keys, SDPA 3x faster at 4,096) while the
+# (q_len, k_len) scores the matmul route forms grow quadratically (SDPA never forms them), so the "sdpa" path takes
+# the matmul route only up to this many keys. In fp32 SDPA is faster at every shape measured.
 LOW_PRECISION_CPU_MATMUL_MAX_KEYS = 256
 
 
