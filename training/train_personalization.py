@@ -74,7 +74,7 @@ METHODS = {
 
 DEFAULTS = {
     "method": "dreambooth",  # dreambooth | custom_diffusion
-    "base": "runs/text-to-image/pipeline",
+    "base": "runs/text-to-image-mhsa/pipeline",
     # subject
     "data_dir": "",
     "image_size": 32,

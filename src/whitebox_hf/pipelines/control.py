@@ -4,7 +4,7 @@
 ```python
 >>> from diffusers import StableDiffusionPipeline
 >>> from whitebox_hf.pipelines.control import canny_control_images, control_pipeline, controlnet_from_base
->>> base = StableDiffusionPipeline.from_pretrained("runs/text-to-image/pipeline")
+>>> base = StableDiffusionPipeline.from_pretrained("runs/text-to-image-mhsa/pipeline")
 >>> controlnet = controlnet_from_base(base)              # zero convolutions: the pipeline equals the base
 >>> pipe = control_pipeline(base, controlnet)
 >>> edges = canny_control_images(drawings)              # uint8 (n, H, W, 3) -> list of RGB edge maps
