@@ -64,12 +64,18 @@ def test_fd_of_a_set_with_itself_is_zero():
     assert fd_effnet_uint8(a, images(6, seed=1), image_size=64) > 0
 
 
-def test_report_writes_its_section_and_keeps_the_others(lift_folder, tmp_path):
+def tiny_pipeline_parts():
+    """MiniLM, its tokenizer and a tiny random VAE (seed 0): the parts a report test assembles its pipelines from."""
     torch.manual_seed(0)
     encoder, tokenizer = load_minilm_text_encoder()
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
                         up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), latent_channels=4,
                         norm_num_groups=4, sample_size=32)
+    return encoder, tokenizer, vae
+
+
+def test_report_writes_its_section_and_keeps_the_others(lift_folder, tmp_path):
+    encoder, tokenizer, vae = tiny_pipeline_parts()
     unet = build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8)
     assemble_text_to_image_pipeline(vae, unet, encoder, tokenizer).save_pretrained(tmp_path / "run" / "pipeline")
     (tmp_path / "run" / "results.json").write_text(json.dumps(
@@ -96,11 +102,7 @@ def test_report_writes_its_section_and_keeps_the_others(lift_folder, tmp_path):
 def test_report_compares_the_mssa_unet_when_given(lift_folder, tmp_path):
     from whitebox_hf.pipelines.text_to_image import subspace_unet_to_standard
 
-    torch.manual_seed(0)
-    encoder, tokenizer = load_minilm_text_encoder()
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-                        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), latent_channels=4,
-                        norm_num_groups=4, sample_size=32)
+    encoder, tokenizer, vae = tiny_pipeline_parts()
     unets = {"mhsa": build_text_to_image_unet((16, 32), attention_head_dim=4, norm_num_groups=8),
              "mssa": subspace_unet_to_standard(build_text_to_image_unet((16, 32), attention_head_dim=4,
                                                                         norm_num_groups=8, attention="mssa"))}
