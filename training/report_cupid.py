@@ -37,10 +37,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = {"flow": "(a) Cupid stage 1: pose by PnP on the generated UV cube",
+        "flow_dense": "(a′) stage 1 with a dense UV cube (every voxel carries its projection; this package's variant)",
         "pose_regression": "(c) direct pose regression (same CRATE encoder + MLP → R, t, f)"}
 APPEARANCE_RUNS = {"appearance": "(a) stage 2, pose-aligned conditioning (features at the voxels' projections)",
                    "appearance_global": "(b) stage 2 without pose-aligned conditioning (global image tokens only, "
                                         "Table 8.14's baseline)"}
+# The stage-1 flows (a `CupidPipeline` under pipeline/); the multi-view, known-camera and picture sections use the
+# first one present.
+FLOW_RUNS = ("flow", "flow_dense")
 NOT_BUILT = ()  # (row, why) pairs the package cannot produce yet
 CGAL_LABEL = "CGAL meshes rendered from random cameras"
 NUM_PICTURES = 4
@@ -204,9 +208,10 @@ def picture(pipeline, split, rows, path: Path, guidance_scale, steps, seed) -> N
             (tiles[0].shape[1] * 2, len(tiles) * tiles[0].shape[0] * 2), Image.NEAREST).save(path)
 
 
-def cgal_section(runs: dict, runs_dir: Path, args, pipeline, guidance, resolution: int, render_size: int,
-                 num_views: int, data_seed: int, cgal_renders) -> dict:
-    """Score the stage-1 runs (the flow's pipeline, already loaded, and the pose regressor) on view 0 of the CGAL
+def cgal_section(runs: dict, runs_dir: Path, args, pipelines: dict, guidance: dict, resolution: int,
+                 render_size: int, num_views: int, data_seed: int, cgal_renders) -> dict:
+    """Score the stage-1 runs (the flows' pipelines, already loaded, with their guidance scales, and the pose
+    regressor) on view 0 of the CGAL
     renders (`load_cgal_renders` with the runs' image size and views; ``cgal_renders`` in tests): the same metrics as
     the held-out procedural renders, the occupancy targets the meshes' winding numbers. Returns the summaries, the
     meshes scored and skipped, and the time, or ``{"unavailable": why}``."""
@@ -247,9 +252,10 @@ def cgal_section(runs: dict, runs_dir: Path, args, pipeline, guidance, resolutio
     rows = []
     for name in runs:
         begin = time.time()
-        if name == "flow":
-            summary, rows = evaluate_cupid_pipeline(pipeline, cgal_renders, targets, max_items=args.cgal_num_items,
-                                                    num_inference_steps=args.sample_steps, guidance_scale=guidance,
+        if name in FLOW_RUNS:
+            summary, rows = evaluate_cupid_pipeline(pipelines[name], cgal_renders, targets,
+                                                    max_items=args.cgal_num_items,
+                                                    num_inference_steps=args.sample_steps, guidance_scale=guidance[name],
                                                     seed=args.seed, batch_size=args.batch_size)
         else:
             model = CupidPoseRegressionModel.from_pretrained(str(runs_dir / name / "model"))
@@ -312,17 +318,19 @@ def main(argv=None, renders=None, cgal_renders=None) -> dict:
                "runs": {}, "data": {"num_per_category": num_per_category, "data_seed": data_seed,
                                     "num_views": num_views, "render_size": render_size, "cube_resolution": resolution}}
     pipeline, pipeline_rows, guidance, rows = None, None, None, []
+    pipelines, guidances = {}, {}
     for name, metrics in runs.items():
         start = time.time()
-        if name == "flow":
-            pipeline = CupidPipeline.from_pretrained(str(runs_dir / name / "pipeline"))
-            guidance = args.guidance_scale if args.guidance_scale >= 0 else metrics.get("sample_guidance_scale")
-            summary, rows = evaluate_cupid_pipeline(pipeline, split, targets, max_items=args.num_items,
+        if name in FLOW_RUNS:
+            pipelines[name] = CupidPipeline.from_pretrained(str(runs_dir / name / "pipeline"))
+            guidances[name] = args.guidance_scale if args.guidance_scale >= 0 else metrics.get("sample_guidance_scale")
+            summary, rows = evaluate_cupid_pipeline(pipelines[name], split, targets, max_items=args.num_items,
                                                     num_inference_steps=args.sample_steps,
-                                                    guidance_scale=guidance, seed=args.seed,
+                                                    guidance_scale=guidances[name], seed=args.seed,
                                                     batch_size=args.batch_size)
-            pipeline_rows = rows
-            summary["guidance_scale"] = guidance
+            if pipeline is None:
+                pipeline, pipeline_rows, guidance = pipelines[name], rows, guidances[name]
+            summary["guidance_scale"] = guidances[name]
         else:
             model = CupidPoseRegressionModel.from_pretrained(str(runs_dir / name / "model"))
             summary, rows = evaluate_pose_regressor(model, split, targets, max_items=args.num_items,
@@ -346,12 +354,16 @@ def main(argv=None, renders=None, cgal_renders=None) -> dict:
                                                  seed=args.seed, batch_size=args.batch_size)
         results["known_camera"] = dict(summary, eval_seconds=time.time() - start)
     if runs and args.cgal:
-        results["cgal"] = cgal_section(runs, runs_dir, args, pipeline, guidance, resolution, render_size, num_views,
-                                       data_seed, cgal_renders)
+        results["cgal"] = cgal_section(runs, runs_dir, args, pipelines, guidances, resolution, render_size,
+                                       num_views, data_seed, cgal_renders)
     results["appearance_runs"] = appearance_section(appearance_runs, runs_dir, args, given_renders,
                                                     (split, targets) if not runs or _data_key(
                                                         next(iter(appearance_runs.values()), first)) == _data_key(first)
                                                     else None)
+    if pipelines and appearance_runs:
+        results["end_to_end"] = end_to_end_section(pipelines, guidances, appearance_runs, runs_dir, args, split,
+                                                   targets, same_data=_data_key(next(iter(appearance_runs.values())))
+                                                   == _data_key(first))
 
     output.parent.mkdir(parents=True, exist_ok=True)
     picture_path = output.with_name(output.stem + "_examples.png")
@@ -407,6 +419,53 @@ def appearance_section(appearance_runs: dict, runs_dir: Path, args, renders, sha
     return scored
 
 
+def end_to_end_section(pipelines: dict, guidances: dict, appearance_runs: dict, runs_dir: Path, args, split,
+                       targets, same_data: bool) -> dict:
+    """Stage 1 + stage 2 together (`evaluate_cupid_end_to_end`): every stage-1 flow with every stage-2 run, the
+    colours generated at the camera the flow's cube gave by PnP, on the stage-1 runs' items and noise."""
+    from transformers import AutoModel
+
+    from whitebox_hf import CupidPipeline
+    from whitebox_hf.evaluation.cupid import evaluate_cupid_end_to_end
+
+    if not same_data:
+        return {"unavailable": "the stage-2 runs were trained on other renders than the stage-1 runs"}
+    scored = {}
+    for flow_name, pipeline in pipelines.items():
+        for name in appearance_runs:
+            start = time.time()
+            combined = CupidPipeline(flow_model=pipeline.flow_model, scheduler=pipeline.scheduler,
+                                     image_mean=pipeline.config.image_mean, image_std=pipeline.config.image_std,
+                                     extent=pipeline.config.extent, background=pipeline.config.background,
+                                     appearance_model=AutoModel.from_pretrained(str(runs_dir / name / "model")))
+            summary, _ = evaluate_cupid_end_to_end(combined, split, targets, max_items=args.num_items,
+                                                   num_inference_steps=args.sample_steps,
+                                                   guidance_scale=guidances[flow_name], seed=args.seed,
+                                                   batch_size=args.batch_size)
+            scored[f"{flow_name}+{name}"] = dict(summary, flow=flow_name, appearance=name,
+                                                 eval_seconds=time.time() - start)
+    return scored
+
+
+def end_to_end_lines(scored) -> list[str]:
+    lines = ["", "### Stage 1 + stage 2 end to end", "",
+             "The colours generated at the camera that stage 1 recovered by PnP from its own cube (not the true one), "
+             "drawn with the generated voxels at that camera and compared with the input render: what a user of "
+             "`CupidPipeline(appearance_model=...)` gets. Silhouette IoU: the drawn voxels vs the input's mask. A "
+             "failed PnP draws nothing.", "",
+             "| stage 1 | stage 2 | PSNR | SSIM | foreground PSNR | silhouette IoU | PnP failures | items | eval time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    if not scored:
+        return lines + ["| not run | | | | | | | | |"]
+    if "unavailable" in scored:
+        return lines + [f"| not scored: {scored['unavailable']} | | | | | | | | |"]
+    for e in scored.values():
+        lines.append(f"| {RUNS[e['flow']]} | {APPEARANCE_RUNS[e['appearance']]} | {_fmt(e['psnr'], 2)} dB | "
+                     f"{_fmt(e['ssim'])} | {_fmt(e['foreground_psnr'], 2)} dB | {_fmt(e['mask_iou'])} | "
+                     f"{e['failures']} | {e['num_items']} | {e['eval_seconds']:.0f} s |")
+    return lines
+
+
 def _per_category(rows) -> dict:
     import numpy as np
 
@@ -440,15 +499,14 @@ def appearance_lines(scored: dict) -> list[str]:
                  f"{_fmt(e['oracle_foreground_psnr'], 2)} dB | 0 | {e['num_items']} | |")
     lines.append(f"| floor: one flat grey | {_fmt(e['flat_psnr'], 2)} dB | {_fmt(e['flat_foreground_psnr'], 2)} dB | "
                  f"| {e['num_items']} | |")
-    lines.append("| stage 1 + stage 2 end to end (colours at the recovered camera) | not scored yet: the pipeline "
-                 "runs it (`CupidPipeline(appearance_model=...)`), the evaluation does not | | | | |")
     return lines
 
 
 POSE_TABLE_HEADER = [
     "| row | rot. median | < 5° | < 15° | transl. err. | focal err. | PnP failures | IoU (canonical) | "
-    "mask IoU (true shape) | PSNR (true shape) | mask IoU (generated) | PSNR (generated) | eval time |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    "mask IoU (true shape) | PSNR (true shape) | SSIM (true shape) | mask IoU (generated) | PSNR (generated) | "
+    "SSIM (generated) | eval time |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def _pose_row(label, summary, seconds=None) -> str:
@@ -459,8 +517,10 @@ def _pose_row(label, summary, seconds=None) -> str:
             f"{_pct(pose['rotation_within_15deg'])} | {_fmt(pose['translation_error'])} | "
             f"{_fmt(pose['focal_error'])} | {pose['failures']} / {summary['num_items']} | "
             f"{_fmt(geometry.get('volumetric_iou'))} | {_fmt(grounding['true_shape_mask_iou'])} | "
-            f"{_fmt(grounding['true_shape_psnr'], 1)} dB | {_fmt(grounding.get('generated_mask_iou'))} | "
+            f"{_fmt(grounding['true_shape_psnr'], 1)} dB | {_fmt(grounding.get('true_shape_ssim'))} | "
+            f"{_fmt(grounding.get('generated_mask_iou'))} | "
             + (f"{_fmt(grounding['generated_psnr'], 1)} dB" if "generated_psnr" in grounding else "—")
+            + f" | {_fmt(grounding.get('generated_ssim'))}"
             + f" | {'—' if seconds is None else f'{seconds:.0f} s'} |")
 
 
@@ -490,7 +550,7 @@ def cgal_lines(cgal) -> list[str]:
         if name in cgal["runs"]:
             lines.append(_pose_row(label, cgal["runs"][name], cgal["runs"][name]["eval_seconds"]))
         else:
-            lines.append(f"| {label} | not run | | | | | | | | | | | |")
+            lines.append(f"| {label} | not run | | | | | | | | | | | | | |")
     if "oracle" in cgal:
         lines.append(_pose_row("oracle: true camera, true voxels (the ceiling)", cgal["oracle"]))
     return lines
@@ -523,7 +583,7 @@ def render_page(results: dict, picture_path, argv) -> str:
               "Rotation: geodesic error of the world-to-camera R. Translation: ‖t̂ − t‖ in canonical units (the "
               "camera is 2.5 away). Focal: |f̂ − f| / f. IoU: generated vs exact occupancy in the canonical frame. "
               "Grounding, true shape: the exact shape rendered at the predicted camera vs the input (silhouette IoU, "
-              "PSNR of the shaded image) — it scores the camera alone. Generated: the generated voxels at their own "
+              "PSNR and SSIM of the shaded image) — it scores the camera alone. Generated: the generated voxels at their own "
               "camera vs the input. A failed PnP counts as 180°, ∞ and an empty rendering.", "",
               *POSE_TABLE_HEADER]
 
@@ -532,14 +592,16 @@ def render_page(results: dict, picture_path, argv) -> str:
         lines.append(row(RUNS[name], run["evaluation"], run["evaluation"]["eval_seconds"]))
     for name in RUNS:
         if name not in results["runs"]:
-            lines.append(f"| {RUNS[name]} | not run | | | | | | | | | | | |")
+            lines.append(f"| {RUNS[name]} | not run | | | | | | | | | | | | | |")
     if "oracle" in results:
         lines.append(row("oracle: true camera, true voxels (the ceiling)", results["oracle"]))
     for label, why in NOT_BUILT:
-        lines.append(f"| {label} | not built: {why} | | | | | | | | | | | |")
+        lines.append(f"| {label} | not built: {why} | | | | | | | | | | | | | |")
     if results["runs"]:
         lines += cgal_lines(results.get("cgal"))
     lines += appearance_lines(results.get("appearance_runs", {}))
+    if results["runs"] and results.get("appearance_runs"):
+        lines += end_to_end_lines(results.get("end_to_end", {}))
     if not results["runs"]:
         lines.append("")
         return "\n".join(lines)

@@ -96,6 +96,7 @@ DEFAULTS = {
     "num_layers": 4,
     "num_attention_heads": 4,
     "condition_dropout_prob": 0.1,
+    "dense_uv": False,  # every voxel carries its projection (CupidFlowConfig.dense_uv), not only occupied ones
     # pose-regression head (CupidPoseRegressionConfig)
     "mlp_hidden_size": 256,
     "mlp_num_layers": 2,
@@ -141,7 +142,7 @@ DEFAULTS = {
 }
 
 CARD_HYPERPARAMETERS = ("model", "cube_resolution", "patch_size", "hidden_size", "num_layers", "num_attention_heads",
-                        "condition_dropout_prob", "freeze_image_encoder", "learning_rate", "lr_scheduler",
+                        "condition_dropout_prob", "dense_uv", "freeze_image_encoder", "learning_rate", "lr_scheduler",
                         "lr_warmup_steps", "batch_size", "epochs", "max_steps", "ema_max_decay", "num_per_category",
                         "num_views", "data_seed", "seed", "sample_steps", "sample_guidance_scale", "pose_aligned",
                         "appearance_guidance_scale")
@@ -219,7 +220,7 @@ def build_model(args: dict):
                                  hidden_size=args["hidden_size"], num_hidden_layers=args["num_layers"],
                                  num_attention_heads=args["num_attention_heads"],
                                  condition_dropout_prob=args["condition_dropout_prob"],
-                                 freeze_image_encoder=args["freeze_image_encoder"],
+                                 freeze_image_encoder=args["freeze_image_encoder"], dense_uv=args["dense_uv"],
                                  image_encoder_config=encoder_config)
         model = CupidFlowModel(config)
     elif args["model"] == "appearance":
@@ -259,7 +260,8 @@ def step_loss(model, args: dict, targets: dict, pixels: torch.Tensor, pairs: tor
     items, views = pairs[:, 0], pairs[:, 1]
     images = pixels[items, views].to(device)
     if args["model"] == "flow":
-        cubes = normalize_cube(target_cubes(targets, items, views, args["extent"])).to(device)
+        cubes = normalize_cube(target_cubes(targets, items, views, args["extent"],
+                                            dense=model.config.dense_uv)).to(device)
         return model.flow_matching_loss(cubes, pixel_values=images, generator=generator, forward=forward)
     if args["model"] == "appearance":
         colors = normalize_cube(target_colors(targets, items, views, model.config.color_channels)).to(device)
@@ -358,6 +360,8 @@ def main(argv=None, renders=None) -> dict:
     }
     if args["model"] == "appearance":
         results.update(pose_aligned=args["pose_aligned"], appearance_guidance_scale=args["appearance_guidance_scale"])
+    if args["model"] == "flow":
+        results["dense_uv"] = args["dense_uv"]
     if finish_training_run(accelerator, output_dir, "pose loss (train)" if args["model"] == "pose_regression"
                            else "flow-matching MSE (train)"):
         with ema_weights(training.ema, unwrapped):  # the EMA weights are scored and saved

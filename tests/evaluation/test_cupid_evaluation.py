@@ -61,6 +61,18 @@ def test_iou_and_psnr_of_known_cases():
         C.psnr(image, image[:, :2])
 
 
+def test_ssim_is_one_for_equal_images_and_falls_with_structure_lost():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(16, 16, 3, generator=generator)
+    assert C.ssim(image, image) == pytest.approx(1.0)
+    blurred = image.mean(dim=(0, 1), keepdim=True).expand_as(image).contiguous()  # the mean colour only
+    assert C.ssim(blurred, image) < 0.1 < C.ssim((image + 0.02).clamp(0, 1), image)
+    with pytest.raises(ValueError, match="`predicted`"):
+        C.ssim(image[..., :1], image)
+    with pytest.raises(ValueError, match="same shape"):
+        C.ssim(image, image[:8])
+
+
 def test_occupancy_sdf_sign_and_rendering_a_sphere():
     from whitebox_hf.models.cupid import voxel_grid_points
 

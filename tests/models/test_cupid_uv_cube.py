@@ -7,7 +7,7 @@ import torch
 
 from whitebox_hf.data.rendering import look_at_camera, render_sdf
 from whitebox_hf.data.shapes import SHAPE_CATEGORIES, sample_shape
-from whitebox_hf.geometry import rotation_error_degrees
+from whitebox_hf.geometry import project_points, rotation_error_degrees
 from whitebox_hf.models.cupid.uv_cube import (
     build_uv_cube,
     camera_from_pose,
@@ -16,6 +16,7 @@ from whitebox_hf.models.cupid.uv_cube import (
     denormalize_cube,
     normalize_cube,
     uv_cube_from_shape,
+    voxel_grid_points,
 )
 
 SIZE = 64
@@ -41,6 +42,22 @@ def test_uv_cube_layout_occupancy_is_exact_and_uv_is_zero_outside(shape_and_came
     assert occupancy[i, j, k].item() == float(shape.sdf(centre.numpy())[0] < 0)
     assert bool((cube[1:, occupancy == 0] == 0).all())
     assert bool(((cube[1:, occupancy == 1] > 0) & (cube[1:, occupancy == 1] < 1)).all())  # in view
+
+
+def test_dense_uv_cube_projects_every_voxel_and_keeps_the_occupied_ones(shape_and_camera):
+    shape, camera = shape_and_camera
+    K, R, t = camera_from_pose(camera.intrinsics, camera.pose, (SIZE, SIZE))
+    sparse = build_uv_cube(shape.sdf, K, R, t, resolution=32)
+    dense = build_uv_cube(shape.sdf, K, R, t, resolution=32, dense=True)
+    occupied = sparse[0] == 1
+    assert torch.equal(dense[0], sparse[0]) and torch.equal(dense[1:, occupied], sparse[1:, occupied])
+    _, centres = voxel_grid_points(32, 2.0)
+    torch.testing.assert_close(dense[1:].reshape(2, -1).T, project_points(centres, K, R, t).double())
+    # PnP reads the occupied voxels, so both layouts give the same camera.
+    solution, _ = camera_from_uv_cube(dense)
+    assert rotation_error_degrees(solution.rotation, R) < 1e-4
+    with pytest.raises(TypeError, match="`dense`"):
+        build_uv_cube(shape.sdf, K, R, t, resolution=32, dense=1)
 
 
 def test_occupied_voxels_project_onto_the_rendered_silhouette(shape_and_camera):

@@ -107,6 +107,18 @@ def test_known_camera_makes_the_uv_channels_its_projection():
     assert (actual_free - expected_free).abs().max() > 0.05  # without the camera the random flow ignores it
 
 
+def test_known_camera_with_a_dense_uv_flow_writes_the_projection_at_every_voxel():
+    pipe = tiny_pipeline()
+    pipe.flow_model.config.dense_uv = True
+    out = pipe(IMAGE, output_type="latent", generator=generators(2), camera=(K_UV, R_TRUE, T_TRUE), **CALL)
+    _, centres = voxel_grid_points(RESOLUTION, 2.0)
+    expected = project_points(centres, K_UV, R_TRUE, T_TRUE).clamp(0, 1)
+    uv = out.shapes[0, 1:].reshape(2, -1).T
+    assert torch.allclose(uv, expected, atol=1e-5)
+    empty = (out.shapes[0, 0] <= out.thresholds[0]).reshape(-1)
+    assert int(empty.sum()) > 0 and bool((uv[empty] > 0).all())  # empty voxels too, not Cupid's 0
+
+
 def test_known_camera_overrides_the_flows_own_uv(monkeypatch):
     pipe = tiny_pipeline()
     force(pipe, monkeypatch, build_uv_cube(sphere(0.6), K_UV, R_TRUE, T_TRUE, resolution=RESOLUTION)[None])

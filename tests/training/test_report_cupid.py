@@ -19,7 +19,8 @@ train = load_training_script("train_cupid_flow")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cupid_runs")
     renders = cupid_renders()
-    for name, model, extra in (("flow", "flow", []), ("pose_regression", "pose_regression", []),
+    for name, model, extra in (("flow", "flow", []), ("flow_dense", "flow", ["--dense_uv", "true"]),
+                               ("pose_regression", "pose_regression", []),
                                ("appearance", "appearance", []),
                                ("appearance_global", "appearance", ["--pose_aligned", "false"])):
         train.main(CUPID + ["--model", model, "--max_steps", "2", "--eval_num_items", "2", "--sample_steps", "2",
@@ -56,7 +57,7 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     assert "## CGAL meshes rendered from random cameras" in page
     cgal = json.loads(output.with_suffix(".json").read_text())["cgal"]
     assert cgal["meshes"] == ["ball", "slab"] and cgal["skipped"]["cap"].startswith("not watertight")
-    assert cgal["runs"].keys() == {"flow", "pose_regression"}
+    assert cgal["runs"].keys() == {"flow", "flow_dense", "pose_regression"}
     section = page.split("## CGAL meshes rendered from random cameras")[1].split("## Appearance")[0]
     assert "2 meshes scored; left out — not watertight: 1" in section
     for name, label in report.RUNS.items():
@@ -70,7 +71,20 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     # The true mesh drawn at its own camera redraws the input's silhouette.
     assert cgal["oracle"]["grounding"]["true_shape_mask_iou"] == pytest.approx(1.0)
     stored = json.loads(output.with_suffix(".json").read_text())
-    assert stored["runs"].keys() == {"flow", "pose_regression"}
+    assert stored["runs"].keys() == {"flow", "flow_dense", "pose_regression"}
+    assert stored["runs"]["flow_dense"]["training"]["dense_uv"] is True
+    assert stored["runs"]["flow"]["training"]["dense_uv"] is False
+    dense_config = json.loads((root / "flow_dense" / "pipeline" / "flow_model" / "config.json").read_text())
+    assert dense_config["dense_uv"] is True
+    assert f"{flow_ssim(stored):.3f}" in page
+    # Stage 1 + stage 2 end to end: every flow with every stage-2 run, on the stage-1 items.
+    end_to_end = stored["end_to_end"]
+    assert end_to_end.keys() == {f"{f}+{a}" for f in ("flow", "flow_dense") for a in ("appearance",
+                                                                                        "appearance_global")}
+    first = end_to_end["flow+appearance"]
+    assert first["num_items"] == results["runs"]["flow"]["evaluation"]["num_items"] and 0 <= first["mask_iou"] <= 1 and -1 <= first["ssim"] <= 1
+    assert f"{first['psnr']:.2f} dB | {first['ssim']:.3f}" in page.split("### Stage 1 + stage 2 end to end")[1]
+    assert "not scored yet" not in page
     assert stored["appearance_runs"].keys() == {"appearance", "appearance_global"}
     assert stored["appearance_runs"]["appearance"]["training"]["pose_aligned"] is True
     assert stored["appearance_runs"]["appearance_global"]["training"]["pose_aligned"] is False
@@ -92,6 +106,12 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     assert multi["num_views"] == 2 and multi["multi"]["num_rows"] == 2 * multi["num_items"]
     assert known["with"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
     assert f"{known['with']['volumetric_iou']:.3f} with the camera" in page
+
+
+def flow_ssim(stored):
+    grounding = stored["runs"]["flow"]["evaluation"]["grounding"]
+    assert -1 <= grounding["generated_ssim"] <= 1 and -1 <= grounding["true_shape_ssim"] <= 1
+    return grounding["generated_ssim"]
 
 
 def test_report_lists_a_missing_run_and_refuses_bad_settings(runs, cgal_renders, tmp_path):

@@ -46,6 +46,7 @@ __all__ = [
     "evaluate_appearance_model",
     "evaluate_cupid_known_camera",
     "evaluate_cupid_multiview",
+    "evaluate_cupid_end_to_end",
     "evaluate_cupid_pipeline",
     "evaluate_pose_regressor",
     "mask_iou",
@@ -53,6 +54,7 @@ __all__ = [
     "occupied_items",
     "pose_errors",
     "psnr",
+    "ssim",
     "render_at_camera",
     "summarize_cupid_scores",
     "summarize_geometry_rows",
@@ -223,9 +225,10 @@ def target_colors(appearance: dict[str, torch.Tensor], items: torch.Tensor, view
 
 
 def target_cubes(targets: dict[str, torch.Tensor], items: torch.Tensor, views: torch.Tensor,
-                 extent: float = 2.0) -> torch.Tensor:
-    """The ``(B, 3, R, R, R)`` float32 occupancy + UV cubes (`build_uv_cube`, [0, 1] units) of shapes ``items``
-    seen from their views ``views`` (both ``(B,)`` int), from one split's `cupid_targets`."""
+                 extent: float = 2.0, dense: bool = False) -> torch.Tensor:
+    """The ``(B, 3, R, R, R)`` float32 occupancy + UV cubes (`build_uv_cube`, [0, 1] units; ``dense``: every
+    voxel carries its projection) of shapes ``items`` seen from their views ``views`` (both ``(B,)`` int), from one
+    split's `cupid_targets`."""
     from ..models.cupid.uv_cube import build_uv_cube
 
     cubes = []
@@ -235,7 +238,8 @@ def target_cubes(targets: dict[str, torch.Tensor], items: torch.Tensor, views: t
         # The exact occupancy was computed once; `build_uv_cube` reads it back through the sign of an "SDF".
         cubes.append(build_uv_cube(lambda points, inside=inside: np.where(inside, -1.0, 1.0),
                                    targets["intrinsics"][item, view], targets["rotations"][item, view],
-                                   targets["translations"][item, view], resolution=resolution, extent=extent))
+                                   targets["translations"][item, view], resolution=resolution, extent=extent,
+                                   dense=dense))
     return torch.stack(cubes).float()
 
 
@@ -307,6 +311,23 @@ def psnr(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                          f"{tuple(target.shape)}")
     mse = (predicted.double() - target.double()).square().flatten(1).mean(1)
     return 10 * torch.log10(1 / mse.clamp(min=10 ** (-PSNR_CAP_DB / 10)))
+
+
+def ssim(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """The structural similarity of two ``(H, W, 3)`` images in [0, 1] (scikit-image's
+    ``structural_similarity``, 7×7 window, ``data_range = 1``)."""
+    from skimage.metrics import structural_similarity
+
+    for name, value in (("predicted", predicted), ("target", target)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.ndim != 3 \
+                or value.shape[-1] != 3:
+            raise ValueError(f"`{name}` must be a floating (H, W, 3) tensor in [0, 1], got "
+                             f"{getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}")
+    if predicted.shape != target.shape:
+        raise ValueError(f"`predicted` and `target` must have the same shape, got {tuple(predicted.shape)} and "
+                         f"{tuple(target.shape)}")
+    return float(structural_similarity(target.double().numpy(), predicted.double().numpy(), data_range=1.0,
+                                       channel_axis=-1))
 
 
 def occupancy_sdf(occupied: torch.Tensor, extent: float = 2.0):
@@ -404,6 +425,7 @@ def _score_items(split, targets: dict, items: list[int], view: int, cameras: lis
             for prefix in ("true_shape", "generated") if with_geometry else ("true_shape",):
                 row[f"{prefix}_mask_iou"] = 0.0
                 row[f"{prefix}_psnr"] = float(psnr(empty[None], image[None])[0])
+                row[f"{prefix}_ssim"] = ssim(empty, image)
             if with_geometry:
                 row["voxel_iou"] = 0.0
             rows.append(row)
@@ -420,6 +442,7 @@ def _score_items(split, targets: dict, items: list[int], view: int, cameras: lis
         for prefix, rendered in renders.items():
             row[f"{prefix}_mask_iou"] = float(mask_iou(rendered["mask"][None], mask[None])[0])
             row[f"{prefix}_psnr"] = float(psnr(rendered["rgb"][None], image[None])[0])
+            row[f"{prefix}_ssim"] = ssim(rendered["rgb"].to(image.dtype), image)
         rows.append(row)
     return rows
 
@@ -428,7 +451,7 @@ def summarize_cupid_scores(rows: list[dict]) -> dict:
     """The summary of per-item rows (`evaluate_cupid_pipeline` / `evaluate_pose_regressor`): ``pose`` (median
     rotation error, share within 5° and 15°, median translation and focal errors, PnP failures), ``geometry``
     (mean voxel IoU, when measured) and ``grounding`` (mean silhouette IoU and PSNR of the true shape at the predicted
-    camera, and of the generated shape at its own camera, when measured)."""
+    camera, and of the generated shape at its own camera, when measured; also their SSIM)."""
     if not rows:
         raise ValueError("`rows` is empty: nothing was evaluated")
     rotation = torch.tensor([row["rotation_error_deg"] for row in rows], dtype=torch.float64)
@@ -448,10 +471,14 @@ def summarize_cupid_scores(rows: list[dict]) -> dict:
                  "failures": sum(row["failed"] for row in rows)},
         "grounding": {"true_shape_mask_iou": mean("true_shape_mask_iou"), "true_shape_psnr": mean("true_shape_psnr")},
     }
+    if "true_shape_ssim" in rows[0]:
+        summary["grounding"]["true_shape_ssim"] = mean("true_shape_ssim")
     if "voxel_iou" in rows[0]:
         summary["geometry"] = {"volumetric_iou": mean("voxel_iou")}
         summary["grounding"].update(generated_mask_iou=mean("generated_mask_iou"),
                                     generated_psnr=mean("generated_psnr"))
+        if "generated_ssim" in rows[0]:
+            summary["grounding"]["generated_ssim"] = mean("generated_ssim")
     return summary
 
 
@@ -486,6 +513,28 @@ def _images(split, items: list[int], view: int) -> torch.Tensor:
                         for i in items]) / 255.0
 
 
+def _run_pipeline(pipeline, split, chunk: list[int], view: int, seed: int, call: dict) -> list[tuple]:
+    """The pipeline on the items ``chunk`` (item ``i``'s noise from ``seed + i``) as ``(indices, output)`` pairs: one
+    pair for the whole chunk, or, when PnP fails for the batch, one per item with the same noise, ``output`` None
+    for the items that fail alone."""
+    pipeline.set_progress_bar_config(disable=True)
+
+    def run(indices: list[int]):
+        generators = [torch.Generator().manual_seed(seed + i) for i in indices]
+        return pipeline(_images(split, indices, view), generator=generators, **call)
+
+    try:
+        return [(chunk, run(chunk))]
+    except ValueError:
+        outputs = []
+        for i in chunk:
+            try:
+                outputs.append(([i], run([i])))
+            except ValueError:
+                outputs.append(([i], None))
+        return outputs
+
+
 def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | None = None, view: int = 0,
                             num_inference_steps: int = 25, guidance_scale: float | None = None, seed: int = 0,
                             batch_size: int = 32) -> tuple[dict, list[dict]]:
@@ -495,29 +544,13 @@ def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | Non
     rerun item by item with the same noise and only the failing items count as failures. Returns
     `summarize_cupid_scores` and the per-item rows."""
     items, skipped = _check_items(split, targets, max_items)
-    pipeline.set_progress_bar_config(disable=True)
     extent = pipeline.config.extent
     call = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "output_type": "latent"}
-
-    def run(indices: list[int]):
-        """The pipeline on the items ``indices``, item ``i``'s noise from ``seed + i``."""
-        generators = [torch.Generator().manual_seed(seed + i) for i in indices]
-        return pipeline(_images(split, indices, view), generator=generators, **call)
-
     rows = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         cameras, occupancies = [], []
-        try:
-            outputs = [(chunk, run(chunk))]
-        except ValueError:
-            outputs = []
-            for i in chunk:
-                try:
-                    outputs.append(([i], run([i])))
-                except ValueError:
-                    outputs.append(([i], None))
-        for indices, output in outputs:
+        for indices, output in _run_pipeline(pipeline, split, chunk, view, seed, call):
             if output is None:
                 cameras.append(None)
                 occupancies.append(None)
@@ -527,6 +560,53 @@ def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | Non
                 occupancies.append(output.shapes[j][0] > output.thresholds[j])
         rows += _score_items(split, targets, chunk, view, cameras, occupancies, extent, with_geometry=True)
     return dict(summarize_cupid_scores(rows), num_empty_skipped=skipped), rows
+
+
+@torch.no_grad()
+def evaluate_cupid_end_to_end(pipeline, split, targets: dict, max_items: int | None = None, view: int = 0,
+                              num_inference_steps: int = 25, guidance_scale: float | None = None, seed: int = 0,
+                              batch_size: int = 32) -> tuple[dict, list[dict]]:
+    """Score stage 1 and stage 2 together: a `CupidPipeline` with an ``appearance_model`` generates the voxels,
+    recovers the camera by PnP and colours the voxels from the image at their projections under that camera; the
+    coloured voxels drawn at the recovered camera (`render_voxel_colors`) are compared with the input render:
+    ``psnr`` and ``ssim`` of the whole image, ``foreground_psnr`` on the pixels both the object and the voxels
+    cover, ``mask_iou`` of the drawn silhouette. A failed PnP draws nothing (the white background). Items as in
+    `evaluate_cupid_pipeline` (same noise for stage 1). Returns the means and the per-item rows."""
+    from ..models.cupid import render_voxel_colors
+
+    if getattr(pipeline, "appearance_model", None) is None:
+        raise ValueError("`pipeline` must have an `appearance_model` (stage 2) to be scored end to end")
+    items, skipped = _check_items(split, targets, max_items)
+    extent = pipeline.config.extent
+    call = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "output_type": "voxels"}
+    rows = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        for indices, output in _run_pipeline(pipeline, split, chunk, view, seed, call):
+            for j, item in enumerate(indices):
+                record = split[item]
+                image = torch.from_numpy(np.asarray(record["images"][view], dtype=np.float32) / 255.0)
+                mask = torch.from_numpy(np.asarray(record["masks"][view], dtype=bool))
+                row = {"item": item, "view": view, "category": record["category"], "failed": output is None}
+                if output is None:
+                    rgb, drawn_mask = torch.ones_like(image), torch.zeros_like(mask)
+                else:
+                    drawn = render_voxel_colors(output.shapes[j], output.colors[j], output.intrinsics[j].float(),
+                                                output.rotations[j].float(), output.translations[j].float(),
+                                                size=image.shape[0], extent=extent)
+                    rgb, drawn_mask = drawn["rgb"].to(image.dtype), drawn["mask"]
+                both = mask & drawn_mask
+                row.update(psnr=float(psnr(rgb[None], image[None])[0]), ssim=ssim(rgb, image),
+                           mask_iou=float(mask_iou(drawn_mask[None], mask[None])[0]),
+                           foreground_psnr=(float(psnr(rgb[both][None], image[both][None])[0]) if bool(both.any())
+                                            else float("nan")))
+                rows.append(row)
+    if not rows:
+        raise ValueError("`split` gave no item to score")
+    summary = {"num_items": len(rows), "num_empty_skipped": skipped, "failures": sum(r["failed"] for r in rows),
+               **{key: float(np.nanmean([row[key] for row in rows]))
+                  for key in ("psnr", "ssim", "foreground_psnr", "mask_iou")}}
+    return summary, rows
 
 
 @torch.no_grad()

@@ -128,7 +128,7 @@ def known_uv_channels(intrinsics: torch.Tensor, rotations: torch.Tensor, transla
 
 
 def inpaint_known_uv(sample: torch.Tensor, previous: torch.Tensor, velocity: torch.Tensor, t: float,
-                     t_next: float, known_uv: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+                     t_next: float, known_uv: torch.Tensor, noise: torch.Tensor, dense: bool = False) -> torch.Tensor:
     """One RePaint-style replacement after an Euler step from ``previous`` at time ``t`` to ``sample`` at
     ``t_next`` with ``velocity``; all cubes normalised ``(B, 3, R, R, R)``, ``known_uv`` the normalised projection
     ``(B, 2, R, R, R)`` (`normalize_cube` units), ``noise`` the initial noise.
@@ -137,7 +137,12 @@ def inpaint_known_uv(sample: torch.Tensor, previous: torch.Tensor, velocity: tor
     it is not; occupied is read from the clean estimate ``x̂₀ = x_t − t·v`` (occupancy > 0 normalised, i.e.
     > 0.5),
     and at ``t_next = 0`` from the final occupancy itself (> −1 normalised, i.e. any non-zero occupancy), so every
-    voxel a decoding threshold can select carries the camera's projection exactly."""
+    voxel a decoding threshold can select carries the camera's projection exactly. With ``dense`` (a flow trained
+    on `CupidFlowConfig.dense_uv` cubes) every voxel's clean u, v is its projection."""
+    if dense:
+        inpainted = sample.clone()
+        inpainted[:, 1:] = (1 - t_next) * known_uv + t_next * noise[:, 1:]
+        return inpainted
     if t_next > 0:
         occupied = (previous[:, :1] - t * velocity[:, :1]) > 0
     else:

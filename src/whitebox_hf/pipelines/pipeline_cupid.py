@@ -335,7 +335,8 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
             sample = scheduler.step(velocity, timestep, sample, return_dict=False)[0]
             if known is not None:
                 t_next = float(scheduler.sigmas[scheduler.step_index])
-                sample = inpaint_known_uv(sample, previous, velocity, float(t[0]), t_next, known_uv, noise)
+                sample = inpaint_known_uv(sample, previous, velocity, float(t[0]), t_next, known_uv, noise,
+                                          dense=self.flow_model.config.dense_uv)
 
         cubes = denormalize_cube(sample.to(device="cpu", dtype=torch.float64))
         extent = self.config.extent

@@ -621,14 +621,18 @@ def camera_from_pose(intrinsics: torch.Tensor, pose: torch.Tensor, image_size: t
 
 
 def build_uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Tensor, rotation: torch.Tensor,
-            translation: torch.Tensor, resolution: int = 32, extent: float = 2.0) -> torch.Tensor:
+            translation: torch.Tensor, resolution: int = 32, extent: float = 2.0, dense: bool = False) -> torch.Tensor:
     """The ``(3, R, R, R)`` float64 cube ``(occupancy, u, v)`` of a shape given by its signed distance ``sdf``
     (``(M, 3)`` float64 array of canonical points → ``(M,)``, negative inside; e.g. `Shape.sdf`) seen by the camera
     ``(K, R, t)`` with K in normalised uv units (`camera_from_pose`).
 
     Occupancy is exact at the voxel centres (``sdf < 0``). ``u, v`` are not clamped: a voxel outside the image
-    (an object cut by the frame) keeps its uv outside [0, 1], a valid correspondence all the same. Raises ValueError when no voxel is occupied, or (from
-    `project_points`) when an occupied voxel lies behind the camera."""
+    (an object cut by the frame) keeps its uv outside [0, 1], a valid correspondence all the same. With ``dense``
+    every voxel, occupied or not, carries its centre's projection (`CupidFlowConfig.dense_uv`); otherwise empty
+    voxels hold 0 (Cupid). Raises ValueError when no voxel is occupied, or (from `project_points`) when a voxel
+    that gets a projection lies behind the camera."""
+    if not isinstance(dense, bool):
+        raise TypeError(f"`dense` must be a bool, got {type(dense).__name__}")
     if not callable(sdf):
         raise TypeError(f"`sdf` must be callable (points (M, 3) -> signed distances (M,)), got {type(sdf).__name__}")
     _, points = voxel_grid_points(resolution, extent)
@@ -640,10 +644,11 @@ def build_uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Ten
     if not bool(occupied.any()):
         raise ValueError(f"`sdf` is nowhere negative at the {resolution}³ voxel centres of the cube of side {extent}: "
                          "the shape is empty or outside the canonical cube")
-    uv = project_points(points[occupied], intrinsics, rotation, translation)
+    projected = slice(None) if dense else occupied
+    uv = project_points(points[projected], intrinsics, rotation, translation)
     cube = torch.zeros(3, resolution**3, dtype=torch.float64)
     cube[0, occupied] = 1.0
-    cube[1:, occupied] = uv.T.to(torch.float64)
+    cube[1:, projected] = uv.T.to(torch.float64)
     return cube.reshape(3, resolution, resolution, resolution)
 
 
@@ -1464,7 +1469,7 @@ def known_uv_channels(intrinsics: torch.Tensor, rotations: torch.Tensor, transla
 
 
 def inpaint_known_uv(sample: torch.Tensor, previous: torch.Tensor, velocity: torch.Tensor, t: float,
-                     t_next: float, known_uv: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+                     t_next: float, known_uv: torch.Tensor, noise: torch.Tensor, dense: bool = False) -> torch.Tensor:
     """One RePaint-style replacement after an Euler step from ``previous`` at time ``t`` to ``sample`` at
     ``t_next`` with ``velocity``; all cubes normalised ``(B, 3, R, R, R)``, ``known_uv`` the normalised projection
     ``(B, 2, R, R, R)`` (`normalize_cube` units), ``noise`` the initial noise.
@@ -1473,7 +1478,12 @@ def inpaint_known_uv(sample: torch.Tensor, previous: torch.Tensor, velocity: tor
     it is not; occupied is read from the clean estimate ``x̂₀ = x_t − t·v`` (occupancy > 0 normalised, i.e.
     > 0.5),
     and at ``t_next = 0`` from the final occupancy itself (> −1 normalised, i.e. any non-zero occupancy), so every
-    voxel a decoding threshold can select carries the camera's projection exactly."""
+    voxel a decoding threshold can select carries the camera's projection exactly. With ``dense`` (a flow trained
+    on `CupidFlowConfig.dense_uv` cubes) every voxel's clean u, v is its projection."""
+    if dense:
+        inpainted = sample.clone()
+        inpainted[:, 1:] = (1 - t_next) * known_uv + t_next * noise[:, 1:]
+        return inpainted
     if t_next > 0:
         occupied = (previous[:, :1] - t * velocity[:, :1]) > 0
     else:
@@ -3349,6 +3359,12 @@ class CupidFlowConfig(PreTrainedConfig):
             Side ``R`` of the cube ``(cube_channels, R, R, R)``.
         cube_channels (`int`, *optional*, defaults to 3):
             Channels of the cube: occupancy, u, v.
+        dense_uv (`bool`, *optional*, defaults to `False`):
+            What the u, v channels hold at *empty* voxels. `False` (Cupid): 0, so only occupied voxels carry a
+            projection. `True` (this package's variant): every voxel carries the projection of its centre, so the
+            u, v channels are a smooth projective field over the whole cube, the same function of the camera
+            everywhere, instead of a field cut by the shape's silhouette. PnP still reads the occupied voxels; the
+            flow no longer has to learn where the projection stops.
         patch_size (`int`, *optional*, defaults to 4):
             Side of the cubic patches of the 3D patch embedding; must divide ``cube_resolution``.
         hidden_size (`int`, *optional*, defaults to 128):
@@ -3402,6 +3418,7 @@ class CupidFlowConfig(PreTrainedConfig):
 
     cube_resolution: int = 32
     cube_channels: int = 3
+    dense_uv: bool = False
     patch_size: int = 4
     hidden_size: int = 128
     num_hidden_layers: int = 4
@@ -5117,7 +5134,8 @@ class CupidPipeline(ClassConditionalPipelineMixin, DiffusionPipeline):
             sample = scheduler.step(velocity, timestep, sample, return_dict=False)[0]
             if known is not None:
                 t_next = float(scheduler.sigmas[scheduler.step_index])
-                sample = inpaint_known_uv(sample, previous, velocity, float(t[0]), t_next, known_uv, noise)
+                sample = inpaint_known_uv(sample, previous, velocity, float(t[0]), t_next, known_uv, noise,
+                                          dense=self.flow_model.config.dense_uv)
 
         cubes = denormalize_cube(sample.to(device="cpu", dtype=torch.float64))
         extent = self.config.extent

@@ -75,6 +75,12 @@ class CupidFlowConfig(PreTrainedConfig):
             Side ``R`` of the cube ``(cube_channels, R, R, R)``.
         cube_channels (`int`, *optional*, defaults to 3):
             Channels of the cube: occupancy, u, v.
+        dense_uv (`bool`, *optional*, defaults to `False`):
+            What the u, v channels hold at *empty* voxels. `False` (Cupid): 0, so only occupied voxels carry a
+            projection. `True` (this package's variant): every voxel carries the projection of its centre, so the
+            u, v channels are a smooth projective field over the whole cube, the same function of the camera
+            everywhere, instead of a field cut by the shape's silhouette. PnP still reads the occupied voxels; the
+            flow no longer has to learn where the projection stops.
         patch_size (`int`, *optional*, defaults to 4):
             Side of the cubic patches of the 3D patch embedding; must divide ``cube_resolution``.
         hidden_size (`int`, *optional*, defaults to 128):
@@ -128,6 +134,7 @@ class CupidFlowConfig(PreTrainedConfig):
 
     cube_resolution: int = 32
     cube_channels: int = 3
+    dense_uv: bool = False
     patch_size: int = 4
     hidden_size: int = 128
     num_hidden_layers: int = 4

@@ -88,14 +88,18 @@ def camera_from_pose(intrinsics: torch.Tensor, pose: torch.Tensor, image_size: t
 
 
 def build_uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Tensor, rotation: torch.Tensor,
-            translation: torch.Tensor, resolution: int = 32, extent: float = 2.0) -> torch.Tensor:
+            translation: torch.Tensor, resolution: int = 32, extent: float = 2.0, dense: bool = False) -> torch.Tensor:
     """The ``(3, R, R, R)`` float64 cube ``(occupancy, u, v)`` of a shape given by its signed distance ``sdf``
     (``(M, 3)`` float64 array of canonical points → ``(M,)``, negative inside; e.g. `Shape.sdf`) seen by the camera
     ``(K, R, t)`` with K in normalised uv units (`camera_from_pose`).
 
     Occupancy is exact at the voxel centres (``sdf < 0``). ``u, v`` are not clamped: a voxel outside the image
-    (an object cut by the frame) keeps its uv outside [0, 1], a valid correspondence all the same. Raises ValueError when no voxel is occupied, or (from
-    `project_points`) when an occupied voxel lies behind the camera."""
+    (an object cut by the frame) keeps its uv outside [0, 1], a valid correspondence all the same. With ``dense``
+    every voxel, occupied or not, carries its centre's projection (`CupidFlowConfig.dense_uv`); otherwise empty
+    voxels hold 0 (Cupid). Raises ValueError when no voxel is occupied, or (from `project_points`) when a voxel
+    that gets a projection lies behind the camera."""
+    if not isinstance(dense, bool):
+        raise TypeError(f"`dense` must be a bool, got {type(dense).__name__}")
     if not callable(sdf):
         raise TypeError(f"`sdf` must be callable (points (M, 3) -> signed distances (M,)), got {type(sdf).__name__}")
     _, points = voxel_grid_points(resolution, extent)
@@ -107,10 +111,11 @@ def build_uv_cube(sdf: Callable[[np.ndarray], np.ndarray], intrinsics: torch.Ten
     if not bool(occupied.any()):
         raise ValueError(f"`sdf` is nowhere negative at the {resolution}³ voxel centres of the cube of side {extent}: "
                          "the shape is empty or outside the canonical cube")
-    uv = project_points(points[occupied], intrinsics, rotation, translation)
+    projected = slice(None) if dense else occupied
+    uv = project_points(points[projected], intrinsics, rotation, translation)
     cube = torch.zeros(3, resolution**3, dtype=torch.float64)
     cube[0, occupied] = 1.0
-    cube[1:, occupied] = uv.T.to(torch.float64)
+    cube[1:, projected] = uv.T.to(torch.float64)
     return cube.reshape(3, resolution, resolution, resolution)
 
 
