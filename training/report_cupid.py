@@ -277,6 +277,7 @@ def main(argv=None, renders=None, cgal_renders=None) -> dict:
 
     from whitebox_hf import CupidPipeline
     from whitebox_hf.evaluation.cupid import (
+        condition_effect,
         cupid_targets,
         evaluate_cupid_known_camera,
         evaluate_cupid_multiview,
@@ -331,6 +332,8 @@ def main(argv=None, renders=None, cgal_renders=None) -> dict:
             if pipeline is None:
                 pipeline, pipeline_rows, guidance = pipelines[name], rows, guidances[name]
             summary["guidance_scale"] = guidances[name]
+            summary["condition_effect"] = condition_effect(pipelines[name], split, targets, max_items=args.num_items,
+                                                           seed=args.seed)
         else:
             model = CupidPoseRegressionModel.from_pretrained(str(runs_dir / name / "model"))
             summary, rows = evaluate_pose_regressor(model, split, targets, max_items=args.num_items,
@@ -597,6 +600,22 @@ def render_page(results: dict, picture_path, argv) -> str:
         lines.append(row("oracle: true camera, true voxels (the ceiling)", results["oracle"]))
     for label, why in NOT_BUILT:
         lines.append(f"| {label} | not built: {why} | | | | | | | | | | | | | |")
+    effects = {name: run["evaluation"]["condition_effect"] for name, run in results["runs"].items()
+               if "condition_effect" in run["evaluation"]}
+    if effects:
+        lines += ["", "### Does the flow use its image?", "",
+                  "The held-out cubes of the rows above noised to flow time t (the same ε for both), and the velocity "
+                  "MSE to the rectified-flow target with the image tokens and with the null condition (zeros): "
+                  "gain = 1 − conditional / unconditional; 0 means the image is ignored "
+                  "(`whitebox_hf.evaluation.cupid.condition_effect`).", "",
+                  "| row | t | MSE conditional | MSE unconditional | gain, all | gain, occupancy | "
+                  "gain, u v at occupied voxels |", "|---|---|---|---|---|---|---|"]
+        for name, effect in effects.items():
+            for t, scores in effect["times"].items():
+                gain = scores["gain"]
+                lines.append(f"| {RUNS[name]} | {t} | {_fmt(scores['conditional']['all'], 4)} | "
+                             f"{_fmt(scores['unconditional']['all'], 4)} | {100 * gain['all']:.2f} % | "
+                             f"{100 * gain['occupancy']:.2f} % | {100 * gain['uv_at_occupied']:.2f} % |")
     if results["runs"]:
         lines += cgal_lines(results.get("cgal"))
     lines += appearance_lines(results.get("appearance_runs", {}))

@@ -245,3 +245,23 @@ def test_multiview_and_known_camera_rows_score_views_and_the_given_camera(tmp_pa
     assert known["with"]["volumetric_iou"] == 1.0 and known["without"]["volumetric_iou"] < 1.0
     assert known["with"]["rotation_error_median_deg"] == pytest.approx(0.0, abs=1e-6)
     assert sum(given for _, _, given in calls) == 3  # the true camera was passed for every item
+
+
+def test_condition_effect_is_zero_for_a_flow_that_ignores_the_image(tmp_path):
+    from tests.pipelines.test_cupid_pipeline import tiny_pipeline
+    from whitebox_hf.data.shape_renders import load_shape_renders
+
+    renders = load_shape_renders(num_per_category=3, num_views=2, size=32, cache_dir=str(tmp_path))
+    every = C.cupid_targets({"train": renders["train"]}, 16, 2.0)["train"]
+    chosen = C.occupied_items(every)[-3:].tolist()
+    split = renders["train"].select(chosen)
+    targets = {key: value[chosen] for key, value in every.items()}
+    pipe = tiny_pipeline()
+    effect = C.condition_effect(pipe, split, targets, times=(0.5,))
+    assert effect["num_items"] == 3 and abs(effect["times"]["0.5"]["gain"]["all"]) > 1e-6
+    with torch.no_grad():
+        for block in pipe.flow_model.blocks:
+            block.cross_attention.output_projection.weight.zero_()
+            block.cross_attention.output_projection.bias.zero_()
+    ignored = C.condition_effect(pipe, split, targets, times=(0.5,))["times"]["0.5"]
+    assert ignored["gain"] == {"all": 0.0, "occupancy": 0.0, "uv_at_occupied": 0.0}

@@ -85,6 +85,11 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     assert first["num_items"] == results["runs"]["flow"]["evaluation"]["num_items"] and 0 <= first["mask_iou"] <= 1 and -1 <= first["ssim"] <= 1
     assert f"{first['psnr']:.2f} dB | {first['ssim']:.3f}" in page.split("### Stage 1 + stage 2 end to end")[1]
     assert "not scored yet" not in page
+    effect = stored["runs"]["flow"]["evaluation"]["condition_effect"]
+    assert effect["times"].keys() == {"0.3", "0.6", "0.9"}
+    scores = effect["times"]["0.6"]
+    assert scores["gain"]["all"] == pytest.approx(1 - scores["conditional"]["all"] / scores["unconditional"]["all"])
+    assert "### Does the flow use its image?" in page
     assert stored["appearance_runs"].keys() == {"appearance", "appearance_global"}
     assert stored["appearance_runs"]["appearance"]["training"]["pose_aligned"] is True
     assert stored["appearance_runs"]["appearance_global"]["training"]["pose_aligned"] is False
