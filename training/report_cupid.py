@@ -364,9 +364,13 @@ def main(argv=None, renders=None, cgal_renders=None) -> dict:
                                                         next(iter(appearance_runs.values()), first)) == _data_key(first)
                                                     else None)
     if pipelines and appearance_runs:
+        # A shape's split is a hash of its instance seed (`shape_split_of`), so for the same data seed the stage-2
+        # runs' training shapes (fewer per category) are a subset of the stage-1 runs' and their test split is held
+        # out from both: only the seed, the image size and the cube resolution must agree.
+        stage2_key = _data_key(next(iter(appearance_runs.values())))
+        same = [stage2_key[i] == _data_key(first)[i] for i in (1, 3, 4)]
         results["end_to_end"] = end_to_end_section(pipelines, guidances, appearance_runs, runs_dir, args, split,
-                                                   targets, same_data=_data_key(next(iter(appearance_runs.values())))
-                                                   == _data_key(first))
+                                                   targets, same_data=all(same))
 
     output.parent.mkdir(parents=True, exist_ok=True)
     picture_path = output.with_name(output.stem + "_examples.png")
@@ -432,7 +436,8 @@ def end_to_end_section(pipelines: dict, guidances: dict, appearance_runs: dict, 
     from whitebox_hf.evaluation.cupid import evaluate_cupid_end_to_end
 
     if not same_data:
-        return {"unavailable": "the stage-2 runs were trained on other renders than the stage-1 runs"}
+        return {"unavailable": "the stage-2 runs were trained with another data seed, image size or cube resolution "
+                               "than the stage-1 runs"}
     scored = {}
     for flow_name, pipeline in pipelines.items():
         for name in appearance_runs:
