@@ -524,16 +524,7 @@ def _run_pipeline(pipeline, split, chunk: list[int], view: int, seed: int, call:
         generators = [torch.Generator().manual_seed(seed + i) for i in indices]
         return pipeline(_images(split, indices, view), generator=generators, **call)
 
-    try:
-        return [(chunk, run(chunk))]
-    except ValueError:
-        outputs = []
-        for i in chunk:
-            try:
-                outputs.append(([i], run([i])))
-            except ValueError:
-                outputs.append(([i], None))
-        return outputs
+    return _run_or_split(run, chunk)
 
 
 def evaluate_cupid_pipeline(pipeline, split, targets: dict, max_items: int | None = None, view: int = 0,
