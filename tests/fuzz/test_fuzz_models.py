@@ -67,18 +67,21 @@ def test_every_enumerated_case_is_clear():
 
 # --------------------------------------------------------------------------------------------- configurations
 
-_FIELDS = [(name, field.name, _field_kind(config_class(name), field))
+_FIELDS = [(name, field.name, _field_kind(config_class(name), field), field.default is None)
            for name in CONFIGS for field in own_fields(config_class(name))]
 
 
 @st.composite
 def bad_field_value(draw):
     """A configuration, one of its fields, and a value of the wrong type or a non-finite number."""
-    name, field, kind = draw(st.sampled_from(_FIELDS))
+    name, field, kind, optional = draw(st.sampled_from(_FIELDS))
+    # None is an optional field's documented default ("same as ..."), so it is a bad value only where the default
+    # is a number (as in `_model_cases.config_cases`).
+    missing = st.nothing() if optional else st.none()
     non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
     wrong = {
         "int": st.one_of(st.text(max_size=5), st.floats(allow_nan=True), st.booleans(), st.integers(max_value=0)),
-        "float": st.one_of(st.text(max_size=5), st.booleans(), st.none(), non_finite, st.lists(st.floats(), max_size=2)),
+        "float": st.one_of(st.text(max_size=5), st.booleans(), missing, non_finite, st.lists(st.floats(), max_size=2)),
         "bool": st.one_of(st.text(max_size=5), st.integers(), st.floats(allow_nan=True)),
         "str": st.one_of(st.integers(), st.floats(allow_nan=True),
                          st.text(string.ascii_letters, min_size=1, max_size=8).map(lambda s: "x" + s)),
