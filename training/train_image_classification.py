@@ -62,6 +62,7 @@ DEFAULTS = {
     "test_subset": 0,
     "crop_padding": 2,
     "horizontal_flip": True,
+    "random_erasing": 0.0,  # probability of torchvision's RandomErasing per training image
     # optimisation
     "optimizer": "adamw",  # adamw | lion (needs `pip install lion-pytorch`)
     "learning_rate": 1e-3,
@@ -133,7 +134,7 @@ def main(argv=None) -> dict:
         train_images, train_labels,
         image_classification_transforms(
             image_size, mean, std, True, args["crop_padding"],
-            args["horizontal_flip"] and dataset_info["horizontal_flip_ok"],
+            args["horizontal_flip"] and dataset_info["horizontal_flip_ok"], args["random_erasing"],
         ),
         seed=args["seed"],
     )

@@ -117,6 +117,23 @@ def test_augmentation_depends_only_on_seed_epoch_and_index():
     assert list(sampler) != first
 
 
+def test_random_erasing_zeroes_a_rectangle_reproducibly_and_checks_its_probability():
+    import torch
+
+    images = torch.full((4, 1, 28, 28), 200, dtype=torch.uint8)
+    transform = image_classification_transforms(28, [0.5], [0.5], train=True, crop_padding=0,
+                                                horizontal_flip=False, random_erasing=1.0)
+    a, b = (AugmentedTensorDataset(images, torch.arange(4), transform, seed=2) for _ in range(2))
+    erased = a[1]["pixel_values"]
+    assert (erased == 0).any() and (erased != 0).any()  # a rectangle of zeros inside the normalised image
+    assert torch.equal(erased, b[1]["pixel_values"])
+    kept = image_classification_transforms(28, [0.5], [0.5], train=False, random_erasing=1.0)(images[0])
+    assert not (kept == 0).any()  # evaluation never erases
+    for bad in (-0.1, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match="random_erasing"):
+            image_classification_transforms(28, [0.5], [0.5], train=True, random_erasing=bad)
+
+
 def test_dataset_checks_shapes():
     import torch
 

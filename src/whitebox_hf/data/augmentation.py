@@ -15,10 +15,16 @@ __all__ = ["image_classification_transforms", "AugmentedTensorDataset", "EpochPe
 
 
 def image_classification_transforms(
-    image_size: int, image_mean, image_std, train: bool, crop_padding: int = 2, horizontal_flip: bool = True
+    image_size: int, image_mean, image_std, train: bool, crop_padding: int = 2, horizontal_flip: bool = True,
+    random_erasing: float = 0.0,
 ) -> v2.Compose:
-    """uint8 ``(C, H, W)`` → normalised float32. Training adds random-crop-with-padding and horizontal flips.
-    The normalisation matches a `ViTImageProcessor(image_mean=..., image_std=...)` saved with the model."""
+    """uint8 ``(C, H, W)`` → normalised float32. Training adds random-crop-with-padding, horizontal flips and,
+    with probability ``random_erasing``, torchvision's random erasing (a rectangle set to 0 after normalisation,
+    the augmentation of CRATE's and DeiT's recipes). The normalisation matches a
+    `ViTImageProcessor(image_mean=..., image_std=...)` saved with the model."""
+    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) \
+            or not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"`random_erasing` must be a probability in [0, 1], got {random_erasing!r}")
     steps = []
     if train:
         if crop_padding > 0:
@@ -26,6 +32,8 @@ def image_classification_transforms(
         if horizontal_flip:
             steps.append(v2.RandomHorizontalFlip())
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(image_mean), list(image_std))]
+    if train and random_erasing > 0:
+        steps.append(v2.RandomErasing(p=random_erasing))
     return v2.Compose(steps)
 
 
