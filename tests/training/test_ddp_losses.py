@@ -61,38 +61,47 @@ def _cupid_case(rank: int):
 CASES = {"world_model": _world_case, "video": _video_case, "cupid_flow": _cupid_case}
 
 
-def _rank(rank: int, case: str, init_file: str, result_file: str, through_wrapper: bool):
+# Every (case, through the wrapper?) pair in one spawn of two ranks: a spawn costs seconds of interpreter start and
+# imports, the cases themselves milliseconds.
+RUNS = [(case, True) for case in CASES] + [("world_model", False)]
+
+
+def _rank(rank: int, init_file: str, result_file: str):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        model, loss_of = CASES[case](rank)
-        wrapper = DistributedDataParallel(model, find_unused_parameters=True)
-        loss_of(wrapper if through_wrapper else model).backward()
-        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-        gathered = [torch.zeros_like(grads) for _ in range(2)]
-        dist.all_gather(gathered, grads)
+        results = {}
+        for case, through_wrapper in RUNS:
+            model, loss_of = CASES[case](rank)
+            wrapper = DistributedDataParallel(model, find_unused_parameters=True)
+            loss_of(wrapper if through_wrapper else model).backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            gathered = [torch.zeros_like(grads) for _ in range(2)]
+            dist.all_gather(gathered, grads)
+            results[f"{case}/{through_wrapper}"] = {"difference": (gathered[0] - gathered[1]).abs().max().item(),
+                                                    "scale": gathered[0].abs().max().item()}
         if rank == 0:
             with open(result_file, "w") as handle:
-                json.dump({"difference": (gathered[0] - gathered[1]).abs().max().item(),
-                           "scale": gathered[0].abs().max().item()}, handle)
+                json.dump(results, handle)
     finally:
         dist.destroy_process_group()
 
 
-def rank_gradient_difference(case: str, tmp_path, through_wrapper: bool) -> dict:
-    result = tmp_path / f"{case}_{through_wrapper}.json"
-    mp.spawn(_rank, args=(case, str(tmp_path / f"init_{case}_{through_wrapper}"), str(result), through_wrapper),
-             nprocs=2, join=True)
-    return json.loads(result.read_text())
+@pytest.fixture(scope="module")
+def rank_gradient_differences(tmp_path_factory) -> dict:
+    """``{"case/through_wrapper": {"difference", "scale"}}``: the largest gradient difference between the ranks."""
+    folder = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_rank, args=(str(folder / "init"), str(folder / "result.json")), nprocs=2, join=True)
+    return json.loads((folder / "result.json").read_text())
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_loss_through_the_ddp_wrapper_synchronises_gradients(case, tmp_path):
-    synced = rank_gradient_difference(case, tmp_path, through_wrapper=True)
+def test_the_loss_through_the_ddp_wrapper_synchronises_gradients(case, rank_gradient_differences):
+    synced = rank_gradient_differences[f"{case}/True"]
     assert synced["scale"] > 0 and synced["difference"] <= 1e-6 * max(1.0, synced["scale"])
 
 
-def test_the_unwrapped_forward_leaves_each_rank_its_own_gradient(tmp_path):
+def test_the_unwrapped_forward_leaves_each_rank_its_own_gradient(rank_gradient_differences):
     """The control: what the check above would see if a loss bypassed the wrapper."""
-    local = rank_gradient_difference("world_model", tmp_path, through_wrapper=False)
+    local = rank_gradient_differences["world_model/False"]
     assert local["difference"] > 1e-4 * local["scale"]
