@@ -230,3 +230,13 @@ def test_segmentation_verdict_follows_the_values_both_ways():
     assert "**holds**: CRATE above ViT on all 3 comparisons" in text and "SimDINO: not compared" in text
     mixed = segmentation_scores(0.6, 0.3, 0.7)  # wins share and cut, loses the top-60% IoU (best layer 0.4)
     assert "**holds in part**: CRATE above ViT on 2 of 3" in report.crate_vs_vit({"crate": mixed, "vit": worse})
+
+
+def test_fashion_mnist_xl_reads_the_epoch_curve_from_the_log(tmp_path):
+    report = load("report_fashion_mnist_xl")
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in (
+        {"type": "config", "config": {}}, {"type": "metrics", "step": 20, "train_loss": 2.0},
+        {"type": "metrics", "step": 468, "eval_accuracy": 0.646}, {"type": "metrics", "step": 936, "eval_accuracy": 0.75},
+    )))
+    assert report.epoch_curve(log, 468) == [(1.0, 0.646), (2.0, 0.75)]

@@ -108,6 +108,22 @@ def targets_section(rows: list[dict]) -> list[str]:
     return lines + [" ".join(reading), "", DISCUSSION_END, ""]
 
 
+def score_classifier(model, train_pixels, train_labels, test_pixels, test_labels) -> dict:
+    """Test accuracy, 20-NN (T = 0.07) and linear-probe accuracy of the frozen pooled features (fit on the
+    training images, scored on the test images), and the parameter count of a reloaded classifier."""
+    with torch.inference_mode():
+        predictions = torch.cat([model(pixel_values=test_pixels[i : i + 1000]).logits.argmax(-1)
+                                 for i in range(0, len(test_pixels), 1000)])
+    train_features = extract_features(model, train_pixels, batch_size=1000)
+    test_features = extract_features(model, test_pixels, batch_size=1000)
+    return {
+        "test_accuracy": (predictions == test_labels).float().mean().item(),
+        "knn": knn_accuracy(train_features, train_labels, test_features, test_labels, k=20, temperature=0.07),
+        "probe": linear_probe_accuracy(train_features, train_labels, test_features, test_labels),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=str(ROOT / "runs"))
@@ -150,17 +166,10 @@ def main() -> int:
                                  if '"type": "config"' in line][0])["config"]
         configs[key] = run_config
 
-        with torch.inference_mode():
-            predictions = torch.cat([model(pixel_values=test_pixels[i : i + 1000]).logits.argmax(-1)
-                                     for i in range(0, len(test_pixels), 1000)])
-        accuracy = (predictions == test_labels).float().mean().item()
-        train_features = extract_features(model, train_pixels, batch_size=1000)
-        test_features = extract_features(model, test_pixels, batch_size=1000)
-        knn = knn_accuracy(train_features, train_labels, test_features, test_labels, k=20, temperature=0.07)
-        probe = linear_probe_accuracy(train_features, train_labels, test_features, test_labels)
         rows.append({
-            "model": MODELS[key], "key": key, "test_accuracy": accuracy, "knn": knn, "probe": probe,
-            "parameters": sum(p.numel() for p in model.parameters()), "epochs": metrics["epochs"],
+            "model": MODELS[key], "key": key,
+            **score_classifier(model, train_pixels, train_labels, test_pixels, test_labels),
+            "epochs": metrics["epochs"],
             "train_minutes": (wall or metrics["train_seconds_this_run"]) / 60,
             "log_test_accuracy": metrics.get("test_accuracy"),  # the training script's own (bf16 autocast) figure
         })
