@@ -29,8 +29,9 @@ camera, so that shading is the only appearance signal), MSE over occupied voxels
 continues the exact trajectory.
 
 The image encoder is a CRATE (``encoder_*`` settings, ``image_size = render_size``), trained jointly by default; with
-``--image_encoder FOLDER`` (a saved `CrateModel`, or a `WhiteboxClipModel` whose vision tower is taken, e.g. the LIFT
-model of the shapes runs) it starts from those weights, and ``--freeze_image_encoder`` keeps it fixed as Cupid keeps
+``--image_encoder FOLDER`` (a saved `CrateModel`, a `WhiteboxClipModel` whose vision tower is taken, e.g. the LIFT
+model of the shapes runs, or a saved pose regressor's ``model/``, whose encoder has learnt to read the camera) it
+starts from those weights, and ``--freeze_image_encoder`` keeps it fixed as Cupid keeps
 DINOv2.
 
 Outputs in ``output_dir``: ``log.jsonl``, ``loss_curve.png``, ``checkpoints/``, ``metrics.json`` (the validation
@@ -176,8 +177,9 @@ def parse_args(argv=None) -> dict:
 
 
 def load_image_encoder(folder: str):
-    """The `CrateModel` saved in ``folder`` (or the vision tower of a saved `WhiteboxClipModel`) and its image
-    normalisation (the folder's image processor, else 0.5 / 0.5).
+    """The `CrateModel` saved in ``folder`` (or the vision tower of a saved `WhiteboxClipModel`, or the encoder of a
+    saved `CupidPoseRegressionModel`: an encoder trained to read the camera) and its image normalisation (the
+    folder's image processor, else 0.5 / 0.5, what this script trains every encoder with).
 
     Raises:
         OSError: ``folder`` does not exist.
@@ -187,11 +189,16 @@ def load_image_encoder(folder: str):
 
     if not Path(folder).is_dir():
         raise OSError(f"no saved model folder at {folder!r} (`image_encoder`)")
+    config_file = Path(folder) / "config.json"
+    saved_class = json.loads(config_file.read_text()).get("_class_name") if config_file.is_file() else None
+    if saved_class == CupidPoseRegressionModel.__name__:  # a diffusers-style folder: not an Auto-class model
+        return CupidPoseRegressionModel.from_pretrained(folder).image_encoder, [0.5] * 3, [0.5] * 3
     model = AutoModel.from_pretrained(folder)
     if type(model).__name__ == "WhiteboxClipModel":
         model = model.vision_model
     if type(model).__name__ != "CrateModel":
-        raise TypeError(f"`image_encoder` {folder!r} must hold a CrateModel or a WhiteboxClipModel, got "
+        raise TypeError(f"`image_encoder` {folder!r} must hold a CrateModel, a WhiteboxClipModel or a "
+                        f"CupidPoseRegressionModel, got "
                         f"{type(model).__name__}")
     try:
         processor = AutoImageProcessor.from_pretrained(folder)
