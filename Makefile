@@ -27,7 +27,8 @@ test: $(VENV)/.installed
 	# The Noto colour emoji and their Unicode names (apt-get download fonts-noto-color-emoji unicode-data into the cache; text-to-image data).
 	$(PY) -c "from whitebox_hf.data import fetch_emoji; fetch_emoji()" >/dev/null \
 		|| echo "warning: could not fetch the Noto emoji; tests/data/test_emoji.py will skip its real-emoji tests" >&2
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	# Two pytest-xdist workers, each whole test file on one worker (module fixtures are built once).
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs/demo
