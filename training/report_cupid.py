@@ -38,13 +38,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = {"flow": "(a) Cupid stage 1: pose by PnP on the generated UV cube",
         "flow_dense": "(a′) stage 1 with a dense UV cube (every voxel carries its projection; this package's variant)",
+        "flow_pose_encoder": "(a″) stage 1 with the frozen image encoder of a pose regressor (trained 10 epochs "
+                             "first, run pose_encoder), as Cupid freezes a pretrained encoder",
         "pose_regression": "(c) direct pose regression (same CRATE encoder + MLP → R, t, f)"}
 APPEARANCE_RUNS = {"appearance": "(a) stage 2, pose-aligned conditioning (features at the voxels' projections)",
                    "appearance_global": "(b) stage 2 without pose-aligned conditioning (global image tokens only, "
                                         "Table 8.14's baseline)"}
 # The stage-1 flows (a `CupidPipeline` under pipeline/); the multi-view, known-camera and picture sections use the
 # first one present.
-FLOW_RUNS = ("flow", "flow_dense")
+FLOW_RUNS = ("flow", "flow_dense", "flow_pose_encoder")
 NOT_BUILT = ()  # (row, why) pairs the package cannot produce yet
 CGAL_LABEL = "CGAL meshes rendered from random cameras"
 NUM_PICTURES = 4

@@ -21,6 +21,8 @@ def runs(tmp_path_factory):
     renders = cupid_renders()
     for name, model, extra in (("flow", "flow", []), ("flow_dense", "flow", ["--dense_uv", "true"]),
                                ("pose_regression", "pose_regression", []),
+                               ("flow_pose_encoder", "flow", ["--image_encoder", str(root / "pose_regression" / "model"),
+                                                              "--freeze_image_encoder", "true"]),
                                ("appearance", "appearance", []),
                                ("appearance_global", "appearance", ["--pose_aligned", "false"])):
         train.main(CUPID + ["--model", model, "--max_steps", "2", "--eval_num_items", "2", "--sample_steps", "2",
@@ -57,7 +59,7 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     assert "## CGAL meshes rendered from random cameras" in page
     cgal = json.loads(output.with_suffix(".json").read_text())["cgal"]
     assert cgal["meshes"] == ["ball", "slab"] and cgal["skipped"]["cap"].startswith("not watertight")
-    assert cgal["runs"].keys() == {"flow", "flow_dense", "pose_regression"}
+    assert cgal["runs"].keys() == {"flow", "flow_dense", "flow_pose_encoder", "pose_regression"}
     section = page.split("## CGAL meshes rendered from random cameras")[1].split("## Appearance")[0]
     assert "2 meshes scored; left out — not watertight: 1" in section
     for name, label in report.RUNS.items():
@@ -71,7 +73,7 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     # The true mesh drawn at its own camera redraws the input's silhouette.
     assert cgal["oracle"]["grounding"]["true_shape_mask_iou"] == pytest.approx(1.0)
     stored = json.loads(output.with_suffix(".json").read_text())
-    assert stored["runs"].keys() == {"flow", "flow_dense", "pose_regression"}
+    assert stored["runs"].keys() == {"flow", "flow_dense", "flow_pose_encoder", "pose_regression"}
     assert stored["runs"]["flow_dense"]["training"]["dense_uv"] is True
     assert stored["runs"]["flow"]["training"]["dense_uv"] is False
     dense_config = json.loads((root / "flow_dense" / "pipeline" / "flow_model" / "config.json").read_text())
@@ -79,7 +81,7 @@ def test_report_writes_every_row_from_measured_numbers(runs, cgal_renders, tmp_p
     assert f"{flow_ssim(stored):.3f}" in page
     # Stage 1 + stage 2 end to end: every flow with every stage-2 run, on the stage-1 items.
     end_to_end = stored["end_to_end"]
-    assert end_to_end.keys() == {f"{f}+{a}" for f in ("flow", "flow_dense") for a in ("appearance",
+    assert end_to_end.keys() == {f"{f}+{a}" for f in ("flow", "flow_dense", "flow_pose_encoder") for a in ("appearance",
                                                                                         "appearance_global")}
     first = end_to_end["flow+appearance"]
     assert first["num_items"] == results["runs"]["flow"]["evaluation"]["num_items"] and 0 <= first["mask_iou"] <= 1 and -1 <= first["ssim"] <= 1
