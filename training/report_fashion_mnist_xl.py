@@ -159,7 +159,9 @@ def main() -> int:
         f"| best test accuracy ({best['model']}) | ≥ {report.TARGET_ACCURACY:.2%} | {best['test_accuracy']:.2%} | "
         f"**{report.verdict(met)}** |",
         "",
-        *([] if "vit_xl" in by_key else ["No ViT run was found, so this page has no ViT row.", ""]),
+        *([] if "vit_xl" in by_key else [
+            "No ViT run was found (its recipe is `training/configs/fashion_mnist_vit_xl.yaml`), so this page has no "
+            "ViT row; the equal-recipe CRATE / ViT comparison at a shorter schedule is `fashion_mnist.md`.", ""]),
         "## Test accuracy after each epoch (the runs' logs, bf16 autocast)",
         "",
         "| epoch | " + " | ".join(row["model"] for row in rows) + " |",
