@@ -117,7 +117,7 @@ def main() -> int:
     at = {row["key"]: {round(epoch): accuracy for epoch, accuracy in row["curve"]} for row in rows}
 
     lines = [
-        "# Fashion-MNIST: a longer CRATE run toward the 91 % target, ViT beside it",
+        "# Fashion-MNIST: a longer CRATE run toward the 91 % target" + (", ViT beside it" if "vit_xl" in by_key else ""),
         "",
         "Written by `training/report_fashion_mnist_xl.py` from the runs of `training/configs/fashion_mnist_crate_xl.yaml`"
         " and `fashion_mnist_vit_xl.yaml` (reloaded with `AutoModelForImageClassification`); do not edit by hand. "
@@ -130,8 +130,8 @@ def main() -> int:
         ".venv/bin/python training/report_fashion_mnist_xl.py",
         "```",
         "",
-        "Machine: each run on one CPU thread of a shared 2-core machine, the two side by side for part of the time "
-        "and beside the test suite and development, so the wall times are upper bounds.",
+        "Machine: each run on one CPU thread of a shared 2-core machine, beside other trainings, the test suite and "
+        "development for part of the time, so the wall times are upper bounds.",
         "",
         "| features | parameters | steps | epochs | training wall time | test accuracy | 20-NN (frozen) | "
         "linear probe (frozen) |",
