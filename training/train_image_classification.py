@@ -92,7 +92,11 @@ DEFAULTS = {
 
 
 def parse_args(argv=None) -> dict:
-    return parse_config_args(DEFAULTS, argv, __doc__)
+    args = parse_config_args(DEFAULTS, argv, __doc__)
+    for key in ("random_erasing", "label_smoothing"):  # here, so a bad value is a one-line usage error (run_script)
+        if not 0.0 <= args[key] <= 1.0:
+            raise ValueError(f"`{key}` must be in [0, 1], got {args[key]!r}")
+    return args
 
 
 def evaluate(model, loader, accelerator) -> float:

@@ -62,3 +62,14 @@ def test_two_processes_really_run_and_match_one_process(tmp_path):
     # trajectories agree up to float reduction order.
     for name in single:
         torch.testing.assert_close(double[name], single[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("key, value", [("random_erasing", "1.5"), ("label_smoothing", "-0.1")])
+def test_a_probability_out_of_range_is_a_usage_error(key, value):
+    from tests.conftest import load_training_script
+
+    script = load_training_script("train_image_classification")
+    with pytest.raises(ValueError, match=f"`{key}` must be in \\[0, 1\\], got"):
+        script.parse_args([f"--{key}", value])
+    with pytest.raises(SystemExit):  # not a number at all: argparse's own one-line error
+        script.parse_args([f"--{key}", "nan"])
