@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from transformers import ViTConfig, ViTForImageClassification
 
 from whitebox_hf import CrateConfig, CrateForImageClassification
+from whitebox_hf.models.attention_interface import WHITEBOX_ATTENTION, register_whitebox_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
@@ -106,27 +107,13 @@ def build_crate(s: Setting) -> CrateForImageClassification:
     return CrateForImageClassification(config)
 
 
-SAME_KERNEL = "whitebox_sdpa"
-
-
-def same_kernel_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """ViT's attention through CRATE's own dispatch (`whitebox_hf.nn.attention.attend`, "sdpa"), registered with
-    transformers' `AttentionInterface`: SDPA in fp32, and in bf16 the matmul route CRATE takes at short sequences.
-    Same calling convention as transformers' ``sdpa_attention_forward``."""
-    from whitebox_hf.nn.attention import attend
-
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    context, _ = attend(query, key, value, attention_mask, scale, dropout if module.training else 0.0, False,
-                        "sdpa", False)
-    return context.transpose(1, 2).contiguous(), None
+SAME_KERNEL = WHITEBOX_ATTENTION
 
 
 def build_vit(s: Setting, attention: str = SAME_KERNEL) -> ViTForImageClassification:
     """``attention``: ``"whitebox_sdpa"`` (the kernel dispatch CRATE uses, so the ratio compares the models and not
     their attention kernels) or ``"sdpa"`` (transformers' stock SDPA)."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(SAME_KERNEL, same_kernel_attention)
+    register_whitebox_attention()
     config = ViTConfig(
         hidden_size=s.hidden_size, num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads,
         intermediate_size=4 * s.hidden_size, image_size=s.image_size, patch_size=s.patch_size,

@@ -55,6 +55,7 @@ DEFAULTS = {
     "patch_size": 4,
     "pooling": "cls",
     "mlp_ratio": 4,  # vit only
+    "vit_attention": "",  # vit only: "" = whitebox_sdpa (the kernel CRATE runs) | sdpa | eager
     # data
     "dataset": "fashion-mnist",  # fashion-mnist | digits
     "data_dir": "",
@@ -91,11 +92,16 @@ DEFAULTS = {
 }
 
 
+VIT_ATTENTIONS = ("", "whitebox_sdpa", "sdpa", "eager")
+
+
 def parse_args(argv=None) -> dict:
     args = parse_config_args(DEFAULTS, argv, __doc__)
     for key in ("random_erasing", "label_smoothing"):  # here, so a bad value is a one-line usage error (run_script)
         if not 0.0 <= args[key] <= 1.0:
             raise ValueError(f"`{key}` must be in [0, 1], got {args[key]!r}")
+    if args["vit_attention"] not in VIT_ATTENTIONS:
+        raise ValueError(f"`vit_attention` must be one of {VIT_ATTENTIONS}, got {args['vit_attention']!r}")
     return args
 
 

@@ -73,3 +73,12 @@ def test_a_probability_out_of_range_is_a_usage_error(key, value):
         script.parse_args([f"--{key}", value])
     with pytest.raises(SystemExit):  # not a number at all: argparse's own one-line error
         script.parse_args([f"--{key}", "nan"])
+
+
+def test_an_unknown_vit_attention_is_a_usage_error():
+    from tests.conftest import load_training_script
+
+    script = load_training_script("train_image_classification")
+    with pytest.raises(ValueError, match="`vit_attention` must be one of .*got 'flash'"):
+        script.parse_args(["--vit_attention", "flash"])
+    assert script.parse_args(["--vit_attention", "eager"])["vit_attention"] == "eager"

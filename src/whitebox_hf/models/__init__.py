@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 _import_structure = {
     "aot": [],
+    "attention_interface": [],
     "auto": [],
     "autoencoders": [],
     "causal_crate": [],
@@ -21,7 +22,7 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
-    from . import (aot, auto, autoencoders, causal_crate, crate, cupid, denoisers, language_modeling,
+    from . import (aot, attention_interface, auto, autoencoders, causal_crate, crate, cupid, denoisers, language_modeling,
                    motion_prior, sita_vae, tost, whitebox_clip)
 else:
     import sys

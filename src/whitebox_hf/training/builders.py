@@ -14,6 +14,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTForImageClassification
 
 from ..models.aot import AoTConfig, AoTForCausalLM
+from ..models.attention_interface import register_whitebox_attention
 from ..models.causal_crate import CausalCrateConfig, CausalCrateForCausalLM
 from ..models.crate import CrateConfig, CrateForImageClassification, CrateImageProcessor
 from ..models.language_modeling import nanogpt_parameter_count
@@ -65,7 +66,11 @@ def build_image_classifier(args: dict, image_size: int, num_channels: int, class
     if args["model_type"] == "vit":
         config = ViTConfig(**shape, **labels, intermediate_size=args.get("mlp_ratio", 4) * args["hidden_size"],
                            layer_norm_eps=1e-6)
-        return ViTForImageClassification(config)
+        model = ViTForImageClassification(config)
+        # The white-box models' attention kernel by default, so CRATE and ViT differ in their models, not in their
+        # kernels (in bf16 on CPU PyTorch's flash kernel makes a ViT training step about 2x slower at 28 px).
+        model.set_attn_implementation(args.get("vit_attention") or register_whitebox_attention())
+        return model
     raise ValueError(f"`model_type` must be 'crate' or 'vit', got {args['model_type']!r}")
 
 
