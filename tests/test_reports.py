@@ -240,3 +240,33 @@ def test_fashion_mnist_xl_reads_the_epoch_curve_from_the_log(tmp_path):
         {"type": "metrics", "step": 468, "eval_accuracy": 0.646}, {"type": "metrics", "step": 936, "eval_accuracy": 0.75},
     )))
     assert report.epoch_curve(log, 468) == [(1.0, 0.646), (2.0, 0.75)]
+
+
+def test_fashion_mnist_xl_times_the_evaluations_from_the_run_start(tmp_path):
+    report = load("report_fashion_mnist_xl")
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in (
+        {"type": "config", "config": {}}, {"type": "metrics", "step": 20, "time": 1000.0, "elapsed_s": 40.0},
+        {"type": "metrics", "step": 468, "time": 1560.0, "eval_accuracy": 0.646},
+        {"type": "metrics", "step": 936, "time": 2160.0, "eval_accuracy": 0.75},
+    )))
+    assert report.timed_curve(log) == [(10.0, 0.646), (20.0, 0.75)]  # the run started at 960 s
+
+
+def test_fashion_mnist_xl_equal_budget_names_the_better_model_both_ways():
+    report = load("report_fashion_mnist_xl")
+
+    def row(model, accuracy, minutes, curve):
+        return {"model": model, "parameters": 100, "epochs": 10, "steps": 1000, "wall_minutes": minutes,
+                "test_accuracy": accuracy, "test_images": 10_000, "timed_curve": curve}
+
+    crate = row("CRATE", 0.905, 60.0, [(30.0, 0.88), (60.0, 0.905)])
+    vit = row("ViT", 0.90, 62.0, [(31.0, 0.87), (61.0, 0.895), (62.0, 0.90)])
+    text = "\n".join(report.equal_budget_lines({"crate_xl": crate, "vit_xl": vit}))
+    assert "**CRATE** ends higher: CRATE 90.50%" in text
+    assert "| 89.50% (at 61.0 min) |" not in text and "within 60.0 min" in text  # ViT's last evaluation inside 60 min
+    assert "| 87.00% (at 31.0 min) |" in text
+    flipped = "\n".join(report.equal_budget_lines({"crate_xl": crate, "vit_xl": {**vit, "test_accuracy": 0.91}}))
+    assert "**ViT** ends higher" in flipped
+    # the standard error of the difference comes from the two accuracies: √(.905·.095 + .9·.1) / 100 ≈ 0.42 %
+    assert "0.42%" in text

@@ -124,6 +124,21 @@ def score_classifier(model, train_pixels, train_labels, test_pixels, test_labels
     }
 
 
+def save_saliency_and_loss_curve(model, run_dir: Path, test_images, test_pixels, test_labels, figures: Path,
+                                 key: str) -> None:
+    """``fashion_mnist_saliency_<key>.png`` (the last layer's class-token attention on the first 8 test images, each
+    titled with the prediction and, when wrong, the true class) and the run's loss curve as
+    ``fashion_mnist_loss_<key>.png``, both in ``figures``."""
+    names = model.config.id2label
+    with torch.inference_mode():
+        predictions = model(pixel_values=test_pixels[:8]).logits.argmax(-1).tolist()
+    titles = [names[p] + ("" if p == t else f"\n(true: {names[t]})") for p, t in zip(predictions, test_labels[:8].tolist())]
+    save_saliency_grid(test_images[:8], attention_saliency(model, test_pixels[:8]),
+                       figures / f"fashion_mnist_saliency_{key}.png", titles=titles)
+    if (run_dir / "loss_curve.png").is_file():
+        shutil.copyfile(run_dir / "loss_curve.png", figures / f"fashion_mnist_loss_{key}.png")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=str(ROOT / "runs"))
@@ -175,20 +190,11 @@ def main() -> int:
         })
         print(rows[-1], flush=True)
 
-        sample = test_pixels[:8]
-        names = model.config.id2label
-        with torch.inference_mode():
-            sample_predictions = model(pixel_values=sample).logits.argmax(-1).tolist()
-        titles = [names[p] + ("" if p == t else f"\n(true: {names[t]})")
-                  for p, t in zip(sample_predictions, test_labels[:8].tolist())]
-        save_saliency_grid(test_images[:8], attention_saliency(model, sample), figures / f"fashion_mnist_saliency_{key}.png",
-                           titles=titles)
+        save_saliency_and_loss_curve(model, run_dir, test_images, test_pixels, test_labels, figures, key)
         diagnostics[MODELS[key]] = layerwise_diagnostics(model, test_pixels[:256])
         cards = ROOT / "model_cards"
         cards.mkdir(exist_ok=True)
         shutil.copyfile(run_dir / "model" / "README.md", cards / f"fashion-mnist-{key.replace('_', '-')}.md")
-        if (run_dir / "loss_curve.png").is_file():
-            shutil.copyfile(run_dir / "loss_curve.png", figures / f"fashion_mnist_loss_{key}.png")
         cached.write_text(json.dumps({"row": rows[-1], "diagnostics": diagnostics[MODELS[key]],
                                       "config": run_config}, indent=2))
     if not rows:
