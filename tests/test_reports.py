@@ -270,3 +270,14 @@ def test_fashion_mnist_xl_equal_budget_names_the_better_model_both_ways():
     assert "**ViT** ends higher" in flipped
     # the standard error of the difference comes from the two accuracies: √(.905·.095 + .9·.1) / 100 ≈ 0.42 %
     assert "0.42%" in text
+
+
+def test_segmentation_keeps_the_committed_scores_of_a_run_that_is_gone(tmp_path, monkeypatch):
+    report = load("report_segmentation")
+    monkeypatch.setattr(report, "MODELS", [("crate", "CRATE, supervised", "CRATE", "supervised", "seg-crate/model")])
+    previous = {"num_images": 4, "models": {"crate": {"label": "old", "facts": {}, **segmentation_scores(0.6, 0.5, 0.7)}}}
+    kept = report.score_models(tmp_path, 4, previous)["models"]["crate"]
+    assert kept["cached"] and kept["share_mean_head"] == [0.4, 0.6] and kept["label"] == "CRATE, supervised"
+    # scores of another image count are not comparable: not kept
+    assert report.score_models(tmp_path, 3, previous)["models"]["crate"] is None
+    assert report.score_models(tmp_path, 4, None)["models"]["crate"] is None
