@@ -67,7 +67,7 @@ def budget(key: str, facts: dict) -> str:
     batch = facts.get("world_batch_size", facts.get("batch_size"))
     images = facts.get("num_train_images")
     crops = ", 2+6 crops" if "knn20_accuracy" in facts else ""
-    return f"{facts['steps']} steps × batch {batch}{crops} ({facts['epochs']:.2f} epochs" + (
+    return f"{facts['steps']:,} steps × batch {batch}{crops} ({facts['epochs']:.2f} epochs" + (
         f" of {images:,} images)" if images else " of 60,000 images)")
 
 
