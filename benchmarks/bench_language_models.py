@@ -831,8 +831,12 @@ def reuse_parts(path: str, dims: Dims, parts: dict) -> tuple[dict, str | None]:
             if "_To be written" in explanation:
                 explanation = None
     if explanation and reused:
+        # Reused once more: the marker of the previous reuse is already there (one copy, not one per rerun).
+        body = explanation.strip()
+        while body.startswith("*Written for the earlier run of ") and "\n\n" in body:
+            body = body.split("\n\n", 1)[1]
         explanation = (f"*Written for the earlier run of {', '.join(sorted(reused))} (and its part (b), with "
-                       "`DynamicCache` only); the numbers it quotes are that run's.*\n\n" + explanation.strip())
+                       "`DynamicCache` only); the numbers it quotes are that run's.*\n\n" + body)
     return reused, explanation
 
 

@@ -51,3 +51,17 @@ def test_loglog_slope():
     assert loglog_slope([1, 2, 4], [5, 20, 80]) == pytest.approx(2.0)
     assert loglog_slope([128, 4096], [2.0, 2.0]) == pytest.approx(0.0)
     assert loglog_slope([4], [1.0]) is None and loglog_slope([1, 2], [None, 3]) is None
+
+
+def test_a_reused_explanation_carries_one_earlier_run_marker_however_often_it_is_reused(tmp_path):
+    bench = load_benchmark("bench_language_models")
+    first = tmp_path / "first.md"
+    bench.main([*TINY, "--parts", "c", "--train-models", "gpt2", "--output", str(first)])
+    earlier = json.loads(first.with_suffix(".json").read_text())
+    earlier["explanation"] = "Why the numbers are what they are."
+    first.with_suffix(".json").write_text(json.dumps(earlier))
+    _, explanation = bench.reuse_parts(str(first.with_suffix(".json")), bench.Dims(**earlier["dims"]), {"b": {}})
+    again = {**earlier, "explanation": explanation}
+    first.with_suffix(".json").write_text(json.dumps(again))
+    _, twice = bench.reuse_parts(str(first.with_suffix(".json")), bench.Dims(**earlier["dims"]), {"b": {}})
+    assert twice.count("*Written for the earlier run of") == 1 and twice.endswith("Why the numbers are what they are.")
