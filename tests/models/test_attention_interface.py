@@ -73,8 +73,9 @@ def test_the_training_builder_gives_vit_the_whitebox_kernel_and_the_saved_folder
             "patch_size": 4}
     model = build_image_classifier(args, 16, 1, ["a", "b"])
     assert model.config._attn_implementation == WHITEBOX_ATTENTION
-    assert build_image_classifier({**args, "vit_attention": "eager"}, 16, 1, ["a", "b"]).config._attn_implementation \
-        == "eager"
+    for name in ("eager", WHITEBOX_ATTENTION):
+        assert build_image_classifier({**args, "vit_attention": name}, 16, 1, ["a", "b"]).config._attn_implementation \
+            == name
     model.save_pretrained(tmp_path)
     assert WHITEBOX_ATTENTION not in (tmp_path / "config.json").read_text()
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path)

@@ -22,8 +22,8 @@ _import_structure = {
 }
 
 if TYPE_CHECKING:
-    from . import (aot, attention_interface, auto, autoencoders, causal_crate, crate, cupid, denoisers, language_modeling,
-                   motion_prior, sita_vae, tost, whitebox_clip)
+    from . import (aot, attention_interface, auto, autoencoders, causal_crate, crate, cupid, denoisers,
+                   language_modeling, motion_prior, sita_vae, tost, whitebox_clip)
 else:
     import sys
 

@@ -69,7 +69,8 @@ def build_image_classifier(args: dict, image_size: int, num_channels: int, class
         model = ViTForImageClassification(config)
         # The white-box models' attention kernel by default, so CRATE and ViT differ in their models, not in their
         # kernels (in bf16 on CPU PyTorch's flash kernel makes a ViT training step about 2x slower at 28 px).
-        model.set_attn_implementation(args.get("vit_attention") or register_whitebox_attention())
+        kernel = register_whitebox_attention()  # registered whatever is asked, so "whitebox_sdpa" by name works too
+        model.set_attn_implementation(args.get("vit_attention") or kernel)
         return model
     raise ValueError(f"`model_type` must be 'crate' or 'vit', got {args['model_type']!r}")
 
