@@ -8,7 +8,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-from whitebox_hf.data import AugmentedTensorDataset, MultiCropTransform, multicrop_collate
+from whitebox_hf.data import AugmentedTensorDataset, BatchMultiCrop, MultiCropTransform, multicrop_collate
 from tests.conftest import load_training_script
 from whitebox_hf.data import normalise_images
 from whitebox_hf.evaluation import extract_features, feature_std
@@ -34,11 +34,12 @@ def fake_data(n_train=32, n_test=16):
 
 
 def fake_batch(batch_size=8, seed=0):
+    """The views the training script draws: `BatchMultiCrop` on a batch of uint8 images."""
     data = fake_data()
-    transform = MultiCropTransform(global_size=IMAGE_SIZE, local_size=LOCAL_SIZE, num_local=NUM_LOCAL,
-                                   image_mean=[0.5], image_std=[0.25])
-    dataset = AugmentedTensorDataset(data["train_images"], data["train_labels"], transform, seed=seed)
-    return multicrop_collate([dataset[i] for i in range(batch_size)])
+    multi_crop = BatchMultiCrop(global_size=IMAGE_SIZE, local_size=LOCAL_SIZE, num_local=NUM_LOCAL,
+                                image_mean=[0.5], image_std=[0.25])
+    views = multi_crop(data["train_images"][:batch_size], generator=torch.Generator().manual_seed(seed))
+    return {"pixel_values": views, "labels": data["train_labels"][:batch_size]}
 
 
 # -- multi-crop --------------------------------------------------------------------------------------------------
@@ -62,9 +63,10 @@ def test_multicrop_views_and_determinism():
 
 @pytest.mark.parametrize("kwargs", [dict(num_local=-1), dict(global_scale=(0.5, 0.2)), dict(local_size=0),
                                     dict(blur_probabilities=(1.0, 2.0, 0.5))])
-def test_multicrop_rejects_bad_arguments(kwargs):
+@pytest.mark.parametrize("multi_crop_class", [MultiCropTransform, BatchMultiCrop])
+def test_multicrop_rejects_bad_arguments(multi_crop_class, kwargs):
     with pytest.raises(ValueError):
-        MultiCropTransform(**kwargs)
+        multi_crop_class(**kwargs)
 
 
 # -- training step -----------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ _import_structure = {
     "tensors": ["dataset_to_tensors"],
     "augmentation": ["AugmentedTensorDataset", "EpochPermutationSampler", "image_classification_transforms"],
     "language_modeling": ["PackedTokenBlocks", "tokenize_and_concatenate"],
-    "multicrop": ["FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform", "multicrop_collate"],
+    "multicrop": ["BatchMultiCrop", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "MultiCropTransform",
+                  "multicrop_collate"],
     "emoji": ["emoji_caption", "fetch_emoji", "load_emoji", "parse_emoji_test", "render_emoji"],
     "caption_images": ["CAPTION_SOURCES", "load_caption_images"],
     "openclipart": ["load_openclipart", "make_caption", "parse_openclipart_metadata", "split_of"],
@@ -75,7 +76,13 @@ if TYPE_CHECKING:
     from .tensors import dataset_to_tensors
     from .augmentation import AugmentedTensorDataset, EpochPermutationSampler, image_classification_transforms
     from .language_modeling import PackedTokenBlocks, tokenize_and_concatenate
-    from .multicrop import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MultiCropTransform, multicrop_collate
+    from .multicrop import (
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        BatchMultiCrop,
+        MultiCropTransform,
+        multicrop_collate,
+    )
     from .emoji import emoji_caption, fetch_emoji, load_emoji, parse_emoji_test, render_emoji
     from .caption_images import CAPTION_SOURCES, load_caption_images
     from .openclipart import load_openclipart, make_caption, parse_openclipart_metadata, split_of

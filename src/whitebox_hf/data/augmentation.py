@@ -38,7 +38,10 @@ def image_classification_transforms(
 
 
 class AugmentedTensorDataset(Dataset):
-    """``(pixel_values, labels)`` pairs from in-memory uint8 images, augmented deterministically."""
+    """``(pixel_values, labels)`` pairs from in-memory uint8 images, augmented deterministically.
+
+    ``transform=None`` hands out the uint8 images unchanged, for augmentations that run on whole batches
+    (`BatchMultiCrop`)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform, seed: int = 0):
         if images.dtype != torch.uint8 or images.ndim != 4:
@@ -55,6 +58,8 @@ class AugmentedTensorDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict:
+        if self.transform is None:
+            return {"pixel_values": self.images[index], "labels": self.labels[index]}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
             pixel_values = self.transform(self.images[index])
