@@ -810,6 +810,16 @@ def check_reusable(path: str, dims: Dims) -> dict:
     return old
 
 
+def with_integer_keys(value):
+    """``value`` with its digit-string dict keys turned back into the ints they were: JSON writes the lengths and
+    contexts that key parts (a) and (b) as strings, and the renderers look them up as ints."""
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: with_integer_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_integer_keys(v) for v in value]
+    return value
+
+
 def reuse_parts(path: str, dims: Dims, parts: dict) -> tuple[dict, str | None]:
     """Copy into ``parts`` the parts of the earlier run at ``path`` that this run did not measure; returns where
     each came from and the Explanation section of the earlier page (the JSON's, or else its markdown's)."""
@@ -817,7 +827,7 @@ def reuse_parts(path: str, dims: Dims, parts: dict) -> tuple[dict, str | None]:
     reused = {}
     for name, part in old["parts"].items():
         if name not in parts:
-            parts[name] = part
+            parts[name] = with_integer_keys(part)
             source = old.get("reused", {}).get(name) or dict(
                 command=old["command"], date=old["date"], loadavg_start=old["environment"]["loadavg_start"],
                 loadavg_end=old["environment"].get("loadavg_end", "n/a"))

@@ -65,3 +65,22 @@ def test_a_reused_explanation_carries_one_earlier_run_marker_however_often_it_is
     first.with_suffix(".json").write_text(json.dumps(again))
     _, twice = bench.reuse_parts(str(first.with_suffix(".json")), bench.Dims(**earlier["dims"]), {"b": {}})
     assert twice.count("*Written for the earlier run of") == 1 and twice.endswith("Why the numbers are what they are.")
+
+
+@pytest.mark.timeout(300)
+def test_a_reused_forward_part_renders_as_it_did_when_measured(tmp_path):
+    # JSON keys the lengths as strings; before they were turned back into ints every reused cell read "not run".
+    bench = load_benchmark("bench_language_models")
+    first = tmp_path / "first.md"
+    bench.main([*TINY, "--parts", "a", "--lengths", "32,64", "--output", str(first)])
+    second = tmp_path / "second.md"
+    report = bench.main([*TINY, "--parts", "c", "--train-models", "gpt2", "--reuse-from",
+                         str(first.with_suffix(".json")), "--output", str(second)])
+    assert set(report["reused"]) == {"a"}
+
+    def forward_section(page):
+        return page.read_text().split("## (a)", 1)[1].split("\n## ", 1)[0]
+
+    assert "not run" not in forward_section(first)
+    assert forward_section(second) == forward_section(first)
+    assert report["goals"] and all(g["value"] is not None for g in report["goals"] if "ToST" in g["goal"])
