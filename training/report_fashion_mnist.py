@@ -34,6 +34,7 @@ from whitebox_hf.evaluation import (
     layerwise_diagnostics,
     linear_probe_accuracy,
     plot_diagnostics,
+    predict_image_labels,
     save_saliency_grid,
 )
 
@@ -109,15 +110,16 @@ def targets_section(rows: list[dict]) -> list[str]:
 
 
 def score_classifier(model, train_pixels, train_labels, test_pixels, test_labels) -> dict:
-    """Test accuracy, 20-NN (T = 0.07) and linear-probe accuracy of the frozen pooled features (fit on the
+    """Test accuracy (also with flip averaging, `predict_image_labels`), 20-NN (T = 0.07) and linear-probe accuracy of the frozen pooled features (fit on the
     training images, scored on the test images), and the parameter count of a reloaded classifier."""
-    with torch.inference_mode():
-        predictions = torch.cat([model(pixel_values=test_pixels[i : i + 1000]).logits.argmax(-1)
-                                 for i in range(0, len(test_pixels), 1000)])
+    predictions = predict_image_labels(model, test_pixels)
+    flip_averaged = predict_image_labels(model, test_pixels, flip_averaging=True)
     train_features = extract_features(model, train_pixels, batch_size=1000)
     test_features = extract_features(model, test_pixels, batch_size=1000)
     return {
         "test_accuracy": (predictions == test_labels).float().mean().item(),
+        # Test-time augmentation (the models train with horizontal flips): reported beside, never instead.
+        "test_accuracy_flip_averaged": (flip_averaged == test_labels).float().mean().item(),
         "knn": knn_accuracy(train_features, train_labels, test_features, test_labels, k=20, temperature=0.07),
         "probe": linear_probe_accuracy(train_features, train_labels, test_features, test_labels),
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -200,13 +200,17 @@ def main() -> int:
         "Machine: each run on one CPU thread of the 2-core machine, the CRATE and the ViT side by side, with "
         "development and targeted tests beside them for part of the time, so the wall times are upper bounds.",
         "",
-        "| features | parameters | steps | epochs | training wall time | test accuracy | 20-NN (frozen) | "
-        "linear probe (frozen) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| features | parameters | steps | epochs | training wall time | test accuracy | test accuracy, flip "
+        "averaged | 20-NN (frozen) | linear probe (frozen) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[f"| {row['model']} | {row['parameters']:,} | {row['steps']:,} | {row['epochs']:.1f} | "
-          f"{row['wall_minutes']:.1f} min | {row['test_accuracy']:.2%} | {row['knn']:.2%} | {row['probe']:.2%} |"
-          for row in rows],
-        f"| raw pixels (normalised, 784-d) | – | – | – | – | – | {pixel_knn:.2%} | {pixel_probe:.2%} |",
+          f"{row['wall_minutes']:.1f} min | {row['test_accuracy']:.2%} | {row['test_accuracy_flip_averaged']:.2%} | "
+          f"{row['knn']:.2%} | {row['probe']:.2%} |" for row in rows],
+        f"| raw pixels (normalised, 784-d) | – | – | – | – | – | – | {pixel_knn:.2%} | {pixel_probe:.2%} |",
+        "",
+        "Flip averaged: the class probabilities of each test image and of its mirror image averaged before the argmax "
+        "(test-time augmentation; the models train with horizontal flips). The target below is read on the plain "
+        "test accuracy; the flip-averaged one is shown beside it, not instead.",
         "",
         f"The raw pixels' 20-NN uses all 60 000 training images; their probe is fitted on the first "
         f"{PIXEL_PROBE_IMAGES:,} (the models' on all 60 000). k-NN: cosine similarity of l2-normalised features, "
@@ -225,6 +229,8 @@ def main() -> int:
         "|---|---:|---:|---|",
         f"| best test accuracy ({best['model']}) | ≥ {report.TARGET_ACCURACY:.2%} | {best['test_accuracy']:.2%} | "
         f"**{report.verdict(met)}** |",
+        f"| the same, flip averaged | ≥ {report.TARGET_ACCURACY:.2%} | {best['test_accuracy_flip_averaged']:.2%} | "
+        f"{report.verdict(best['test_accuracy_flip_averaged'] >= report.TARGET_ACCURACY)} (test-time augmentation) |",
         "",
         *([] if "vit_xl" in by_key else [
             "No ViT run was found (its recipe is `training/configs/fashion_mnist_vit_xl.yaml`), so this page has no "

@@ -31,7 +31,7 @@ _import_structure = {
         "frechet_distance",
         "frechet_distance_from_statistics",
     ],
-    "image_classifier": [],
+    "image_classifier": ["predict_image_labels"],
     "knn": ["knn_accuracy", "knn_classify"],
     "linear_probe": ["fit_linear_probe", "linear_probe_accuracy"],
     "motion": ["evaluate_motion_windows", "foot_skating", "ground_contact", "head_error", "motion_metrics", "mpjpe", "pa_mpjpe"],
@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         frechet_distance,
         frechet_distance_from_statistics,
     )
+    from .image_classifier import predict_image_labels
     from .knn import knn_accuracy, knn_classify
     from .linear_probe import fit_linear_probe, linear_probe_accuracy
     from .motion import (

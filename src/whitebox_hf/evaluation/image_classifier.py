@@ -16,7 +16,42 @@ import torch
 
 from ..utils.validation import check_positive_int
 
-__all__ = ["evaluate_saved_image_classifier", "load_saved_image_classifier"]
+__all__ = ["evaluate_saved_image_classifier", "load_saved_image_classifier", "predict_image_labels"]
+
+
+def predict_image_labels(model, pixel_values: torch.Tensor, batch_size: int = 1000,
+                         flip_averaging: bool = False) -> torch.Tensor:
+    """The predicted class of each image: the argmax of ``model(pixel_values=...).logits``.
+
+    Args:
+        model: an image classifier (``logits`` of shape ``(batch, num_labels)``).
+        pixel_values: preprocessed images ``(n, C, H, W)``, floating point, n ≥ 1.
+        batch_size: images per forward pass.
+        flip_averaging: average the class probabilities of each image and of its mirror image (left-right) before
+            the argmax: test-time augmentation for a model trained with horizontal flips.
+
+    Returns:
+        ``(n,)`` int64 labels.
+    """
+    check_positive_int("batch_size", batch_size)
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+        raise ValueError("`pixel_values` must be a 4-d tensor (n, C, H, W), got "
+                         f"{getattr(pixel_values, 'shape', type(pixel_values).__name__)}")
+    if not pixel_values.is_floating_point():
+        raise TypeError(f"`pixel_values` must be floating point (preprocessed images), got {pixel_values.dtype}")
+    if len(pixel_values) == 0:
+        raise ValueError("`pixel_values` holds no images")
+    if not isinstance(flip_averaging, bool):
+        raise TypeError(f"`flip_averaging` must be a bool, got {type(flip_averaging).__name__}")
+    predictions = []
+    with torch.inference_mode():
+        for start in range(0, len(pixel_values), batch_size):
+            batch = pixel_values[start:start + batch_size]
+            probabilities = model(pixel_values=batch).logits.float().softmax(-1)
+            if flip_averaging:
+                probabilities = probabilities + model(pixel_values=batch.flip(-1)).logits.float().softmax(-1)
+            predictions.append(probabilities.argmax(-1))
+    return torch.cat(predictions)
 
 
 def load_saved_image_classifier(model_dir, trust_remote_code: bool = False):
