@@ -31,7 +31,8 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 pytestmark = [
-    pytest.mark.timeout(120),
+    # Generous: a Space's first request builds its model, and on a loaded 2-core machine that can take a minute.
+    pytest.mark.timeout(300),
     # gradio 6.31's queue still uses pandas options that pandas 3 deprecates; not ours to fix
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
@@ -105,7 +106,7 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(90_000)
     try:
         yield page
     finally:
