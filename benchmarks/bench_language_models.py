@@ -3,7 +3,8 @@
 
 Models (all built from scratch, default d 256, L 6, K 8, vocabulary 8192, 16384 positions): ToST (causal TSSA),
 CausalCRATE (MSSA + ISTA), CausalCRATE-α (MSSA + ODL), AoT-MSSA, AoT-MHSA and transformers'
-`GPT2LMHeadModel`. Three parts (``--parts a,b,c``), each in fp32 and under bf16 autocast, all in one run:
+`GPT2LMHeadModel`. Three parts (``--parts a,b,c``), each in fp32 and under bf16 autocast, all in one run (part
+(b) also with the weights cast to bf16, ``bf16-cast``):
 
   (a) long-context forward: time and peak memory of one batch-1 forward at 1k…16k tokens for ToST against
       causal softmax attention of the same width (AoT-MHSA and GPT-2, each with SDPA and with eager attention).
@@ -63,7 +64,11 @@ GOAL_TOST_MEMORY_VS_EAGER = 10.0  # (a) eager peak memory / ToST peak memory at 
 GOAL_TOST_DECODE_FLATNESS = 1.5  # (b) ToST ms/token, slowest context / fastest context: at most
 GOAL_CRATE_DECODE_VS_GPT2 = 1.5  # (b) CausalCRATE tokens/s / GPT-2 tokens/s, at every context: at least
 
-MODES = {"fp32": False, "bf16-autocast": True}  # name: autocast to bf16?
+MODES = {"fp32": False, "bf16-autocast": True}  # name: autocast to bf16? (every part)
+# Part (b) only: a copy of each model with its weights cast to bf16, no autocast. In one-token decode steps autocast
+# casts every fp32 weight again at every step (in inference mode it keeps no cast cache; the tied 8192×256 LM head
+# alone is ~2.8 ms a step here), so a bf16 decode is what users run with a cast model.
+CAST_MODES = {"bf16-cast": torch.bfloat16}
 
 LABELS = {
     "tost": "ToST",
@@ -249,7 +254,7 @@ def run_forward_part(args, dims: Dims) -> dict:
     ctx.set_forkserver_preload(["__main__", "torch", "transformers", "whitebox_hf"])
     configs = [c for c in FORWARD_CONFIGS]
     part = dict(lengths=args.lengths, configs=[c[0] for c in configs], max_memory_gb=args.max_memory_gb, modes={})
-    for mode in args.modes:
+    for mode in [m for m in args.modes if m in MODES]:
         entry = {key: {} for key, _, _ in configs}
         for i, n in enumerate(args.lengths):
             for key, model_key, attn in (configs if i % 2 == 0 else configs[::-1]):
@@ -359,11 +364,13 @@ def run_generation_part(args, dims: Dims) -> dict:
     g = torch.Generator().manual_seed(2)
     for mode in args.modes:
         entry = {}
+        mode_models = ({k: copy.deepcopy(m).to(CAST_MODES[mode]) for k, m in models.items()} if mode in CAST_MODES
+                       else models)
         for context in args.contexts:
             ids = torch.randint(0, dims.vocab_size, (1, context), generator=g)
             records = {s: dict(prefill_s=[]) for s in series}
-            fns = {s: decode_fn(models[s.split("/")[0]], ids, args.decode_steps, MODES[mode], records[s],
-                                s.split("/")[1]) for s in series}
+            fns = {s: decode_fn(mode_models[s.split("/")[0]], ids, args.decode_steps, MODES.get(mode, False),
+                                records[s], s.split("/")[1]) for s in series}
             times = interleaved(fns, args.warmup, args.reps, self_timed=True)
             row = {}
             for s in series:
@@ -404,7 +411,7 @@ def run_training_part(args, dims: Dims) -> dict:
     ids = torch.randint(0, dims.vocab_size, (args.train_batch, args.train_context),
                         generator=torch.Generator().manual_seed(3))
     part = dict(batch=args.train_batch, context=args.train_context, models=list(models), modes={})
-    for mode in args.modes:
+    for mode in [m for m in args.modes if m in MODES]:
         run_models = {k: copy.deepcopy(m).train() for k, m in models.items()}
         fns = {k: training_fn(m, ids, MODES[mode]) for k, m in run_models.items()}
         print(f"[c {mode}] batch {args.train_batch} × {args.train_context}, {args.warmup} warm-up + {args.reps} reps",
@@ -711,7 +718,9 @@ def render(report: dict) -> str:
         "* **Timing**: `time.perf_counter()` around each call; the median of the timed repetitions after the "
         "warm-up is reported. `torch.set_num_threads(--threads)` in every process. fp32 runs the fp32 model; "
         "`bf16-autocast` wraps the forward in `torch.autocast(\"cpu\", dtype=torch.bfloat16)` (weights stay fp32, "
-        "matmuls run in bf16; ToST's running statistics stay fp32 by design).",
+        "matmuls run in bf16; ToST's running statistics stay fp32 by design). `bf16-cast` (part (b) only) decodes with a "
+        "copy of each model cast to bf16 (`model.to(torch.bfloat16)`), no autocast: in one-token steps autocast casts "
+        "every fp32 weight again at every step.",
         "* **(a) fresh process per configuration**: the script starts a `multiprocessing` *forkserver* that imports "
         "torch, transformers and whitebox_hf once and never computes; each (model, attention, length, mode) is a "
         "process forked from it. In that process: build the model (seed 0), make the input, run one 16-token forward "
@@ -753,7 +762,9 @@ def parse_args(argv=None):
                    help="smoke run: tiny lengths, contexts and batches, 1 warm-up, 2 reps (overrides the sizes below)")
     p.add_argument("--parts", default="a,b,c", help="comma-separated subset of a (long-context forward), "
                    "b (generation), c (training)")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--modes", nargs="+", default=[*MODES, *CAST_MODES], choices=[*MODES, *CAST_MODES],
+                   help=f"{', '.join(MODES)}: every part; {', '.join(CAST_MODES)} (weights cast, no autocast): part (b) "
+                        "only")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--num-layers", type=int, default=6)

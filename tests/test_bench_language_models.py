@@ -84,3 +84,17 @@ def test_a_reused_forward_part_renders_as_it_did_when_measured(tmp_path):
     assert "not run" not in forward_section(first)
     assert forward_section(second) == forward_section(first)
     assert report["goals"] and all(g["value"] is not None for g in report["goals"] if "ToST" in g["goal"])
+
+
+@pytest.mark.timeout(300)
+def test_bf16_cast_decodes_a_cast_copy_in_part_b_only(tmp_path):
+    bench = load_benchmark("bench_language_models")
+    report = bench.main([*TINY[:-2], "--modes", "fp32", "bf16-cast", "--parts", "b,c", "--gen-models",
+                         "causal-crate", "gpt2", "--train-models", "gpt2", "--output", str(tmp_path / "x.md")])
+    assert set(report["parts"]["b"]["modes"]) == {"fp32", "bf16-cast"}
+    assert set(report["parts"]["c"]["modes"]) == {"fp32"}  # training a bf16-cast model is not what it measures
+    fp32, cast = (report["parts"]["b"]["modes"][mode][128] for mode in ("fp32", "bf16-cast"))
+    # The caches of the cast copy hold bf16: half the bytes of the fp32 model's.
+    for series in ("causal-crate/static", "gpt2/dynamic"):
+        assert cast[series]["cache_bytes_after_prefill"] * 2 == fp32[series]["cache_bytes_after_prefill"]
+    assert any(g["mode"] == "bf16-cast" for g in report["goals"])
