@@ -281,3 +281,40 @@ def test_segmentation_keeps_the_committed_scores_of_a_run_that_is_gone(tmp_path,
     # scores of another image count are not comparable: not kept
     assert report.score_models(tmp_path, 3, previous)["models"]["crate"] is None
     assert report.score_models(tmp_path, 4, None)["models"]["crate"] is None
+
+
+def write_resumed_log(path, first_threads=1, second_threads=2):
+    """A first process logging steps 20-60 (started at t = 1000), stopped; a second one resumed at its step-40
+    checkpoint, logging 60-100 and ending at t = 1500."""
+    records = [{"type": "config", "config": {"num_threads": first_threads}}]
+    records += [{"type": "metrics", "step": step, "time": 1000 + step, "elapsed_s": float(step), "epoch": step / 40}
+                for step in (20, 40, 60)]
+    records += [{"type": "eval", "step": 40, "eval_accuracy": 0.81, "time": 1041}]
+    records += [{"type": "config", "config": {"num_threads": second_threads}}]
+    records += [{"type": "metrics", "step": step, "time": 1400 + step, "elapsed_s": float(step - 40),
+                 "epoch": step / 40} for step in (60, 80, 100)]
+    path.write_text("\n".join(json.dumps(record) for record in records) + "\n")
+
+
+def test_fashion_mnist_xl_reads_a_resumed_run_from_its_log(tmp_path):
+    report = load("report_fashion_mnist_xl")
+    log = tmp_path / "log.jsonl"
+    write_resumed_log(log)
+    segments = report.run_segments(log)
+    assert [(s["first_step"], s["last_step"], s["num_threads"]) for s in segments] == [(20, 60, 1), (60, 100, 2)]
+    # From the first process's start to the second's last record: the redone steps and the restart count.
+    assert report.log_wall_seconds(log) == pytest.approx(1500 - 1000)
+    text = report.segments_text("CRATE", log)
+    assert "on 1 thread logged steps 20–60" in text and "on 2 threads, logging from step 60" in text
+    single = tmp_path / "single.jsonl"
+    single.write_text("\n".join(log.read_text().splitlines()[:5]) + "\n")
+    assert report.segments_text("CRATE", single) == "" and len(report.run_segments(single)) == 1
+
+
+def test_fashion_mnist_xl_names_a_run_that_stopped_before_saving(tmp_path):
+    report = load("report_fashion_mnist_xl")
+    run = tmp_path / "fashion_mnist_vit_xl"
+    run.mkdir()
+    write_resumed_log(run / "log.jsonl")
+    text = report.unfinished_run_text("vit_xl", run)
+    assert "stopped at step 100 (epoch 2.5)" in text and "after 40 steps, was 81.00%" in text

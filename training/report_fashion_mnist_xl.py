@@ -61,6 +61,60 @@ def timed_curve(log_path: Path) -> list[tuple[float, float]]:
     return [((record["time"] - start) / 60, record["eval_accuracy"]) for record in records if "eval_accuracy" in record]
 
 
+def run_segments(log_path: Path) -> list[dict]:
+    """One entry per process that wrote the log (a resumed run appends a new ``config`` record):
+    ``{"first_step", "last_step", "num_threads", "start", "end"}`` (``start``/``end``: epoch seconds of its first and last
+    training records, ``start`` taken back by the record's ``elapsed_s``)."""
+    segments = []
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("type") == "config":
+            segments.append({"num_threads": record["config"].get("num_threads"), "first_step": None,
+                             "last_step": None, "start": None, "end": None})
+        elif "elapsed_s" in record and segments:
+            segment = segments[-1]
+            if segment["first_step"] is None:
+                segment["first_step"], segment["start"] = record["step"], record["time"] - record["elapsed_s"]
+            segment["end"], segment["last_step"] = record["time"], record["step"]
+    return [segment for segment in segments if segment["first_step"] is not None]
+
+
+def log_wall_seconds(log_path: Path) -> float:
+    """Seconds from the start of the run's first process to the last record of its last one: with a resume, the
+    work redone after the checkpoint and the restart count too (an upper bound of the training time)."""
+    segments = run_segments(log_path)
+    return segments[-1]["end"] - segments[0]["start"]
+
+
+def segments_text(name: str, log_path: Path) -> str:
+    """How a resumed run was split between processes, e.g. "CRATE: a first process on 1 thread logged steps
+    20–4,260; resumed from its last checkpoint on 2 threads, logging from step 4,220." ('' for one process)."""
+    segments = run_segments(log_path)
+    if len(segments) < 2:
+        return ""
+    threads = lambda n: f"{n} thread{'s' if n != 1 else ''}"  # noqa: E731
+    parts = [f"a first process on {threads(segments[0]['num_threads'])} logged steps {segments[0]['first_step']:,}–"
+             f"{segments[0]['last_step']:,}"]
+    parts += [f"resumed from its last checkpoint on {threads(segment['num_threads'])}, logging from step "
+              f"{segment['first_step']:,}" for segment in segments[1:]]
+    return (f"{name}: " + "; ".join(parts) + " (`--resume_from_checkpoint latest` continues from the checkpoint's "
+            "exact state; the steps between that checkpoint and the stop ran twice and their time counts in the wall "
+            "time).")
+
+
+def unfinished_run_text(key: str, run_dir: Path) -> str:
+    """A line for a run that stopped before it saved its model: where it stopped and its last logged test
+    accuracy (it gets no row: a row is scored from the saved model)."""
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    last = next((record for record in reversed(records) if "step" in record), None)
+    evaluated = [record for record in records if "eval_accuracy" in record]
+    where = f"at step {last['step']:,} (epoch {last['epoch']:.1f})" if last and "epoch" in last else "early"
+    accuracy = (f"; its last test accuracy, after {evaluated[-1]['step']:,} steps, was {evaluated[-1]['eval_accuracy']:.2%}"
+                if evaluated else "")
+    return (f"{RUNS[key]}: the run in `{run_dir.name}` was stopped {where} before it saved a model, so it has no "
+            f"row{accuracy}.")
+
+
 def plot_accuracy_against_time(rows: list[dict], path: Path) -> None:
     """Test accuracy after each epoch against the wall-clock minutes of each run, one line per run."""
     import matplotlib
@@ -134,8 +188,12 @@ def score_run(report, run_dir: Path, data: dict, figures: Path, key: str) -> dic
                                      data["test_labels"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     wall_file = run_dir / "wall_time.json"
-    wall_seconds = json.loads(wall_file.read_text())["wall_seconds"] if wall_file.is_file() \
-        else metrics["train_seconds_this_run"]
+    if wall_file.is_file():
+        wall_seconds = json.loads(wall_file.read_text())["wall_seconds"]
+    elif len(run_segments(run_dir / "log.jsonl")) > 1:  # resumed: `train_seconds_this_run` is the last part only
+        wall_seconds = log_wall_seconds(run_dir / "log.jsonl")
+    else:
+        wall_seconds = metrics["train_seconds_this_run"]
     config = json.loads(next(line for line in (run_dir / "log.jsonl").read_text().splitlines()
                              if '"type": "config"' in line))["config"]
     report.save_saliency_and_loss_curve(model, run_dir, data["test_images"], data["test_pixels"], data["test_labels"],
@@ -144,7 +202,8 @@ def score_run(report, run_dir: Path, data: dict, figures: Path, key: str) -> dic
             "test_images": len(data["test_labels"]),
             "wall_minutes": wall_seconds / 60, "config": config,
             "curve": epoch_curve(run_dir / "log.jsonl", metrics["steps"] / metrics["epochs"]),
-            "timed_curve": timed_curve(run_dir / "log.jsonl")}
+            "timed_curve": timed_curve(run_dir / "log.jsonl"),
+            "segments": segments_text(RUNS[key], run_dir / "log.jsonl")}
 
 
 def main() -> int:
@@ -159,6 +218,8 @@ def main() -> int:
     figures = output.parent
     figures.mkdir(parents=True, exist_ok=True)
     present = {key: Path(args.runs) / f"fashion_mnist_{key}" for key in RUNS}
+    unfinished = [unfinished_run_text(key, path) for key, path in present.items()
+                  if not (path / "model" / "config.json").is_file() and (path / "log.jsonl").is_file()]
     present = {key: path for key, path in present.items() if (path / "model" / "config.json").is_file()}
     if "crate_xl" not in present:
         print(f"no saved model in {Path(args.runs) / 'fashion_mnist_crate_xl'}: train it first (see this script's "
@@ -197,9 +258,12 @@ def main() -> int:
         ".venv/bin/python training/report_fashion_mnist_xl.py",
         "```",
         "",
-        "Machine: each run on one CPU thread of the 2-core machine, the CRATE and the ViT side by side, with "
-        "development and targeted tests beside them for part of the time, so the wall times are upper bounds.",
+        "Machine: the 2-core machine; the runs start on one CPU thread each, side by side, with development and "
+        "targeted tests beside them for part of the time, so the wall times are upper bounds.",
         "",
+        *[line for row in rows if row["segments"] for line in (f"- {row['segments']}",)],
+        *[f"- {line}" for line in unfinished],
+        *([""] if unfinished or any(row["segments"] for row in rows) else []),
         "| features | parameters | steps | epochs | training wall time | test accuracy | test accuracy, flip "
         "averaged | 20-NN (frozen) | linear probe (frozen) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
