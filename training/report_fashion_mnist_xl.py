@@ -297,7 +297,7 @@ def main() -> int:
         f"{report.verdict(best['test_accuracy_flip_averaged'] >= report.TARGET_ACCURACY)} (test-time augmentation) |",
         "",
         *([] if "vit_xl" in by_key else [
-            "No ViT run was found (its recipe is `training/configs/fashion_mnist_vit_xl.yaml`), so this page has no "
+            "No finished ViT run was found (its recipe is `training/configs/fashion_mnist_vit_xl.yaml`), so this page has no "
             "ViT row; the equal-recipe CRATE / ViT comparison at a shorter schedule is `fashion_mnist.md`.", ""]),
         *(equal_budget_lines(by_key) if "vit_xl" in by_key else []),
         "## Test accuracy after each epoch (the runs' logs, bf16 autocast)",
