@@ -79,6 +79,33 @@ def serve(demo, timeout: float = 30.0):
         demo.close()
 
 
+def upload_file(page, elem_id: str, path, shown: str, attempts: int = 3, wait_ms: int = 30_000) -> None:
+    """Set ``path`` on the hidden file input of the component ``#elem_id`` and wait until ``shown`` (a CSS selector
+    inside the component, or ``text=...``) is visible.
+
+    Why a retry: gradio's upload action replaces its hidden ``<input type=file>`` whenever the component re-renders
+    (its ``update`` removes the input and builds a new one, and the old input's change listener then reads the new,
+    empty one), so files set at that moment are dropped without an error; CI hit this once. The upload is retried
+    a few times; an upload that never shows still fails, with the component's text."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    component = page.locator(f"#{elem_id}")
+    file_input = component.locator("input[type=file]")
+    file_input.first.wait_for(state="attached")  # the page has rendered the drop zone
+    for _ in range(attempts):
+        if file_input.count() == 0:  # the upload went through and the preview replaced the drop zone: just slow
+            component.locator(shown).first.wait_for()
+            return
+        file_input.set_input_files(str(path))
+        try:
+            component.locator(shown).first.wait_for(timeout=wait_ms)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"#{elem_id}: {shown!r} did not show after {attempts} uploads of {path}; "
+                         f"the component reads {component.inner_text()!r}")
+
+
 def settle(page) -> None:
     """Wait until Gradio shows no pending or generating output (it dims outputs while an event runs)."""
     page.wait_for_function("() => !document.querySelector('.pending, .generating, .eta-bar')")
@@ -147,8 +174,7 @@ def test_crate_image_classification_space(page, tmp_path, screenshot_dir):
     demo = app.build_demo() if use_default_models() else app.build_demo(tiny_crate_classifier(tmp_path / "model"))
     with serve(demo) as url:
         page.goto(url)
-        page.locator("#image-input input[type=file]").set_input_files(str(BOOT))
-        page.locator("#image-input img").first.wait_for()
+        upload_file(page, "image-input", BOOT, "img")
         page.locator("#classify").click()
         table = page.locator("#diagnostics-table")
         table.get_by_text("coding rate").wait_for()
@@ -386,9 +412,8 @@ def test_motion_from_head_space(page, tmp_path, screenshot_dir):
         status = page.locator("#status")
         # An uploaded head trajectory (the example CSV): no ground truth, one panel.
         page.get_by_text("Head trajectories (CSV)").first.wait_for()  # the example is offered
-        page.locator("#upload input[type=file]").set_input_files(str(SPACES / "motion-from-head" / "examples" /
-                                                                     "01_01_head_first_5s.csv"))
-        page.locator("#upload").get_by_text("01_01_head_first_5s.csv").first.wait_for()
+        upload_file(page, "upload", SPACES / "motion-from-head" / "examples" / "01_01_head_first_5s.csv",
+                    "text=01_01_head_first_5s.csv")
         page.locator("#estimate").click()
         status.get_by_text("CSV trajectory 01_01_head_first_5s.csv").wait_for()
         assert "45 frames" in status.inner_text() and "MPJPE" not in status.inner_text(), status.inner_text()
@@ -449,8 +474,7 @@ def test_image_to_3d_space(page, tmp_path, screenshot_dir):
         picture.save(upload)
         page.locator("#image-input button[aria-label='Remove Image']").first.click()
         page.locator("#image-input img").first.wait_for(state="detached")
-        page.locator("#image-input input[type=file]").set_input_files(str(upload))
-        page.locator("#image-input img").first.wait_for()
+        upload_file(page, "image-input", upload, "img")
         page.locator("#reconstruct").click()
         status.get_by_text("masked by its alpha channel (RGBA)").wait_for()
         assert "resized from 48×48 to 64×64" in status.inner_text(), status.inner_text()
