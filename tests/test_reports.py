@@ -318,3 +318,57 @@ def test_fashion_mnist_xl_names_a_run_that_stopped_before_saving(tmp_path):
     write_resumed_log(run / "log.jsonl")
     text = report.unfinished_run_text("vit_xl", run)
     assert "stopped at step 100 (epoch 2.5)" in text and "after 40 steps, was 81.00%" in text
+
+
+# --- SSL on all 60,000 images ----------------------------------------------------------------------------------
+
+def ssl_full_row(knn, probe, steps=7020, mse=None):
+    return dict(knn20_accuracy=knn, linear_probe_accuracy=probe, feature_std=0.05, effective_rank=40.0,
+                feature_dim=96, reconstruction_loss=mse, num_masked_patches=37, num_patches=49,
+                num_parameters=300_000, num_backbone_parameters=None, steps=steps, epochs=steps / 468,
+                num_train_images=60_000, batch_size=128, wall_seconds=3600.0)
+
+
+SSL_PIXELS = dict(knn20_accuracy=0.8569, linear_probe_accuracy=0.8397, feature_std=0.03, effective_rank=378.0,
+                  feature_dim=784, num_train_images=60_000, num_test_images=10_000)
+
+
+def test_ssl_full_targets_against_pixels_both_ways():
+    report = load("report_ssl_full")
+    rows = {"ssl-simdino-crate-60k": ssl_full_row(0.87, 0.80), "mae-vit": ssl_full_row(0.83, 0.85, mse=0.3)}
+    text = report.render(rows, set(), SSL_PIXELS)
+    label = "SimDINO-CRATE (mean pooling, teacher EMA 0.99)"
+    assert f"| {label}: 20-NN ≥ 86 % (issue 18.1) | ≥ 86.00 % | 87.00 % | **met** |" in text
+    assert f"| {label}: linear probe ≥ raw pixels' probe | ≥ 83.97 % | 80.00 % | **missed** |" in text
+    vit = "ViT-MAE (transformers, MAE init restored)"
+    assert f"| {vit}: linear probe ≥ raw pixels' probe | ≥ 83.97 % | 85.00 % | **met** |" in text
+    assert f"| {vit}: 20-NN ≥ raw pixels' 20-NN | ≥ 85.69 % | 83.00 % | **missed** |" in text
+    assert "| CRATE-MAE | mae | not run |" in text and "the pair is not complete" in text
+
+
+def test_ssl_full_mae_comparison_names_the_better_model_and_needs_one_budget():
+    report = load("report_ssl_full")
+    crate, vit = ssl_full_row(0.80, 0.82, mse=0.40), ssl_full_row(0.78, 0.84, mse=0.35)
+    crate["num_parameters"] = 150_000
+    (line,) = report.mae_comparison(crate, vit)
+    assert "ViT-MAE has the better linear probe (82.00 % vs 84.00 %)" in line
+    assert "CRATE-MAE the better 20-NN" in line and "ViT-MAE the lower masked-patch MSE" in line
+    assert "50% of ViT-MAE's trainable parameters" in line
+    (line,) = report.mae_comparison(crate, ssl_full_row(0.78, 0.84, steps=100, mse=0.35))
+    assert "not the same budget" in line
+
+
+def test_ssl_full_keeps_the_committed_row_of_a_run_that_is_gone(tmp_path):
+    report = load("report_ssl_full")
+    runs, output = tmp_path / "runs", tmp_path / "ssl_full.md"
+    (runs / "mae-vit").mkdir(parents=True)
+    (runs / "mae-vit" / "evaluation.json").write_text(json.dumps(ssl_full_row(0.8, 0.85, mse=0.3)))
+    (runs / "mae-vit" / "wall_time.json").write_text(json.dumps({"wall_seconds": 600}))
+    output.with_suffix(".json").write_text(json.dumps(
+        {"pixels": SSL_PIXELS, "runs": {"mae-crate": ssl_full_row(0.81, 0.86, mse=0.4)}}))
+    assert report.main(["--runs", str(runs), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "| CRATE-MAE† | MAE | 7,020 × 128 | 15.0 | 81.00 % | 86.00 % |" in text
+    assert "| 10.0 min |" in text  # mae-vit's own wall time
+    stored = json.loads(output.with_suffix(".json").read_text())
+    assert set(stored["runs"]) == {"mae-crate", "mae-vit"} and stored["pixels"] == SSL_PIXELS
