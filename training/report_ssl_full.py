@@ -49,12 +49,19 @@ def read_run(runs: Path, name: str) -> dict | None:
         return None
     result = json.loads(evaluation.read_text())
     wall = folder / "wall_time.json"
-    result["wall_seconds"] = (json.loads(wall.read_text())["wall_seconds"] if wall.is_file()
-                              else result.get("train_seconds_this_run"))
+    log = folder / "log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    configs = [r["config"] for r in records if r.get("type") == "config"]
+    result["planned_epochs"] = configs[0].get("epochs") if configs else None  # the first launch's schedule
+    if wall.is_file():
+        result["wall_seconds"] = json.loads(wall.read_text())["wall_seconds"]
+    else:  # stopped and evaluated from a checkpoint: the training time its log recorded up to that step
+        elapsed = [r["elapsed_s"] for r in records if "elapsed_s" in r and r.get("step", 0) <= result["steps"]]
+        result["wall_seconds"] = max(elapsed) if elapsed else None
     return {key: result.get(key) for key in (
         "knn20_accuracy", "linear_probe_accuracy", "feature_std", "effective_rank", "feature_dim",
         "reconstruction_loss", "num_masked_patches", "num_patches", "num_parameters", "num_backbone_parameters",
-        "steps", "epochs", "num_train_images", "batch_size", "wall_seconds")}
+        "steps", "epochs", "planned_epochs", "num_train_images", "batch_size", "wall_seconds")}
 
 
 def measure_pixels() -> dict:
@@ -115,6 +122,13 @@ def mae_comparison(crate: dict | None, vit: dict | None) -> list[str]:
         f"{crate['num_parameters'] / vit['num_parameters']:.0%} of ViT-MAE's trainable parameters."]
 
 
+def epochs_text(row: dict) -> str:
+    """``5.0`` or, for a run stopped before its schedule ended, ``5.0 of 15``."""
+    planned = row.get("planned_epochs")
+    stopped = planned is not None and row["epochs"] < planned - 1e-9
+    return f"{row['epochs']:.1f}" + (f" of {planned:g}" if stopped else "")
+
+
 def render(rows: dict, kept: set, pixels: dict) -> str:
     lines = [
         "# Self-supervised features on all 60,000 Fashion-MNIST images, against raw pixels",
@@ -133,6 +147,10 @@ def render(rows: dict, kept: set, pixels: dict) -> str:
         "75 % masking, AdamW 1e-3, warm-up of 2 epochs, cosine). SimDINO: `training/configs/ssl_fashion_mnist.yaml` "
         "(width 96, 4 layers, 2 global + 6 local crops, AdamW 5e-4, eps 0.05) with mean pooling and teacher "
         "momentum 0.99 → 1 (a short run's teacher must keep up).",
+        "- **Stopped runs:** a run stopped before the end of its schedule (epochs `5.0 of 15`) was evaluated "
+        "from its last checkpoint (`--resume_from_checkpoint <checkpoint> --max_steps <its step>`: the same code "
+        "scores it, without further training); its learning rate had not decayed, so its scores are those of a "
+        "model in mid-training, and its wall time is the training time its log recorded up to that step.",
         "- **Machine:** 2 CPU cores, one thread per run; the three runs trained side by side (three processes on "
         "two cores for most of the time), so the wall times are upper bounds.",
         "",
@@ -154,7 +172,7 @@ def render(rows: dict, kept: set, pixels: dict) -> str:
         mse = "–" if row.get("reconstruction_loss") is None else f"{row['reconstruction_loss']:.4f}"
         lines.append(
             f"| {label}{mark} | {'SimDINO' if method == 'simdino' else 'MAE'} | {row['steps']:,} × {row['batch_size']} "
-            f"| {row['epochs']:.1f} | {percent(row['knn20_accuracy'])} | {percent(row['linear_probe_accuracy'])} | "
+            f"| {epochs_text(row)} | {percent(row['knn20_accuracy'])} | {percent(row['linear_probe_accuracy'])} | "
             f"{std} | {rank} | {mse} | {minutes(row['wall_seconds'])} |")
     if kept:
         lines += ["", f"{KEPT} the run's folder is gone from `runs/`; its row is the one committed in "
