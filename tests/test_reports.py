@@ -372,3 +372,19 @@ def test_ssl_full_keeps_the_committed_row_of_a_run_that_is_gone(tmp_path):
     assert "| 10.0 min |" in text  # mae-vit's own wall time
     stored = json.loads(output.with_suffix(".json").read_text())
     assert set(stored["runs"]) == {"mae-crate", "mae-vit"} and stored["pixels"] == SSL_PIXELS
+
+
+def test_ssl_full_reads_a_stopped_run_from_its_log(tmp_path):
+    """A run stopped and scored from a checkpoint has no wall_time.json: its time is the log's up to that step, and
+    the page shows the planned schedule it did not finish."""
+    report = load("report_ssl_full")
+    folder = tmp_path / "mae-vit"
+    folder.mkdir()
+    (folder / "evaluation.json").write_text(json.dumps(ssl_full_row(0.8, 0.85, steps=40, mse=0.3)))
+    records = [{"type": "config", "config": {"epochs": 15}}] + [
+        {"type": "metrics", "step": step, "elapsed_s": 1.5 * step} for step in (20, 40, 60)]
+    (folder / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    row = report.read_run(tmp_path, "mae-vit")
+    assert row["wall_seconds"] == 60.0 and row["planned_epochs"] == 15
+    assert report.epochs_text(row) == f"{40 / 468:.1f} of 15"
+    assert report.epochs_text({**row, "planned_epochs": None}) == f"{40 / 468:.1f}"
