@@ -22,6 +22,8 @@ import torch
 import transformers
 
 __all__ = [
+    "bf16_matmul_speedup",
+    "resolve_bf16",
     "command_line",
     "cpu_flags",
     "cpu_model",
@@ -122,8 +124,41 @@ def memory_total_gb() -> float | None:
     return None
 
 
-def pf(flag: bool) -> str:
-    return "**PASS**" if flag else "**MISS**"
+def pf(flag: bool | None) -> str:
+    """PASS / MISS, or "not measured" for a goal this run could not measure (``None``)."""
+    return "not measured" if flag is None else "**PASS**" if flag else "**MISS**"
+
+
+def bf16_matmul_speedup(size: int = 256, reps: int = 3) -> float:
+    """Rate of a ``size``³ bf16 ``torch.mm`` over the fp32 rate, medians of ``reps`` calls after one warm-up.
+
+    Above 1 where the CPU multiplies bf16 natively (AVX512-BF16, AMX: 2-5× the fp32 rate on the machines these
+    pages were first measured on); far below 1 where bf16 is emulated (an AVX2-only CPU: 0.03 at 256³, 0.005 at 2048³, i.e. a bf16
+    model runs ~200× slower than in fp32, and a bf16 benchmark would take hours to measure nothing of interest).
+    """
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        torch.mm(a, b)
+        rates[dtype] = 1 / statistics.median(time_call(lambda: torch.mm(a, b)) for _ in range(reps))
+    return rates[torch.bfloat16] / rates[torch.float32]
+
+
+def resolve_bf16(choice: str) -> dict:
+    """``--bf16 auto|on|off``: whether a benchmark measures its bf16 modes. ``auto`` measures them only where a bf16
+    matmul is at least as fast as an fp32 one (`bf16_matmul_speedup`). Returns ``{"enabled", "choice",
+    "speedup" (None unless measured), "reason" (why bf16 is skipped, None when it runs)}``."""
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"`bf16` must be one of auto, on, off, got {choice!r}")
+    if choice != "auto":
+        return dict(enabled=choice == "on", choice=choice, speedup=None,
+                    reason=None if choice == "on" else "turned off on the command line (`--bf16 off`)")
+    speedup = bf16_matmul_speedup()
+    reason = None if speedup >= 1 else (
+        f"this CPU emulates bf16 matmuls (a 256³ bf16 `torch.mm` ran at {speedup:.4f}× the fp32 rate; ISA flags "
+        f"`{cpu_flags() or 'none'}`, no avx512_bf16 or amx_bf16), so bf16 rows would measure the emulation, not the "
+        "models; rerun on a CPU with native bf16 (or pass `--bf16 on`)")
+    return dict(enabled=speedup >= 1, choice=choice, speedup=speedup, reason=reason)
 
 
 def goals_table(goals: list[dict], keys: tuple[str, ...], header: tuple[str, ...] | None = None,

@@ -114,6 +114,45 @@ def test_fused_ista_stays_within_bf16_resolution_of_the_fp32_formula(mode):
     assert torch.all(low >= 0)
 
 
+def test_ista_reuses_its_folded_matrix_without_grad_and_forms_it_afresh_when_the_dictionary_changes():
+    torch.manual_seed(0)
+    ista = ISTA(16, step_size=0.1, lambd=0.1)
+    y = torch.randn(2, 40, 16)  # many tokens: the folded path
+    with torch.no_grad():
+        first = ista(y)
+        cached = ista._folded_weight_cache[1]
+        assert ista(y).equal(first) and ista._folded_weight_cache[1] is cached  # formed once, reused
+    with torch.inference_mode():
+        assert ista(y).equal(first)
+    # Under autograd nothing is cached: the gradient must reach D.
+    ista._folded_weight_cache = None
+    out = ista(y)
+    assert ista._folded_weight_cache is None
+    torch.testing.assert_close(out, first, atol=0, rtol=0)
+    # An optimizer step changes D in place: the next no-grad forward sees the new dictionary.
+    with torch.no_grad():
+        ista(y)
+        stale = ista._folded_weight_cache[1].clone()
+    out.square().sum().backward()
+    torch.optim.SGD(ista.parameters(), lr=0.5).step()
+    with torch.no_grad():
+        after_step = ista(y)
+        assert not ista._folded_weight_cache[1].equal(stale)
+        torch.testing.assert_close(ista._folded_weight_cache[1], ista.folded_weight(), atol=0, rtol=0)
+    torch.testing.assert_close(after_step, _unfused_ista(ista, y).detach(), atol=1e-6, rtol=1e-5)
+    # load_state_dict copies in place, a new step size or dtype changes the key: never a stale matrix.
+    other = ISTA(16, step_size=0.1, lambd=0.1)
+    ista.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ista(y), other(y), atol=0, rtol=0)
+        ista.step_size = other.step_size = 0.3
+        torch.testing.assert_close(ista(y), other(y).detach(), atol=0, rtol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = ista(y)
+        assert ista._folded_weight_cache[1].dtype == torch.bfloat16 and low.dtype == torch.bfloat16
+        assert ista(y).dtype == torch.float32 and ista._folded_weight_cache[1].dtype == torch.float32
+
+
 def test_ista_threshold_is_subtracted_and_sparsity_grows_with_lambda():
     y = torch.randn(64, 16)
     weak, strong = ISTA(16, lambd=0.0), ISTA(16, lambd=5.0)

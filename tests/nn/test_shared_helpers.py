@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 from whitebox_hf.nn import LinearPatchEmbedding, patchify, sincos_position_embedding_2d, unpatchify
-from whitebox_hf.utils.validation import check_positive_int
+from whitebox_hf.utils.validation import check_finite_tensor, check_positive_int
 
 shapes = st.tuples(
     st.integers(1, 3),  # batch
@@ -97,3 +97,28 @@ def test_check_positive_int_accepts_positive_integers(value):
 def test_check_positive_int_names_argument_and_value(value):
     with pytest.raises(ValueError, match=rf"`size` must be a positive integer, got {value!r}"):
         check_positive_int("size", value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 50), st.integers(0, 49), st.sampled_from([float("nan"), float("inf"), float("-inf"), None]),
+       st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))
+def test_check_finite_tensor_refuses_exactly_the_tensors_holding_a_non_finite_value(size, where, bad, dtype):
+    """The one-reduction fast path (a finite sum) must never let NaN or ±inf through."""
+    value = torch.randn(size, dtype=torch.float64).to(dtype)
+    if bad is not None:
+        value[where % size] = bad
+    if bad is None:
+        check_finite_tensor("x", value)
+    else:
+        with pytest.raises(ValueError, match="`x` must be finite, got a tensor holding (nan|inf|-inf)"):
+            check_finite_tensor("x", value)
+
+
+def test_check_finite_tensor_accepts_finite_values_whose_sum_overflows():
+    """Large finite values make the sum infinite: the exact element-wise test then decides, and accepts them."""
+    big = torch.full((4,), torch.finfo(torch.float32).max)
+    assert not torch.isfinite(big.sum())
+    check_finite_tensor("x", big)
+    check_finite_tensor("x", torch.tensor([torch.finfo(torch.float32).max, -torch.finfo(torch.float32).max, 1.0]))
+    with pytest.raises(ValueError, match="must be finite"):  # +inf and -inf cancel to NaN in the sum: still caught
+        check_finite_tensor("x", torch.tensor([float("inf"), float("-inf")]))
