@@ -340,10 +340,11 @@ def test_ssl_full_targets_against_pixels_both_ways():
     label = "SimDINO-CRATE (mean pooling, teacher EMA 0.99)"
     assert f"| {label}: 20-NN ≥ 86 % (issue 18.1) | ≥ 86.00 % | 87.00 % | **met** |" in text
     assert f"| {label}: linear probe ≥ raw pixels' probe | ≥ 83.97 % | 80.00 % | **missed** |" in text
-    vit = "ViT-MAE (transformers, MAE init restored)"
+    vit = "ViT-MAE (transformers, MAE init restored), stopped"
     assert f"| {vit}: linear probe ≥ raw pixels' probe | ≥ 83.97 % | 85.00 % | **met** |" in text
     assert f"| {vit}: 20-NN ≥ raw pixels' 20-NN | ≥ 85.69 % | 83.00 % | **missed** |" in text
-    assert "| CRATE-MAE | mae | not run |" in text and "the pair is not complete" in text
+    assert "| CRATE-MAE, stopped | mae | not run |" in text and "the pair is not complete" in text
+    assert text.count("the pair is not complete") == 2  # one line per budget
 
 
 def test_ssl_full_mae_comparison_names_the_better_model_and_needs_one_budget():
@@ -358,6 +359,20 @@ def test_ssl_full_mae_comparison_names_the_better_model_and_needs_one_budget():
     assert "not the same budget" in line
 
 
+def test_ssl_full_compares_crate_and_vit_mae_at_each_budget_where_both_ran():
+    report = load("report_ssl_full")
+    rows = {"mae-crate": ssl_full_row(0.77, 0.78, steps=2340, mse=0.35),
+            "mae-vit": ssl_full_row(0.77, 0.81, steps=2340, mse=0.29),
+            "mae-crate-12ep": ssl_full_row(0.80, 0.80, steps=5616, mse=0.33),
+            "mae-vit-12ep": ssl_full_row(0.79, 0.84, steps=5616, mse=0.27)}
+    text = report.render(rows, set(), SSL_PIXELS)
+    assert "CRATE-MAE vs ViT-MAE at 2,340 steps each: ViT-MAE has the better linear probe (78.00 % vs 81.00 %)" in text
+    assert "CRATE-MAE vs ViT-MAE at 5,616 steps each: ViT-MAE has the better linear probe (80.00 % vs 84.00 %)" in text
+    assert "| ViT-MAE (transformers, MAE init restored): linear probe ≥ raw pixels' probe | ≥ 83.97 % | 84.00 % | **met** |" in text
+    del rows["mae-crate-12ep"]
+    assert "the pair is not complete" in report.render(rows, set(), SSL_PIXELS)
+
+
 def test_ssl_full_keeps_the_committed_row_of_a_run_that_is_gone(tmp_path):
     report = load("report_ssl_full")
     runs, output = tmp_path / "runs", tmp_path / "ssl_full.md"
@@ -368,7 +383,7 @@ def test_ssl_full_keeps_the_committed_row_of_a_run_that_is_gone(tmp_path):
         {"pixels": SSL_PIXELS, "runs": {"mae-crate": ssl_full_row(0.81, 0.86, mse=0.4)}}))
     assert report.main(["--runs", str(runs), "--output", str(output)]) == 0
     text = output.read_text()
-    assert "| CRATE-MAE† | MAE | 7,020 × 128 | 15.0 | 81.00 % | 86.00 % |" in text
+    assert "| CRATE-MAE, stopped† | MAE | 7,020 × 128 | 15.0 | 81.00 % | 86.00 % |" in text
     assert "| 10.0 min |" in text  # mae-vit's own wall time
     stored = json.loads(output.with_suffix(".json").read_text())
     assert set(stored["runs"]) == {"mae-crate", "mae-vit"} and stored["pixels"] == SSL_PIXELS
