@@ -22,6 +22,7 @@ import torch
 import transformers
 
 __all__ = [
+    "add_bf16_argument",
     "bf16_matmul_speedup",
     "resolve_bf16",
     "command_line",
@@ -144,6 +145,13 @@ def bf16_matmul_speedup(size: int = 256, reps: int = 3) -> float:
     return rates[torch.bfloat16] / rates[torch.float32]
 
 
+def add_bf16_argument(parser) -> None:
+    """The ``--bf16 auto|on|off`` switch every benchmark with bf16 modes takes (see `resolve_bf16`)."""
+    parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                        help="measure the bf16 modes: auto = only where a bf16 matmul is at least as fast as an fp32 "
+                             "one (a CPU that emulates bf16 would take hours to measure the emulation)")
+
+
 def resolve_bf16(choice: str) -> dict:
     """``--bf16 auto|on|off``: whether a benchmark measures its bf16 modes. ``auto`` measures them only where a bf16
     matmul is at least as fast as an fp32 one (`bf16_matmul_speedup`). Returns ``{"enabled", "choice",
@@ -250,6 +258,10 @@ def environment_lines(report: dict, extra: list[str] = ()) -> list[str]:
         *extra,
         "",
     ]
+    bf16 = report.get("bf16")
+    if bf16 and not bf16["enabled"]:
+        lines += [f"> **bf16 not measured**: {bf16['reason']}. The bf16 rows and goals of this page are therefore "
+                  "absent or marked \"not measured\".", ""]
     load = other_load(env)
     if load > 0.5:
         lines += [f"> **Warning**: other processes added a load of about {load:.2f} on "

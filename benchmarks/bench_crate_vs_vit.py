@@ -49,7 +49,7 @@ from whitebox_hf.models.attention_interface import WHITEBOX_ATTENTION, register_
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
-from _common import resolve_bf16, write_report  # noqa: E402
+from _common import add_bf16_argument, resolve_bf16, write_report  # noqa: E402
 from _common import time_call as _time  # noqa: E402
 
 # Goals of issue 19 (evaluated on inference, per execution: eager against eager, compiled against compiled).
@@ -416,10 +416,6 @@ def render(report: dict) -> str:
         "* the machine is shared (2 logical CPUs, other agents' jobs): absolute rates on a loaded machine understate "
         "what the models reach on an idle one; the CRATE/ViT ratios are measured side by side (interleaved "
         "repetitions in one run) and stay meaningful"])
-    skipped = bf16_skipped(report)
-    if skipped:
-        lines += [f"> **bf16 not measured**: {skipped}. The bf16 rows and goals of this page are therefore absent or "
-                  "marked \"not measured\".", ""]
     lines += [
         "## Matmul peak (measured in this run)", "",
         "Large square `torch.mm(a, b, out=c)`, median of the repetitions; measured at the start and again at the "
@@ -607,8 +603,7 @@ def parse_args(argv=None):
                    help="skip the inference-time-vs-batch measurement (log-log slope)")
     p.add_argument("--training-modes", nargs="+", default=list(TRAINING_MODES), choices=list(TRAINING_MODES))
     p.add_argument("--skip-train", action="store_true", help="measure inference only")
-    p.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
-                   help="measure the bf16 modes: auto = only where a bf16 matmul is at least as fast as an fp32 one")
+    add_bf16_argument(p)
     p.add_argument("--vit-attention", default=SAME_KERNEL, choices=[SAME_KERNEL, "sdpa"],
                    help="ViT's attention kernel: CRATE's own dispatch (default) or transformers' stock SDPA")
     p.add_argument("--from-json", default=None, help="render the page again from a run's JSON, measuring nothing")

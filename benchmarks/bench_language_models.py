@@ -52,6 +52,7 @@ from whitebox_hf.training.builders import build_causal_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize, time_call  # noqa: E402
+from _common import add_bf16_argument, resolve_bf16  # noqa: E402
 from _slopes import loglog_slope, slope_cell  # noqa: E402
 
 DEFAULT_OUTPUT = "docs/results/benchmark_language.md"
@@ -765,6 +766,7 @@ def parse_args(argv=None):
     p.add_argument("--modes", nargs="+", default=[*MODES, *CAST_MODES], choices=[*MODES, *CAST_MODES],
                    help=f"{', '.join(MODES)}: every part; {', '.join(CAST_MODES)} (weights cast, no autocast): part (b) "
                         "only")
+    add_bf16_argument(p)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--num-layers", type=int, default=6)
@@ -864,6 +866,10 @@ def reuse_parts(path: str, dims: Dims, parts: dict) -> tuple[dict, str | None]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     command, env = start(args, argv, "bench_language_models.main")
+    bf16 = resolve_bf16(args.bf16) if any(m != "fp32" for m in args.modes) else None
+    if bf16 and not bf16["enabled"]:
+        print(f"bf16 modes skipped: {bf16['reason']}", flush=True)
+        args.modes = [m for m in args.modes if m == "fp32"]
     dims = Dims(args.hidden_size, args.num_layers, args.num_heads, args.vocab_size, args.max_positions)
     if args.reuse_from is not None:
         check_reusable(args.reuse_from, dims)
@@ -884,7 +890,7 @@ def main(argv=None) -> dict:
         reused, explanation = reuse_parts(args.reuse_from, dims, parts)
 
     report = dict(
-        command=command, date=now(), quick=args.quick, wall_s=time.perf_counter() - t0, environment=env,
+        command=command, date=now(), quick=args.quick, wall_s=time.perf_counter() - t0, environment=env, bf16=bf16,
         dims=asdict(dims), modes=args.modes, warmup=args.warmup, reps=args.reps, forward_reps=args.forward_reps,
         forward_min_reps=args.forward_min_reps, forward_budget_s=args.forward_budget_s, params=params,
         parts={p: parts[p] for p in ("a", "b", "c") if p in parts}, reused=reused, explanation=explanation,

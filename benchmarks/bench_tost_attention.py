@@ -35,6 +35,7 @@ from whitebox_hf.nn import MultiHeadSelfAttention, TokenStatisticsSelfAttention
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
 from _common import write_report  # noqa: E402
+from _common import add_bf16_argument, resolve_bf16  # noqa: E402
 
 # Targets of issue 19 (item 2), at the longest length.
 GOAL_SPEEDUP = 10.0  # SDPA forward time / ToST forward time, fp32 and bf16
@@ -279,6 +280,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: lengths 256…1024, 1 warm-up, 2 reps")
     p.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096, 8192, 16384])
     p.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    add_bf16_argument(p)
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--num-heads", type=int, default=8)
     p.add_argument("--warmup", type=int, default=1)
@@ -296,9 +298,13 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     command, env = start(args, argv, "bench_tost_attention.main")
+    bf16 = resolve_bf16(args.bf16) if "bf16" in args.dtypes else None
+    if bf16 and not bf16["enabled"]:
+        print(f"bf16 skipped: {bf16['reason']}", flush=True)
+        args.dtypes = [d for d in args.dtypes if d != "bf16"]
     results = run(args)
     env["loadavg_end"] = loadavg()
-    report = dict(command=command, date=now(), quick=args.quick, environment=env, lengths=args.lengths,
+    report = dict(command=command, date=now(), quick=args.quick, environment=env, bf16=bf16, lengths=args.lengths,
                   hidden_size=args.hidden_size, num_heads=args.num_heads, warmup=args.warmup, reps=args.reps,
                   results={d: {k: {str(n) if isinstance(n, int) else n: v for n, v in e.items()}
                                for k, e in entry.items()} for d, entry in results.items()})

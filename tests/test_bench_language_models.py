@@ -89,7 +89,7 @@ def test_a_reused_forward_part_renders_as_it_did_when_measured(tmp_path):
 @pytest.mark.timeout(300)
 def test_bf16_cast_decodes_a_cast_copy_in_part_b_only(tmp_path):
     bench = load_benchmark("bench_language_models")
-    report = bench.main([*TINY[:-2], "--modes", "fp32", "bf16-cast", "--parts", "b,c", "--gen-models",
+    report = bench.main([*TINY[:-2], "--modes", "fp32", "bf16-cast", "--bf16", "on", "--parts", "b,c", "--gen-models",
                          "causal-crate", "gpt2", "--train-models", "gpt2", "--output", str(tmp_path / "x.md")])
     assert set(report["parts"]["b"]["modes"]) == {"fp32", "bf16-cast"}
     assert set(report["parts"]["c"]["modes"]) == {"fp32"}  # training a bf16-cast model is not what it measures
@@ -98,3 +98,12 @@ def test_bf16_cast_decodes_a_cast_copy_in_part_b_only(tmp_path):
     for series in ("causal-crate/static", "gpt2/dynamic"):
         assert cast[series]["cache_bytes_after_prefill"] * 2 == fp32[series]["cache_bytes_after_prefill"]
     assert any(g["mode"] == "bf16-cast" for g in report["goals"])
+
+
+def test_bf16_off_drops_the_bf16_modes_and_says_why(tmp_path):
+    bench = load_benchmark("bench_language_models")
+    output = tmp_path / "x.md"
+    report = bench.main([*TINY[:-2], "--modes", "fp32", "bf16-cast", "--bf16", "off", "--parts", "b",
+                         "--gen-models", "gpt2", "--caches", "dynamic", "--output", str(output)])
+    assert set(report["parts"]["b"]["modes"]) == {"fp32"} and not report["bf16"]["enabled"]
+    assert "**bf16 not measured**: turned off on the command line" in output.read_text()
