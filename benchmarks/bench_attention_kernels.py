@@ -15,6 +15,7 @@ matmul route is faster).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment_lines, interleaved, loadavg, now, start, write_report  # noqa: E402
+from _common import add_bf16_argument, environment_lines, interleaved, loadavg, now, resolve_bf16, start  # noqa: E402
+from _common import write_report  # noqa: E402
+from _slopes import loglog_slope, slope_cell  # noqa: E402
 
 from whitebox_hf.nn.attention import LOW_PRECISION_CPU_MATMUL_MAX_KEYS  # noqa: E402
 
@@ -64,7 +67,7 @@ def workload(kernel: str, shape, dtype, backward: bool):
 def measure(args) -> list[dict]:
     rows = []
     for shape in SHAPES:
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in args.dtypes:
             for backward in (False, True):
                 fns = {kernel: workload(kernel, shape, dtype, backward) for kernel in ("sdpa", "matmul")}
                 times = interleaved(fns, args.warmup, args.reps)
@@ -85,10 +88,13 @@ def render(report: dict) -> str:
     for row in report["rows"]:
         lines.append(f"| {row['shape']} | {row['dtype']} | {row['mode']} | {row['sdpa_ms']:.2f} | "
                      f"{row['matmul_ms']:.2f} | **{row['ratio']:.2f}** |")
+    lines += ["", *growth_lines(report["rows"])]
     bf16 = [r for r in report["rows"] if r["dtype"] == "bfloat16"]
     short = [r["ratio"] for r in bf16 if r["tokens"] <= report["max_keys"]]
     long = [r["ratio"] for r in bf16 if r["tokens"] > report["max_keys"]]
     fp32 = [r["ratio"] for r in report["rows"] if r["dtype"] == "float32"]
+    if not (short and long and fp32):  # a run without bf16 (or without short/long shapes) has no comparison to state
+        return "\n".join(lines) + "\n"
     lines += ["", f"In bf16, up to {report['max_keys']} keys (`LOW_PRECISION_CPU_MATMUL_MAX_KEYS`), SDPA takes "
               f"{min(short):.2f}–{max(short):.2f}× the matmul route's time; beyond it "
               f"{min(long):.2f}–{max(long):.2f}×. In fp32 it takes {min(fp32):.2f}–{max(fp32):.2f}× (below 1: SDPA "
@@ -99,17 +105,46 @@ def render(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def growth_lines(rows: list[dict]) -> list[str]:
+    """Cost growth with the sequence: the log-log slope of time against tokens over the causal shapes (one head
+    layout, 256 to 4,096 tokens), per dtype, pass and kernel. Attention does N² work, so 2 is its expected slope;
+    below 2 the fixed per-call costs still weigh at the short end."""
+    causal = [r for r in rows if r["shape"].startswith("causal")]
+    keys = sorted({(r["dtype"], r["mode"]) for r in causal}, key=lambda k: (k[0] != "float32", k[1]))
+    if not keys:
+        return []
+    lines = ["**Cost growth with the sequence** (causal shapes, "
+             f"{', '.join(str(t) for t in sorted({r['tokens'] for r in causal}))} tokens; slope of log(time) against "
+             "log(tokens): 2 = quadratic, the attention's N² work):", "",
+             "| dtype | pass | SDPA slope | matmul slope |", "|---|---|---|---|"]
+    for dtype, mode in keys:
+        chosen = sorted((r for r in causal if (r["dtype"], r["mode"]) == (dtype, mode)), key=lambda r: r["tokens"])
+        tokens = [r["tokens"] for r in chosen]
+        lines.append(f"| {dtype} | {mode} | {slope_cell(loglog_slope(tokens, [r['sdpa_ms'] for r in chosen]))} | "
+                     f"{slope_cell(loglog_slope(tokens, [r['matmul_ms'] for r in chosen]))} |")
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--output", default="docs/results/benchmark_attention_kernels.md")
+    p.add_argument("--from-json", default=None, help="render the page again from a run's JSON, measuring nothing")
+    add_bf16_argument(p)
     args = p.parse_args(argv)
+    if args.from_json:
+        report = json.loads(Path(args.from_json).read_text())
+        Path(args.output).write_text(render(report))
+        print(f"rendered {args.from_json} into {args.output}")
+        return report
     command, env = start(args, argv, "bench_attention_kernels.main")
+    bf16 = resolve_bf16(args.bf16)
+    args.dtypes = (torch.float32, torch.bfloat16) if bf16["enabled"] else (torch.float32,)
     rows = measure(args)
     env["loadavg_end"] = loadavg()
-    report = dict(command=command, date=now(), environment=env, warmup=args.warmup,
+    report = dict(command=command, date=now(), environment=env, bf16=bf16, warmup=args.warmup,
                   reps=args.reps, rows=rows, max_keys=LOW_PRECISION_CPU_MATMUL_MAX_KEYS)
     write_report(args.output, report, lambda: render(report))
     return report
