@@ -1,8 +1,12 @@
-"""The scripts of examples/: those behind `make demo` on a tiny model and the bundled digits, and the used-by examples
-(AutoModel, pipeline, DiffusionPipeline, Trainer + PEFT) with `--tiny`, each in a subprocess, offline."""
+"""The scripts of examples/: the one behind `make demo` on a tiny model and the bundled digits, in a fresh interpreter,
+and the used-by examples (AutoModel, pipeline, DiffusionPipeline, Trainer + PEFT) with `--tiny`, offline, run as
+``__main__`` in this process (a fresh interpreter would spend most of each test importing diffusers again)."""
 
+import contextlib
+import io
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -31,21 +35,36 @@ def test_evaluate_script_reloads_reports_accuracy_and_writes_saliency(tmp_path, 
     assert png.stat().st_size > 1000
 
 
-def run_example(name: str, *arguments: str, timeout: int = 300) -> str:
-    """Run ``examples/<name>.py`` offline in a fresh interpreter; return its stdout (fails on a non-zero exit)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), *arguments], capture_output=True,
-                            text=True, env=env, timeout=timeout, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+@pytest.fixture
+def run_example(monkeypatch):
+    """``run_example(name, *arguments)`` runs ``examples/<name>.py`` as ``__main__`` offline, from the repository
+    root, as a script would run (its folder first on ``sys.path``), and returns its stdout (a non-zero ``sys.exit``
+    fails the test)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # a script's own folder is on its path (tiny_models.py)
+
+    def run(name: str, *arguments: str) -> str:
+        path = ROOT / "examples" / f"{name}.py"
+        monkeypatch.setattr(sys, "argv", [str(path), *arguments])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as exit_info:
+                assert exit_info.code in (None, 0), f"{name} exited with {exit_info.code}: {out.getvalue()[-2000:]}"
+        return out.getvalue()
+
+    return run
 
 
-def test_automodel_example_prints_pooled_feature_shape():
+def test_automodel_example_prints_pooled_feature_shape(run_example):
     out = run_example("automodel_from_pretrained", "--tiny")
     assert "CrateModel: pooled features (4, 32), tokens (4, 50, 32)" in out  # 28/4 = 7×7 patches + cls
 
 
-def test_pipeline_example_classifies_the_bundled_images():
+def test_pipeline_example_classifies_the_bundled_images(run_example):
     out = run_example("pipeline_image_classification", "--tiny")
     lines = [line for line in out.splitlines() if line.endswith(")")]
     assert [line.split(":")[0] for line in lines] == ["ankle_boot.png", "bag.png", "sandal.png", "trouser.png"]
@@ -54,7 +73,7 @@ def test_pipeline_example_classifies_the_bundled_images():
         assert len(scores) == 2 and scores[0] >= scores[1] and all(0 <= x <= 1 for x in scores), line
 
 
-def test_diffusion_pipeline_example_samples_one_image_per_class(tmp_path):
+def test_diffusion_pipeline_example_samples_one_image_per_class(run_example, tmp_path):
     out = run_example("diffusion_pipeline_inference", "--tiny", "--steps", "4", "--out", str(tmp_path / "grid.png"))
     assert not out.startswith("skipped:"), out  # WhiteboxFlowPipeline is ours: unavailable is a failure
     assert "3 images of size (16, 16), classes ['shirt', 'sneaker', 'bag']" in out
@@ -63,8 +82,8 @@ def test_diffusion_pipeline_example_samples_one_image_per_class(tmp_path):
     assert Image.open(tmp_path / "grid.png").size == (48, 16)
 
 
-def test_trainer_peft_example_trains_and_saves_an_adapter():
-    out = run_example("trainer_peft_finetuning", "--tiny", "--steps", "3", timeout=600)
+def test_trainer_peft_example_trains_and_saves_an_adapter(run_example):
+    out = run_example("trainer_peft_finetuning", "--tiny", "--steps", "3")
     match = re.search(r"train loss (\d+\.\d+), test accuracy (\d\.\d+)", out)
     assert match, out
     assert 0 <= float(match.group(2)) <= 1

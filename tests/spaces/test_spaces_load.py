@@ -64,11 +64,11 @@ def space(request, tmp_path_factory):
 
 def test_concurrent_clients_get_every_answer(space):
     name, url = space
-    # Three clients at once (more than any Space serves at a time, 1 or 2, so requests queue), two requests each: the
+    # Three clients at once (more than any Space serves at a time, 1 or 2, so requests queue), one request each: the
     # full load (benchmarks/load_test_spaces.py) is a benchmark, not a test.
-    result = bench.drive(url, name, clients=3, requests=2, timeout=60)
+    result = bench.drive(url, name, clients=3, requests=1, timeout=60)
     assert result.failures == []
-    assert len(result.latencies_s) == 6 and all(latency > 0 for latency in result.latencies_s)
+    assert len(result.latencies_s) == 3 and all(latency > 0 for latency in result.latencies_s)
     assert result.percentile(50) <= result.percentile(95) <= max(result.latencies_s)
 
 

@@ -48,16 +48,16 @@ def one_process(tmp_path_factory):
     return train(tmp_path_factory.mktemp("one_process"))
 
 
-# DDP on two processes against one is already tested in test_train_image_classification.py (its launch flags);
-# here the FSDP config file, the case that shards parameters, gradients and optimizer state.
-@pytest.mark.parametrize("config", ["cpu_fsdp.yaml"])
+# Both config files against the one process of the fixture: DDP (a replica per rank) and FSDP (shards).
+@pytest.mark.parametrize("config", ["cpu_ddp.yaml", "cpu_fsdp.yaml"])
 def test_two_processes_match_one_process_at_the_same_global_batch(config, one_process, tmp_path):
     single_metrics, single = one_process
     metrics, weights = train(tmp_path, config)
     assert metrics["num_processes"] == 2 and single_metrics["num_processes"] == 1
     assert metrics["world_batch_size"] == single_metrics["world_batch_size"] == 64
     assert metrics["steps"] == single_metrics["steps"] == 6
-    # FSDP saves the gathered full tensors (FULL_STATE_DICT): the same names and shapes as one process.
+    # DDP's rank 0 saves its replica; FSDP the gathered full tensors (FULL_STATE_DICT): the same names and shapes
+    # as one process either way.
     assert set(weights) == set(single)
     moved = max((single[name] - weights[name]).abs().max().item() for name in single)
     for name in single:

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "training" / "train_image_classification.py"
@@ -18,18 +16,13 @@ TINY = ["--dataset", "digits", "--hidden_size", "32", "--num_hidden_layers", "2"
         "--learning_rate", "0.003", "--log_every", "5", "--num_threads", "1", "--warmup_steps", "10"]
 
 
-def run(args, output_dir, launcher=(), check=True, extra_env=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(extra_env or {}))
-    command = [*launcher, *( [] if launcher else [sys.executable]), str(SCRIPT), *TINY, "--output_dir",
-               str(output_dir), *args]
+def run(args, output_dir):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, str(SCRIPT), *TINY, "--output_dir", str(output_dir), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    if check and result.returncode != 0:
+    if result.returncode != 0:
         raise AssertionError(f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
-
-
-def final_weights(output_dir):
-    return load_file(Path(output_dir) / "model" / "model.safetensors")
 
 
 def test_training_learns_and_saves_everything(tmp_path):
@@ -46,22 +39,6 @@ def test_training_learns_and_saves_everything(tmp_path):
     }
     card = ModelCard.load(model_dir / "README.md")
     assert card.data.eval_results[0].metric_value == pytest.approx(metrics["test_accuracy"])
-
-
-def test_two_processes_really_run_and_match_one_process(tmp_path):
-    args = ["--epochs", "1", "--max_steps", "10", "--test_subset", "100"]
-    run(args, tmp_path / "single")
-    accelerate = Path(sys.executable).with_name("accelerate")
-    launcher = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29577"]
-    result = run(args, tmp_path / "double", launcher=launcher, extra_env={"ACCELERATE_USE_CPU": "1"})
-    metrics = json.loads((tmp_path / "double" / "metrics.json").read_text())
-    assert metrics["num_processes"] == 2, result.stdout[-2000:]
-    single, double = final_weights(tmp_path / "single"), final_weights(tmp_path / "double")
-    # split_batches: each rank takes half of every global batch and DDP averages the gradients, so the two
-    # trajectories agree up to float reduction order.
-    for name in single:
-        torch.testing.assert_close(double[name], single[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("key, value", [("random_erasing", "1.5"), ("label_smoothing", "-0.1")])
