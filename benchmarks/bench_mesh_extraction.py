@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from _slopes import loglog_slope, slope_cell
 
 from whitebox_hf.data.shapes import sample_shape
 from whitebox_hf.evaluation import chamfer_distance, sample_mesh_surface, volumetric_iou
@@ -57,9 +58,67 @@ def parse_args(argv=None):
     parser.add_argument("--level", type=float, default=0.0)
     parser.add_argument("--chunk-size", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--growth-depths", type=int, nargs="*", default=[5, 6],
+                        help="smaller grid depths for the cost-growth table, beside --depth (coarse depth lowered alike)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, default=None)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    offset = args.depth - args.coarse_depth
+    if offset < 1:
+        parser.error(f"--coarse-depth must be below --depth ({args.depth}), got {args.coarse_depth}")
+    bad = [d for d in args.growth_depths if not offset < d < args.depth]
+    if bad:
+        parser.error(f"--growth-depths must lie between {offset} and --depth {args.depth} (exclusive, so the coarse "
+                     f"grid of each keeps depth - {offset} >= 1), got {bad}")
+    return args
+
+
+def growth_rows(model, latents, args, level: float) -> list[dict]:
+    """Dense and coarse-to-fine extraction at every depth of ``--growth-depths`` and at ``--depth`` (the coarse grid
+    ``depth - coarse offset``): median time and decoder queries of each, for the cost-growth table."""
+    rows = []
+    for depth in sorted({*args.growth_depths, args.depth}):
+        coarse = depth - (args.depth - args.coarse_depth)
+        counted = []
+
+        def decode_fn(query_points):
+            counted.append(len(query_points))
+            return model.decode(latents, query_points[None])[0]
+
+        times = _common.interleaved(
+            {"dense": lambda: model.occupancy_grid(latents, depth, args.bound, args.chunk_size),
+             "coarse-to-fine": lambda: coarse_to_fine_occupancy(decode_fn, depth, args.bound, coarse, level=level,
+                                                                dilation=args.dilation, chunk_size=args.chunk_size)},
+            warmup=0, reps=args.repeats)
+        rows.append(dict(depth=depth, coarse_depth=coarse, grid_points=(2**depth + 1) ** 3,
+                         coarse_to_fine_queries=sum(counted) // args.repeats,
+                         dense_s=statistics.median(times["dense"]),
+                         coarse_to_fine_s=statistics.median(times["coarse-to-fine"])))
+    return rows
+
+
+def growth_lines(rows: list[dict]) -> list[str]:
+    points = [r["grid_points"] for r in rows]
+    slope = lambda ys: slope_cell(loglog_slope(points, ys))  # noqa: E731
+    lines = [
+        "## Cost growth with the grid", "",
+        "| depth | grid points | dense (s) | coarse-to-fine queries | coarse-to-fine (s) | speed-up |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['depth']} (coarse {r['coarse_depth']}) | {r['grid_points']:,} | {r['dense_s']:.3f} | "
+              f"{r['coarse_to_fine_queries']:,} | {r['coarse_to_fine_s']:.3f} | {r['dense_s'] / r['coarse_to_fine_s']:.2f}× |"
+              for r in rows]
+    lines += [
+        f"| **log-log slope against grid points** | 1.00 | {slope([r['dense_s'] for r in rows])} | "
+        f"{slope([r['coarse_to_fine_queries'] for r in rows])} | {slope([r['coarse_to_fine_s'] for r in rows])} | |",
+        "",
+        "Dense extraction queries every grid point, so its time should grow with slope 1; coarse-to-fine refines only "
+        "the cells the surface crosses, whose number grows like the surface area, (grid points)^(2/3), so its "
+        "queries should grow with a slope near 0.67. Each row is one measurement of its own (median of "
+        "`--repeats`); the first table's figures at the full depth are a separate measurement of the same calls.",
+        "",
+    ]
+    return lines
 
 
 def main(argv=None):
@@ -112,11 +171,14 @@ def main(argv=None):
                                     reps=args.repeats)
         calls.clear()
         fine, queries = run_coarse_to_fine()
+        growth = growth_rows(model, latents, args, level)
     assert queries == sum(calls)
     env["loadavg_end"] = _common.loadavg()
 
     dense_queries = dense.numel()
-    iou = volumetric_iou((fine > level).numpy(), (dense > level).numpy())
+    inside_fine, inside_dense = (fine > level).numpy(), (dense > level).numpy()
+    # A field with no point above the level (an untrained decoder, a smoke run) has no surface: the IoU is undefined.
+    iou = volumetric_iou(inside_fine, inside_dense) if inside_fine.any() or inside_dense.any() else None
     dense_mesh, fine_mesh = meshes_from_occupancy_grid(torch.stack([dense, fine]), args.bound, level)
     if dense_mesh is None or fine_mesh is None:
         mesh_lines = ["* the field has no surface at this level: no meshes to compare"]
@@ -153,8 +215,11 @@ def main(argv=None):
         f"{', '.join(f'{t:.3f}' for t in times['coarse-to-fine'])} |", "",
         f"* query reduction: {dense_queries / queries:.2f}× (target ≥ 5×: {_common.pf(dense_queries / queries >= 5)});"
         f" speed-up {t_dense / t_fine:.2f}×",
-        f"* occupancy IoU of the two grids at the level: {iou:.5f} (target ≥ 0.99: {_common.pf(iou >= 0.99)})",
+        f"* occupancy IoU of the two grids at the level: {iou:.5f} (target ≥ 0.99: {_common.pf(iou >= 0.99)})"
+        if iou is not None else "* occupancy IoU: undefined, no grid point lies above the level in either grid "
+        "(target ≥ 0.99: not measured)",
         *mesh_lines, "",
+        *growth_lines(growth),
         *_common.environment_lines(report),
     ]
     text = "\n".join(lines)

@@ -2,7 +2,9 @@
 """Sampling throughput of `WhiteboxFlowPipeline` against diffusers' `DiTPipeline` with the *same* transformer,
 VAE, batch, number of steps and guidance, as a ratio measured in one run.
 
-    OMP_NUM_THREADS=1 python benchmarks/benchmark_flow_pipeline.py            # writes docs/results/benchmark_generation.md
+    OMP_NUM_THREADS=1 python benchmarks/benchmark_flow_pipeline.py    # writes docs/results/benchmark_generation.{md,json}
+    python benchmarks/benchmark_flow_pipeline.py --hidden_size 16 --num_layers 1 --steps 2 --growth_batch_sizes 2 4 \
+        --repeats 1 --output /tmp/flow.md                                 # smoke run
 
 Setup (the shapes of ``training/configs/flow_vae_dit.yaml``): a randomly initialised (perturbed, so nothing is
 trivially zero) `DiTTransformer2DModel` of width 192, 6 blocks, 3 heads on 4×7×7 latents with patch 1, and an
@@ -20,18 +22,18 @@ Both therefore run the same number of transformer passes on the same batch shape
 B rows — only WhiteboxFlowPipeline — at guidance 1, where `DiTPipeline` also runs B rows). The ratio reports
 pipeline overhead, not model quality. Timings: one warm-up call each, then ``repeats`` alternating timed calls;
 the median is reported.
+
+Cost growth: both pipelines at every batch size of ``--growth_batch_sizes`` (float32, the first guidance scale),
+with the log-log slope of the time per call against the batch (1 = linear: the work per sample does not change).
+bf16 rows run where a bf16 matmul is at least as fast as an fp32 one (``--bf16 auto``; see `_common.resolve_bf16`).
+Memory is not measured here: both pipelines run the same transformer and VAE on the same batch shapes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,9 +41,15 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, FlowMatchEulerD
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 
+from _common import add_bf16_argument, environment_lines, interleaved, loadavg, now, resolve_bf16, start, summarize  # noqa: E402
+from _common import write_report  # noqa: E402
+from _slopes import loglog_slope, slope_cell  # noqa: E402
 from whitebox_hf.models.denoisers import build_dit_transformer  # noqa: E402
 from whitebox_hf.pipelines import WhiteboxFlowPipeline  # noqa: E402
+
+DEFAULT_OUTPUT = ROOT / "docs" / "results" / "benchmark_generation.md"
 
 
 def build_components(args):
@@ -58,77 +66,116 @@ def build_components(args):
     return transformer.eval(), vae.eval()
 
 
-def time_call(pipe, labels, args, guidance_scale, dtype: str = "float32") -> float:
-    # bf16 as users run it on CPU: autocast around the whole call (weights stay float32).
-    context = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
-    start = time.perf_counter()
-    with context:
-        pipe(labels, num_inference_steps=args.steps, guidance_scale=guidance_scale,
-             generator=torch.Generator().manual_seed(0), output_type="np")
-    return time.perf_counter() - start
+def sampler(pipe, batch_size: int, args, guidance_scale: float, dtype: str):
+    """One sampling call as users run it; bf16 on CPU is autocast around the whole call (weights stay float32)."""
+    labels = [i % 10 for i in range(batch_size)]
+
+    def call():
+        context = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
+        with context:
+            pipe(labels, num_inference_steps=args.steps, guidance_scale=guidance_scale,
+                 generator=torch.Generator().manual_seed(0), output_type="np")
+
+    return call
+
+
+def measure(pipes: dict, batch_size: int, args, guidance_scale: float, dtype: str) -> dict:
+    times = interleaved({name: sampler(pipe, batch_size, args, guidance_scale, dtype) for name, pipe in pipes.items()},
+                        warmup=1, reps=args.repeats)
+    row = {"dtype": dtype, "guidance_scale": guidance_scale, "batch_size": batch_size}
+    for name, series in times.items():
+        row[name] = dict(samples_per_s=batch_size / summarize(series)["median_s"], **summarize(series))
+    row["ratio"] = row["whitebox_flow"]["samples_per_s"] / row["dit_pipeline"]["samples_per_s"]
+    return row
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch_size", type=positive_int, default=32)
+    parser.add_argument("--steps", type=positive_int, default=25)
+    parser.add_argument("--guidance_scales", default="4.0,1.0")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--growth_batch_sizes", type=positive_int, nargs="+", default=[8, 16, 32],
+                        help="batch sizes of the cost-growth table (float32, the first guidance scale)")
+    parser.add_argument("--hidden_size", type=positive_int, default=192)
+    parser.add_argument("--num_layers", type=positive_int, default=6)
+    parser.add_argument("--num_heads", type=positive_int, default=3)
+    parser.add_argument("--patch_size", type=positive_int, default=1)
+    parser.add_argument("--latent_channels", type=positive_int, default=4)
+    parser.add_argument("--latent_size", type=positive_int, default=7)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    add_bf16_argument(parser)
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="markdown page; the numbers go next to it as .json")
+    args = parser.parse_args(argv)
+    try:
+        args.guidance_scales = [float(g) for g in args.guidance_scales.split(",")]
+    except ValueError:
+        parser.error(f"--guidance_scales: expected comma-separated numbers, got {args.guidance_scales!r}")
+    if len(set(args.growth_batch_sizes)) < 2:
+        parser.error(f"--growth_batch_sizes: a slope needs two different sizes, got {args.growth_batch_sizes}")
+    return args
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance_scales", default="4.0,1.0")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--hidden_size", type=int, default=192)
-    parser.add_argument("--num_layers", type=int, default=6)
-    parser.add_argument("--num_heads", type=int, default=3)
-    parser.add_argument("--patch_size", type=int, default=1)
-    parser.add_argument("--latent_channels", type=int, default=4)
-    parser.add_argument("--latent_size", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--dtypes", default="float32,bfloat16", help="float32 and/or bfloat16 (CPU autocast)")
-    parser.add_argument("--output", default=str(ROOT / "docs" / "results" / "benchmark_generation.md"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_args(argv)
+    command, env = start(args, argv, "benchmarks/benchmark_flow_pipeline.py")
+    bf16 = resolve_bf16(args.bf16)
+    dtypes = ["float32"] + (["bfloat16"] if bf16["enabled"] else [])
 
     transformer, vae = build_components(args)
-    ours = WhiteboxFlowPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(),
-                                autoencoder=vae, num_classes=1000)
-    theirs = DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler())
-    for pipe in (ours, theirs):
+    pipes = {"whitebox_flow": WhiteboxFlowPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(),
+                                                   autoencoder=vae, num_classes=1000),
+             "dit_pipeline": DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler())}
+    for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
-    labels = [i % 10 for i in range(args.batch_size)]
 
     rows = []
-    for dtype in args.dtypes.split(","):
-        for guidance in (float(g) for g in args.guidance_scales.split(",")):
-            time_call(ours, labels, args, guidance, dtype)
-            time_call(theirs, labels, args, guidance, dtype)
-            ours_times, theirs_times = [], []
-            for _ in range(args.repeats):
-                ours_times.append(time_call(ours, labels, args, guidance, dtype))
-                theirs_times.append(time_call(theirs, labels, args, guidance, dtype))
-            ours_rate = args.batch_size / statistics.median(ours_times)
-            theirs_rate = args.batch_size / statistics.median(theirs_times)
-            rows.append({"dtype": dtype, "guidance_scale": guidance, "whitebox_flow_samples_per_s": ours_rate,
-                         "dit_pipeline_samples_per_s": theirs_rate, "ratio": ours_rate / theirs_rate,
-                         "whitebox_flow_times_s": ours_times, "dit_pipeline_times_s": theirs_times})
-            print(f"{dtype} guidance {guidance}: WhiteboxFlowPipeline {ours_rate:.2f} samples/s, DiTPipeline "
-                  f"{theirs_rate:.2f} samples/s, ratio {ours_rate / theirs_rate:.3f}")
+    for dtype in dtypes:
+        for guidance in args.guidance_scales:
+            row = measure(pipes, args.batch_size, args, guidance, dtype)
+            rows.append(row)
+            print(f"{dtype} guidance {guidance:g}: WhiteboxFlowPipeline {row['whitebox_flow']['samples_per_s']:.2f} "
+                  f"samples/s, DiTPipeline {row['dit_pipeline']['samples_per_s']:.2f} samples/s, "
+                  f"ratio {row['ratio']:.3f}", flush=True)
+    growth = []
+    for batch_size in sorted(set(args.growth_batch_sizes)):
+        row = measure(pipes, batch_size, args, args.guidance_scales[0], "float32")
+        growth.append(row)
+        print(f"growth: batch {batch_size}: WhiteboxFlowPipeline {row['whitebox_flow']['median_s']:.3f} s, "
+              f"DiTPipeline {row['dit_pipeline']['median_s']:.3f} s", flush=True)
+    slopes = {name: loglog_slope([r["batch_size"] for r in growth], [r[name]["median_s"] for r in growth])
+              for name in pipes}
+    env["loadavg_end"] = loadavg()
+    report = dict(command=command, date=now(), environment=env, bf16=bf16, config=vars(args), rows=rows,
+                  growth=growth, growth_slopes=slopes)
+    write_report(args.output, report, lambda: render(report))
+    return report
 
-    command = "OMP_NUM_THREADS=1 python benchmarks/benchmark_flow_pipeline.py " + " ".join(argv or sys.argv[1:])
+
+def render(report: dict) -> str:
+    config = report["config"]
     lines = [
         "# Sampling throughput: WhiteboxFlowPipeline vs diffusers DiTPipeline (same transformer)",
         "",
-        f"Command: `{command.strip()}`",
-        "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch "
-        f"{torch.__version__}, {args.threads} thread(s). Batch {args.batch_size}, {args.steps} steps, DiT width "
-        f"{args.hidden_size} × {args.num_layers} blocks × {args.num_heads} heads on {args.latent_channels}×"
-        f"{args.latent_size}×{args.latent_size} latents (patch {args.patch_size}), AutoencoderKL (32, 64, 64) decoder.",
-        "Median of " + str(args.repeats) + " alternating timed calls after one warm-up each.",
+        f"Written by `benchmarks/benchmark_flow_pipeline.py` (numbers in the `.json` beside this page). Batch "
+        f"{config['batch_size']}, {config['steps']} steps, DiT width {config['hidden_size']} × {config['num_layers']} "
+        f"blocks × {config['num_heads']} heads on {config['latent_channels']}×{config['latent_size']}×"
+        f"{config['latent_size']} latents (patch {config['patch_size']}), AutoencoderKL (32, 64, 64) decoder. Median "
+        f"of {config['repeats']} alternating timed calls after one warm-up each.",
         "",
         "| dtype | guidance | WhiteboxFlowPipeline (samples/s) | DiTPipeline (samples/s) | ratio |",
         "|---|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        lines.append(f"| {row['dtype']} | {row['guidance_scale']:g} | {row['whitebox_flow_samples_per_s']:.2f} | "
-                     f"{row['dit_pipeline_samples_per_s']:.2f} | {row['ratio']:.3f} |")
+    for row in report["rows"]:
+        lines.append(f"| {row['dtype']} | {row['guidance_scale']:g} | {row['whitebox_flow']['samples_per_s']:.2f} | "
+                     f"{row['dit_pipeline']['samples_per_s']:.2f} | {row['ratio']:.3f} |")
     lines += [
         "",
         "Both pipelines make the same number of transformer passes on the same batch shapes, so the ratio measures "
@@ -136,13 +183,25 @@ def main(argv=None) -> dict:
         "(it cannot drive the flow-matching scheduler) and its hard-coded null class 1000, hence a 1000-class "
         "transformer for both; at guidance 1 both skip the unconditional pass.",
         "",
-        "Raw timings (s): " + json.dumps([{k: row[k] for k in ("dtype", "guidance_scale", "whitebox_flow_times_s",
-                                                                "dit_pipeline_times_s")} for row in rows]),
+        f"## Cost growth with the batch (float32, guidance {config['guidance_scales'][0]:g})",
         "",
+        "| batch | WhiteboxFlowPipeline (s per call) | DiTPipeline (s per call) | ratio (samples/s) |",
+        "|---:|---:|---:|---:|",
     ]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines))
-    return {"rows": rows}
+    for row in report["growth"]:
+        lines.append(f"| {row['batch_size']} | {row['whitebox_flow']['median_s']:.3f} | "
+                     f"{row['dit_pipeline']['median_s']:.3f} | {row['ratio']:.3f} |")
+    slopes = report["growth_slopes"]
+    lines += [
+        f"| **log-log slope of time against batch** | {slope_cell(slopes['whitebox_flow'])} | "
+        f"{slope_cell(slopes['dit_pipeline'])} | |",
+        "",
+        "A slope of 1 is linear growth (the same cost per sample at every batch); below 1, the larger batches use "
+        "the cores better. Memory is not measured: both pipelines hold the same models and batch shapes.",
+        "",
+        *environment_lines(report),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
