@@ -113,8 +113,9 @@ def growth_lines(rows: list[dict]) -> list[str]:
         f"{slope([r['coarse_to_fine_queries'] for r in rows])} | {slope([r['coarse_to_fine_s'] for r in rows])} | |",
         "",
         "Dense extraction queries every grid point, so its time should grow with slope 1; coarse-to-fine refines only "
-        "the cells the surface crosses, whose number grows like the surface area, (grid points)^(2/3), so its "
-        "queries should grow with a slope near 0.67. Each row is one measurement of its own (median of "
+        "the cells the level set crosses, whose number grows like the surface area, (grid points)^(2/3), for a smooth "
+        "field, so its queries should grow with a slope near 0.67 there; a rough field (an untrained or briefly "
+        "fitted decoder) crosses the level in many small pockets, and the slope rises toward 1. Each row is one measurement of its own (median of "
         "`--repeats`); the first table's figures at the full depth are a separate measurement of the same calls.",
         "",
     ]
