@@ -26,9 +26,9 @@ def run(args, output_dir):
 
 
 def test_training_learns_and_saves_everything(tmp_path):
-    run(["--epochs", "10"], tmp_path)
+    run(["--epochs", "5"], tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.3  # 10 classes: chance is 0.1 (220 steps of a 2-layer, width-32 CRATE)
+    assert metrics["test_accuracy"] > 0.25  # 10 classes: chance is 0.1 (110 steps of a 2-layer, width-32 CRATE: 0.32)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in records if "train_loss" in r]
     assert losses[-1] < losses[0]
