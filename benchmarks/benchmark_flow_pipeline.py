@@ -153,7 +153,9 @@ def main(argv=None) -> dict:
     slopes = {name: loglog_slope([r["batch_size"] for r in growth], [r[name]["median_s"] for r in growth])
               for name in pipes}
     env["loadavg_end"] = loadavg()
-    report = dict(command=command, date=now(), environment=env, bf16=bf16, config=vars(args), rows=rows,
+    # The output path stays out of the report: the page is where it is, and an absolute path would name this machine.
+    config = {key: value for key, value in vars(args).items() if key != "output"}
+    report = dict(command=command, date=now(), environment=env, bf16=bf16, config=config, rows=rows,
                   growth=growth, growth_slopes=slopes)
     write_report(args.output, report, lambda: render(report))
     return report
