@@ -73,11 +73,16 @@ def parse_args(argv=None):
     return args
 
 
+def growth_row(depth: int, coarse_depth: int, dense_times: list[float], fine_times: list[float], queries: int) -> dict:
+    return dict(depth=depth, coarse_depth=coarse_depth, grid_points=(2**depth + 1) ** 3, coarse_to_fine_queries=queries,
+                dense_s=statistics.median(dense_times), coarse_to_fine_s=statistics.median(fine_times))
+
+
 def growth_rows(model, latents, args, level: float) -> list[dict]:
-    """Dense and coarse-to-fine extraction at every depth of ``--growth-depths`` and at ``--depth`` (the coarse grid
-    ``depth - coarse offset``): median time and decoder queries of each, for the cost-growth table."""
+    """Dense and coarse-to-fine extraction at every depth of ``--growth-depths`` (the coarse grid ``depth - coarse
+    offset``): median time and decoder queries of each. The row at ``--depth`` is the main measurement's."""
     rows = []
-    for depth in sorted({*args.growth_depths, args.depth}):
+    for depth in sorted(set(args.growth_depths)):
         coarse = depth - (args.depth - args.coarse_depth)
         counted = []
 
@@ -90,10 +95,7 @@ def growth_rows(model, latents, args, level: float) -> list[dict]:
              "coarse-to-fine": lambda: coarse_to_fine_occupancy(decode_fn, depth, args.bound, coarse, level=level,
                                                                 dilation=args.dilation, chunk_size=args.chunk_size)},
             warmup=0, reps=args.repeats)
-        rows.append(dict(depth=depth, coarse_depth=coarse, grid_points=(2**depth + 1) ** 3,
-                         coarse_to_fine_queries=sum(counted) // args.repeats,
-                         dense_s=statistics.median(times["dense"]),
-                         coarse_to_fine_s=statistics.median(times["coarse-to-fine"])))
+        rows.append(growth_row(depth, coarse, times["dense"], times["coarse-to-fine"], sum(counted) // args.repeats))
     return rows
 
 
@@ -115,8 +117,8 @@ def growth_lines(rows: list[dict]) -> list[str]:
         "Dense extraction queries every grid point, so its time should grow with slope 1; coarse-to-fine refines only "
         "the cells the level set crosses, whose number grows like the surface area, (grid points)^(2/3), for a smooth "
         "field, so its queries should grow with a slope near 0.67 there; a rough field (an untrained or briefly "
-        "fitted decoder) crosses the level in many small pockets, and the slope rises toward 1. Each row is one measurement of its own (median of "
-        "`--repeats`); the first table's figures at the full depth are a separate measurement of the same calls.",
+        "fitted decoder) crosses the level in many small pockets, and the slope rises toward 1. Medians of "
+        "`--repeats`; the row at the full depth is the measurement of the first table.",
         "",
     ]
     return lines
@@ -174,6 +176,7 @@ def main(argv=None):
         fine, queries = run_coarse_to_fine()
         growth = growth_rows(model, latents, args, level)
     assert queries == sum(calls)
+    growth.append(growth_row(args.depth, args.coarse_depth, times["dense"], times["coarse-to-fine"], queries))
     env["loadavg_end"] = _common.loadavg()
 
     dense_queries = dense.numel()

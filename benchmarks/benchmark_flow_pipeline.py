@@ -23,8 +23,8 @@ B rows — only WhiteboxFlowPipeline — at guidance 1, where `DiTPipeline` also
 pipeline overhead, not model quality. Timings: one warm-up call each, then ``repeats`` alternating timed calls;
 the median is reported.
 
-Cost growth: both pipelines at every batch size of ``--growth_batch_sizes`` (float32, the first guidance scale),
-with the log-log slope of the time per call against the batch (1 = linear: the work per sample does not change).
+Cost growth: both pipelines at every batch size of ``--growth_batch_sizes`` (float32, the first guidance scale; the
+main table's measurement where the batch is ``--batch_size``), with the log-log slope of the time per call against the batch (1 = linear: the work per sample does not change).
 bf16 rows run where a bf16 matmul is at least as fast as an fp32 one (``--bf16 auto``; see `_common.resolve_bf16`).
 Memory is not measured here: both pipelines run the same transformer and VAE on the same batch shapes.
 """
@@ -146,7 +146,9 @@ def main(argv=None) -> dict:
                   f"ratio {row['ratio']:.3f}", flush=True)
     growth = []
     for batch_size in sorted(set(args.growth_batch_sizes)):
-        row = measure(pipes, batch_size, args, args.guidance_scales[0], "float32")
+        # The row of the main table with this batch (float32, first guidance scale) is not measured again.
+        row = rows[0] if batch_size == args.batch_size else measure(pipes, batch_size, args, args.guidance_scales[0],
+                                                                    "float32")
         growth.append(row)
         print(f"growth: batch {batch_size}: WhiteboxFlowPipeline {row['whitebox_flow']['median_s']:.3f} s, "
               f"DiTPipeline {row['dit_pipeline']['median_s']:.3f} s", flush=True)

@@ -17,6 +17,7 @@ def test_smallest_run_writes_the_ratios_and_the_growth_slope(tmp_path):
     report = bench.main([*TINY, "--output", str(page)])
     assert [(r["dtype"], r["guidance_scale"], r["batch_size"]) for r in report["rows"]] == [("float32", 4.0, 2)]
     assert [r["batch_size"] for r in report["growth"]] == [1, 2]
+    assert report["growth"][1] == report["rows"][0]  # the main table's batch is not measured twice
     for row in report["rows"] + report["growth"]:
         for name in ("whitebox_flow", "dit_pipeline"):
             assert row[name]["reps"] == 1 and row[name]["samples_per_s"] == pytest.approx(

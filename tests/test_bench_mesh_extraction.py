@@ -17,6 +17,9 @@ def test_tiny_run_writes_both_tables(tmp_path):
     assert "| dense (`occupancy_grid`) | 4,913 |" in text  # (2^4 + 1)^3 grid points
     rows = re.findall(r"^\| (\d) \(coarse (\d)\) \| ([\d,]+) \|", text, flags=re.M)
     assert rows == [("3", "1", "729"), ("4", "2", "4,913")]
+    # The full-depth row is the first table's measurement, not a second one.
+    dense_s = re.search(r"^\| dense \(`occupancy_grid`\) \| 4,913 \| ([\d.]+) \|", text, flags=re.M).group(1)
+    assert re.search(rf"^\| 4 \(coarse 2\) \| 4,913 \| {dense_s} \|", text, flags=re.M)
     slopes = re.search(r"\*\*log-log slope against grid points\*\* \| 1\.00 \| (\S+) \| (\S+) \| (\S+) \|", text)
     assert slopes and all(re.fullmatch(r"-?\d+\.\d\d", value) for value in slopes.groups())
 
