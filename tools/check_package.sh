@@ -16,9 +16,10 @@
 #    but whitebox_hf can come only from what is installed into the new environment. The wheel is installed with
 #    `pip install --no-deps --no-index` (pip itself is one of the reused packages); a second environment gets the
 #    sdist the same way (pip builds it with the reused setuptools).
-# 4. In each, tools/package_smoke_test.py runs from a folder outside the source tree: it asserts whitebox_hf comes
-#    from that environment's site-packages, loads the bundled checkpoints, runs one flow-pipeline step, exports
-#    the remote code and runs the installed `whitebox-hf` console script.
+# 4. In the wheel's environment, tools/package_smoke_test.py runs from a folder outside the source tree: it asserts
+#    whitebox_hf comes from that environment's site-packages, loads the bundled checkpoints, runs one flow-pipeline
+#    step, exports the remote code and runs the installed `whitebox-hf` console script. The sdist's environment
+#    must hold the same installed files byte for byte (and the same entry points), so the verdict carries over.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,6 +96,31 @@ for kind in wheel sdist; do
     (cd "$WORK/outside" && "$venv/bin/python" -m pip install --quiet --no-deps --no-index --no-build-isolation \
         "$artefact")
     echo "-- $kind: $(basename "$artefact")"
-    (cd "$WORK/outside" && "$venv/bin/python" "$ROOT/tools/package_smoke_test.py" "$site")
+    if [ "$kind" = wheel ]; then
+        (cd "$WORK/outside" && "$venv/bin/python" "$ROOT/tools/package_smoke_test.py" "$site")
+        WHEEL_SITE="$site"
+    else
+        # pip built its own wheel from the sdist: it must install byte for byte what the smoke-tested wheel
+        # installed (every file of the package, and the entry points that make the console script), so the
+        # smoke test's verdict holds for the sdist too without a second run of it.
+        "$PYTHON" - "$WHEEL_SITE" "$site" <<'PY'
+import hashlib, sys
+from pathlib import Path
+
+def installed(site):
+    root = Path(site)
+    files = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in (root / "whitebox_hf").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    (entry_points,) = root.glob("whitebox_hf-*.dist-info/entry_points.txt")
+    files["entry_points.txt"] = hashlib.sha256(entry_points.read_bytes()).hexdigest()
+    return files
+
+wheel, sdist = map(installed, sys.argv[1:])
+differ = sorted(name for name in wheel.keys() | sdist.keys() if wheel.get(name) != sdist.get(name))
+if differ:
+    raise SystemExit(f"the sdist installs {len(differ)} file(s) unlike the wheel's: {differ[:10]}")
+print(f"the sdist installs the same {len(sdist)} files as the wheel, byte for byte")
+PY
+    fi
 done
 echo "check_package: OK"
