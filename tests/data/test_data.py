@@ -117,6 +117,24 @@ def test_augmentation_depends_only_on_seed_epoch_and_index():
     assert list(sampler) != first
 
 
+def test_each_image_is_augmented_from_its_own_seed_and_the_global_rng_is_untouched():
+    """Item i of epoch e is the transform run right after ``torch.manual_seed(f(seed, e, i))``: the images every
+    earlier run and checkpoint saw. Seeding only the CPU generator (fast) must keep exactly that stream."""
+    import torch
+
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    transform = image_classification_transforms(28, [0.5], [0.5], train=True, random_erasing=0.5)
+    dataset = AugmentedTensorDataset(images, torch.arange(5), transform, seed=3)
+    dataset.set_epoch(2)
+    state = torch.get_rng_state()
+    items = [dataset[i]["pixel_values"] for i in range(5)]
+    assert torch.equal(torch.get_rng_state(), state)
+    for index, item in enumerate(items):
+        torch.manual_seed((3 * 1_000_003 + 2) * 10_000_019 + index)
+        assert torch.equal(item, transform(images[index])), index
+    torch.set_rng_state(state)
+
+
 def test_random_erasing_zeroes_a_rectangle_reproducibly_and_checks_its_probability():
     import torch
 

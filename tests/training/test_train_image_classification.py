@@ -26,7 +26,11 @@ def run(args, output_dir):
 
 
 def test_training_learns_and_saves_everything(tmp_path):
-    run(["--epochs", "5"], tmp_path)
+    # In this process (the script's `main`): the command line's own path is covered by test_scale_out.py's
+    # one-process run and the exit-2 tests; a fresh interpreter here would only add its ~10 s of imports.
+    from tests.conftest import load_training_script
+
+    load_training_script("train_image_classification").main([*TINY, "--output_dir", str(tmp_path), "--epochs", "5"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.25  # 10 classes: chance is 0.1 (110 steps of a 2-layer, width-32 CRATE: 0.32)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
