@@ -403,3 +403,16 @@ def test_ssl_full_reads_a_stopped_run_from_its_log(tmp_path):
     assert row["wall_seconds"] == 60.0 and row["planned_epochs"] == 15
     assert report.epochs_text(row) == f"{40 / 468:.1f} of 15"
     assert report.epochs_text({**row, "planned_epochs": None}) == f"{40 / 468:.1f}"
+
+
+def test_ssl_full_sums_the_training_time_of_a_killed_and_resumed_run():
+    """Each launch restarts `elapsed_s`; a run killed after step 30 and resumed from its step-20 checkpoint trained
+    steps 21-30 twice, and the machine's time counts both."""
+    report = load("report_ssl_full")
+    records = [{"type": "config", "config": {"epochs": 2}},
+               *({"type": "metrics", "step": step, "elapsed_s": 2.0 * step} for step in (10, 20, 30)),
+               {"type": "config", "config": {"epochs": 2}},
+               *({"type": "metrics", "step": step, "elapsed_s": 1.0 * (step - 20)} for step in (30, 40, 50))]
+    assert report.logged_training_seconds(records, 50) == 60.0 + 30.0
+    assert report.logged_training_seconds(records, 20) == 40.0  # the second launch logged nothing up to step 20
+    assert report.logged_training_seconds([{"type": "config"}], 50) is None

@@ -6,6 +6,7 @@
     python training/train_mae.py --config training/configs/mae_fashion_mnist.yaml --model vit \\
         --train_subset 0 --eval_train_subset 0 --test_subset 0 --epochs 12 --warmup_steps 936 \\
         --checkpoint_every 468 --output_dir runs/mae-vit-12ep     # and --model crate --output_dir runs/mae-crate-12ep
+    python training/report_ssl_full.py      # first: this page reads the raw-pixel row and the wall times there
     python training/report_mae_layers.py
 
 ``ssl_full.md`` scores one feature per model: the mean of the patch tokens of the *final* encoder output (after
@@ -21,7 +22,8 @@ all 60,000, both scored on the 10,000 test images):
 * ``layers 1-L concatenated``: the per-layer means side by side, as DINO's linear evaluation concatenates the
   last four blocks' tokens for ViT-S (Caron et al., 2021, appendix); the encoders here have four layers.
 
-Every number is computed by this script from the saved models; the raw-pixel row is ``ssl_full.json``'s.
+Every number is computed by this script from the saved models; the raw-pixel row and the training times are
+``ssl_full.json``'s.
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def main(argv=None) -> int:
     output = Path(args.output)
     store = output.with_suffix(".json")
     committed = json.loads(store.read_text())["runs"] if store.is_file() else {}
-    pixels = json.loads((ROOT / "docs" / "results" / "ssl_full.json").read_text())["pixels"]
+    ssl_full = json.loads((ROOT / "docs" / "results" / "ssl_full.json").read_text())
+    pixels = ssl_full["pixels"]
     torch.set_num_threads(1)
     dataset, info = load_image_dataset("fashion-mnist")
     images = {}
@@ -192,7 +195,8 @@ def main(argv=None) -> int:
         test = layer_features(model, images["test"][0])
         evaluation = json.loads((folder / "evaluation.json").read_text())
         results[name] = {"rows": score_features(train, images["train"][1], test, images["test"][1]),
-                         "steps": evaluation["steps"], "train_minutes": evaluation["train_seconds_this_run"] / 60,
+                         # summed over the run's launches (a resumed run's evaluation.json has its last only)
+                         "steps": evaluation["steps"], "train_minutes": ssl_full["runs"][name]["wall_seconds"] / 60,
                          "run_linear_probe_accuracy": evaluation["linear_probe_accuracy"]}
     store.write_text(json.dumps({"runs": results}, indent=2) + "\n")
     output.write_text(render(results, pixels))

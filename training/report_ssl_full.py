@@ -65,13 +65,26 @@ def read_run(runs: Path, name: str) -> dict | None:
     result["planned_epochs"] = configs[0].get("epochs") if configs else None  # the first launch's schedule
     if wall.is_file():
         result["wall_seconds"] = json.loads(wall.read_text())["wall_seconds"]
-    else:  # stopped and evaluated from a checkpoint: the training time its log recorded up to that step
-        elapsed = [r["elapsed_s"] for r in records if "elapsed_s" in r and r.get("step", 0) <= result["steps"]]
-        result["wall_seconds"] = max(elapsed) if elapsed else None
+    else:  # the training time its log recorded up to the scored step
+        result["wall_seconds"] = logged_training_seconds(records, result["steps"])
     return {key: result.get(key) for key in (
         "knn20_accuracy", "linear_probe_accuracy", "feature_std", "effective_rank", "feature_dim",
         "reconstruction_loss", "num_masked_patches", "num_patches", "num_parameters", "num_backbone_parameters",
         "steps", "epochs", "planned_epochs", "num_train_images", "batch_size", "wall_seconds")}
+
+
+def logged_training_seconds(records: list[dict], up_to_step: int) -> float | None:
+    """Training seconds a log records up to ``up_to_step``, summed over its launches: each launch (a ``config``
+    record) restarts ``elapsed_s`` from zero, and a run killed and resumed counts the steps it trained twice (those
+    after its last checkpoint) twice, as the machine spent them."""
+    launches: list[list[float]] = []
+    for record in records:
+        if record.get("type") == "config" or not launches:
+            launches.append([])
+        if "elapsed_s" in record and record.get("step", 0) <= up_to_step:
+            launches[-1].append(record["elapsed_s"])
+    seconds = [max(elapsed) for elapsed in launches if elapsed]
+    return sum(seconds) if seconds else None
 
 
 def measure_pixels() -> dict:
