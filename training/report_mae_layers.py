@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,8 +42,11 @@ from whitebox_hf.data import dataset_to_tensors, load_image_dataset, normalise_i
 from whitebox_hf.evaluation import knn_accuracy, linear_probe_accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "training"))  # train_mae's unmasked stage features
+import train_mae  # noqa: E402
+
 RUNS = [("mae-crate-12ep", "CRATE-MAE"), ("mae-vit-12ep", "ViT-MAE (transformers)")]  # (run folder, label)
-FINAL, CONCATENATED = "final (LayerNorm)", "layers concatenated"
+FINAL, CONCATENATED = train_mae.FINAL_FEATURE, "layers concatenated"
 
 
 def load_mae_model(folder: Path | str) -> torch.nn.Module:
@@ -55,31 +59,10 @@ def load_mae_model(folder: Path | str) -> torch.nn.Module:
 
 @torch.no_grad()
 def layer_features(model: torch.nn.Module, pixel_values: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
-    """``{feature name: (n, d) tensor}``: the mean of the patch tokens of the embedding, of every encoder layer, of
-    the final (LayerNorm'd) encoder output, and the layer means concatenated. Nothing is masked; ViT-MAE's token
-    shuffling does not change a mean."""
-    if pixel_values.ndim != 4 or pixel_values.shape[0] == 0:
-        raise ValueError(f"`pixel_values` must be a non-empty (n, C, H, W) batch, got shape {tuple(pixel_values.shape)}")
-    parts: dict[str, list[torch.Tensor]] = {}
-    vit = isinstance(model, ViTMAEForPreTraining)
-    saved_ratio = model.config.mask_ratio
-    if vit:
-        model.config.mask_ratio = 0.0  # ViTMAEModel masks at inference too
-    try:
-        for batch in pixel_values.split(batch_size):
-            if vit:
-                outputs = model.vit(pixel_values=batch, output_hidden_states=True)
-            else:
-                patches = (batch.shape[-2] // model.config.patch_size) * (batch.shape[-1] // model.config.patch_size)
-                outputs = model(pixel_values=batch, bool_masked_pos=torch.zeros(len(batch), patches, dtype=torch.bool),
-                                output_hidden_states=True)
-            hidden = outputs.hidden_states  # (embedding, layer 1, ..., layer L), without the final norm
-            names = ["embedding"] + [f"layer {k}" for k in range(1, len(hidden))] + [FINAL]
-            for name, states in zip(names, (*hidden, outputs.last_hidden_state)):
-                parts.setdefault(name, []).append(states[:, 1:].mean(dim=1).float())  # drop the class token
-    finally:
-        model.config.mask_ratio = saved_ratio
-    features = {name: torch.cat(chunks) for name, chunks in parts.items()}
+    """``{feature name: (n, d) tensor}``: train_mae's stage features (the mean of the patch tokens of the embedding,
+    of every encoder layer, of the final LayerNorm'd output: the feature the training script probes) and the layer
+    means concatenated."""
+    features = train_mae.layer_features(model, pixel_values, batch_size)
     layers = [name for name in features if name.startswith("layer ")]
     features[CONCATENATED] = torch.cat([features[name] for name in layers], dim=1)
     return features

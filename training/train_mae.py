@@ -180,19 +180,42 @@ def reconstruct(model: nn.Module, pixel_values: torch.Tensor, mask: torch.Tensor
     return predicted, loss
 
 
+FINAL_FEATURE = "final (LayerNorm)"
+
+
+@torch.no_grad()
+def layer_features(model: nn.Module, pixel_values: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """``{stage: (n, d) tensor}``: the mean of the patch tokens of the embedding, of every encoder layer and of the
+    final (LayerNorm'd) encoder output (`FINAL_FEATURE`). Nothing is masked (ViT-MAE's mask ratio is 0 during the
+    call and restored after it); ViT-MAE's token shuffling does not change a mean."""
+    if pixel_values.ndim != 4 or pixel_values.shape[0] == 0:
+        raise ValueError(f"`pixel_values` must be a non-empty (n, C, H, W) batch, got shape {tuple(pixel_values.shape)}")
+    parts: dict[str, list[torch.Tensor]] = {}
+    vit = isinstance(model, ViTMAEForPreTraining)
+    saved_ratio = model.config.mask_ratio
+    if vit:
+        model.config.mask_ratio = 0.0  # ViTMAEModel masks at inference too (spec §6 gotcha)
+    try:
+        for batch in pixel_values.split(batch_size):
+            if vit:
+                outputs = model.vit(pixel_values=batch, output_hidden_states=True)
+            else:
+                patches = (batch.shape[-2] // model.config.patch_size) * (batch.shape[-1] // model.config.patch_size)
+                outputs = model(pixel_values=batch, bool_masked_pos=torch.zeros(len(batch), patches, dtype=torch.bool),
+                                output_hidden_states=True)
+            hidden = outputs.hidden_states  # (embedding, layer 1, ..., layer L), without the final norm
+            names = ["embedding"] + [f"layer {k}" for k in range(1, len(hidden))] + [FINAL_FEATURE]
+            for name, states in zip(names, (*hidden, outputs.last_hidden_state)):
+                parts.setdefault(name, []).append(states[:, 1:].mean(dim=1).float().cpu())  # drop the class token
+    finally:
+        model.config.mask_ratio = saved_ratio
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
 @torch.no_grad()
 def encoder_features(model: nn.Module, pixel_values: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Mean of the patch tokens of the final encoder output, nothing masked."""
-    features = []
-    for batch in pixel_values.split(batch_size):
-        if isinstance(model, ViTMAEForPreTraining):
-            hidden = model.vit(pixel_values=batch).last_hidden_state  # mask_ratio is 0 here (see `evaluate`)
-        else:
-            num_patches = (batch.shape[-2] // model.config.patch_size) * (batch.shape[-1] // model.config.patch_size)
-            mask = torch.zeros(batch.shape[0], num_patches, dtype=torch.bool)
-            hidden = model(pixel_values=batch, bool_masked_pos=mask).last_hidden_state
-        features.append(hidden[:, 1:].mean(dim=1).float().cpu())
-    return torch.cat(features)
+    return layer_features(model, pixel_values, batch_size)[FINAL_FEATURE]
 
 
 @torch.no_grad()
@@ -206,14 +229,8 @@ def evaluate(model: nn.Module, train_pixels, train_labels, test_pixels, test_lab
         _, loss = reconstruct(model, pixels, mask)
         total += loss.item() * len(pixels)
         count += len(pixels)
-    saved_ratio = model.config.mask_ratio
-    if isinstance(model, ViTMAEForPreTraining):
-        model.config.mask_ratio = 0.0  # ViTMAEModel masks at inference too (spec §6 gotcha)
-    try:
-        train_features = encoder_features(model, train_pixels, args["eval_batch_size"])
-        test_features = encoder_features(model, test_pixels, args["eval_batch_size"])
-    finally:
-        model.config.mask_ratio = saved_ratio
+    train_features = encoder_features(model, train_pixels, args["eval_batch_size"])
+    test_features = encoder_features(model, test_pixels, args["eval_batch_size"])
     model.train(was_training)
     return {
         "reconstruction_loss": total / count,
