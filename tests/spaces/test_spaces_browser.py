@@ -79,31 +79,40 @@ def serve(demo, timeout: float = 30.0):
         demo.close()
 
 
-def upload_file(page, elem_id: str, path, shown: str, attempts: int = 3, wait_ms: int = 30_000) -> None:
+def upload_file(page, elem_id: str, path, shown: str, attempts: int = 3, wait_ms: int = 30_000,
+                total_ms: int = 180_000) -> None:
     """Set ``path`` on the hidden file input of the component ``#elem_id`` and wait until ``shown`` (a CSS selector
     inside the component, or ``text=...``) is visible.
 
     Why a retry: gradio's upload action replaces its hidden ``<input type=file>`` whenever the component re-renders
     (its ``update`` removes the input and builds a new one, and the old input's change listener then reads the new,
-    empty one), so files set at that moment are dropped without an error; CI hit this once. The upload is retried
-    a few times; an upload that never shows still fails, with the component's text."""
+    empty one), so files set at that moment are dropped without an error; CI hit this once. So this polls: while
+    the upload is on its way the input is gone and it waits; when an input is back without ``shown`` (the file
+    was dropped by a re-render) or ``wait_ms`` passed with no result, it sets the file again, up to ``attempts``
+    times in ``total_ms``. An upload that never shows still fails, with the component's text."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     component = page.locator(f"#{elem_id}")
     file_input = component.locator("input[type=file]")
+    target = component.locator(shown).first
     file_input.first.wait_for(state="attached")  # the page has rendered the drop zone
-    for _ in range(attempts):
-        if file_input.count() == 0:  # the upload went through and the preview replaced the drop zone: just slow
-            component.locator(shown).first.wait_for()
-            return
-        file_input.set_input_files(str(path))
-        try:
-            component.locator(shown).first.wait_for(timeout=wait_ms)
+    deadline = time.monotonic() + total_ms / 1000
+    uploads, last_upload, input_vanished = 0, 0.0, False
+    while time.monotonic() < deadline:
+        try:  # a short wait_for, not is_visible(): is_visible() stayed False for a file name gradio splits into
+            # two spans ("name", ".csv") where wait_for finds it
+            target.wait_for(timeout=500)
             return
         except PlaywrightTimeoutError:
-            continue
-    raise AssertionError(f"#{elem_id}: {shown!r} did not show after {attempts} uploads of {path}; "
-                         f"the component reads {component.inner_text()!r}")
+            pass
+        has_input = file_input.count() > 0
+        input_vanished = input_vanished or not has_input
+        stale = time.monotonic() - last_upload > wait_ms / 1000
+        if has_input and uploads < attempts and (uploads == 0 or input_vanished or stale):
+            file_input.set_input_files(str(path))
+            uploads, last_upload, input_vanished = uploads + 1, time.monotonic(), False
+    raise AssertionError(f"#{elem_id}: {shown!r} did not show within {total_ms / 1000:.0f} s after {uploads} "
+                         f"uploads of {path}; the component reads {component.inner_text()!r}")
 
 
 def settle(page) -> None:
