@@ -6,6 +6,7 @@ folder on ``sys.path`` first so they run from any working directory.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import gc
 import json
@@ -33,6 +34,7 @@ __all__ = [
     "interleaved",
     "loadavg",
     "now",
+    "peak_increase_bytes",
     "pf",
     "summarize",
     "time_call",
@@ -72,6 +74,35 @@ def interleaved(fns: dict[str, callable], warmup: int, reps: int, self_timed: bo
         if gc_was_enabled:
             gc.enable()
     return times
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field} line")
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the OS, so a call's peak is measured from a low baseline instead of being
+    absorbed by memory an earlier call left in the allocator."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_increase_bytes(fn) -> int:
+    """Peak resident memory of one call of ``fn`` above the resident memory just before it (Linux: the high-water
+    mark ``VmHWM`` is reset through ``/proc/self/clear_refs``)."""
+    _release_freed_memory()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    baseline = _status_kb("VmRSS")
+    result = fn()
+    peak = _status_kb("VmHWM")
+    del result
+    return max(0, peak - baseline) * 1024
 
 
 def summarize(times: list[float]) -> dict:

@@ -19,7 +19,12 @@ interleaved across the dtypes (median of ``--repeats`` after ``--warmup``):
 Marching cubes has no Hugging Face counterpart (it is scikit-image's, the same call for both), and no diffusers or
 transformers model decodes a SITA-VAE latent; extraction is reported without a baseline. The bfloat16 shapes are
 compared with the float32 ones from the same initial noise (occupancy IoU of the grids), so that a speed-up does not
-hide a different shape. Every number on the page comes from this run.
+hide a different shape. bfloat16 is measured only where the CPU multiplies it natively (``--bf16 auto``, the default;
+see `_common.resolve_bf16`).
+
+Cost growth: one denoiser call (ours and the baseline) at each batch of ``--growth-batches``, and the dense decoder
+grid and marching cubes at each depth of ``--growth-depths``, time and resident-memory increase, with the log-log
+slopes against the work. Every number on the page comes from this run.
 
 Usage::
 
@@ -41,6 +46,7 @@ from diffusers.utils import logging as diffusers_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from _slopes import loglog_slope, slope_cell
 
 from whitebox_hf.evaluation import volumetric_iou
 from whitebox_hf.pipelines import ShapeGenerationPipeline
@@ -65,12 +71,21 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--forward-repeats", type=int, default=20, help="repeats of the single denoiser calls")
+    parser.add_argument("--growth-batches", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                        help="denoiser batch sizes of the cost-growth table")
+    parser.add_argument("--growth-depths", type=int, nargs="+", default=[5, 6, 7],
+                        help="octree depths of the extraction cost-growth table")
     parser.add_argument("--threads", type=int, default=1)
+    _common.add_bf16_argument(parser)
     parser.add_argument("--output", type=Path, default=None, help="the .md page (a .json beside it)")
     args = parser.parse_args(argv)
     for name in ("steps", "depth", "repeats", "forward_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("growth_batches", "growth_depths"):
+        values = getattr(args, name)
+        if min(values) < 1 or len(set(values)) < 2:
+            parser.error(f"--{name.replace('_', '-')} needs at least two distinct values ≥ 1, got {values}")
     if args.guidance < 0:
         parser.error(f"--guidance must be ≥ 0, got {args.guidance}")
     return args
@@ -120,14 +135,104 @@ def same_size_baseline(denoiser):
     return baseline.eval(), blocks
 
 
+def cost_growth(pipes: dict, baselines: dict, tokens: torch.Tensor, latents: dict, args) -> dict:
+    """Time and peak memory against the work: one denoiser call (ours and the baseline) at each batch of
+    ``--growth-batches``, and the dense decoder grid (`SitaVaeModel.occupancy_grid`) and marching cubes at each depth
+    of ``--growth-depths`` (work: the ``(2^depth + 1)³`` queries). Time: median of ``--repeats`` (denoiser:
+    ``--forward-repeats``), interleaved across models and dtypes; memory: the resident-set increase of one call."""
+    first = next(iter(pipes.values()))
+    config = first.denoiser.config
+    generator = torch.Generator().manual_seed(args.seed)
+    denoiser = {}
+    for batch in args.growth_batches:
+        sample = torch.randn(batch, config.num_latents, config.latent_channels, generator=generator)
+        cond = tokens.expand(batch, -1, -1).float()
+        timestep = torch.full((batch,), 500, dtype=torch.long)
+        context = torch.randn(batch, tokens.shape[1], config.hidden_size, generator=generator)
+        fns = {}
+        for name, pipe in pipes.items():
+            dtype = DTYPES[name]
+            fns[f"ours {name}"] = (lambda p=pipe, d=dtype, x=sample, c=cond, t=timestep:
+                                   p.denoiser(x.to(d), t, c.to(d), return_dict=False))
+            fns[f"baseline {name}"] = (lambda m=baselines[name], d=dtype, x=sample, c=cond, t=timestep, e=context:
+                                       m(x.to(d), t, proj_embedding=c.mean(1).to(d), encoder_hidden_states=e.to(d)))
+        times = _common.interleaved(fns, warmup=args.warmup, reps=args.forward_repeats)
+        denoiser[batch] = {key: dict(**_common.summarize(values), peak_bytes=_common.peak_increase_bytes(fns[key]))
+                           for key, values in times.items()}
+    extraction = {}
+    for depth in args.growth_depths:
+        fns, grids = {}, {}
+        for name, pipe in pipes.items():
+            shape = latents[name].to(pipe.vae.dtype)
+            grids[name] = pipe.vae.occupancy_grid(shape, octree_depth=depth, bound=args.bound)
+            fns[f"grid {name}"] = (lambda p=pipe, z=shape, k=depth:
+                                   p.vae.occupancy_grid(z, octree_depth=k, bound=args.bound))
+            fns[f"marching cubes {name}"] = lambda p=pipe, g=grids[name]: p.to_meshes(g, args.bound)
+        times = _common.interleaved(fns, warmup=args.warmup, reps=args.repeats)
+        extraction[depth] = dict(points=(2**depth + 1) ** 3, **{
+            key: dict(**_common.summarize(values), peak_bytes=_common.peak_increase_bytes(fns[key]))
+            for key, values in times.items()})
+    return dict(denoiser=denoiser, extraction=extraction)
+
+
+def growth_lines(growth: dict, dtypes: list[str]) -> list[str]:
+    """The cost-growth section of the page: per-point tables and the log-log slopes against the work."""
+    mb = lambda b: f"{b / 1e6:.1f}"  # noqa: E731
+    batches = sorted(growth["denoiser"])
+    lines = ["", "## Cost growth", "",
+             "How time and resident memory grow with the work: a log-log slope of 1 is linear, 0 flat. Memory is the "
+             "resident-set increase of one call over the resident set just before it (after `gc.collect()` and "
+             "`malloc_trim`); allocations below the allocator's reuse threshold do not show, so small calls read 0.",
+             "", "### Denoiser call against batch", "",
+             "| batch | dtype | ours (ms) | baseline (ms) | ours / baseline | ours peak (MB) | baseline peak (MB) |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for batch in batches:
+        for name in dtypes:
+            ours, base = growth["denoiser"][batch][f"ours {name}"], growth["denoiser"][batch][f"baseline {name}"]
+            lines.append(f"| {batch} | {name} | {1e3 * ours['median_s']:.2f} | {1e3 * base['median_s']:.2f} | "
+                         f"{ours['median_s'] / base['median_s']:.2f}× | {mb(ours['peak_bytes'])} | "
+                         f"{mb(base['peak_bytes'])} |")
+    lines += ["", "| model | dtype | time slope vs batch | memory slope vs batch |", "|---|---|---:|---:|"]
+    for who, label in (("ours", "`AlignedShapeLatentDenoiser`"), ("baseline", "`PriorTransformer`")):
+        for name in dtypes:
+            entries = [growth["denoiser"][b][f"{who} {name}"] for b in batches]
+            lines.append(f"| {label} | {name} | {slope_cell(loglog_slope(batches, [e['median_s'] for e in entries]))} "
+                         f"| {slope_cell(loglog_slope(batches, [e['peak_bytes'] for e in entries]))} |")
+    depths = sorted(growth["extraction"])
+    points = [growth["extraction"][k]["points"] for k in depths]
+    lines += ["", "### Extraction against grid size", "",
+              "The dense decoder grid (`SitaVaeModel.occupancy_grid`, 10,000 queries a chunk) and marching cubes "
+              "(`ShapeGenerationPipeline.to_meshes`, scikit-image) from the sampled latents; the work is the number "
+              "of grid points. `benchmark_mesh_extraction.md` compares the dense grid with coarse-to-fine refinement.",
+              "", "| depth | grid points | dtype | grid (s) | marching cubes (s) | grid peak (MB) |",
+              "|---:|---:|---|---:|---:|---:|"]
+    for depth in depths:
+        entry = growth["extraction"][depth]
+        for name in dtypes:
+            grid, cubes = entry[f"grid {name}"], entry[f"marching cubes {name}"]
+            lines.append(f"| {depth} | {entry['points']:,} | {name} | {grid['median_s']:.3f} | "
+                         f"{cubes['median_s']:.3f} | {mb(grid['peak_bytes'])} |")
+    lines += ["", "| part | dtype | time slope vs grid points | memory slope vs grid points |", "|---|---|---:|---:|"]
+    for part in ("grid", "marching cubes"):
+        for name in dtypes:
+            entries = [growth["extraction"][k][f"{part} {name}"] for k in depths]
+            lines.append(f"| {part} | {name} | {slope_cell(loglog_slope(points, [e['median_s'] for e in entries]))} | "
+                         f"{slope_cell(loglog_slope(points, [e['peak_bytes'] for e in entries]))} |")
+    return lines
+
+
 def main(argv=None):
     args = parse_args(argv)
     command, env = _common.start(args, argv, "benchmarks/bench_shape_generation.py")
     if not (args.pipeline / "model_index.json").is_file():
         raise SystemExit(f"--pipeline {args.pipeline} holds no model_index.json (train one with "
                          "training/train_shape_diffusion.py)")
+    bf16 = _common.resolve_bf16(args.bf16) if "bfloat16" in args.dtypes else None
+    dtypes = [name for name in args.dtypes if name != "bfloat16" or bf16["enabled"]]
+    if not dtypes:
+        raise SystemExit(f"--dtypes {' '.join(args.dtypes)}: nothing to measure ({bf16['reason']})")
     pipes = {}
-    for name in args.dtypes:
+    for name in dtypes:
         pipe = ShapeGenerationPipeline.from_pretrained(args.pipeline, torch_dtype=DTYPES[name])
         pipe.set_progress_bar_config(disable=True)
         pipes[name] = pipe
@@ -158,7 +263,7 @@ def main(argv=None):
     # (diffusers warns on a cast by `.to()` of a model that names no modules to keep in float32; it names none)
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
-    baselines = {name: copy.deepcopy(baseline).to(DTYPES[name]) for name in args.dtypes}
+    baselines = {name: copy.deepcopy(baseline).to(DTYPES[name]) for name in dtypes}
     diffusers_logging.set_verbosity(verbosity)
 
     fns_sample, fns_extract, fns_total, fns_forward = {}, {}, {}, {}
@@ -179,6 +284,7 @@ def main(argv=None):
             "denoiser call": _common.interleaved(fns_forward, warmup=args.warmup, reps=args.forward_repeats),
         }
         grids = {name: extract(name) for name in pipes}
+        growth = cost_growth(pipes, baselines, tokens, latents, args)
     env["loadavg_end"] = _common.loadavg()
 
     summary = {part: {name: _common.summarize(values) for name, values in group.items()}
@@ -198,7 +304,7 @@ def main(argv=None):
                   guidance_scale=args.guidance, octree_depth=args.depth, grid_points=side**3, bound=args.bound,
                   seed=args.seed, denoiser_parameters=params["ours"], baseline_parameters=params["baseline"],
                   baseline_blocks=blocks, condition_tokens=int(tokens.shape[1]), guidance_batch=batch,
-                  timings=summary, iou_vs_float32=agreement,
+                  timings=summary, iou_vs_float32=agreement, cost_growth=growth, bf16=bf16,
                   meshes={name: None if mesh is None else dict(vertices=len(mesh.vertices), faces=len(mesh.faces))
                           for name, mesh in meshes.items()})
 
@@ -218,7 +324,7 @@ def main(argv=None):
     shown = resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else args.pipeline
     report["pipeline"] = str(shown)
     lines = [
-        "# Shape generation: time per shape on CPU, float32 and bfloat16", "",
+        f"# Shape generation: time per shape on CPU, {' and '.join(pipes)}", "",
         f"Pipeline: `{shown}` "
         f"({first.condition_kind}-conditioned; denoiser `{type(first.denoiser).__name__}`, {config.block_type} blocks, "
         f"{config.conditioning} conditioning, width {config.hidden_size}, {params['ours']:,} parameters). "
@@ -226,6 +332,7 @@ def main(argv=None):
         f"{batch}), extraction on the dense {side}³ grid (±{args.bound}, {side**3:,} decoder queries) + marching "
         f"cubes, seed {args.seed}. Median of {args.repeats} (after {args.warmup} warm-up), interleaved across dtypes.",
         "",
+        *([f"bfloat16 is not measured: {bf16['reason']}.", ""] if bf16 and not bf16["enabled"] else []),
         "| part | dtype | median (s) | q25–q75 (s) | all times (s) |", "|---|---|---:|---|---|",
         *[row(part, name, part) for part in ("sampling", "extraction", "together") for name in pipes], "",
     ]
@@ -262,7 +369,8 @@ def main(argv=None):
                          f"{1e3 * entry['q25_s']:.2f}–{1e3 * entry['q75_s']:.2f} | 1 |")
     lines += [
         "", "Extraction has no baseline: no diffusers or transformers model decodes a SITA-VAE latent, and marching "
-        "cubes is scikit-image's, the same call whichever model made the grid.", "",
+        "cubes is scikit-image's, the same call whichever model made the grid.",
+        *growth_lines(growth, list(pipes)), "",
         *_common.environment_lines(report),
     ]
     text = "\n".join(lines)

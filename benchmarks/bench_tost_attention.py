@@ -22,8 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import math
 import sys
 from pathlib import Path
@@ -34,7 +32,7 @@ from whitebox_hf.nn import MultiHeadSelfAttention, TokenStatisticsSelfAttention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
 from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
-from _common import write_report  # noqa: E402
+from _common import peak_increase_bytes, write_report  # noqa: E402
 from _common import add_bf16_argument, resolve_bf16  # noqa: E402
 
 # Targets of issue 19 (item 2), at the longest length.
@@ -51,35 +49,6 @@ DTYPES = ("fp32", "bf16")
 # --------------------------------------------------------------------------------------------------------------
 # Memory: the process's resident-set high-water mark over the resident set just before the call
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise OSError(f"/proc/self/status has no {field} line")
-
-
-def _release_freed_memory() -> None:
-    """Hand freed heap memory back to the OS, so a call's peak is measured from a low baseline instead of being
-    absorbed by memory an earlier call left in the allocator."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def peak_increase_bytes(fn) -> int:
-    """Peak resident memory of one call of ``fn`` above the resident memory just before it (Linux: the high-water
-    mark ``VmHWM`` is reset through ``/proc/self/clear_refs``)."""
-    _release_freed_memory()
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    baseline = _status_kb("VmRSS")
-    result = fn()
-    peak = _status_kb("VmHWM")
-    del result
-    return max(0, peak - baseline) * 1024
 
 
 # --------------------------------------------------------------------------------------------------------------

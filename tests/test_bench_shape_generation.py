@@ -18,7 +18,8 @@ def test_smallest_run_writes_the_page_and_json(tmp_path):
     bench = load_benchmark("bench_shape_generation")
     page = tmp_path / "benchmark_shape_generation.md"
     argv = ["--pipeline", str(bundled_checkpoint("procedural-shapes-image-to-3d")), "--steps", "1", "--depth", "3",
-            "--repeats", "1", "--warmup", "0", "--forward-repeats", "1", "--image",
+            "--repeats", "1", "--warmup", "0", "--forward-repeats", "1", "--growth-batches", "1", "2",
+            "--growth-depths", "2", "3", "--bf16", "on", "--image",
             str(ROOT / "spaces" / "text-to-3d" / "examples" / "chair.png"), "--output", str(page)]
     assert bench.main(argv) == 0
     report = json.loads(page.with_suffix(".json").read_text())
@@ -34,6 +35,14 @@ def test_smallest_run_writes_the_page_and_json(tmp_path):
     text = page.read_text()
     assert "| sampling | bfloat16 |" in text and "`PriorTransformer`" in text and "## Environment" in text
     assert 0 <= report["iou_vs_float32"]["bfloat16"] <= 1
+    # the cost-growth section: every model and dtype at every batch, every part at every depth, and the slopes
+    growth = report["cost_growth"]
+    assert set(growth["denoiser"]) == {"1", "2"} and set(growth["extraction"]) == {"2", "3"}
+    assert all(set(entry) == set(report["timings"]["denoiser call"]) for entry in growth["denoiser"].values())
+    assert growth["extraction"]["3"]["points"] == 9**3
+    assert all(entry["median_s"] > 0 and entry["peak_bytes"] >= 0
+               for depth in growth["extraction"].values() for key, entry in depth.items() if key != "points")
+    assert "## Cost growth" in text and "time slope vs batch" in text and "time slope vs grid points" in text
 
 
 def test_bad_arguments_are_refused():
@@ -42,3 +51,5 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--steps", "0"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--guidance", "-1"])
+    with pytest.raises(SystemExit):  # a slope needs two distinct points
+        bench.parse_args(["--growth-batches", "4", "4"])
