@@ -135,6 +135,19 @@ def same_size_baseline(denoiser):
     return baseline.eval(), blocks
 
 
+def training_note(pipeline: Path) -> str:
+    """What the pipeline's training run wrote (``metrics.json`` beside the folder, as `train_shape_diffusion.py`
+    saves it): steps and training time; the timings on the page do not depend on the weights."""
+    metrics = pipeline.parent / "metrics.json"
+    if not metrics.is_file():
+        return "Training of the pipeline: unknown (no metrics.json beside it); the timings do not depend on the weights."
+    facts = json.loads(metrics.read_text())
+    return (f"The denoiser was trained for {facts['steps']:,} steps ({facts['epochs']:.1f} epochs, "
+            f"{facts['train_seconds_total'] / 60:.1f} min) on {facts['num_train_shapes']:,} procedural shapes "
+            f"(`{metrics.resolve().relative_to(ROOT) if metrics.resolve().is_relative_to(ROOT) else metrics}`); the timings do "
+            "not depend on the weights, the occupancy IoU and the mesh sizes do.")
+
+
 def cost_growth(pipes: dict, baselines: dict, tokens: torch.Tensor, latents: dict, args) -> dict:
     """Time and peak memory against the work: one denoiser call (ours and the baseline) at each batch of
     ``--growth-batches``, and the dense decoder grid (`SitaVaeModel.occupancy_grid`) and marching cubes at each depth
@@ -330,7 +343,8 @@ def main(argv=None):
         f"{config.conditioning} conditioning, width {config.hidden_size}, {params['ours']:,} parameters). "
         f"Condition: {condition_text}. {args.steps} DDIM steps, guidance {args.guidance:g} (denoiser batch "
         f"{batch}), extraction on the dense {side}³ grid (±{args.bound}, {side**3:,} decoder queries) + marching "
-        f"cubes, seed {args.seed}. Median of {args.repeats} (after {args.warmup} warm-up), interleaved across dtypes.",
+        f"cubes, seed {args.seed}. Median of {args.repeats} (after {args.warmup} warm-up), interleaved across dtypes. "
+        f"{training_note(args.pipeline)}",
         "",
         *([f"bfloat16 is not measured: {bf16['reason']}.", ""] if bf16 and not bf16["enabled"] else []),
         "| part | dtype | median (s) | q25–q75 (s) | all times (s) |", "|---|---|---:|---|---|",
