@@ -142,10 +142,17 @@ def training_note(pipeline: Path) -> str:
     if not metrics.is_file():
         return "Training of the pipeline: unknown (no metrics.json beside it); the timings do not depend on the weights."
     facts = json.loads(metrics.read_text())
+    shown = lambda path: path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path  # noqa: E731
+    vae_evaluation = Path(facts.get("autoencoder") or "").parent / "evaluation.json"
+    vae = ""
+    if facts.get("autoencoder") and vae_evaluation.is_file():  # train_sita_vae.py's scores of the autoencoder
+        scores = json.loads(vae_evaluation.read_text())
+        vae = (f", in the latent space of a SITA-VAE trained for {scores['steps']:,} steps (volumetric IoU "
+               f"{scores['volumetric_iou']:.3f} on its {scores['eval_split']} shapes, `{shown(vae_evaluation)}`)")
     return (f"The denoiser was trained for {facts['steps']:,} steps ({facts['epochs']:.1f} epochs, "
             f"{facts['train_seconds_total'] / 60:.1f} min) on {facts['num_train_shapes']:,} procedural shapes "
-            f"(`{metrics.resolve().relative_to(ROOT) if metrics.resolve().is_relative_to(ROOT) else metrics}`); the timings do "
-            "not depend on the weights, the occupancy IoU and the mesh sizes do.")
+            f"(`{shown(metrics)}`){vae}; the timings do not depend on the weights, the occupancy IoU and the mesh "
+            "sizes do.")
 
 
 def cost_growth(pipes: dict, baselines: dict, tokens: torch.Tensor, latents: dict, args) -> dict:

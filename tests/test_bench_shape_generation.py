@@ -53,3 +53,18 @@ def test_bad_arguments_are_refused():
         bench.parse_args(["--guidance", "-1"])
     with pytest.raises(SystemExit):  # a slope needs two distinct points
         bench.parse_args(["--growth-batches", "4", "4"])
+
+
+def test_the_page_says_how_the_pipeline_trained(tmp_path):
+    bench = load_benchmark("bench_shape_generation")
+    run, vae = tmp_path / "diffusion", tmp_path / "sita_vae"
+    (run / "pipeline").mkdir(parents=True)
+    (vae / "model").mkdir(parents=True)
+    assert "unknown" in bench.training_note(run / "pipeline")
+    (run / "metrics.json").write_text(json.dumps({"steps": 300, "epochs": 11.8, "train_seconds_total": 150.0,
+                                                  "num_train_shapes": 811, "autoencoder": str(vae / "model")}))
+    note = bench.training_note(run / "pipeline")
+    assert "300 steps (11.8 epochs, 2.5 min) on 811 procedural shapes" in note and "SITA-VAE" not in note
+    (vae / "evaluation.json").write_text(json.dumps({"steps": 500, "volumetric_iou": 0.4919, "eval_split": "validation"}))
+    assert "a SITA-VAE trained for 500 steps (volumetric IoU 0.492 on its validation shapes" in bench.training_note(
+        run / "pipeline")
