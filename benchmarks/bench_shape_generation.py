@@ -353,7 +353,6 @@ def main(argv=None):
         f"cubes, seed {args.seed}. Median of {args.repeats} (after {args.warmup} warm-up), interleaved across dtypes. "
         f"{training_note(args.pipeline)}",
         "",
-        *([f"bfloat16 is not measured: {bf16['reason']}.", ""] if bf16 and not bf16["enabled"] else []),
         "| part | dtype | median (s) | q25–q75 (s) | all times (s) |", "|---|---|---:|---|---|",
         *[row(part, name, part) for part in ("sampling", "extraction", "together") for name in pipes], "",
     ]
