@@ -26,9 +26,11 @@ Cost growth: one denoiser call (ours and the baseline) at each batch of ``--grow
 grid and marching cubes at each depth of ``--growth-depths``, time and resident-memory increase, with the log-log
 slopes against the work. Every number on the page comes from this run.
 
-Usage::
+Usage (``training/run_shape_bench_pipeline.sh`` trains the pipeline of the page in about 40 minutes; any pipeline
+folder of ``train_shape_diffusion.py`` works, e.g. ``runs/shapes/diffusion_image/pipeline``)::
 
-    .venv/bin/python benchmarks/bench_shape_generation.py --pipeline runs/shapes/diffusion_image/pipeline \\
+    bash training/run_shape_bench_pipeline.sh
+    .venv/bin/python benchmarks/bench_shape_generation.py --pipeline runs/shapes_bench/diffusion_image/pipeline \\
         --output docs/results/benchmark_shape_generation.md
 """
 
