@@ -118,3 +118,19 @@ def test_combined_loader_rejects_bad_sources():
         load_caption_images(["emoji", "emoji"])
     with pytest.raises(ValueError, match="test_fraction"):
         load_caption_images(["emoji"], test_fraction=1)
+
+
+def test_a_drawing_that_reaches_the_guessed_canvas_edge_is_redrawn_on_the_measured_canvas(monkeypatch):
+    from PIL import ImageFont
+
+    from whitebox_hf.data import emoji as emoji_module
+
+    font = ImageFont.truetype(str(_real_files()["font"]), emoji_module.EMOJI_FONT_SIZE)
+    samples = ("\U0001F600", "\U0001F1FA\U0001F1F8", "\U0001F468\u200D\U0001F469\u200D\U0001F467")  # face, flag, family
+    expected = [render_emoji(text, font, 24) for text in samples]
+    monkeypatch.setattr(emoji_module, "_canvas_guess", lambda text, font: (20, 20))  # clips every glyph
+    for text, (rgb, mask) in zip(samples, expected):
+        clipped_rgb, clipped_mask = render_emoji(text, font, 24)
+        np.testing.assert_array_equal(clipped_rgb, rgb)
+        np.testing.assert_array_equal(clipped_mask, mask)
+    assert render_emoji("A", font, 24) is None  # no glyph in the font: nothing drawn on either canvas

@@ -124,6 +124,12 @@ def emoji_caption(name: str, group: str, subgroup: str) -> str:
     return make_caption(name, [group, subgroup])
 
 
+def _canvas_guess(emoji: str, font) -> tuple[int, int]:
+    """A canvas that holds the drawing of ``emoji`` in any font whose glyphs are at most twice the font size wide and
+    tall per code point (Noto's bitmap strike: 136 × 128 px at size 109)."""
+    return 2 * font.size * len(emoji) + 8, 2 * font.size + 8
+
+
 def render_emoji(emoji: str, font, image_size: int = 32) -> tuple[np.ndarray, np.ndarray] | None:
     """``(rgb, mask)`` of one emoji: uint8 ``(image_size, image_size, 3)`` composited on white and a bool
     ``(image_size, image_size)`` object mask (downsampled alpha ≥ 0.5); None when the font has no glyph (nothing
@@ -132,10 +138,20 @@ def render_emoji(emoji: str, font, image_size: int = 32) -> tuple[np.ndarray, np
     from PIL import Image, ImageDraw
 
     check_positive_int("image_size", image_size)
-    left, top, right, bottom = font.getbbox(emoji)
-    canvas = Image.new("RGBA", (max(right, 1) + 8, max(bottom, 1) + 8), (0, 0, 0, 0))
-    ImageDraw.Draw(canvas).text((0, 0), emoji, font=font, embedded_color=True)
-    box = canvas.getchannel("A").getbbox()
+
+    def draw(size):
+        canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+        ImageDraw.Draw(canvas).text((0, 0), emoji, font=font, embedded_color=True)
+        return canvas, canvas.getchannel("A").getbbox()
+
+    # Drawn first on a canvas guessed large enough, not one measured with `font.getbbox`: measuring lays out and
+    # rasterises the text a second time (a fifth of the rendering time). A drawing that reaches the guessed canvas's
+    # edge, or shows nothing on it, may lie partly or wholly outside it, so it is drawn again on the measured canvas;
+    # the pixels are the same either way.
+    canvas, box = draw(_canvas_guess(emoji, font))
+    if box is None or box[2] >= canvas.width or box[3] >= canvas.height:
+        left, top, right, bottom = font.getbbox(emoji)
+        canvas, box = draw((max(right, 1) + 8, max(bottom, 1) + 8))
     if box is None:
         return None
     glyph = canvas.crop(box)
