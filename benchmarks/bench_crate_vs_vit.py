@@ -19,7 +19,10 @@ fair), plus how inference time grows with the batch (log-log slope, eager fp32),
 
 CRATE and ViT repetitions are interleaved (ABAB…, order flipped every repetition) so that drift from
 background load hits both models alike. Smoke test: ``--quick``. On a CPU that emulates bf16 (AVX2 only) the bf16
-modes are skipped and the page says so (``--bf16 auto``, the default; ``--bf16 on`` forces them).
+modes are skipped and the page says so (``--bf16 auto``, the default; ``--bf16 on`` forces them). glibc is told to
+keep freed buffers for reuse (``--allocator keep``, the default; `_common.keep_freed_memory`): with its defaults every
+activation above 128 KiB is a fresh mmap that page-faults on first touch, which on one host took about 15 % of
+ViT's fp32 throughput and little of CRATE's, so the ratio depended on the host's allocator rather than the models.
 
 Usage::
 
@@ -48,7 +51,8 @@ from whitebox_hf import CrateConfig, CrateForImageClassification
 from whitebox_hf.models.attention_interface import WHITEBOX_ATTENTION, register_whitebox_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py, whatever the working directory
-from _common import environment_lines, goals_table, interleaved, loadavg, now, start, summarize  # noqa: E402
+from _common import environment_lines, goals_table, interleaved, keep_freed_memory, loadavg, now, start  # noqa: E402
+from _common import summarize  # noqa: E402
 from _common import add_bf16_argument, resolve_bf16, write_report  # noqa: E402
 from _common import time_call as _time  # noqa: E402
 
@@ -404,6 +408,16 @@ def profile_forward(s: Setting, batch: int, row_limit: int = 22) -> dict[str, st
 # --------------------------------------------------------------------------------------------------------------
 
 
+ALLOCATOR_LINES = {
+    "keep": ["* allocator: glibc keeps freed buffers for reuse (`--allocator keep`: `mallopt` M_MMAP_THRESHOLD and "
+             "M_TRIM_THRESHOLD at 256 MiB), so neither model pays first-touch page faults on every activation; with "
+             "glibc's defaults (`--allocator default`) those faults took about 15 % of ViT's fp32 throughput on one "
+             "host and much less of CRATE's, which inflated the ratio"],
+    "default": ["* allocator: glibc's defaults (`--allocator default`): every buffer above 128 KiB is a fresh mmap "
+                "whose pages fault on first touch, a cost that weighs more on the model with the wider activations"],
+}
+
+
 def render(report: dict) -> str:
     peaks = report["matmul_peak"]
     lines = [f"# CRATE vs. ViT on CPU: throughput, step time, achieved FLOP rate", ""]
@@ -415,7 +429,8 @@ def render(report: dict) -> str:
         f"{report['reps']} per model and mode",
         "* the machine is shared (2 logical CPUs, other agents' jobs): absolute rates on a loaded machine understate "
         "what the models reach on an idle one; the CRATE/ViT ratios are measured side by side (interleaved "
-        "repetitions in one run) and stay meaningful"])
+        "repetitions in one run) and stay meaningful",
+        *ALLOCATOR_LINES.get(report["environment"].get("allocator"), [])])
     lines += [
         "## Matmul peak (measured in this run)", "",
         "Large square `torch.mm(a, b, out=c)`, median of the repetitions; measured at the start and again at the "
@@ -606,6 +621,9 @@ def parse_args(argv=None):
     add_bf16_argument(p)
     p.add_argument("--vit-attention", default=SAME_KERNEL, choices=[SAME_KERNEL, "sdpa"],
                    help="ViT's attention kernel: CRATE's own dispatch (default) or transformers' stock SDPA")
+    p.add_argument("--allocator", default="keep", choices=["keep", "default"],
+                   help="keep: glibc keeps freed buffers for reuse (`_common.keep_freed_memory`), so neither model "
+                        "pays first-touch page faults on every activation; default: glibc's defaults")
     p.add_argument("--from-json", default=None, help="render the page again from a run's JSON, measuring nothing")
     p.add_argument("--warmup", type=int, default=2, help="warm-up iterations per model and mode")
     p.add_argument("--reps", type=int, default=7, help="timed repetitions per model and mode (median reported)")
@@ -643,6 +661,7 @@ def main(argv=None) -> dict:
         print(f"rendered {args.from_json} into {args.output}")
         return report
     command, env = start(args, argv, "bench_crate_vs_vit.main")
+    env["allocator"] = "keep" if args.allocator == "keep" and keep_freed_memory() else "default"
     bf16 = resolve_bf16(args.bf16)
     if not bf16["enabled"]:
         print(f"bf16 modes skipped: {bf16['reason']}", flush=True)

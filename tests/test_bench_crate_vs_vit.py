@@ -2,6 +2,8 @@
 few % of the fp32 rate) ``--bf16 auto`` skips the bf16 modes and the page keeps their goals, marked "not measured";
 ``on`` and ``off`` decide without measuring."""
 
+import json
+
 import pytest
 
 from tests.conftest import load_benchmark
@@ -32,7 +34,7 @@ def test_a_run_without_bf16_keeps_the_bf16_goals_marked_not_measured(tmp_path):
     bench = load_benchmark("bench_crate_vs_vit")
     output = tmp_path / "bench.md"
     report = bench.main(["--quick", "--threads", "1", "--settings", "fmnist-28", "--executions", "eager",
-                         "--no-batch-scaling", "--bf16", "off", "--output", str(output)])
+                         "--no-batch-scaling", "--bf16", "off", "--allocator", "default", "--output", str(output)])
     assert set(report["matmul_peak"]) == {"float32"}
     assert set(report["settings"][0]["inference"]) == {"eager/fp32"} and set(report["settings"][0]["training"]) == {"eager/fp32"}
     unmeasured = [g for g in report["goals"] if g["pass"] is None]
@@ -47,3 +49,22 @@ def test_a_run_without_bf16_keeps_the_bf16_goals_marked_not_measured(tmp_path):
     again = tmp_path / "again.md"
     bench.main(["--from-json", str(output.with_suffix(".json")), "--output", str(again)])
     assert again.read_text() == page
+    # (--allocator default here: `keep` would change this test process's allocator for the tests after it)
+    assert report["environment"]["allocator"] == "default" and "* allocator: glibc's defaults" in page
+    kept = json.loads(output.with_suffix(".json").read_text())
+    kept["environment"]["allocator"] = "keep"
+    output.with_suffix(".json").write_text(json.dumps(kept))
+    bench.main(["--from-json", str(output.with_suffix(".json")), "--output", str(again)])
+    assert "* allocator: glibc keeps freed buffers for reuse" in again.read_text()
+
+
+def test_keep_freed_memory_sets_the_glibc_thresholds():
+    import ctypes
+
+    common = load_benchmark("_common")
+    try:
+        assert common.keep_freed_memory(1 << 20) is True  # mallopt returns 1 for each accepted setting
+    finally:  # back to glibc's initial thresholds (128 KiB) for the rest of this test process
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)
+        libc.mallopt(-1, 128 * 1024)
